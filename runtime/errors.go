@@ -1,0 +1,112 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrClosed is the error of a task spawned on a closed (shut down)
+	// group, and what the cancellation cause of a shutdown wraps:
+	// errors.Is(context.Cause(ctx), ErrClosed) holds inside a task that is
+	// being shut down.
+	ErrClosed = errors.New("taskscope: group closed")
+
+	// ErrStop, returned by an [Group.Every] function, ends the loop with
+	// outcome [Success].
+	ErrStop = errors.New("taskscope: stop periodic task")
+
+	// ErrGoexit is the Result.Err of a task whose fn called runtime.Goexit
+	// (for example through testing.T.FailNow). Its outcome is [Error].
+	ErrGoexit = errors.New("taskscope: task called runtime.Goexit")
+
+	// ErrExternal is wrapped by the cancellation cause of a task canceled
+	// through [WithCancelOn]; the external context's own cause is wrapped
+	// too.
+	ErrExternal = errors.New("taskscope: external context done")
+)
+
+// PanicError is the Result.Err of a task whose fn panicked. Stack is the
+// panicking goroutine's full stack, captured where the panic happened.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+// Error includes the stack, so that a logged error leads to the panic site.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("taskscope: panic: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// TaskError is the cancellation cause a [CancelOnError] group receives from
+// its first failing task. It unwraps to the task's error, so errors.Is and
+// errors.As see the original error as with errgroup.
+type TaskError struct {
+	Group  string
+	Task   string
+	TaskID uint64
+	Err    error
+}
+
+func (e *TaskError) Error() string {
+	return fmt.Sprintf("taskscope: task %s/%s#%d failed: %v", e.Group, e.Task, e.TaskID, e.Err)
+}
+
+func (e *TaskError) Unwrap() error { return e.Err }
+
+// TimeoutError is returned by [Group.Wait] when its context ends before the
+// subtree is idle. Active lists the tasks still running then.
+type TimeoutError struct {
+	Group  string
+	Active []TaskInfo
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("taskscope: group %s: wait timed out with %d active task(s): %s",
+		e.Group, len(e.Active), describeTasks(e.Active, time.Now()))
+}
+
+// AbortError is returned by [Group.Shutdown] when its context ended before
+// every task returned. Aborted lists the abandoned tasks; each
+// TaskInfo.Stack holds where its goroutine was stuck. %+v prints the stacks.
+type AbortError struct {
+	Group   string
+	Aborted []TaskInfo
+}
+
+func (e *AbortError) Error() string {
+	return fmt.Sprintf("taskscope: group %s: shutdown aborted %d task(s): %s",
+		e.Group, len(e.Aborted), describeTasks(e.Aborted, time.Now()))
+}
+
+// Format prints each straggler's stack with the %+v verb.
+func (e *AbortError) Format(s fmt.State, verb rune) {
+	msg := e.Error()
+	if verb != 'v' || !s.Flag('+') {
+		fmt.Fprint(s, msg)
+		return
+	}
+	var b strings.Builder
+	b.WriteString(msg)
+	for _, t := range e.Aborted {
+		fmt.Fprintf(&b, "\n\n%s/%s#%d:\n%s", t.Group, t.Name, t.ID, t.Stack)
+	}
+	fmt.Fprint(s, b.String())
+}
+
+// describeTasks lists tasks as group/name#id with their ages.
+func describeTasks(tasks []TaskInfo, now time.Time) string {
+	parts := make([]string, 0, len(tasks))
+	for _, t := range tasks {
+		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,103 @@
+package runtime
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Event kinds: stable dotted names, used verbatim as the slog "event"
+// attribute, the stream's event type and in span events.
+const (
+	KindTaskSpawned         = "taskscope.task.spawned"
+	KindTaskCancelRequested = "taskscope.task.cancel_requested"
+	KindTaskFinished        = "taskscope.task.finished"
+	KindTaskAborted         = "taskscope.task.aborted"
+	KindTaskLateExit        = "taskscope.task.late_exit"
+	KindTaskRejected        = "taskscope.task.rejected"
+	KindTaskRunStarted      = "taskscope.task.run_started"
+	KindTaskRunFinished     = "taskscope.task.run_finished"
+
+	KindGroupCancelRequested = "taskscope.group.cancel_requested"
+	KindGroupShutdownStarted = "taskscope.group.shutdown_started"
+	KindGroupShutdownDone    = "taskscope.group.shutdown_finished"
+	KindGroupWaitTimedOut    = "taskscope.group.wait_timed_out"
+
+	KindObserverPanicked = "taskscope.observer.panicked"
+)
+
+// Event is one lifecycle transition. Fields that do not apply to a kind are
+// zero. Events are values: observers may keep them.
+type Event struct {
+	// Seq is unique within a supervisor and increases across the events of
+	// one task; it orders a [GroupSnapshot] against the event stream.
+	Seq  uint64
+	Time time.Time
+	Kind string
+
+	Group  string // full dotted group name
+	Task   string // task name; empty for group events
+	TaskID uint64 // 0 for group events
+
+	// Function is fn's fully qualified name (for code.function.name),
+	// resolved once per function.
+	Function string
+	// Interval is the period of an [Group.Every] task; 0 for plain tasks.
+	Interval time.Duration
+	// Run numbers the runs of a periodic task, from 1, on run events.
+	Run uint64
+
+	// Outcome is set on finished, run_finished, aborted and late_exit
+	// events.
+	Outcome Outcome
+	// Err is what fn returned (a [*PanicError] for panics), the cause of a
+	// cancel request, or a group call's error.
+	Err error
+	// Cause is context.Cause of the task's context when it finished, or the
+	// cause of a cancel request.
+	Cause error
+	// Duration is fn's run time on finished, run_finished and late_exit
+	// events, and the shutdown's duration on shutdown_finished.
+	Duration time.Duration
+	// CancelLatency is the time from the first cancellation request that
+	// reached the task to fn's return; 0 when none was requested.
+	CancelLatency time.Duration
+	// Stack is the panic stack on panic outcomes, and where the goroutine
+	// was stuck on aborted events.
+	Stack []byte
+
+	// Drained and Aborted count the tasks of a shutdown_finished event.
+	Drained, Aborted int
+}
+
+// Level is the severity every channel uses for the event: lifecycle at
+// debug, cancellation at info, errors and aborts at warn, panics at error.
+func (e Event) Level() slog.Level {
+	switch e.Kind {
+	case KindTaskFinished, KindTaskRunFinished, KindTaskLateExit:
+		return e.Outcome.level()
+	case KindTaskCancelRequested, KindGroupCancelRequested, KindGroupShutdownStarted, KindTaskRejected:
+		return slog.LevelInfo
+	case KindGroupShutdownDone:
+		if e.Aborted > 0 {
+			return slog.LevelWarn
+		}
+		return slog.LevelInfo
+	case KindTaskAborted, KindGroupWaitTimedOut:
+		return slog.LevelWarn
+	case KindObserverPanicked:
+		return slog.LevelError
+	}
+	return slog.LevelDebug
+}
+
+func (o Outcome) level() slog.Level {
+	switch o {
+	case Canceled:
+		return slog.LevelInfo
+	case Error, Aborted:
+		return slog.LevelWarn
+	case Panic:
+		return slog.LevelError
+	}
+	return slog.LevelDebug
+}

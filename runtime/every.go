@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Every starts a periodic task: fn runs at once, then again interval after
+// each run ends (fixed delay, so runs never overlap). A run's error is
+// reported as a [KindTaskRunFinished] event and the loop goes on; fn
+// returning [ErrStop] ends the task with outcome [Success]; cancellation
+// ends it promptly, even between runs; a panic ends it with outcome
+// [Panic].
+//
+// Each run is observable on its own: observers get a [KindTaskRunStarted]
+// event through [Observer.TaskStarting] (the context it returns is the
+// run's) and a [KindTaskRunFinished] event at its end.
+//
+// interval <= 0 or a nil fn panics.
+func (g *Group) Every(name string, interval time.Duration, fn func(ctx context.Context) error, opts ...TaskOption) *Task {
+	if interval <= 0 {
+		panic(fmt.Sprintf("taskscope: Every(%q) with non-positive interval %v", name, interval))
+	}
+	if fn == nil {
+		panic("taskscope: Every(" + name + ") with nil function")
+	}
+	return g.spawn(name, fn, interval, opts)
+}
+
+// loop runs an Every task's fn until it stops, fails by panic or is
+// canceled. Its result is judged like a plain fn's.
+func (t *Task) loop() error {
+	ctx, tr := t.fnCtx, t.group.tree
+	var timer *time.Timer
+	for {
+		run := t.runs.Add(1)
+		runCtx := ctx
+		if tr.observed() {
+			ev := t.event(KindTaskRunStarted)
+			ev.Run, ev.Seq, ev.Time = run, tr.nextSeq(), time.Now()
+			runCtx = tr.taskStarting(ctx, ev)
+		}
+		start := time.Now()
+		t.runCtx, t.runStart = runCtx, start
+		err := t.fn(runCtx)
+		outcome := Success
+		switch {
+		case ctx.Err() != nil:
+			outcome = Canceled
+		case err != nil && !errors.Is(err, ErrStop):
+			outcome = Error
+		}
+		t.runCtx = nil
+		t.reportRun(runCtx, run, outcome, err, time.Since(start), nil)
+		if outcome == Canceled {
+			return err
+		}
+		if errors.Is(err, ErrStop) {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(t.interval)
+			defer timer.Stop()
+		} else {
+			timer.Reset(t.interval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// endRun reports the run in progress when fn panicked or called Goexit.
+func (t *Task) endRun(runCtx context.Context, outcome Outcome, err error, stack []byte) {
+	t.runCtx = nil
+	t.reportRun(runCtx, t.runs.Load(), outcome, err, time.Since(t.runStart), stack)
+}
+
+func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
+	tr := t.group.tree
+	if !tr.observed() {
+		return
+	}
+	ev := t.event(KindTaskRunFinished)
+	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
+	tr.emit(runCtx, ev)
+}

@@ -1,0 +1,268 @@
+package runtime
+
+import (
+	"context"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxLabelCache bounds the per-group cache of pprof label contexts, so that
+// task names made per request cannot grow it without bound; past it, labels
+// are built per spawn (correct, a little slower).
+const maxLabelCache = 1024
+
+// Group owns tasks and child groups. Canceling a group cancels its whole
+// subtree; a group is idle when its tasks and every descendant's tasks are
+// done. Make one with [Group.Group] or, for the root, [New].
+//
+// All methods are safe for concurrent use.
+type Group struct {
+	tree     *tree
+	parent   *Group
+	name     string
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	policy   PanicPolicy
+	failFast bool
+
+	cancelOnce atomic.Bool // an explicit Cancel (or shutdown) was requested
+
+	mu           sync.Mutex // guards the fields below
+	closed       bool       // refuses spawns and makes children closed
+	shut         bool       // a shutdown of this group or an ancestor completed
+	detached     bool       // removed from parent.children
+	head, tail   *Task      // live and abandoned tasks, in spawn order
+	live         int        // tasks in the list that are not abandoned
+	busyChildren int        // children whose subtree is not idle
+	children     []*Group
+	idle         chan struct{}              // closed when the subtree becomes idle; nil if nobody waits
+	labels       map[string]context.Context // task name → ctx with pprof labels
+	canceledAt   time.Time                  // first cancellation that reached the group
+	shutdown     *shutdownState
+}
+
+func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
+	base := context.Background()
+	if parent != nil {
+		base = parent.ctx
+	}
+	ctx, cancel := context.WithCancelCause(base)
+	return &Group{
+		tree:     tr,
+		parent:   parent,
+		name:     name,
+		ctx:      ctx,
+		cancel:   cancel,
+		policy:   cfg.panicPolicy,
+		failFast: cfg.cancelOnError,
+	}
+}
+
+func checkGroupName(name string) {
+	if name == "" {
+		panic("taskscope: empty group name")
+	}
+	if strings.Contains(name, ".") {
+		panic("taskscope: group name " + strconv.Quote(name) + " contains '.' (names are joined with dots)")
+	}
+}
+
+// Name returns the group's full dotted name from the root, such as
+// "runtime.ingest.kafka".
+func (g *Group) Name() string { return g.name }
+
+// Group returns a new child group named name; its [Group.Name] is
+// g.Name()+"."+name. Sibling names need not be unique. A child of a closed
+// group is closed. An empty name or one containing "." panics.
+//
+// A child group that has been shut down and has drained is detached from
+// its parent, so short-lived groups do not grow the tree.
+func (g *Group) Group(name string, opts ...GroupOption) *Group {
+	checkGroupName(name)
+	cfg := groupConfig{}
+	for _, o := range opts {
+		o.applyGroup(&cfg)
+	}
+	if !cfg.panicPolicySet {
+		cfg.panicPolicy = g.policy
+	}
+	c := newGroup(g.tree, g, g.name+"."+name, cfg)
+	g.mu.Lock()
+	c.canceledAt = g.canceledAt
+	if g.closed {
+		c.closed, c.shut, c.detached = true, true, true
+	} else {
+		g.children = append(g.children, c)
+	}
+	g.mu.Unlock()
+	return c
+}
+
+// Context returns a context that is done when the group is canceled (by
+// [Group.Cancel], an ancestor, fail-fast or shutdown); [context.Cause] says
+// why.
+func (g *Group) Context() context.Context { return g.ctx }
+
+// Cancel requests cancellation of every task and descendant group, with
+// cause (nil means context.Canceled). It does not wait; use [Group.Wait].
+// Canceling twice keeps the first cause. A canceled group still accepts
+// tasks (they start canceled); [Group.Shutdown] closes it.
+func (g *Group) Cancel(cause error) { g.cancelWith(context.Background(), cause) }
+
+func (g *Group) cancelWith(ctx context.Context, cause error) {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	first := g.cancelOnce.CompareAndSwap(false, true) && g.ctx.Err() == nil
+	g.markCanceled(time.Now())
+	g.cancel(cause)
+	if first {
+		g.tree.emit(ctx, Event{Kind: KindGroupCancelRequested, Group: g.name, Cause: context.Cause(g.ctx), Err: cause})
+	}
+}
+
+// markCanceled records when cancellation reached each group of the
+// subtree, for tasks' cancel latency.
+func (g *Group) markCanceled(at time.Time) {
+	for _, c := range g.subtree() {
+		c.mu.Lock()
+		if c.canceledAt.IsZero() {
+			c.canceledAt = at
+		}
+		c.mu.Unlock()
+	}
+}
+
+// subtree lists g and its descendants, parents before children.
+func (g *Group) subtree() []*Group {
+	out := []*Group{g}
+	for i := 0; i < len(out); i++ {
+		out[i].mu.Lock()
+		out = append(out, out[i].children...)
+		out[i].mu.Unlock()
+	}
+	return out
+}
+
+// labelsLocked returns the context carrying the pprof labels of task name
+// in g, derived from g.ctx, building it once per name.
+func (g *Group) labelsLocked(name string) context.Context {
+	if ctx, ok := g.labels[name]; ok {
+		return ctx
+	}
+	ctx := pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))
+	if len(g.labels) < maxLabelCache {
+		if g.labels == nil {
+			g.labels = make(map[string]context.Context)
+		}
+		g.labels[name] = ctx
+	}
+	return ctx
+}
+
+// pprof label keys set on every task goroutine.
+const (
+	LabelGroup = "taskscope.group"
+	LabelTask  = "taskscope.task"
+)
+
+// linkLocked adds a running task to the group.
+func (g *Group) linkLocked(t *Task) {
+	t.prev = g.tail
+	if g.tail != nil {
+		g.tail.next = t
+	} else {
+		g.head = t
+	}
+	g.tail = t
+	g.live++
+	if g.live == 1 && g.busyChildren == 0 {
+		g.becameLocked(true)
+	}
+}
+
+// unlinkLocked removes t from the list.
+func (g *Group) unlinkLocked(t *Task) {
+	if t.prev != nil {
+		t.prev.next = t.next
+	} else {
+		g.head = t.next
+	}
+	if t.next != nil {
+		t.next.prev = t.prev
+	} else {
+		g.tail = t.prev
+	}
+	t.prev, t.next = nil, nil
+}
+
+// retireLocked stops counting t as live (it finished or was abandoned).
+func (g *Group) retireLocked() {
+	g.live--
+	if g.live == 0 && g.busyChildren == 0 {
+		g.becameLocked(false)
+	}
+}
+
+func (g *Group) busyLocked() bool { return g.live > 0 || g.busyChildren > 0 }
+
+// becameLocked records that the subtree became busy or idle: it wakes
+// waiters and tells the parent. Locks go child then parent, never the other
+// way, so the chain cannot deadlock.
+func (g *Group) becameLocked(busy bool) {
+	if !busy && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+	if p := g.parent; p != nil {
+		p.mu.Lock()
+		was := p.busyLocked()
+		if busy {
+			p.busyChildren++
+		} else {
+			p.busyChildren--
+		}
+		if now := p.busyLocked(); now != was {
+			p.becameLocked(now)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// idleChan returns a channel closed when the subtree becomes idle, or nil
+// if it is idle now.
+func (g *Group) idleChan() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.busyLocked() {
+		return nil
+	}
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	return g.idle
+}
+
+// maybeDetach removes a shut-down, empty group from its parent, then gives
+// the parent the same chance.
+func (g *Group) maybeDetach() {
+	g.mu.Lock()
+	p := g.parent
+	if !g.shut || g.detached || p == nil || g.head != nil || len(g.children) > 0 {
+		g.mu.Unlock()
+		return
+	}
+	g.detached = true
+	g.mu.Unlock()
+	p.mu.Lock()
+	if i := slices.Index(p.children, g); i >= 0 {
+		p.children = slices.Delete(p.children, i, i+1)
+	}
+	p.mu.Unlock()
+	p.maybeDetach()
+}

@@ -1,0 +1,27 @@
+package runtime
+
+import "context"
+
+// Observer receives the supervisor's events. Telemetry, logging and the
+// diagnostic stream are observers; several are passed as several
+// [WithObserver] options.
+//
+// Observers are called synchronously on the goroutine that caused the event
+// (the spawner for spawns, the task goroutine for completions), so they
+// must not block: an observer that needs slow work buffers it. A panicking
+// observer is recovered; the task is unaffected, the remaining observers
+// still get the event, and the others are told with a
+// [KindObserverPanicked] event.
+type Observer interface {
+	// TaskStarting runs before fn, on the spawning goroutine, with the
+	// task's [KindTaskSpawned] event (also for tasks rejected by a closed
+	// group), and for each run of an [Group.Every] task with a
+	// [KindTaskRunStarted] event. The context it returns is the one fn (or
+	// the run) receives and the one the task's later events are observed
+	// with; return ctx unchanged when there is nothing to add.
+	TaskStarting(ctx context.Context, ev Event) context.Context
+	// Observe receives every other event: a task's own events with the
+	// context TaskStarting returned, in order per task, and group events
+	// with the context given to the call that caused them.
+	Observe(ctx context.Context, ev Event)
+}

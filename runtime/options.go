@@ -1,0 +1,110 @@
+package runtime
+
+import "context"
+
+// Option configures a [Supervisor]. Every [GroupOption] is also an Option
+// and then applies to the root group.
+type Option interface {
+	applySupervisor(*supervisorConfig)
+}
+
+// GroupOption configures a [Group], at [Group.Group] or, for the root, at
+// [New].
+type GroupOption interface {
+	Option
+	applyGroup(*groupConfig)
+}
+
+// TaskOption configures one task at [Group.Go] or [Group.Every].
+type TaskOption interface {
+	applyTask(*taskConfig)
+}
+
+type supervisorConfig struct {
+	observers []Observer
+	group     groupConfig
+}
+
+type groupConfig struct {
+	panicPolicy    PanicPolicy
+	panicPolicySet bool // false: inherit the parent's policy
+	cancelOnError  bool
+}
+
+type taskConfig struct {
+	cancelOn context.Context
+	parent   context.Context
+}
+
+type supervisorOption func(*supervisorConfig)
+
+func (f supervisorOption) applySupervisor(c *supervisorConfig) { f(c) }
+
+type groupOption func(*groupConfig)
+
+func (f groupOption) applySupervisor(c *supervisorConfig) { f(&c.group) }
+func (f groupOption) applyGroup(c *groupConfig)           { f(c) }
+
+type taskOption func(*taskConfig)
+
+func (f taskOption) applyTask(c *taskConfig) { f(c) }
+
+// WithObserver adds an observer. With several, each event reaches them in
+// the order given, and each [Observer.TaskStarting] receives the context the
+// previous one returned. A nil observer panics.
+func WithObserver(o Observer) Option {
+	if o == nil {
+		panic("taskscope: WithObserver(nil)")
+	}
+	return supervisorOption(func(c *supervisorConfig) { c.observers = append(c.observers, o) })
+}
+
+// PanicPolicy says what a group does after it has recovered and reported a
+// task's panic.
+type PanicPolicy int
+
+const (
+	// Recover keeps the process alive: the task ends with outcome [Panic].
+	Recover PanicPolicy = iota
+	// Crash reports the panic like Recover, then re-panics with the original
+	// value on the task goroutine, so the process dies with the real stack.
+	Crash
+)
+
+// WithPanicPolicy sets the group's panic policy. Child groups inherit their
+// parent's policy unless they set their own. The default is [Recover].
+func WithPanicPolicy(p PanicPolicy) GroupOption {
+	if p != Recover && p != Crash {
+		panic("taskscope: unknown PanicPolicy")
+	}
+	return groupOption(func(c *groupConfig) { c.panicPolicy, c.panicPolicySet = p, true })
+}
+
+// CancelOnError makes the group fail fast, as errgroup.WithContext does: the
+// first task of the group (not of its children) that ends with outcome
+// [Error] or [Panic] cancels the group, with a [*TaskError] wrapping that
+// task's error as the cause.
+func CancelOnError() GroupOption {
+	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
+}
+
+// WithCancelOn also cancels the task when ctx is done; the cause wraps
+// [ErrExternal] and ctx's own cause. Typical use: tie background work to a
+// request's context.
+func WithCancelOn(ctx context.Context) TaskOption {
+	if ctx == nil {
+		panic("taskscope: WithCancelOn(nil)")
+	}
+	return taskOption(func(c *taskConfig) { c.cancelOn = ctx })
+}
+
+// WithParent makes ctx's values (a trace span, request-scoped values)
+// visible in the task's context and to observers, so that telemetry can
+// make the task's span a child of the spawning one. ctx's cancellation is
+// not inherited; combine with [WithCancelOn] for that.
+func WithParent(ctx context.Context) TaskOption {
+	if ctx == nil {
+		panic("taskscope: WithParent(nil)")
+	}
+	return taskOption(func(c *taskConfig) { c.parent = ctx })
+}

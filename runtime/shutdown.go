@@ -1,0 +1,160 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrAborted is the Result.Err of a task aborted at a shutdown deadline.
+var ErrAborted = errors.New("taskscope: task aborted at shutdown deadline (goroutine abandoned)")
+
+type shutdownState struct {
+	done chan struct{} // closed when the first Shutdown call has finished
+	err  error         // its result; written before done is closed
+}
+
+// Shutdown stops the group's subtree, in the manner of http.Server.Shutdown:
+// it closes every group of the subtree (new spawns are rejected), cancels
+// every task with a cause wrapping [ErrClosed] (unless an earlier cause
+// stands), and waits for the subtree to drain until ctx ends. Tasks still
+// running then are aborted: each ends with outcome [Aborted], is removed
+// from the live set and is listed, with the stack where its goroutine is
+// stuck, in the returned [*AbortError]. Go cannot kill goroutines: an
+// aborted task's goroutine keeps running, is counted by
+// [Supervisor.Abandoned], and gets a [KindTaskLateExit] event when it
+// finally returns.
+//
+// When Shutdown returns, every task of the subtree is done. With a ctx that
+// is already done, it aborts whatever has not returned, with no grace
+// period. Shutdown is idempotent: later calls wait for the first one and
+// return its result, or their own ctx's cause if that ends first (they
+// never abort on their own deadline). A nil ctx panics.
+func (g *Group) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		panic("taskscope: Shutdown(nil context)")
+	}
+	g.mu.Lock()
+	st := g.shutdown
+	if st == nil {
+		g.shutdown = &shutdownState{done: make(chan struct{})}
+	}
+	g.mu.Unlock()
+	if st != nil {
+		select {
+		case <-st.done:
+			return st.err
+		default:
+		}
+		select {
+		case <-st.done:
+			return st.err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	st = g.shutdown
+	start := time.Now()
+	tr := g.tree
+	tr.emit(ctx, Event{Kind: KindGroupShutdownStarted, Group: g.name})
+
+	groups, live := g.closeSubtree()
+	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
+	var aborted []TaskInfo
+	if idle := g.idleChan(); idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			aborted = g.abort(groups)
+		}
+	}
+	// Tasks that had returned but were still reporting when the deadline
+	// passed were not aborted; they finish without blocking on anything.
+	if idle := g.idleChan(); idle != nil {
+		<-idle
+	}
+	for i := len(groups) - 1; i >= 0; i-- {
+		c := groups[i]
+		c.mu.Lock()
+		c.shut = true
+		c.mu.Unlock()
+		c.maybeDetach()
+	}
+	if len(aborted) > 0 {
+		st.err = &AbortError{Group: g.name, Aborted: aborted}
+	}
+	tr.emit(ctx, Event{
+		Kind:     KindGroupShutdownDone,
+		Group:    g.name,
+		Err:      st.err,
+		Duration: time.Since(start),
+		Drained:  live - len(aborted),
+		Aborted:  len(aborted),
+	})
+	close(st.done)
+	return st.err
+}
+
+// closeSubtree closes g and its descendants and counts their live tasks.
+// Closing and listing children happen under one lock, so a child created
+// concurrently is either listed or born closed.
+func (g *Group) closeSubtree() (groups []*Group, live int) {
+	groups = []*Group{g}
+	for i := 0; i < len(groups); i++ {
+		c := groups[i]
+		c.mu.Lock()
+		c.closed = true
+		live += c.live
+		groups = append(groups, c.children...)
+		c.mu.Unlock()
+	}
+	return groups, live
+}
+
+// abort abandons every task of groups still running, reports each with the
+// stack its goroutine is stuck in, and closes their Done channels.
+func (g *Group) abort(groups []*Group) []TaskInfo {
+	now := time.Now()
+	var tasks []*Task
+	for _, c := range groups {
+		c.mu.Lock()
+		for t := c.head; t != nil; t = t.next {
+			if t.abandoned {
+				continue
+			}
+			t.mu.Lock()
+			if t.state == stateRunning {
+				t.state = stateAborted
+				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now.Sub(t.started)}
+				t.abandoned = true
+				tasks = append(tasks, t)
+				c.retireLocked()
+			}
+			t.mu.Unlock()
+		}
+		c.mu.Unlock()
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	tr := g.tree
+	tr.abandoned.Add(int64(len(tasks)))
+	stacks := labeledStacks()
+	infos := make([]TaskInfo, len(tasks))
+	for i, t := range tasks {
+		stack := stacks[labelKey{t.group.name, t.name}]
+		infos[i] = t.info(Abandoned)
+		infos[i].Stack = stack
+		if tr.observed() {
+			ev := t.event(KindTaskAborted)
+			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
+			tr.emit(t.fnCtx, ev)
+			fin := t.finishedEvent(t.result, 0)
+			fin.Stack = ev.Stack
+			tr.emit(t.fnCtx, fin)
+		}
+		t.closeDone(stateAborted)
+	}
+	return infos
+}

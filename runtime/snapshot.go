@@ -1,0 +1,121 @@
+package runtime
+
+import "time"
+
+// TaskInfo describes a live or abandoned task.
+type TaskInfo struct {
+	ID       uint64
+	Name     string
+	Group    string
+	Started  time.Time
+	State    TaskState
+	Interval time.Duration // > 0 for Every tasks
+	Runs     uint64        // runs started so far, for Every tasks
+	// Stack is set only in [AbortError]: where the task's goroutine was
+	// stuck at the abort, as found in a goroutine profile under the task's
+	// pprof labels.
+	Stack string
+}
+
+// GroupSnapshot is a consistent picture of a subtree.
+type GroupSnapshot struct {
+	Name     string
+	Closed   bool
+	Canceled bool
+	Tasks    []TaskInfo // live and abandoned tasks of this group, in spawn order
+	Groups   []GroupSnapshot
+	// Counts for the whole subtree.
+	Running, Canceling, Abandoned int
+	// Seq is the event sequence number the snapshot corresponds to: it
+	// reflects every task event with a lower or equal Seq and none with a
+	// higher one, so a stream consumer can start from the snapshot and
+	// apply the events after Seq.
+	Seq uint64
+}
+
+func (t *Task) info(state TaskState) TaskInfo {
+	return TaskInfo{
+		ID:       t.id,
+		Name:     t.name,
+		Group:    t.group.name,
+		Started:  t.started,
+		State:    state,
+		Interval: t.interval,
+		Runs:     t.runs.Load(),
+	}
+}
+
+// stateLocked returns t's state for display, or 0 if it has ended. Called
+// with t.group.mu held.
+func (t *Task) stateLocked() TaskState {
+	if t.abandoned {
+		return Abandoned
+	}
+	t.mu.Lock()
+	running := t.state == stateRunning
+	t.mu.Unlock()
+	switch {
+	case !running:
+		return 0
+	case t.ctx.Err() != nil:
+		return Canceling
+	}
+	return Running
+}
+
+// Active returns the subtree's live tasks (running or canceling), groups in
+// tree order, tasks in spawn order. It holds each group's lock only while
+// copying that group's tasks.
+func (g *Group) Active() []TaskInfo {
+	var out []TaskInfo
+	for _, c := range g.subtree() {
+		c.mu.Lock()
+		for t := c.head; t != nil; t = t.next {
+			if s := t.stateLocked(); s == Running || s == Canceling {
+				out = append(out, t.info(s))
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+// Snapshot returns the subtree: groups, live and abandoned tasks, their
+// states and counts, and the event sequence number it corresponds to.
+func (g *Group) Snapshot() GroupSnapshot {
+	return g.snapshot(g.tree.seq.Load())
+}
+
+func (g *Group) snapshot(seq uint64) GroupSnapshot {
+	s := GroupSnapshot{Name: g.name, Seq: seq, Canceled: g.ctx.Err() != nil}
+	g.mu.Lock()
+	s.Closed = g.closed
+	for t := g.head; t != nil; t = t.next {
+		if t.spawnSeq > seq {
+			continue // spawned after the snapshot's Seq: the stream reports it
+		}
+		state := t.stateLocked()
+		if state == 0 {
+			continue
+		}
+		s.Tasks = append(s.Tasks, t.info(state))
+		switch state {
+		case Running:
+			s.Running++
+		case Canceling:
+			s.Canceling++
+		case Abandoned:
+			s.Abandoned++
+		}
+	}
+	children := append([]*Group(nil), g.children...)
+	g.mu.Unlock()
+	for _, c := range children {
+		cs := c.snapshot(seq)
+		s.Running += cs.Running
+		s.Canceling += cs.Canceling
+		s.Abandoned += cs.Abandoned
+		s.Groups = append(s.Groups, cs)
+	}
+	return s
+}

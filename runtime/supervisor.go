@@ -1,0 +1,155 @@
+package runtime
+
+import (
+	"context"
+	"reflect"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// group is an alias so that the field Supervisor embeds is unexported and
+// does not hide the promoted [Group.Group] method.
+type group = Group
+
+// Supervisor is the root of a tree of groups. It is a [Group] (the root,
+// named by [New]) plus what the whole tree shares: observers, task IDs,
+// event sequence numbers and the books of abandoned tasks.
+//
+// All methods are safe for concurrent use. Create one with [New]; the zero
+// Supervisor is not usable.
+type Supervisor struct {
+	*group
+}
+
+// New returns a supervisor whose root group is named name ("" means
+// "runtime"). Options configure observers and the root group.
+func New(name string, opts ...Option) *Supervisor {
+	if name == "" {
+		name = "runtime"
+	}
+	checkGroupName(name)
+	var cfg supervisorConfig
+	for _, o := range opts {
+		o.applySupervisor(&cfg)
+	}
+	t := &tree{obs: cfg.observers}
+	return &Supervisor{group: newGroup(t, nil, name, cfg.group)}
+}
+
+// Abandoned returns the number of tasks aborted at a shutdown deadline
+// whose goroutines have not returned yet.
+func (s *Supervisor) Abandoned() int { return int(s.tree.abandoned.Load()) }
+
+// tree is what every group of one supervisor shares.
+type tree struct {
+	obs       []Observer    // read-only after New
+	seq       atomic.Uint64 // last event sequence number issued
+	ids       atomic.Uint64 // last task ID issued
+	abandoned atomic.Int64  // aborted tasks still running
+	funcNames sync.Map      // fn code pointer → name, for Event.Function
+}
+
+func (tr *tree) observed() bool { return len(tr.obs) > 0 }
+
+// nextSeq issues a sequence number; without observers nobody reads them.
+func (tr *tree) nextSeq() uint64 {
+	if !tr.observed() {
+		return 0
+	}
+	return tr.seq.Add(1)
+}
+
+func (tr *tree) taskStarting(ctx context.Context, ev Event) context.Context {
+	for i, o := range tr.obs {
+		ctx = tr.startOne(i, o, ctx, ev)
+	}
+	return ctx
+}
+
+func (tr *tree) startOne(i int, o Observer, ctx context.Context, ev Event) (out context.Context) {
+	out = ctx
+	defer func() {
+		if r := recover(); r != nil {
+			out = ctx
+			tr.reportPanic(i, ctx, ev, r)
+		}
+	}()
+	if next := o.TaskStarting(ctx, ev); next != nil {
+		out = next
+	}
+	return out
+}
+
+// emit stamps ev with a sequence number and the time (unless set) and
+// delivers it to every observer.
+func (tr *tree) emit(ctx context.Context, ev Event) {
+	if !tr.observed() {
+		return
+	}
+	if ev.Seq == 0 {
+		ev.Seq = tr.seq.Add(1)
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	for i, o := range tr.obs {
+		tr.observeOne(i, o, ctx, ev)
+	}
+}
+
+func (tr *tree) observeOne(i int, o Observer, ctx context.Context, ev Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			tr.reportPanic(i, ctx, ev, r)
+		}
+	}()
+	o.Observe(ctx, ev)
+}
+
+// reportPanic tells every observer but the i-th that the i-th panicked on
+// ev. A panic while reporting is dropped: there is nobody left to tell.
+func (tr *tree) reportPanic(i int, ctx context.Context, ev Event, r any) {
+	buf := make([]byte, 64<<10)
+	buf = buf[:goruntime.Stack(buf, false)]
+	report := Event{
+		Seq:    tr.seq.Add(1),
+		Time:   time.Now(),
+		Kind:   KindObserverPanicked,
+		Group:  ev.Group,
+		Task:   ev.Task,
+		TaskID: ev.TaskID,
+		Err:    &PanicError{Value: observerPanic{Observer: reflect.TypeOf(tr.obs[i]).String(), Event: ev.Kind, Value: r}, Stack: buf},
+		Stack:  buf,
+	}
+	for j, o := range tr.obs {
+		if j != i {
+			func() {
+				defer func() { _ = recover() }()
+				o.Observe(ctx, report)
+			}()
+		}
+	}
+}
+
+// observerPanic is the PanicError value of a KindObserverPanicked event.
+type observerPanic struct {
+	Observer string
+	Event    string
+	Value    any
+}
+
+// funcName resolves fn's name once per function.
+func (tr *tree) funcName(fn func(context.Context) error) string {
+	pc := reflect.ValueOf(fn).Pointer()
+	if name, ok := tr.funcNames.Load(pc); ok {
+		return name.(string)
+	}
+	name := ""
+	if f := goruntime.FuncForPC(pc); f != nil {
+		name = f.Name()
+	}
+	tr.funcNames.Store(pc, name)
+	return name
+}

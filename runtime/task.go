@@ -1,0 +1,375 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTaskName is the name of a task spawned with an empty name.
+const DefaultTaskName = "task.default"
+
+// Spawner starts named tasks. [*Supervisor] and [*Group] implement it, so
+// components can take a Spawner rather than a concrete group.
+type Spawner interface {
+	Go(name string, fn func(ctx context.Context) error, opts ...TaskOption) *Task
+}
+
+var (
+	_ Spawner = (*Group)(nil)
+	_ Spawner = (*Supervisor)(nil)
+)
+
+// Result is how a task ended. It is valid once [Task.Done] is closed.
+type Result struct {
+	Outcome  Outcome
+	Err      error         // what fn returned; a *PanicError for panics; ErrGoexit
+	Cause    error         // context.Cause of the task's context when it ended
+	Duration time.Duration // from spawn to the end (for aborted tasks: to the abort)
+}
+
+// Task is a handle to one supervised task. Its methods are safe for
+// concurrent use.
+type Task struct {
+	id       uint64
+	name     string
+	group    *Group
+	fn       func(context.Context) error
+	interval time.Duration // > 0 for Every tasks
+	started  time.Time
+	ctx      taskContext
+	fnCtx    context.Context // what fn receives: ctx as wrapped by observers; set under mu before the goroutine starts
+	stopExt  func() bool     // stops WithCancelOn's watch; nil without it
+	runs     atomic.Uint64   // runs of an Every task
+
+	// Touched only by the task goroutine.
+	runCtx   context.Context // the current run's context, while an Every run is in progress
+	runStart time.Time       // when the current run started
+	returned bool            // fn returned normally
+	fnErr    error           // what fn returned
+
+	// Guarded by group.mu.
+	prev, next *Task
+	spawnSeq   uint64 // sequence number of the spawned event
+	abandoned  bool
+
+	mu     sync.Mutex // guards the fields below
+	state  taskState
+	result Result
+	done   chan struct{} // made on demand by Done
+	final  bool          // Done is (or, once made, will be) closed
+}
+
+type taskState uint8
+
+const (
+	stateRunning   taskState = iota
+	stateFinishing           // fn returned; reporting the outcome
+	stateDone                // finished and reported
+	stateAborted             // abandoned at a shutdown deadline
+)
+
+// closedChan is returned by Done for tasks that ended before anyone asked.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// ID returns the task's ID, unique within its supervisor.
+func (t *Task) ID() uint64 { return t.id }
+
+// Name returns the task's name.
+func (t *Task) Name() string { return t.name }
+
+// Group returns the dotted name of the task's group.
+func (t *Task) Group() string { return t.group.name }
+
+// Done returns a channel closed once the task has ended and its
+// [KindTaskFinished] event has been delivered: fn returned, or the task was
+// aborted at a shutdown deadline (its goroutine may still be running), or
+// it was rejected by a closed group.
+func (t *Task) Done() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done == nil {
+		if t.final {
+			return closedChan
+		}
+		t.done = make(chan struct{})
+	}
+	return t.done
+}
+
+// Result returns how the task ended. Before [Task.Done] is closed it
+// returns the zero Result.
+func (t *Task) Result() Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.final {
+		return Result{}
+	}
+	return t.result
+}
+
+// Cancel requests cancellation of this task alone, with cause (nil means
+// context.Canceled). It does not wait. Canceling an ended task does
+// nothing; canceling twice keeps the first cause.
+func (t *Task) Cancel(cause error) {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	t.cancelWith(cause, time.Now())
+}
+
+func (t *Task) cancelWith(cause error, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock() // held while observing, so cancel_requested precedes finished
+	if t.state != stateRunning {
+		return
+	}
+	o := t.ctx.activate()
+	if o.Err() != nil {
+		return
+	}
+	o.at = at
+	o.cancel(cause)
+	if t.group.tree.observed() {
+		ev := t.event(KindTaskCancelRequested)
+		ev.Cause = context.Cause(o)
+		ev.Err = cause
+		t.group.tree.emit(t.fnCtx, ev)
+	}
+}
+
+// event returns an event of kind about t, without Seq and Time.
+func (t *Task) event(kind string) Event {
+	return Event{
+		Kind:     kind,
+		Group:    t.group.name,
+		Task:     t.name,
+		TaskID:   t.id,
+		Function: t.group.tree.funcName(t.fn),
+		Interval: t.interval,
+	}
+}
+
+// Go starts fn as a task named name ("" means [DefaultTaskName]) in g and
+// returns its handle. fn receives a context canceled when the task, the
+// group or an ancestor is canceled or shut down; [context.Cause] says why.
+//
+// On a closed group, Go starts nothing and never calls fn: the returned
+// task is already done with outcome [Canceled] and an error wrapping
+// [ErrClosed]. A nil fn panics.
+func (g *Group) Go(name string, fn func(ctx context.Context) error, opts ...TaskOption) *Task {
+	if fn == nil {
+		panic("taskscope: Go(" + name + ") with nil function")
+	}
+	return g.spawn(name, fn, 0, opts)
+}
+
+func (g *Group) spawn(name string, fn func(context.Context) error, interval time.Duration, opts []TaskOption) *Task {
+	if name == "" {
+		name = DefaultTaskName
+	}
+	var cfg taskConfig
+	for _, o := range opts {
+		o.applyTask(&cfg)
+	}
+	tr := g.tree
+	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, interval: interval, started: time.Now()}
+	if cfg.parent != nil {
+		t.ctx.values = context.WithoutCancel(cfg.parent)
+	}
+
+	// t.mu is held until observers have seen the spawn, so that a Cancel
+	// or an abort that finds the task once it is linked reports after it.
+	// Nobody else can lock t.mu before the link, so taking g.mu under it
+	// cannot deadlock.
+	t.mu.Lock()
+	g.mu.Lock()
+	if g.closed {
+		t.ctx.base = g.ctx
+		g.mu.Unlock()
+		t.reject()
+		t.mu.Unlock()
+		return t
+	}
+	t.ctx.base = g.labelsLocked(name)
+	g.linkLocked(t)
+	t.spawnSeq = tr.nextSeq()
+	g.mu.Unlock()
+	t.fnCtx = &t.ctx
+	if tr.observed() {
+		ev := t.event(KindTaskSpawned)
+		ev.Seq, ev.Time = t.spawnSeq, t.started
+		t.fnCtx = tr.taskStarting(t.fnCtx, ev)
+	}
+	t.mu.Unlock()
+
+	if cfg.cancelOn != nil {
+		t.watch(cfg.cancelOn)
+	}
+	go t.run()
+	return t
+}
+
+// watch cancels t when ext is done.
+func (t *Task) watch(ext context.Context) {
+	cancel := func() {
+		t.cancelWith(fmt.Errorf("%w: %w", ErrExternal, context.Cause(ext)), time.Now())
+	}
+	if ext.Err() != nil {
+		cancel()
+		return
+	}
+	t.stopExt = context.AfterFunc(ext, cancel)
+}
+
+// reject ends a task spawned on a closed group without running it.
+func (t *Task) reject() {
+	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.group.name, t.name, ErrClosed)
+	t.result = Result{Outcome: Canceled, Err: err, Cause: err}
+	t.state = stateDone
+	t.fnCtx = &t.ctx
+	if tr := t.group.tree; tr.observed() {
+		ev := t.event(KindTaskSpawned)
+		ev.Seq, ev.Time = tr.nextSeq(), t.started
+		ctx := tr.taskStarting(t.fnCtx, ev)
+		ev = t.event(KindTaskRejected)
+		ev.Err = err
+		tr.emit(ctx, ev)
+		tr.emit(ctx, t.finishedEvent(t.result, 0))
+	}
+	t.final = true
+}
+
+// run is the task goroutine. It stays shallow: a stack growth here costs
+// more than the whole spawn.
+func (t *Task) run() {
+	pprof.SetGoroutineLabels(t.ctx.base)
+	defer t.exit()
+	var err error
+	if t.interval > 0 {
+		err = t.loop()
+	} else {
+		err = t.fn(t.fnCtx)
+	}
+	t.returned, t.fnErr = true, err
+}
+
+// exit decides the outcome once fn has returned, panicked or called
+// runtime.Goexit.
+func (t *Task) exit() {
+	r := recover()
+	res := Result{Err: t.fnErr}
+	var stack []byte
+	switch {
+	case r != nil:
+		stack = debug.Stack()
+		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
+	case !t.returned:
+		res.Outcome, res.Err = Error, ErrGoexit
+	case t.ctx.Err() != nil:
+		res.Outcome = Canceled
+	case res.Err != nil:
+		res.Outcome = Error
+	default:
+		res.Outcome = Success
+	}
+	if t.runCtx != nil { // an Every run was in progress
+		t.endRun(t.runCtx, res.Outcome, res.Err, stack)
+	}
+	t.finish(res, stack)
+	if r != nil && t.group.policy == Crash {
+		panic(r)
+	}
+}
+
+// finish reports the outcome, updates the books and closes Done.
+func (t *Task) finish(res Result, stack []byte) {
+	if t.stopExt != nil {
+		t.stopExt()
+	}
+	end := time.Now()
+	res.Duration = end.Sub(t.started)
+	res.Cause = context.Cause(&t.ctx)
+	t.mu.Lock()
+	if t.state == stateAborted {
+		t.mu.Unlock()
+		t.lateExit(res)
+		return
+	}
+	t.state = stateFinishing
+	t.result = res
+	var ownAt time.Time
+	if o := t.ctx.own.Load(); o != nil {
+		ownAt = o.at
+	}
+	t.mu.Unlock()
+
+	g, tr := t.group, t.group.tree
+	var latency time.Duration
+	if res.Cause != nil {
+		latency = end.Sub(g.cancelTime(ownAt))
+	}
+	if tr.observed() {
+		ev := t.finishedEvent(res, latency)
+		ev.Stack = stack
+		tr.emit(t.fnCtx, ev)
+	}
+	if g.failFast && (res.Outcome == Error || res.Outcome == Panic) {
+		g.cancelWith(t.fnCtx, &TaskError{Group: g.name, Task: t.name, TaskID: t.id, Err: res.Err})
+	}
+	g.mu.Lock()
+	g.unlinkLocked(t)
+	g.retireLocked()
+	g.mu.Unlock()
+	t.closeDone(stateDone)
+}
+
+// cancelTime is the earliest of the task's own cancel time and the group's.
+func (g *Group) cancelTime(own time.Time) time.Time {
+	g.mu.Lock()
+	at := g.canceledAt
+	g.mu.Unlock()
+	if at.IsZero() || (!own.IsZero() && own.Before(at)) {
+		return own
+	}
+	return at
+}
+
+func (t *Task) finishedEvent(res Result, latency time.Duration) Event {
+	ev := t.event(KindTaskFinished)
+	ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.CancelLatency = res.Outcome, res.Err, res.Cause, res.Duration, latency
+	return ev
+}
+
+func (t *Task) closeDone(state taskState) {
+	t.mu.Lock()
+	t.state, t.final = state, true
+	if t.done != nil {
+		close(t.done)
+	}
+	t.mu.Unlock()
+}
+
+// lateExit closes the books of an abandoned task whose goroutine returned.
+func (t *Task) lateExit(res Result) {
+	<-t.Done() // the abort's own events come first
+	g, tr := t.group, t.group.tree
+	if tr.observed() {
+		ev := t.event(KindTaskLateExit)
+		ev.Outcome, ev.Err, ev.Cause, ev.Duration = Aborted, res.Err, res.Cause, res.Duration
+		if pe := (*PanicError)(nil); errors.As(res.Err, &pe) {
+			ev.Stack = pe.Stack
+		}
+		tr.emit(t.fnCtx, ev)
+	}
+	g.mu.Lock()
+	g.unlinkLocked(t)
+	g.mu.Unlock()
+	tr.abandoned.Add(-1)
+	g.maybeDetach()
+}

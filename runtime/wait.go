@@ -1,0 +1,29 @@
+package runtime
+
+import "context"
+
+// Wait blocks until the group's subtree is idle (its tasks and every
+// descendant group's tasks have ended, finished events delivered) and
+// returns nil. An idle subtree returns nil even if ctx is already done.
+// If ctx ends first, Wait returns a [*TimeoutError] listing the tasks still
+// active. Wait cancels nothing; a nil ctx panics.
+func (g *Group) Wait(ctx context.Context) error {
+	if ctx == nil {
+		panic("taskscope: Wait(nil context)")
+	}
+	idle := g.idleChan()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	if g.idleChan() == nil {
+		return nil
+	}
+	err := &TimeoutError{Group: g.name, Active: g.Active()}
+	g.tree.emit(ctx, Event{Kind: KindGroupWaitTimedOut, Group: g.name, Err: err, Cause: context.Cause(ctx)})
+	return err
+}
