@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -109,4 +110,28 @@ func describeTasks(tasks []TaskInfo, now time.Time) string {
 		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// CauseKind classifies a cancellation cause into a short, low-cardinality
+// name for metric labels and span attributes: "shutdown" ([ErrClosed]),
+// "fail_fast" ([*TaskError]), "external" ([ErrExternal]), "deadline"
+// (context.DeadlineExceeded), "canceled" (context.Canceled, the cause of
+// Cancel(nil)), "custom" for any other cause, and "" for nil.
+func CauseKind(cause error) string {
+	var te *TaskError
+	switch {
+	case cause == nil:
+		return ""
+	case errors.Is(cause, ErrClosed):
+		return "shutdown"
+	case errors.As(cause, &te):
+		return "fail_fast"
+	case errors.Is(cause, ErrExternal):
+		return "external"
+	case errors.Is(cause, context.DeadlineExceeded):
+		return "deadline"
+	case errors.Is(cause, context.Canceled):
+		return "canceled"
+	}
+	return "custom"
 }

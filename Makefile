@@ -1,0 +1,30 @@
+# taskscope: `make test` is what CI runs (.ci/run); `make demo` runs the demo.
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+
+# Included makefiles append their own suites to TEST_TARGETS.
+TEST_TARGETS := test-lib
+
+.PHONY: all test test-lib demo bench lint vet
+all: test
+
+include $(wildcard mk/*.mk)
+
+test: $(TEST_TARGETS)
+
+vet:
+	$(GO) vet ./...
+
+# The library: race tests (synctest-based, so fast), the wasm build of the
+# core, and the rule that runtime and diagnostics use only the standard library.
+test-lib: vet
+	$(GO) test -race -count=1 ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) build ./runtime/
+	@ext=$$($(GO) list -deps ./runtime ./diagnostics 2>/dev/null | grep '\.' | grep -v '^github.com/taskscope/taskscope' || true); \
+	  if [ -n "$$ext" ]; then echo "runtime/diagnostics import outside the standard library: $$ext"; exit 1; fi
+
+demo:
+	$(GO) run ./cmd/demo $(ARGS)
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
