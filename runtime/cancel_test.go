@@ -1,0 +1,113 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// TestCancelCause checks each source of cancellation and the cause that
+// context.Cause reports inside fn.
+func TestCancelCause(t *testing.T) {
+	errGroup := errors.New("group says stop")
+	errTask := errors.New("task says stop")
+	errExt := errors.New("request gone")
+	tests := []struct {
+		name   string
+		cancel func(sup *runtime.Supervisor, g *runtime.Group, task *runtime.Task, ext context.CancelCauseFunc)
+		want   error
+	}{
+		{"group", func(_ *runtime.Supervisor, g *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) { g.Cancel(errGroup) }, errGroup},
+		{"parent group", func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) { sup.Cancel(errGroup) }, errGroup},
+		{"task", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) { task.Cancel(errTask) }, errTask},
+		{"task nil cause", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) { task.Cancel(nil) }, context.Canceled},
+		{"external", func(_ *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, ext context.CancelCauseFunc) { ext(errExt) }, errExt},
+		{"shutdown", func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) {
+			go sup.Shutdown(context.Background())
+		}, runtime.ErrClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup := runtime.New("")
+				g := sup.Group("g")
+				extCtx, ext := context.WithCancelCause(context.Background())
+				defer ext(nil)
+				var cause error
+				task := g.Go("t", func(ctx context.Context) error {
+					<-ctx.Done()
+					cause = context.Cause(ctx)
+					return nil
+				}, runtime.WithCancelOn(extCtx))
+				sibling := sup.Group("sibling").Go("s", blockUntilCanceled)
+				tt.cancel(sup, g, task, ext)
+				<-task.Done()
+				if !errors.Is(cause, tt.want) {
+					t.Fatalf("context.Cause in fn = %v, want %v", cause, tt.want)
+				}
+				if r := task.Result(); r.Outcome != runtime.Canceled || !errors.Is(r.Cause, tt.want) {
+					t.Fatalf("Result = %+v, want canceled with cause %v", r, tt.want)
+				}
+				if tt.name == "external" && !errors.Is(cause, runtime.ErrExternal) {
+					t.Fatalf("external cause %v does not wrap ErrExternal", cause)
+				}
+				if kind := runtime.CauseKind(cause); kind == "" {
+					t.Fatalf("CauseKind(%v) empty", cause)
+				}
+				// Only the canceled subtree stops.
+				siblingStopped := tt.name == "parent group" || tt.name == "shutdown"
+				select {
+				case <-sibling.Done():
+					if !siblingStopped {
+						t.Fatalf("%s cancellation reached a sibling group", tt.name)
+					}
+				default:
+					if siblingStopped {
+						<-sibling.Done() // canceled, still returning
+					}
+				}
+				sup.Cancel(nil)
+				mustWait(t, sup)
+			})
+		})
+	}
+}
+
+func TestCancelAlreadyCanceledExternalContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		ext, cancel := context.WithCancel(context.Background())
+		cancel()
+		var sawDone bool
+		task := sup.Go("t", func(ctx context.Context) error {
+			sawDone = ctx.Err() != nil
+			return nil
+		}, runtime.WithCancelOn(ext))
+		<-task.Done()
+		if !sawDone || task.Result().Outcome != runtime.Canceled {
+			t.Fatalf("task with a done WithCancelOn context: sawDone=%v outcome=%v", sawDone, task.Result().Outcome)
+		}
+	})
+}
+
+func TestCauseKind(t *testing.T) {
+	tests := []struct {
+		cause error
+		want  string
+	}{
+		{nil, ""},
+		{runtime.ErrClosed, "shutdown"},
+		{&runtime.TaskError{Err: errors.New("x")}, "fail_fast"},
+		{runtime.ErrExternal, "external"},
+		{context.DeadlineExceeded, "deadline"},
+		{context.Canceled, "canceled"},
+		{errors.New("mine"), "custom"},
+	}
+	for _, tt := range tests {
+		if got := runtime.CauseKind(tt.cause); got != tt.want {
+			t.Errorf("CauseKind(%v) = %q, want %q", tt.cause, got, tt.want)
+		}
+	}
+}

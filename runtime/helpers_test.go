@@ -1,0 +1,72 @@
+package runtime_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
+)
+
+// bubble runs f in a synctest bubble: time is fake and advances only when
+// every goroutine in the bubble is blocked.
+func bubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	synctest.Test(t, f)
+}
+
+// recorded returns a supervisor with a recorder attached.
+func recorded(opts ...runtime.Option) (*runtime.Supervisor, *runtimetest.Recorder) {
+	rec := &runtimetest.Recorder{}
+	return runtime.New("", append([]runtime.Option{runtime.WithObserver(rec)}, opts...)...), rec
+}
+
+// blockUntilCanceled is a well-behaved task body.
+func blockUntilCanceled(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// timeout returns a context that ends after d of (bubble) time.
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustWait(t *testing.T, g interface {
+	Wait(context.Context) error
+}) {
+	t.Helper()
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+}
+
+func expectPanic(t *testing.T, want string, f func()) {
+	t.Helper()
+	defer func() {
+		t.Helper()
+		r := recover()
+		if r == nil {
+			t.Fatalf("no panic, want one mentioning %q", want)
+		}
+		if s, _ := r.(string); !contains(s, want) {
+			t.Fatalf("panic %v, want one mentioning %q", r, want)
+		}
+	}()
+	f()
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || indexOf(s, sub) >= 0 }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,101 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestNames(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		if sup.Name() != "runtime" {
+			t.Fatalf("root name %q, want runtime", sup.Name())
+		}
+		kafka := sup.Group("ingest").Group("kafka")
+		if kafka.Name() != "runtime.ingest.kafka" {
+			t.Fatalf("name %q, want runtime.ingest.kafka", kafka.Name())
+		}
+		task := kafka.Go("", func(context.Context) error { return nil })
+		<-task.Done()
+		if task.Name() != runtime.DefaultTaskName || task.Name() != "task.default" {
+			t.Fatalf("empty task name became %q", task.Name())
+		}
+		if named := runtime.New("svc"); named.Name() != "svc" {
+			t.Fatalf("New(svc).Name() = %q", named.Name())
+		}
+	})
+}
+
+func TestGroupAlwaysCreatesNewChild(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		a, b := sup.Group("request"), sup.Group("request")
+		if a == b {
+			t.Fatal("Group returned the same child twice")
+		}
+		release := make(chan struct{})
+		a.Go("x", func(context.Context) error { <-release; return nil })
+		b.Go("x", func(context.Context) error { <-release; return nil })
+		snap := sup.Snapshot()
+		if len(snap.Groups) != 2 || snap.Groups[0].Name != "runtime.request" || snap.Groups[1].Name != "runtime.request" {
+			t.Fatalf("snapshot groups = %+v, want two runtime.request", snap.Groups)
+		}
+		if snap.Running != 2 || len(snap.Groups[0].Tasks) != 1 || len(snap.Groups[1].Tasks) != 1 {
+			t.Fatalf("snapshot counts = %+v", snap)
+		}
+		close(release)
+		mustWait(t, sup)
+	})
+}
+
+func TestChildOfClosedGroupIsClosed(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		g := sup.Group("g")
+		if err := g.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		task := g.Group("late").Go("x", func(context.Context) error {
+			t.Error("fn ran in a child of a closed group")
+			return nil
+		})
+		<-task.Done()
+		if r := task.Result(); r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) {
+			t.Fatalf("result %+v, want canceled with ErrClosed", r)
+		}
+	})
+}
+
+func TestDrainedChildIsDetached(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		keep := sup.Group("keep")
+		for range 100 {
+			req := sup.Group("request")
+			req.Go("work", func(context.Context) error { return nil })
+			if err := req.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		snap := sup.Snapshot()
+		if len(snap.Groups) != 1 || snap.Groups[0].Name != keep.Name() {
+			t.Fatalf("after 100 short-lived groups, children = %+v, want only %s", snap.Groups, keep.Name())
+		}
+		// A group that is only canceled (not shut down) stays attached.
+		c := sup.Group("canceled")
+		c.Cancel(nil)
+		if n := len(sup.Snapshot().Groups); n != 2 {
+			t.Fatalf("canceled group detached: %d children, want 2", n)
+		}
+	})
+}
+
+func TestBadGroupNamesPanic(t *testing.T) {
+	sup := runtime.New("")
+	expectPanic(t, "empty group name", func() { sup.Group("") })
+	expectPanic(t, "contains '.'", func() { sup.Group("a.b") })
+	expectPanic(t, "contains '.'", func() { runtime.New("a.b") })
+}

@@ -1,0 +1,115 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	goruntime "runtime"
+	"strings"
+	"testing"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func panicsWithBoom(context.Context) error { panic("boom") }
+
+func TestOutcomes(t *testing.T) {
+	errWork := errors.New("work failed")
+	tests := []struct {
+		name    string
+		fn      func(ctx context.Context) error
+		cancel  bool // cancel the task before releasing it
+		want    runtime.Outcome
+		wantErr error
+	}{
+		{"nil is success", func(context.Context) error { return nil }, false, runtime.Success, nil},
+		{"error is error", func(context.Context) error { return errWork }, false, runtime.Error, errWork},
+		{"canceled, returned nil", func(ctx context.Context) error { <-ctx.Done(); return nil }, true, runtime.Canceled, nil},
+		{"canceled, returned error", func(ctx context.Context) error { <-ctx.Done(); return errWork }, true, runtime.Canceled, errWork},
+		{"canceled, returned ctx.Err", blockUntilCanceled, true, runtime.Canceled, context.Canceled},
+		{"Goexit is error", func(context.Context) error { goruntime.Goexit(); return nil }, false, runtime.Error, runtime.ErrGoexit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup, rec := recorded()
+				task := sup.Go("t", tt.fn)
+				if tt.cancel {
+					task.Cancel(nil)
+				}
+				<-task.Done()
+				r := task.Result()
+				if r.Outcome != tt.want || !errors.Is(r.Err, tt.wantErr) || (tt.wantErr == nil && r.Err != nil) {
+					t.Fatalf("Result = %+v, want outcome %v err %v", r, tt.want, tt.wantErr)
+				}
+				if (r.Cause != nil) != tt.cancel {
+					t.Fatalf("Result.Cause = %v, want set iff canceled", r.Cause)
+				}
+				if got := rec.Outcomes(); len(got) != 1 || got[tt.want] != 1 {
+					t.Fatalf("finished events by outcome = %v, want exactly one %v", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+func TestPanicOutcomeCarriesValueAndStack(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		task := sup.Go("p", panicsWithBoom)
+		<-task.Done()
+		// Reported at once: the finished event precedes Done, no Wait needed.
+		var fin runtime.Event
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskFinished {
+				fin = ev
+			}
+		}
+		var pe *runtime.PanicError
+		if r := task.Result(); r.Outcome != runtime.Panic || !errors.As(r.Err, &pe) {
+			t.Fatalf("Result = %+v, want panic with *PanicError", r)
+		}
+		if pe.Value != "boom" || !strings.Contains(string(pe.Stack), "panicsWithBoom") {
+			t.Fatalf("PanicError value %v, stack missing the panic site:\n%s", pe.Value, pe.Stack)
+		}
+		if fin.Outcome != runtime.Panic || !strings.Contains(string(fin.Stack), "panicsWithBoom") {
+			t.Fatalf("finished event %+v lacks the panic stack", fin)
+		}
+		if !strings.Contains(pe.Error(), "panicsWithBoom") {
+			t.Fatal("PanicError.Error() omits the stack")
+		}
+	})
+}
+
+func TestPanicErrorUnwrapsErrorValues(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		errValue := errors.New("panic value")
+		task := runtime.New("").Go("p", func(context.Context) error { panic(errValue) })
+		<-task.Done()
+		if !errors.Is(task.Result().Err, errValue) {
+			t.Fatalf("errors.Is(PanicError, value) false for %v", task.Result().Err)
+		}
+	})
+}
+
+func TestPanicWhileCanceledIsStillPanic(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		task := runtime.New("").Go("p", func(ctx context.Context) error { <-ctx.Done(); panic("late") })
+		task.Cancel(nil)
+		<-task.Done()
+		if o := task.Result().Outcome; o != runtime.Panic {
+			t.Fatalf("outcome %v, want panic: a panic is never hidden as a cancellation", o)
+		}
+	})
+}
+
+func TestOutcomeStrings(t *testing.T) {
+	want := map[runtime.Outcome]string{
+		runtime.Success: "success", runtime.Error: "error", runtime.Canceled: "canceled",
+		runtime.Panic: "panic", runtime.Aborted: "aborted", 0: "none",
+	}
+	for o, s := range want {
+		if o.String() != s {
+			t.Errorf("%d.String() = %q, want %q", o, o.String(), s)
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+var errLate = errors.New("returned after the abort")
+
+// stuckOnRelease ignores cancellation until release is closed.
+func stuckOnRelease(release chan struct{}) func(context.Context) error {
+	return func(context.Context) error {
+		<-release
+		return errLate
+	}
+}
+
+func TestShutdownCauseWrapsErrClosed(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		var cause error
+		sup.Group("g").Go("t", func(ctx context.Context) error {
+			<-ctx.Done()
+			cause = context.Cause(ctx)
+			return nil
+		})
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(cause, runtime.ErrClosed) {
+			t.Fatalf("cause %v does not wrap ErrClosed", cause)
+		}
+	})
+}
+
+func TestShutdownAbortsStragglers(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		release := make(chan struct{})
+		stuck := sup.Group("ingest").Go("stubborn", stuckOnRelease(release))
+		polite := sup.Go("polite", blockUntilCanceled)
+		start := time.Now()
+		err := sup.Shutdown(timeout(t, 100*time.Millisecond))
+		if got := time.Since(start); got != 100*time.Millisecond {
+			t.Fatalf("Shutdown took %v, want the 100ms deadline", got)
+		}
+		var ae *runtime.AbortError
+		if !errors.As(err, &ae) || len(ae.Aborted) != 1 || ae.Aborted[0].ID != stuck.ID() {
+			t.Fatalf("Shutdown = %v, want AbortError listing only the stubborn task", err)
+		}
+		if s := ae.Aborted[0].Stack; !strings.Contains(s, "stuckOnRelease") || !strings.Contains(s, `"taskscope.task":"stubborn"`) {
+			t.Fatalf("straggler stack does not show where it is stuck:\n%s", s)
+		}
+		if verbose := fmt.Sprintf("%+v", err); !strings.Contains(verbose, "stuckOnRelease") {
+			t.Fatalf("%%+v omits the stack: %s", verbose)
+		}
+		if plain := fmt.Sprintf("%v", err); strings.Contains(plain, "stuckOnRelease") {
+			t.Fatalf("%%v should be one line: %s", plain)
+		}
+		// Every task is done when Shutdown returns; the outcome is aborted.
+		for _, task := range []*runtime.Task{stuck, polite} {
+			select {
+			case <-task.Done():
+			default:
+				t.Fatalf("task %s not done after Shutdown", task.Name())
+			}
+		}
+		if r := stuck.Result(); r.Outcome != runtime.Aborted || !errors.Is(r.Err, runtime.ErrAborted) {
+			t.Fatalf("stuck result %+v", r)
+		}
+		if polite.Result().Outcome != runtime.Canceled {
+			t.Fatalf("polite task outcome %v, want canceled", polite.Result().Outcome)
+		}
+		if sup.Abandoned() != 1 || len(sup.Active()) != 0 {
+			t.Fatalf("Abandoned=%d Active=%v, want 1 and none", sup.Abandoned(), sup.Active())
+		}
+		if snap := sup.Snapshot(); snap.Abandoned != 1 {
+			t.Fatalf("snapshot does not show the abandoned task: %+v", snap)
+		}
+		want := []string{runtime.KindTaskSpawned, runtime.KindTaskAborted, runtime.KindTaskFinished}
+		if got := rec.Kinds(stuck.ID()); !slices.Equal(got, want) {
+			t.Fatalf("events before late exit = %v, want %v", got, want)
+		}
+
+		close(release)
+		synctest.Wait()
+		want = append(want, runtime.KindTaskLateExit)
+		if got := rec.Kinds(stuck.ID()); !slices.Equal(got, want) {
+			t.Fatalf("events after late exit = %v, want %v", got, want)
+		}
+		late := rec.Events()[len(rec.Events())-1]
+		if late.Kind != runtime.KindTaskLateExit || !errors.Is(late.Err, errLate) || late.Outcome != runtime.Aborted {
+			t.Fatalf("late exit event %+v, want fn's error and outcome aborted", late)
+		}
+		if sup.Abandoned() != 0 || stuck.Result().Outcome != runtime.Aborted {
+			t.Fatalf("after late exit: Abandoned=%d outcome=%v", sup.Abandoned(), stuck.Result().Outcome)
+		}
+		if got := rec.Outcomes(); got[runtime.Aborted] != 1 || got[runtime.Canceled] != 1 || len(got) != 2 {
+			t.Fatalf("finished outcomes %v, want one aborted and one canceled", got)
+		}
+		if snap := sup.Snapshot(); snap.Abandoned != 0 || len(snap.Groups) != 0 {
+			t.Fatalf("snapshot after late exit: %+v", snap)
+		}
+	})
+}
+
+func TestShutdownWithExpiredContextHasNoGracePeriod(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		release := make(chan struct{})
+		stuck := sup.Go("stuck", stuckOnRelease(release))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		start := time.Now()
+		var ae *runtime.AbortError
+		if err := sup.Shutdown(ctx); !errors.As(err, &ae) || ae.Aborted[0].ID != stuck.ID() {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		if time.Since(start) != 0 {
+			t.Fatalf("expired ctx still waited %v", time.Since(start))
+		}
+		close(release)
+	})
+}
+
+func TestShutdownIsIdempotent(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		release := make(chan struct{})
+		stuck := sup.Go("stuck", stuckOnRelease(release))
+		first := make(chan error)
+		go func() { first <- sup.Shutdown(timeout(t, time.Second)) }()
+		synctest.Wait()
+		// A second caller with a shorter deadline gets its own cause and
+		// aborts nothing.
+		if err := sup.Shutdown(timeout(t, 10*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("second Shutdown = %v, want its ctx's DeadlineExceeded", err)
+		}
+		if len(sup.Active()) != 1 {
+			t.Fatal("the second caller's deadline aborted a task")
+		}
+		err1 := <-first
+		var ae *runtime.AbortError
+		if !errors.As(err1, &ae) || ae.Aborted[0].ID != stuck.ID() {
+			t.Fatalf("first Shutdown = %v", err1)
+		}
+		if err3 := sup.Shutdown(context.Background()); err3 != err1 {
+			t.Fatalf("third Shutdown = %v, want the first result %v", err3, err1)
+		}
+		close(release)
+	})
+}
+
+// blockingObserver holds a task's finished event until released, leaving
+// the task between "fn returned" and "reported".
+type blockingObserver struct {
+	task    string
+	release chan struct{}
+}
+
+func (o *blockingObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context {
+	return ctx
+}
+
+func (o *blockingObserver) Observe(_ context.Context, ev runtime.Event) {
+	if ev.Kind == runtime.KindTaskFinished && ev.Task == o.task {
+		<-o.release
+	}
+}
+
+func TestShutdownNeverAbortsATaskThatIsReporting(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		obs := &blockingObserver{task: "reporting", release: make(chan struct{})}
+		sup := runtime.New("", runtime.WithObserver(obs))
+		task := sup.Go("reporting", func(context.Context) error { return nil })
+		synctest.Wait() // fn returned; its finished event is held
+		done := make(chan error)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		go func() { done <- sup.Shutdown(ctx) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v while a task was still reporting", err)
+		default:
+		}
+		close(obs.release)
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown = %v, want nil: the task had returned", err)
+		}
+		if task.Result().Outcome != runtime.Success {
+			t.Fatalf("outcome %v, want success", task.Result().Outcome)
+		}
+	})
+}
+
+func TestShutdownOfChildLeavesSiblings(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		a, b := sup.Group("a"), sup.Group("b")
+		ta := a.Go("t", blockUntilCanceled)
+		tb := b.Go("t", blockUntilCanceled)
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-ta.Done()
+		select {
+		case <-tb.Done():
+			t.Fatal("shutting down a stopped its sibling b")
+		default:
+		}
+		if r := a.Go("late", blockUntilCanceled).Result(); !errors.Is(r.Err, runtime.ErrClosed) {
+			t.Fatalf("spawn on a shut-down group: %+v", r)
+		}
+		sup.Cancel(nil)
+		mustWait(t, sup)
+	})
+}

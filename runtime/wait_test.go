@@ -1,0 +1,79 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestWaitIdleWithDeadContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		task := sup.Go("t", func(context.Context) error { return nil })
+		<-task.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := sup.Wait(ctx); err != nil {
+			t.Fatalf("Wait on an idle group with a dead ctx = %v, want nil", err)
+		}
+	})
+}
+
+func TestWaitIncludesDescendants(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		release := make(chan struct{})
+		deep := sup.Group("a").Group("b").Group("c")
+		task := deep.Go("deep", func(context.Context) error { <-release; return nil })
+		var te *runtime.TimeoutError
+		start := time.Now()
+		err := sup.Wait(timeout(t, time.Second))
+		if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != task.ID() || te.Active[0].Group != "runtime.a.b.c" {
+			t.Fatalf("Wait = %v, want TimeoutError naming the deep task", err)
+		}
+		if time.Since(start) != time.Second {
+			t.Fatalf("Wait returned after %v, want the ctx's 1s", time.Since(start))
+		}
+		if age := te.Active[0].Started; !age.Equal(start) {
+			t.Fatalf("TaskInfo.Started = %v, want %v", age, start)
+		}
+		if rec.Count(runtime.KindGroupWaitTimedOut) != 1 {
+			t.Fatal("no wait_timed_out event")
+		}
+		select {
+		case <-task.Done():
+			t.Fatal("Wait canceled the task")
+		default:
+		}
+		close(release)
+		mustWait(t, sup)
+		if a := sup.Active(); len(a) != 0 {
+			t.Fatalf("Active after Wait = %v", a)
+		}
+	})
+}
+
+func TestWaitReturnsWhenLastTaskEnds(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		g := sup.Group("g")
+		for i := range 10 {
+			d := time.Duration(i) * time.Millisecond
+			g.Go("sleeper", func(ctx context.Context) error {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+				return nil
+			})
+		}
+		start := time.Now()
+		mustWait(t, sup)
+		if got := time.Since(start); got != 9*time.Millisecond {
+			t.Fatalf("Wait took %v, want 9ms (the longest task)", got)
+		}
+	})
+}
