@@ -1,0 +1,56 @@
+# Comparison benchmarks: bench/ is its own module (errgroup, conc, suture and
+# benchstat never enter the root go.mod). See bench/spawn_test.go for the
+# method.
+#
+#   make bench         compile the benchmark binary once, run it BENCH_RUNS
+#                      times over the whole suite (so every peer sees the same
+#                      load drift), write bench/results/latest.txt and print
+#                      benchstat's comparison, peers side by side, errgroup
+#                      as the base column. About 3 minutes with the defaults.
+#   make bench-check   fail unless, at batch=100 and every CPU count in
+#                      latest.txt, taskscope ns/op <= 2.0x errgroup, suture
+#                      is >= 4x slower than taskscope and taskscope allocs/op
+#                      <= 3 (medians). It reads the results; it does not run
+#                      the benchmarks.
+#   make test-bench    vet and race-test the bench module (correctness of the
+#                      adapters and of benchcheck, not timings). Part of
+#                      `make test`.
+#
+# Override e.g. BENCH_FILTER='^BenchmarkSpawn$$/' BENCH_TIME=0.5s for all
+# batch sizes.
+
+BENCH_RUNS   ?= 6
+BENCH_CPU    ?= 1,2
+BENCH_TIME   ?= 1s
+BENCH_FILTER ?= ^BenchmarkSpawn$$/^batch=100$$/
+BENCH_OUT    ?= results/latest.txt
+BENCHSTAT_FLAGS ?= -col /peer
+
+.PHONY: bench bench-check test-bench
+
+bench:
+	@cd bench && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(GO) test -c -o "$$tmp/bench.test" . && \
+	mkdir -p "$$(dirname $(BENCH_OUT))" && : > "$$tmp/out.txt" && \
+	for i in $$(seq 1 $(BENCH_RUNS)); do \
+	  load=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	  echo "bench: run $$i/$(BENCH_RUNS), load $$load" >&2; \
+	  echo "# run $$i/$(BENCH_RUNS), loadavg $$load" >> "$$tmp/out.txt"; \
+	  "$$tmp/bench.test" -test.run='^$$' -test.bench='$(BENCH_FILTER)' \
+	    -test.benchmem -test.cpu=$(BENCH_CPU) -test.benchtime=$(BENCH_TIME) \
+	    >> "$$tmp/out.txt" || { tail -20 "$$tmp/out.txt"; exit 1; }; \
+	done && \
+	cp "$$tmp/out.txt" $(BENCH_OUT) && \
+	echo "bench: raw results in bench/$(BENCH_OUT)" >&2 && \
+	$(GO) tool benchstat $(BENCHSTAT_FLAGS) $(BENCH_OUT)
+
+bench-check:
+	@cd bench && test -s $(BENCH_OUT) || { echo "bench-check: no bench/$(BENCH_OUT); run make bench first"; exit 1; }
+	cd bench && $(GO) run ./cmd/benchcheck -batch 100 -peer taskscope \
+	  -fast errgroup -max-vs-errgroup 2.0 -slow suture -min-vs-suture 4 \
+	  -max-allocs 3 $(BENCH_OUT)
+
+test-bench:
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+TEST_TARGETS += test-bench

@@ -1,0 +1,29 @@
+package runtime_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
+	sup := runtime.New("")
+	//lint:ignore SA1012 testing the nil-context panic
+	var nilCtx context.Context
+	tests := []struct {
+		name, want string
+		call       func()
+	}{
+		{"Go nil fn", "nil function", func() { sup.Go("x", nil) }},
+		{"Wait nil ctx", "nil context", func() { _ = sup.Wait(nilCtx) }},
+		{"Shutdown nil ctx", "nil context", func() { _ = sup.Shutdown(nilCtx) }},
+		{"WithCancelOn nil", "WithCancelOn(nil)", func() { runtime.WithCancelOn(nilCtx) }},
+		{"WithParent nil", "WithParent(nil)", func() { runtime.WithParent(nilCtx) }},
+		{"WithObserver nil", "WithObserver(nil)", func() { runtime.WithObserver(nil) }},
+		{"unknown panic policy", "unknown PanicPolicy", func() { runtime.WithPanicPolicy(runtime.PanicPolicy(7)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { expectPanic(t, tt.want, tt.call) })
+	}
+}

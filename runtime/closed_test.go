@@ -1,0 +1,48 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestSpawnOnClosedGroupIsRejected(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ran := false
+		task := sup.Go("late", func(context.Context) error { ran = true; return nil })
+		select {
+		case <-task.Done():
+		default:
+			t.Fatal("a rejected task's Done is not closed on return")
+		}
+		if ran {
+			t.Fatal("fn ran on a closed group")
+		}
+		r := task.Result()
+		if r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) {
+			t.Fatalf("Result = %+v, want canceled wrapping ErrClosed", r)
+		}
+		want := []string{runtime.KindTaskSpawned, runtime.KindTaskRejected, runtime.KindTaskFinished}
+		if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		if rec.Count(runtime.KindTaskSpawned) != 1 || rec.Outcomes()[runtime.Canceled] != 1 {
+			t.Fatal("a rejected spawn must count as spawned and finish canceled")
+		}
+	})
+}
+
+func TestRejectedNilFnStillPanics(t *testing.T) {
+	sup := runtime.New("")
+	if err := sup.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectPanic(t, "nil function", func() { sup.Go("x", nil) })
+}

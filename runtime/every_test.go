@@ -1,0 +1,143 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestEveryFixedDelay(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		start := time.Now()
+		var at []time.Duration
+		errRun := errors.New("run failed")
+		task := sup.Every("tick", 10*time.Millisecond, func(ctx context.Context) error {
+			at = append(at, time.Since(start))
+			time.Sleep(3 * time.Millisecond) // the run's own work, in bubble time
+			switch len(at) {
+			case 2:
+				return errRun // reported, loop goes on
+			case 4:
+				return runtime.ErrStop
+			}
+			return nil
+		})
+		<-task.Done()
+		want := []time.Duration{0, 13 * time.Millisecond, 26 * time.Millisecond, 39 * time.Millisecond}
+		if len(at) != len(want) {
+			t.Fatalf("runs at %v, want %v", at, want)
+		}
+		for i := range want {
+			if at[i] != want[i] {
+				t.Fatalf("runs at %v, want %v (run at once, then interval after each run ends)", at, want)
+			}
+		}
+		if r := task.Result(); r.Outcome != runtime.Success || r.Err != nil {
+			t.Fatalf("ErrStop result %+v, want success", r)
+		}
+		var outcomes []runtime.Outcome
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskRunFinished {
+				outcomes = append(outcomes, ev.Outcome)
+				if ev.Outcome == runtime.Error && !errors.Is(ev.Err, errRun) {
+					t.Fatalf("run error event carries %v", ev.Err)
+				}
+				if ev.Duration != 3*time.Millisecond {
+					t.Fatalf("run duration %v, want 3ms", ev.Duration)
+				}
+			}
+		}
+		wantOutcomes := []runtime.Outcome{runtime.Success, runtime.Error, runtime.Success, runtime.Success}
+		if len(outcomes) != 4 || outcomes[1] != runtime.Error || outcomes[0] != wantOutcomes[0] || outcomes[3] != runtime.Success {
+			t.Fatalf("run outcomes %v, want %v", outcomes, wantOutcomes)
+		}
+		if rec.Count(runtime.KindTaskRunStarted) != 4 {
+			t.Fatalf("%d run_started events, want 4", rec.Count(runtime.KindTaskRunStarted))
+		}
+	})
+}
+
+func TestEveryCancelMidWaitIsPrompt(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		task := sup.Every("tick", time.Hour, func(context.Context) error { return nil })
+		synctest.Wait() // first run done, now waiting an hour
+		start := time.Now()
+		task.Cancel(nil)
+		<-task.Done()
+		if time.Since(start) != 0 || task.Result().Outcome != runtime.Canceled {
+			t.Fatalf("cancel mid-wait took %v, outcome %v", time.Since(start), task.Result().Outcome)
+		}
+	})
+}
+
+func TestEveryPanicEndsTheLoop(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		runs := 0
+		task := sup.Every("tick", time.Millisecond, func(context.Context) error {
+			runs++
+			if runs == 3 {
+				panic("third run")
+			}
+			return nil
+		})
+		<-task.Done()
+		if runs != 3 || task.Result().Outcome != runtime.Panic {
+			t.Fatalf("runs=%d outcome=%v, want 3 and panic", runs, task.Result().Outcome)
+		}
+		last := runtime.Event{}
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskRunFinished {
+				last = ev
+			}
+		}
+		if last.Run != 3 || last.Outcome != runtime.Panic || len(last.Stack) == 0 {
+			t.Fatalf("last run event %+v, want run 3 ending in panic with a stack", last)
+		}
+	})
+}
+
+// runCtxObserver hands each run a context value naming its run number.
+type runCtxObserver struct{}
+
+type runKey struct{}
+
+func (runCtxObserver) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	if ev.Kind == runtime.KindTaskRunStarted {
+		return context.WithValue(ctx, runKey{}, ev.Run)
+	}
+	return ctx
+}
+func (runCtxObserver) Observe(context.Context, runtime.Event) {}
+
+func TestEveryRunContextComesFromObservers(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("", runtime.WithObserver(runCtxObserver{}))
+		var seen []uint64
+		task := sup.Every("tick", time.Millisecond, func(ctx context.Context) error {
+			seen = append(seen, ctx.Value(runKey{}).(uint64))
+			if len(seen) == 3 {
+				return runtime.ErrStop
+			}
+			return nil
+		})
+		<-task.Done()
+		if len(seen) != 3 || seen[0] != 1 || seen[2] != 3 {
+			t.Fatalf("runs saw %v, want [1 2 3]", seen)
+		}
+	})
+}
+
+func TestEveryBadInterval(t *testing.T) {
+	sup := runtime.New("")
+	for _, d := range []time.Duration{0, -time.Second} {
+		expectPanic(t, "non-positive interval", func() { sup.Every("x", d, func(context.Context) error { return nil }) })
+	}
+	expectPanic(t, "nil function", func() { sup.Every("x", time.Second, nil) })
+}
