@@ -36,6 +36,14 @@ type taskConfig struct {
 	parent   context.Context
 }
 
+func newTaskConfig(opts []TaskOption) taskConfig {
+	var c taskConfig
+	for _, o := range opts {
+		o.applyTask(&c)
+	}
+	return c
+}
+
 type supervisorOption func(*supervisorConfig)
 
 func (f supervisorOption) applySupervisor(c *supervisorConfig) { f(c) }

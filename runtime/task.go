@@ -174,8 +174,8 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		name = DefaultTaskName
 	}
 	var cfg taskConfig
-	for _, o := range opts {
-		o.applyTask(&cfg)
+	if len(opts) > 0 {
+		cfg = newTaskConfig(opts) // out of line: cfg escapes through the interface calls
 	}
 	tr := g.tree
 	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, interval: interval, started: time.Now()}

@@ -1,0 +1,57 @@
+package dashboards
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Grafana's template-variable syntaxes: $name, ${name}, ${name:format} and
+// the deprecated [[name]] / [[name:format]]. Built-in variables start with
+// "__" ($__rate_interval, $__interval, $__range, ...).
+var templateVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::[A-Za-z]+)?\}|\[\[([A-Za-z_][A-Za-z0-9_]*)(?::[A-Za-z]+)?\]\]|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+// BuiltinDefaults are the values Expand gives Grafana's built-in interval
+// variables when the caller does not: $__rate_interval as Grafana computes it
+// for the provisioned 5 s scrape interval rounded up to a minute, so that a
+// rate() has several samples.
+var BuiltinDefaults = map[string]string{
+	"__rate_interval": "1m",
+	"__interval":      "15s",
+	"__range":         "5m",
+	"__range_s":       "300",
+}
+
+// Expand substitutes Grafana template variables in expr with vars[name].
+// Built-in variables missing from vars take BuiltinDefaults. A variable with
+// no value is an error: a query must never reach Prometheus with a literal $.
+func Expand(expr string, vars map[string]string) (string, error) {
+	var missing []string
+	out := templateVar.ReplaceAllStringFunc(expr, func(m string) string {
+		sub := templateVar.FindStringSubmatch(m)
+		name := sub[1] + sub[2] + sub[3] // exactly one group matched
+		if v, ok := vars[name]; ok {
+			return v
+		}
+		if v, ok := BuiltinDefaults[name]; ok {
+			return v
+		}
+		missing = append(missing, name)
+		return m
+	})
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return "", fmt.Errorf("no value for template variable(s) %s in %q", strings.Join(missing, ", "), expr)
+	}
+	return out, nil
+}
+
+// variableNames returns the template variables expr refers to.
+func variableNames(expr string) []string {
+	var names []string
+	for _, sub := range templateVar.FindAllStringSubmatch(expr, -1) {
+		names = append(names, sub[1]+sub[2]+sub[3])
+	}
+	return names
+}

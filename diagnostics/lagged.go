@@ -1,0 +1,32 @@
+package diagnostics
+
+import "fmt"
+
+// KindStreamLagged is the kind of the in-band event a [Subscription]
+// yields where it lost events: its Err is a [*LaggedError]. It is never
+// published to other subscribers and has Seq 0.
+const KindStreamLagged = "taskscope.stream.lagged"
+
+// LaggedError is the Err of a [KindStreamLagged] event.
+//
+// Without Resync, the subscriber's buffer overflowed: Missed events (of
+// those its filters let through) were dropped, oldest first, at the
+// position the lagged event takes in the sequence.
+//
+// With Resync, the resume point given with [After] is no longer held by
+// the stream's replay ring. The events that follow are everything the ring
+// still holds, then live events, but some in between are lost; Missed is
+// an estimate of how many (counted from sequence numbers, before filters).
+// A consumer keeping state must discard it and start over from a fresh
+// snapshot, as a Kubernetes watcher does on "410 Gone".
+type LaggedError struct {
+	Missed uint64
+	Resync bool
+}
+
+func (e *LaggedError) Error() string {
+	if e.Resync {
+		return fmt.Sprintf("taskscope: stream resume point no longer retained (about %d events missed): re-fetch the snapshot", e.Missed)
+	}
+	return fmt.Sprintf("taskscope: stream subscriber lagged: %d events dropped", e.Missed)
+}

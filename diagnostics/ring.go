@@ -1,0 +1,56 @@
+package diagnostics
+
+import "github.com/taskscope/taskscope/runtime"
+
+// ring is a FIFO of events with a size limit that drops its oldest event
+// on overflow. It grows on demand up to max, so an idle subscriber with a
+// large limit costs little memory. Not safe for concurrent use.
+type ring struct {
+	buf  []runtime.Event
+	head int // index of the oldest event
+	n    int // events held
+	max  int
+}
+
+func newRing(max int) ring { return ring{max: max} }
+
+func (r *ring) len() int { return r.n }
+
+// at returns the i-th oldest event held.
+func (r *ring) at(i int) *runtime.Event { return &r.buf[(r.head+i)%len(r.buf)] }
+
+// push appends ev. When the ring is full it first evicts the oldest event
+// and returns it with true (with max 0, ev itself is evicted at once).
+func (r *ring) push(ev runtime.Event) (evicted runtime.Event, ok bool) {
+	if r.max <= 0 {
+		return ev, true
+	}
+	if r.n == len(r.buf) {
+		if len(r.buf) < r.max {
+			r.grow()
+		} else {
+			evicted, ok = r.pop(), true
+		}
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.n++
+	return evicted, ok
+}
+
+// pop removes and returns the oldest event; the ring must not be empty.
+func (r *ring) pop() runtime.Event {
+	ev := r.buf[r.head]
+	r.buf[r.head] = runtime.Event{} // let the GC have the error and stack
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return ev
+}
+
+func (r *ring) grow() {
+	size := min(max(2*len(r.buf), 16), r.max)
+	buf := make([]runtime.Event, size)
+	for i := range r.n {
+		buf[i] = *r.at(i)
+	}
+	r.buf, r.head = buf, 0
+}

@@ -1,0 +1,131 @@
+package telemetry
+
+import (
+	"maps"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// DefaultMaxLabelValues is the default cap on the distinct values of the
+// group label and, separately, of the task label (and of error_type): past
+// it, new values are reported as "_other". A few hundred keeps a
+// misbehaving caller (a task named per request) from creating unbounded
+// series while leaving room for every static name a service has.
+const DefaultMaxLabelValues = 256
+
+// config is what the options set. It is a value: options return a modified
+// copy, so applying them allocates nothing and a config cannot be changed
+// after New.
+type config struct {
+	tp             trace.TracerProvider
+	tpSet          bool // WithTracerProvider was given (nil then means tracing off)
+	reg            prometheus.Registerer
+	constLabels    prometheus.Labels
+	maxLabelValues int
+	spanLinks      bool
+	stream         StreamStats
+}
+
+// Option configures [New]. Options are sealed: only this package makes
+// them.
+type Option interface {
+	apply(config) config
+}
+
+type optionFunc func(config) config
+
+func (f optionFunc) apply(c config) config { return f(c) }
+
+func newConfig(opts []Option) config {
+	c := config{maxLabelValues: DefaultMaxLabelValues}
+	for _, o := range opts {
+		if o != nil {
+			c = o.apply(c)
+		}
+	}
+	if !c.tpSet {
+		// The global is a delegating provider: tracers taken from it now
+		// follow a provider the application installs later.
+		c.tp = otel.GetTracerProvider()
+	}
+	return c
+}
+
+// WithTracerProvider sets where task, run and shutdown spans go. The
+// default is otel.GetTracerProvider(); the package never sets a global.
+//
+// A nil provider, or a no-op one (go.opentelemetry.io/otel/trace/noop),
+// turns tracing off: no span is started and no context is wrapped, so a
+// task costs nothing but its metrics. (Even a no-op tracer would cost an
+// allocation and about 0.15µs per span.)
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c config) config {
+		c.tp, c.tpSet = tp, true
+		return c
+	})
+}
+
+// WithRegisterer makes [New] register the collector on r and return the
+// registration error (for example a [prometheus.AlreadyRegisteredError]
+// when r already has an identical Telemetry) instead of panicking. Without
+// it nothing is registered: register the returned *Telemetry yourself.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(c config) config {
+		c.reg = r
+		return c
+	})
+}
+
+// WithConstLabels adds labels with fixed values to every metric, to tell
+// several supervisors in one process apart (for example
+// {"supervisor": "ingest"}). Their names must not be one of the metrics'
+// own labels (group, task, outcome, error_type, cause, result, label).
+// Wrapping the registerer with prometheus.WrapRegistererWith does the same.
+func WithConstLabels(l prometheus.Labels) Option {
+	l = maps.Clone(l)
+	return optionFunc(func(c config) config {
+		c.constLabels = l
+		return c
+	})
+}
+
+// WithMaxLabelValues caps the distinct values of the group label, of the
+// task label and of the error_type label, each at n (default
+// [DefaultMaxLabelValues]). The first n values seen are kept; later ones
+// are reported as "_other" and counted in taskscope_label_overflow_total.
+// n < 1 is ignored.
+func WithMaxLabelValues(n int) Option {
+	return optionFunc(func(c config) config {
+		if n >= 1 {
+			c.maxLabelValues = n
+		}
+		return c
+	})
+}
+
+// WithSpanLinks makes each task span the root of a new trace, linked to the
+// span of the context the task was spawned from (see runtime.WithParent),
+// instead of a child of it. Use it when tasks outlive their spawner, such
+// as background work started from a request: otherwise the request's trace
+// grows for as long as the tasks run.
+func WithSpanLinks() Option {
+	return optionFunc(func(c config) config {
+		c.spanLinks = true
+		return c
+	})
+}
+
+// WithStreamStats exports a diagnostic stream's counters as
+// taskscope_stream_events_total, taskscope_stream_dropped_total and
+// taskscope_stream_subscribers, read at scrape time. diagnostics.Stream
+// satisfies [StreamStats]; nil is ignored.
+func WithStreamStats(s StreamStats) Option {
+	return optionFunc(func(c config) config {
+		if s != nil {
+			c.stream = s
+		}
+		return c
+	})
+}
