@@ -1,0 +1,163 @@
+package diagnostics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// LogObserver is a [runtime.Observer] that writes every event as one slog
+// record: at [runtime.Event.Level] (task lifecycle at debug, cancellation at
+// info, errors and aborts at warn, panics at error, with the stack), with a
+// short message, the attribute "event" set to the event kind, and the same
+// keys the telemetry spans use (taskscope.group, taskscope.task.name,
+// taskscope.task.id as an int64, taskscope.task.outcome,
+// taskscope.cancel.cause, error.type, exception.stacktrace, ...).
+//
+// A record whose level the logger does not enable costs one level check
+// and no allocation, so lifecycle records can stay wired in production
+// with the logger at info.
+//
+// Create one with [NewLogObserver]; it is safe for concurrent use.
+type LogObserver struct {
+	logger   *slog.Logger
+	min      slog.Leveler
+	traceIDs func(context.Context) (traceID, spanID string, ok bool)
+}
+
+var _ runtime.Observer = (*LogObserver)(nil)
+
+// LogOption configures a [LogObserver].
+type LogOption interface{ applyLog(*LogObserver) }
+
+type logOption func(*LogObserver)
+
+func (f logOption) applyLog(o *LogObserver) { f(o) }
+
+// WithTraceIDs adds trace_id and span_id attributes to every record whose
+// context carries a span, as found by lookup. diagnostics imports no
+// tracing library, so the application supplies the lookup; with
+// OpenTelemetry:
+//
+//	diagnostics.WithTraceIDs(func(ctx context.Context) (string, string, bool) {
+//		sc := trace.SpanContextFromContext(ctx)
+//		return sc.TraceID().String(), sc.SpanID().String(), sc.IsValid()
+//	})
+//
+// Task events are observed with the task's context, so when the telemetry
+// observer is passed to runtime.New before the log observer, a task's
+// records carry the ids of its own span. lookup is called only for records
+// that are logged.
+func WithTraceIDs(lookup func(ctx context.Context) (traceID, spanID string, ok bool)) LogOption {
+	return logOption(func(o *LogObserver) { o.traceIDs = lookup })
+}
+
+// WithMinLevel skips events below level even when the logger would log
+// them: for sharing an application logger at debug without a record per
+// task spawn. A *slog.LevelVar changes it at run time.
+func WithMinLevel(level slog.Leveler) LogOption {
+	return logOption(func(o *LogObserver) { o.min = level })
+}
+
+// NewLogObserver returns an observer logging to l; a nil l means
+// slog.Default() as of this call. It never changes the default logger.
+func NewLogObserver(l *slog.Logger, opts ...LogOption) *LogObserver {
+	if l == nil {
+		l = slog.Default()
+	}
+	o := &LogObserver{logger: l}
+	for _, opt := range opts {
+		opt.applyLog(o)
+	}
+	return o
+}
+
+// TaskStarting logs the spawned and run_started events, which the runtime
+// delivers here rather than to Observe, and returns ctx unchanged.
+func (o *LogObserver) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	o.Observe(ctx, ev)
+	return ctx
+}
+
+// Observe logs ev. It checks the level before building anything: it runs
+// on task goroutines, where even an unused attribute slice would grow the
+// stack.
+func (o *LogObserver) Observe(ctx context.Context, ev runtime.Event) {
+	lvl := ev.Level()
+	if o.min != nil && lvl < o.min.Level() {
+		return
+	}
+	if !o.logger.Enabled(ctx, lvl) {
+		return
+	}
+	o.log(ctx, lvl, &ev)
+}
+
+// log builds and writes the record. It is kept out of Observe so that the
+// disabled path has a small frame.
+//
+//go:noinline
+func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event) {
+	var buf [24]slog.Attr
+	a := append(buf[:0], slog.String(keyEvent, ev.Kind))
+	if ev.Group != "" {
+		a = append(a, slog.String(keyGroup, ev.Group))
+	}
+	if ev.TaskID != 0 {
+		a = append(a, slog.String(keyTaskName, ev.Task), slog.Int64(keyTaskID, int64(ev.TaskID)))
+	}
+	if ev.Function != "" {
+		a = append(a, slog.String(keyFunction, ev.Function))
+	}
+	if ev.Interval > 0 {
+		a = append(a, slog.Duration(keyInterval, ev.Interval))
+	}
+	if ev.Run > 0 {
+		a = append(a, slog.Int64(keyRun, int64(ev.Run)))
+	}
+	if ev.Outcome != 0 {
+		a = append(a, slog.String(keyOutcome, ev.Outcome.String()))
+	}
+	if t := errorType(ev.Outcome, ev.Err); t != "" {
+		a = append(a, slog.String(keyErrorType, t))
+	}
+	if ev.Cause != nil {
+		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCause, ev.Cause))
+	}
+	var pe *runtime.PanicError
+	switch {
+	case ev.Err == nil, isCancelRequest(ev.Kind): // a cancel request's Err is its cause, logged above
+	case errors.As(ev.Err, &pe):
+		stack := ev.Stack
+		if len(stack) == 0 {
+			stack = pe.Stack
+		}
+		a = append(a,
+			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
+			slog.String(keyExcMessage, fmt.Sprint(pe.Value)),
+			slog.String(keyExcStack, string(stack)))
+	default:
+		a = append(a, slog.Any(keyError, ev.Err))
+	}
+	if pe == nil && len(ev.Stack) > 0 {
+		a = append(a, slog.String(keyTaskStack, string(ev.Stack)))
+	}
+	if ev.Duration > 0 {
+		a = append(a, slog.Duration(keyDuration, ev.Duration))
+	}
+	if ev.CancelLatency > 0 {
+		a = append(a, slog.Duration(keyCancelLatency, ev.CancelLatency))
+	}
+	if ev.Kind == runtime.KindGroupShutdownDone {
+		a = append(a, slog.Int(keyDrained, ev.Drained), slog.Int(keyAborted, ev.Aborted))
+	}
+	if o.traceIDs != nil {
+		if traceID, spanID, ok := o.traceIDs(ctx); ok {
+			a = append(a, slog.String(keyTraceID, traceID), slog.String(keySpanID, spanID))
+		}
+	}
+	o.logger.LogAttrs(ctx, lvl, message(ev), a...)
+}

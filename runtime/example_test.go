@@ -1,0 +1,76 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func Example() {
+	sup := runtime.New("app")
+	ingest := sup.Group("ingest")
+
+	fetch := ingest.Go("fetch", func(ctx context.Context) error {
+		return nil // real work here, honouring ctx
+	})
+	consumer := ingest.Go("consumer", func(ctx context.Context) error {
+		<-ctx.Done() // runs until shutdown
+		return ctx.Err()
+	})
+	<-fetch.Done()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := sup.Shutdown(ctx)
+
+	fmt.Println(fetch.Name(), fetch.Result().Outcome)
+	fmt.Println(consumer.Name(), consumer.Result().Outcome, errors.Is(consumer.Result().Cause, runtime.ErrClosed))
+	fmt.Println("shutdown:", err)
+	// Output:
+	// fetch success
+	// consumer canceled true
+	// shutdown: <nil>
+}
+
+func ExampleGroup_Every() {
+	sup := runtime.New("app")
+	runs := 0
+	task := sup.Every("compact", time.Millisecond, func(ctx context.Context) error {
+		runs++
+		if runs == 3 {
+			return runtime.ErrStop // done: ends the task with outcome success
+		}
+		return nil
+	})
+	<-task.Done()
+	fmt.Println(runs, task.Result().Outcome)
+	// Output: 3 success
+}
+
+func ExampleGroup_Shutdown() {
+	sup := runtime.New("app")
+	release := make(chan struct{})
+	sup.Group("legacy").Go("stubborn", func(context.Context) error {
+		<-release // ignores cancellation
+		return nil
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := sup.Shutdown(ctx)
+
+	var ae *runtime.AbortError
+	if errors.As(err, &ae) {
+		for _, t := range ae.Aborted {
+			fmt.Println("aborted:", t.Group, t.Name, t.State)
+		}
+	}
+	fmt.Println("abandoned:", sup.Abandoned())
+	close(release)
+	// Output:
+	// aborted: app.legacy stubborn abandoned
+	// abandoned: 1
+}
