@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 var errLate = errors.New("returned after the abort")
@@ -222,5 +224,49 @@ func TestShutdownOfChildLeavesSiblings(t *testing.T) {
 		}
 		sup.Cancel(nil)
 		mustWait(t, sup)
+	})
+}
+
+// holdObserver blocks on the first event of kind until released.
+type holdObserver struct {
+	kind    string
+	release chan struct{}
+	once    sync.Once
+}
+
+func (o *holdObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context {
+	return ctx
+}
+
+func (o *holdObserver) Observe(_ context.Context, ev runtime.Event) {
+	if ev.Kind == o.kind {
+		o.once.Do(func() { <-o.release })
+	}
+}
+
+// TestLateExitFollowsTheAbortEvents returns the abandoned goroutine while
+// the abort is still being reported: its late exit must wait for the
+// aborted and finished events.
+func TestLateExitFollowsTheAbortEvents(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		hold := &holdObserver{kind: runtime.KindTaskAborted, release: make(chan struct{})}
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("", runtime.WithObserver(hold), runtime.WithObserver(rec))
+		release := make(chan struct{})
+		task := sup.Go("stuck", stuckOnRelease(release))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error)
+		go func() { done <- sup.Shutdown(ctx) }()
+		synctest.Wait() // the abort is being reported, held by the observer
+		close(release)
+		synctest.Wait() // fn returned during the report
+		close(hold.release)
+		<-done
+		synctest.Wait()
+		want := []string{runtime.KindTaskSpawned, runtime.KindTaskAborted, runtime.KindTaskFinished, runtime.KindTaskLateExit}
+		if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
 	})
 }

@@ -181,8 +181,14 @@ func TestSnapshotPlusEventsReconstructsTheTree(t *testing.T) {
 			}
 			switch ev.Kind {
 			case runtime.KindTaskSpawned:
+				if live[ev.TaskID] {
+					t.Fatalf("task %d is in the snapshot and spawned after its Seq", ev.TaskID)
+				}
 				live[ev.TaskID] = true
 			case runtime.KindTaskFinished:
+				if !live[ev.TaskID] {
+					t.Fatalf("task %d finished after the snapshot's Seq but is neither in it nor spawned after it", ev.TaskID)
+				}
 				delete(live, ev.TaskID)
 			}
 		}

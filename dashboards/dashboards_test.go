@@ -1,0 +1,308 @@
+package dashboards
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// The committed JSON is exactly what the generator writes.
+func TestGeneratedJSONIsUpToDate(t *testing.T) {
+	for _, s := range All {
+		d, err := s.Build()
+		if err != nil {
+			t.Fatalf("%s: build: %v", s.File, err)
+		}
+		want, err := Render(d)
+		if err != nil {
+			t.Fatalf("%s: render: %v", s.File, err)
+		}
+		got, err := os.ReadFile(s.File)
+		if err != nil {
+			t.Fatalf("%s: %v (run `go generate ./...` in dashboards/)", s.File, err)
+		}
+		if !bytes.Equal(got, want) {
+			gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+			for i := 0; i < max(len(gl), len(wl)); i++ {
+				g, w := at(gl, i), at(wl, i)
+				if g != w {
+					t.Fatalf("%s is stale: run `go generate ./...` in dashboards/ (or `make dashboards`)\nfirst difference at line %d:\n committed: %s\n generated: %s", s.File, i+1, g, w)
+				}
+			}
+		}
+	}
+}
+
+func at(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return "<end of file>"
+}
+
+// The JSON decodes as a Grafana dashboard model and encodes back unchanged.
+func TestGeneratedJSONRoundTrips(t *testing.T) {
+	plugins.RegisterDefaultPlugins()
+	for _, s := range All {
+		raw, err := os.ReadFile(s.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d dashboard.Dashboard
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatalf("%s: not a dashboard: %v", s.File, err)
+		}
+		again, err := Render(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, again) {
+			t.Errorf("%s does not survive a decode/encode round trip", s.File)
+		}
+		if problems := Lint(d); len(problems) > 0 {
+			t.Errorf("%s (decoded): %v", s.File, problems)
+		}
+	}
+}
+
+// Grafana's provider loads every *.json under the mounted dashboards/ folder,
+// so nothing but generated dashboards may live there.
+func TestNoStrayJSON(t *testing.T) {
+	var want []string
+	for _, s := range All {
+		want = append(want, s.File)
+	}
+	err := filepath.WalkDir(".", func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && strings.HasSuffix(path, ".json") && !slices.Contains(want, path) {
+			t.Errorf("%s: Grafana would load it as a dashboard; only generated dashboards may be *.json here", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDashboardsLintClean(t *testing.T) {
+	for _, s := range All {
+		d, err := s.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range Lint(d) {
+			t.Errorf("%s: %s", s.File, p)
+		}
+	}
+}
+
+func overview(t *testing.T) dashboard.Dashboard {
+	t.Helper()
+	d, err := Overview()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func findPanel(t *testing.T, d dashboard.Dashboard, title string) *dashboard.Panel {
+	t.Helper()
+	for _, p := range d.Panels {
+		if p.Panel != nil && deref(p.Panel.Title) == title {
+			return p.Panel
+		}
+	}
+	t.Fatalf("no panel %q", title)
+	return nil
+}
+
+// The overview shows what the issue asks for.
+func TestOverviewContents(t *testing.T) {
+	d := overview(t)
+
+	var names []string
+	for _, v := range d.Templating.List {
+		names = append(names, v.Name)
+	}
+	if want := []string{"datasource", "job", "instance", "group", "task"}; !slices.Equal(names, want) {
+		t.Errorf("variables = %v, want %v", names, want)
+	}
+
+	types := map[string]string{
+		"Running tasks":                          "stat",
+		"Abandoned tasks":                        "stat",
+		"Spawn rate by group":                    "timeseries",
+		"Finish rate by outcome":                 "timeseries",
+		"Failure ratio by group":                 "timeseries",
+		"Task duration p50 / p95 / p99":          "timeseries",
+		"Cancel latency p50 / p95 / p99":         "timeseries",
+		"Periodic runs by outcome":               "timeseries",
+		"Shutdown duration p50 / p99":            "timeseries",
+		"Stream events":                          "timeseries",
+		"Stream drops":                           "timeseries",
+		"Stream subscribers":                     "timeseries",
+		"Label overflow":                         "timeseries",
+		"Goroutines: supervised vs unsupervised": "timeseries",
+		"Unsupervised goroutines":                "stat",
+	}
+	for title, typ := range types {
+		if p := findPanel(t, d, title); p.Type != typ {
+			t.Errorf("panel %q is a %s, want %s", title, p.Type, typ)
+		}
+	}
+
+	// Abandoned > 0 is red.
+	ab := findPanel(t, d, "Abandoned tasks")
+	steps := ab.FieldConfig.Defaults.Thresholds.Steps
+	if len(steps) != 2 || steps[0].Color != "green" || steps[1].Color != "red" || steps[1].Value == nil || *steps[1].Value > 1 || *steps[1].Value <= 0 {
+		t.Errorf("Abandoned tasks thresholds = %+v, want green then red from 1", steps)
+	}
+
+	// Durations carry exemplars, with p50, p95 and p99.
+	dur := findPanel(t, d, "Task duration p50 / p95 / p99")
+	var qs []string
+	for _, tg := range dur.Targets {
+		q, _ := asPrometheus(tg)
+		if q.Exemplar == nil || !*q.Exemplar {
+			t.Errorf("duration query %s has exemplars off", deref(q.RefId))
+		}
+		qs = append(qs, q.Expr)
+	}
+	for _, want := range []string{"histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,"} {
+		if !slices.ContainsFunc(qs, func(q string) bool { return strings.HasPrefix(q, want) }) {
+			t.Errorf("duration panel lacks %s...", want)
+		}
+	}
+
+	// The goroutine row compares supervised tasks with go_goroutines.
+	gor := findPanel(t, d, "Goroutines: supervised vs unsupervised")
+	var all string
+	for _, tg := range gor.Targets {
+		q, _ := asPrometheus(tg)
+		all += q.Expr + "\n"
+	}
+	for _, m := range []string{"go_goroutines", "taskscope_tasks_running", "taskscope_tasks_abandoned"} {
+		if !strings.Contains(all, m) {
+			t.Errorf("goroutine panel does not query %s", m)
+		}
+	}
+}
+
+// Every metric telemetry exports appears on some panel, so a new metric
+// cannot be forgotten by the dashboard.
+func TestEveryMetricIsShown(t *testing.T) {
+	qs, err := Queries(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, q := range qs {
+		e, err := parser.NewParser(parser.Options{}).ParseExpr(q.Expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+			if vs, ok := n.(*parser.VectorSelector); ok {
+				if m, _, ok := LookupSeries(vs.Name); ok {
+					used[m.Name] = true
+				}
+			}
+			return nil
+		})
+	}
+	for _, m := range append(append([]Metric(nil), Metrics...), RuntimeMetrics...) {
+		if !used[m.Name] {
+			t.Errorf("no panel shows %s", m.Name)
+		}
+	}
+}
+
+func TestMetricsListIsWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range Metrics {
+		if !strings.HasPrefix(m.Name, "taskscope_") {
+			t.Errorf("%s: telemetry metrics use the taskscope_ prefix", m.Name)
+		}
+		if (m.Type == Counter) != strings.HasSuffix(m.Name, "_total") {
+			t.Errorf("%s: counters, and only counters, end in _total", m.Name)
+		}
+		if seen[m.Name] {
+			t.Errorf("%s listed twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	for _, m := range RuntimeMetrics {
+		if !strings.HasPrefix(m.Name, "go_") {
+			t.Errorf("%s: RuntimeMetrics holds the Go collector's go_* metrics", m.Name)
+		}
+	}
+}
+
+func TestQueries(t *testing.T) {
+	d := overview(t)
+	targets := 0
+	for _, p := range panels(d) {
+		targets += len(p.Targets)
+	}
+
+	qs, err := Queries(map[string]string{"job": "taskscope-demo", "__rate_interval": "30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != targets {
+		t.Fatalf("Queries returned %d queries, the dashboard has %d targets", len(qs), targets)
+	}
+	for _, q := range qs {
+		if strings.Contains(q.Expr, "$") {
+			t.Errorf("%s/%s: unsubstituted variable in %s", q.Panel, q.RefID, q.Expr)
+		}
+		if _, err := parser.NewParser(parser.Options{}).ParseExpr(q.Expr); err != nil {
+			t.Errorf("%s/%s: %v", q.Panel, q.RefID, err)
+		}
+		if q.Dashboard != OverviewUID || q.Panel == "" || q.RefID == "" || q.Raw == "" {
+			t.Errorf("incomplete query %+v", q)
+		}
+	}
+	first := qs[0]
+	if first.Panel != "Running tasks" || first.Expr != `sum(taskscope_tasks_running{job=~"taskscope-demo", instance=~".+", group=~".+", task=~".+"})` {
+		t.Errorf("first query = %q: %s", first.Panel, first.Expr)
+	}
+	spawn := slices.IndexFunc(qs, func(q Query) bool { return q.Panel == "Spawn rate by group" })
+	if spawn < 0 || !strings.Contains(qs[spawn].Expr, "[30s]") {
+		t.Errorf("$__rate_interval not substituted from vars: %+v", qs[spawn])
+	}
+	if !slices.ContainsFunc(qs, func(q Query) bool { return q.Exemplar }) {
+		t.Error("no query asks for exemplars")
+	}
+}
+
+func TestExpand(t *testing.T) {
+	vars := map[string]string{"job": "demo", "instance": "127.0.0.1:8080"}
+	for _, c := range []struct{ in, want, err string }{
+		{in: `up{job=~"$job"}`, want: `up{job=~"demo"}`},
+		{in: `up{job=~"${job}", instance="${instance:raw}"}`, want: `up{job=~"demo", instance="127.0.0.1:8080"}`},
+		{in: `up{job=~"[[job]]"}`, want: `up{job=~"demo"}`},
+		{in: `rate(x[$__rate_interval])`, want: `rate(x[1m])`},
+		{in: `label_replace(up, "a", "$1", "job", "(.*)")`, want: `label_replace(up, "a", "$1", "job", "(.*)")`},
+		{in: `up{job=~"$nope"}`, err: "nope"},
+	} {
+		got, err := Expand(c.in, vars)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("Expand(%q) error = %v, want one naming %q", c.in, err, c.err)
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("Expand(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,62 @@
+// Package diagnostics is the operator-facing side of taskscope: a slog
+// observer, a subscribable event stream, and debug HTTP handlers that show
+// the task tree and stream its events. It imports only the standard
+// library and the runtime package.
+//
+// # Wiring
+//
+// Observers are passed to runtime.New; the telemetry observer, when there
+// is one, goes first, so that task contexts already carry the task's span
+// when the log observer sees them:
+//
+//	stream := diagnostics.NewStream()
+//	sup := runtime.New("svc",
+//		runtime.WithObserver(tel),
+//		runtime.WithObserver(diagnostics.NewLogObserver(logger, diagnostics.WithTraceIDs(otelIDs))),
+//		runtime.WithObserver(stream))
+//	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
+//	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
+//	srv.RegisterOnShutdown(stream.Close)
+//
+// # Logs
+//
+// [LogObserver] writes one record per event, at the level DESIGN.md
+// assigns (lifecycle debug, cancellation info, errors and aborts warn,
+// panics error), with "event" = the event kind and the span attribute keys
+// (taskscope.group, taskscope.task.name, taskscope.task.id,
+// taskscope.task.outcome, taskscope.cancel.cause, error.type, ...). A
+// disabled level costs a level check and no allocation.
+//
+// error.type is set on failed outcomes only: "panic", "aborted",
+// "deadline_exceeded", the value of an ErrorType() string method in the
+// error chain, or "_OTHER".
+//
+// # Stream
+//
+// A [Stream] fans events out to subscriptions, each with a bounded buffer
+// that drops its oldest events when the reader falls behind, and says so
+// in-band with a [KindStreamLagged] event carrying a [*LaggedError]. The
+// publisher (a task goroutine) never waits for a subscriber.
+//
+// A client that keeps a picture of the tree starts from a snapshot and
+// follows the stream from the snapshot's sequence number:
+//
+//	snap := sup.Snapshot()
+//	sub := stream.Subscribe(ctx, diagnostics.After(snap.Seq))
+//
+// Events of different tasks can reach the stream slightly out of Seq
+// order; [After] is designed so that nothing is lost, at the price of an
+// occasional duplicate near the resume point, so clients apply events
+// idempotently by task ID. When the stream no longer holds the events a
+// client needs, the client receives a resync notice and must fetch a new
+// snapshot.
+//
+// # HTTP
+//
+// [EventsHandler] serves the stream as Server-Sent Events or NDJSON, each
+// event in the [EventJSON] shape; [TasksHandler] serves the tree as JSON
+// ([SnapshotJSON]) or as a self-contained page that updates live from the
+// event stream. The application mounts them (behind whatever
+// authentication its debug endpoints use); the package starts no server
+// and no goroutine that outlives a request.
+package diagnostics

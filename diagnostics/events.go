@@ -1,0 +1,231 @@
+package diagnostics
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Defaults of [EventsHandler].
+const (
+	DefaultKeepAlive  = 15 * time.Second
+	DefaultMaxClients = 64
+)
+
+// EventsOption configures [EventsHandler].
+type EventsOption interface{ applyEvents(*eventsHandler) }
+
+type eventsOption func(*eventsHandler)
+
+func (f eventsOption) applyEvents(h *eventsHandler) { f(h) }
+
+// WithKeepAlive sets how often an idle stream sends a keep-alive (an SSE
+// comment, or an empty line in NDJSON), so that proxies do not close it
+// (default [DefaultKeepAlive]; 0 disables them).
+func WithKeepAlive(d time.Duration) EventsOption {
+	return eventsOption(func(h *eventsHandler) { h.keepAlive = max(d, 0) })
+}
+
+// WithMaxClients caps the concurrent streams the handler serves (default
+// [DefaultMaxClients]; 0 means no cap). Requests over the cap get 503.
+func WithMaxClients(n int) EventsOption {
+	return eventsOption(func(h *eventsHandler) { h.maxClients = int64(max(n, 0)) })
+}
+
+type eventsHandler struct {
+	stream     *Stream
+	keepAlive  time.Duration
+	maxClients int64
+	clients    atomic.Int64
+}
+
+// EventsHandler serves s's events as a never-ending HTTP response:
+// Server-Sent Events by default, NDJSON (one [EventJSON] per line) for
+// "Accept: application/x-ndjson" or ?format=ndjson. The application mounts
+// it, typically next to [TasksHandler]:
+//
+//	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
+//	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
+//
+// Each SSE message has id: the event's Seq (omitted on lag notices),
+// event: its kind and data: its [EventJSON]. A client resumes with the
+// Last-Event-ID header (sent by EventSource on reconnect) or ?after=seq,
+// which subscribes with [After]; the header wins. Lost events are reported
+// in-band as [KindStreamLagged] events; one with "resync":true means the
+// client must re-fetch the snapshot.
+//
+// Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
+// its descendants, repeatable), ?level= (debug, info, warn, error).
+//
+// Each client is an ordinary [Subscription]: a slow client lags and is
+// told so, it never slows the supervisor. The response ends when the client
+// goes away (the subscription is closed with the request), or when the
+// stream is closed ([Stream.Close]). The handler lifts the server's write
+// deadline for the response and flushes after each event through
+// http.ResponseController; it starts no goroutine of its own.
+func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
+	h := &eventsHandler{stream: s, keepAlive: DefaultKeepAlive, maxClients: DefaultMaxClients}
+	for _, o := range opts {
+		o.applyEvents(h)
+	}
+	return h
+}
+
+func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	opts, err := subscribeOptionsFrom(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ndjson := wantsNDJSON(r)
+	if n := h.clients.Add(1); h.maxClients > 0 && n > h.maxClients {
+		h.clients.Add(-1)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many event stream clients", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.clients.Add(-1)
+
+	hdr := w.Header()
+	if ndjson {
+		hdr.Set("Content-Type", "application/x-ndjson")
+	} else {
+		hdr.Set("Content-Type", "text/event-stream")
+	}
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx would otherwise buffer the stream
+	if r.Method == http.MethodHead {
+		return
+	}
+
+	ctx := r.Context()
+	sub := h.stream.Subscribe(ctx, opts...)
+	defer sub.Close()
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a server-wide WriteTimeout would cut the stream
+	w.WriteHeader(http.StatusOK)
+	if !ndjson {
+		_, _ = w.Write([]byte(": taskscope event stream\n\n"))
+	}
+	if rc.Flush() != nil {
+		return // cannot stream through this ResponseWriter
+	}
+
+	var tick <-chan time.Time
+	if h.keepAlive > 0 {
+		t := time.NewTicker(h.keepAlive)
+		defer t.Stop()
+		tick = t.C
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for {
+		ev, res := sub.next(tick)
+		if res == gotClosed || ctx.Err() != nil {
+			return
+		}
+		buf.Reset()
+		switch {
+		case res == gotTick && ndjson:
+			buf.WriteByte('\n')
+		case res == gotTick:
+			buf.WriteString(": keep-alive\n\n")
+		case ndjson:
+			_ = enc.Encode(NewEventJSON(ev)) // ends with '\n'
+		default:
+			writeSSE(&buf, enc, ev)
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
+
+// writeSSE frames ev as one SSE message. JSON has no raw newlines, so the
+// data fits on one data: line.
+func writeSSE(buf *bytes.Buffer, enc *json.Encoder, ev runtime.Event) {
+	if ev.Seq != 0 {
+		buf.WriteString("id: ")
+		buf.WriteString(strconv.FormatUint(ev.Seq, 10))
+		buf.WriteByte('\n')
+	}
+	buf.WriteString("event: ")
+	buf.WriteString(ev.Kind)
+	buf.WriteString("\ndata: ")
+	_ = enc.Encode(NewEventJSON(ev))
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+	buf.WriteString("\n\n")
+}
+
+func wantsNDJSON(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "ndjson":
+		return true
+	case "sse":
+		return false
+	}
+	for _, a := range strings.Split(r.Header.Get("Accept"), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(a)); err == nil && mt == "application/x-ndjson" {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribeOptionsFrom reads the filters and the resume point of a request.
+func subscribeOptionsFrom(r *http.Request) ([]SubscribeOption, error) {
+	q := r.URL.Query()
+	var opts []SubscribeOption
+	var kinds []string
+	for _, k := range q["kind"] {
+		for k := range strings.SplitSeq(k, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	if len(kinds) > 0 {
+		opts = append(opts, Kinds(kinds...))
+	}
+	for _, g := range q["group"] {
+		opts = append(opts, GroupPrefix(g))
+	}
+	if l := q.Get("level"); l != "" {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(l)); err != nil {
+			return nil, errors.New("bad level: want debug, info, warn or error")
+		}
+		opts = append(opts, MinLevel(lvl))
+	}
+	after, src := q.Get("after"), "after"
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		after, src = id, "Last-Event-ID"
+	}
+	if after != "" {
+		seq, err := strconv.ParseUint(strings.TrimSpace(after), 10, 64)
+		if err != nil {
+			return nil, errors.New("bad " + src + ": want an event sequence number")
+		}
+		opts = append(opts, After(seq))
+	}
+	return opts, nil
+}

@@ -1,0 +1,168 @@
+package diagnostics
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// EventJSON is the wire form of an event, the one shape used by the SSE
+// and NDJSON streams (and anyone else who serialises events): field names
+// are stable, durations are in seconds, and empty fields are left out
+// (absent means zero).
+type EventJSON struct {
+	Seq   uint64    `json:"seq"`  // 0 on lag notices
+	Time  time.Time `json:"time"` // RFC 3339 with nanoseconds
+	Kind  string    `json:"kind"`
+	Level string    `json:"level"` // DEBUG, INFO, WARN or ERROR, per DESIGN.md
+
+	Group    string `json:"group,omitempty"` // full dotted name
+	Task     string `json:"task,omitempty"`
+	TaskID   uint64 `json:"task_id,omitempty"`
+	Function string `json:"function,omitempty"`
+
+	IntervalSeconds float64 `json:"interval_seconds,omitempty"` // periodic tasks
+	Run             uint64  `json:"run,omitempty"`              // periodic run number, from 1
+
+	Outcome   string `json:"outcome,omitempty"` // success, error, canceled, panic, aborted
+	Error     string `json:"error,omitempty"`   // for panics, the panic value; the stack is in Stack
+	ErrorType string `json:"error_type,omitempty"`
+	Cause     string `json:"cause,omitempty"`      // the cancellation cause's message
+	CauseKind string `json:"cause_kind,omitempty"` // runtime.CauseKind: shutdown, fail_fast, ...
+
+	DurationSeconds      float64 `json:"duration_seconds,omitempty"`
+	CancelLatencySeconds float64 `json:"cancel_latency_seconds,omitempty"`
+	Stack                string  `json:"stack,omitempty"` // panic stack, or where an aborted task was stuck
+
+	Drained *int `json:"drained,omitempty"` // shutdown_finished only
+	Aborted *int `json:"aborted,omitempty"` // shutdown_finished only
+
+	Missed uint64 `json:"missed,omitempty"` // lag notices only
+	Resync bool   `json:"resync,omitempty"` // lag notices only: re-fetch the snapshot
+}
+
+// NewEventJSON returns ev's wire form.
+func NewEventJSON(ev runtime.Event) EventJSON {
+	j := EventJSON{
+		Seq:                  ev.Seq,
+		Time:                 ev.Time,
+		Kind:                 ev.Kind,
+		Level:                level(&ev).String(),
+		Group:                ev.Group,
+		Task:                 ev.Task,
+		TaskID:               ev.TaskID,
+		Function:             ev.Function,
+		IntervalSeconds:      ev.Interval.Seconds(),
+		Run:                  ev.Run,
+		ErrorType:            errorType(ev.Outcome, ev.Err),
+		DurationSeconds:      ev.Duration.Seconds(),
+		CancelLatencySeconds: ev.CancelLatency.Seconds(),
+		Stack:                string(ev.Stack),
+	}
+	if ev.Outcome != 0 {
+		j.Outcome = ev.Outcome.String()
+	}
+	if ev.Err != nil && !isCancelRequest(ev.Kind) { // a cancel request's Err is its cause
+		j.Error = errorMessage(ev.Err)
+	}
+	if ev.Cause != nil {
+		j.Cause = errorMessage(ev.Cause)
+		j.CauseKind = runtime.CauseKind(ev.Cause)
+	}
+	if ev.Kind == runtime.KindGroupShutdownDone {
+		j.Drained, j.Aborted = &ev.Drained, &ev.Aborted
+	}
+	var lag *LaggedError
+	if ev.Kind == KindStreamLagged && errors.As(ev.Err, &lag) {
+		j.Missed, j.Resync = lag.Missed, lag.Resync
+	}
+	return j
+}
+
+// errorMessage is err's message, capped as the stream caps it; for a
+// panic, the panic value alone, since the stack has its own field.
+func errorMessage(err error) string {
+	limit := DefaultMaxMessage
+	var ce *cappedError
+	if errors.As(err, &ce) {
+		limit = ce.max
+	}
+	var pe *runtime.PanicError
+	if errors.As(err, &pe) {
+		return truncateString(fmt.Sprintf("taskscope: panic: %v", pe.Value), limit)
+	}
+	if ce != nil {
+		return ce.Error()
+	}
+	return truncateString(err.Error(), limit)
+}
+
+// SnapshotJSON is the wire form of a supervisor's task tree, as served by
+// [TasksHandler]: the tree and the event sequence number it corresponds to,
+// from which a client resumes the event stream (?after=seq).
+type SnapshotJSON struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"` // when the snapshot was taken; ages are relative to it
+	Root GroupJSON `json:"root"`
+}
+
+// GroupJSON is one group of a [SnapshotJSON]. The counts cover the
+// group's whole subtree; Tasks and Groups are never null.
+type GroupJSON struct {
+	Name      string      `json:"name"` // full dotted name
+	Closed    bool        `json:"closed"`
+	Canceled  bool        `json:"canceled"`
+	Running   int         `json:"running"`
+	Canceling int         `json:"canceling"`
+	Abandoned int         `json:"abandoned"`
+	Tasks     []TaskJSON  `json:"tasks"`
+	Groups    []GroupJSON `json:"groups"`
+}
+
+// TaskJSON is one live or abandoned task of a [GroupJSON].
+type TaskJSON struct {
+	ID              uint64    `json:"id"`
+	Name            string    `json:"name"`
+	Group           string    `json:"group"`
+	State           string    `json:"state"` // running, canceling, abandoned
+	Started         time.Time `json:"started"`
+	AgeSeconds      float64   `json:"age_seconds"`
+	IntervalSeconds float64   `json:"interval_seconds,omitempty"` // periodic tasks
+	Runs            uint64    `json:"runs,omitempty"`             // periodic tasks: runs started
+}
+
+// NewSnapshotJSON returns the wire form of snap, taken at now.
+func NewSnapshotJSON(snap runtime.GroupSnapshot, now time.Time) SnapshotJSON {
+	return SnapshotJSON{Seq: snap.Seq, Time: now, Root: groupJSON(snap, now)}
+}
+
+func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
+	j := GroupJSON{
+		Name:      g.Name,
+		Closed:    g.Closed,
+		Canceled:  g.Canceled,
+		Running:   g.Running,
+		Canceling: g.Canceling,
+		Abandoned: g.Abandoned,
+		Tasks:     make([]TaskJSON, 0, len(g.Tasks)),
+		Groups:    make([]GroupJSON, 0, len(g.Groups)),
+	}
+	for _, t := range g.Tasks {
+		j.Tasks = append(j.Tasks, TaskJSON{
+			ID:              t.ID,
+			Name:            t.Name,
+			Group:           t.Group,
+			State:           t.State.String(),
+			Started:         t.Started,
+			AgeSeconds:      now.Sub(t.Started).Seconds(),
+			IntervalSeconds: t.Interval.Seconds(),
+			Runs:            t.Runs,
+		})
+	}
+	for _, c := range g.Groups {
+		j.Groups = append(j.Groups, groupJSON(c, now))
+	}
+	return j
+}

@@ -1,0 +1,264 @@
+package diagnostics
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Default sizes of a [Stream].
+const (
+	DefaultBufferSize = 1024 // events buffered per subscriber
+	DefaultReplaySize = 512  // recent events kept for resuming with After
+)
+
+// Stream is a [runtime.Observer] that fans events out to subscribers.
+//
+// Publishing never blocks and never waits for a subscriber: each
+// subscription has its own bounded buffer that drops its oldest event when
+// full and tells the reader in-band (see [KindStreamLagged]). A stream also
+// keeps a small replay ring of recent events so that a subscriber can start
+// from a snapshot or resume after a reconnect (see [After]).
+//
+// Error messages and stacks are capped in size when published (see
+// [WithMaxStack], [WithMaxMessage]): Err and Cause are wrapped in an error
+// that shortens the message and unwraps to the original, so errors.Is and
+// errors.As still work; compare errors with them, not with ==.
+//
+// One stream serves one supervisor: sequence numbers from two supervisors
+// would collide. Create one with [NewStream]; it is safe for concurrent
+// use.
+type Stream struct {
+	maxStack, maxMessage int
+	buffer               int
+
+	// mu guards the replay ring and the subscriber list. Publishing holds
+	// it while copying the event into each matching subscriber's buffer (an
+	// O(1) step per subscriber), so that every subscriber and the ring see
+	// one arrival order; it never holds it while waiting for anything.
+	mu     sync.Mutex
+	replay ring
+	// Bookkeeping of what the replay ring has evicted, for After: the
+	// highest Seq evicted, the Seq of the latest eviction, and how many
+	// were evicted since the one with the highest Seq.
+	maxEvicted, lastEvicted uint64
+	evictedSinceMax         uint64
+	subs                    []*Subscription
+	closed                  bool
+
+	published atomic.Uint64
+	dropped   atomic.Uint64
+}
+
+var _ runtime.Observer = (*Stream)(nil)
+
+// StreamOption configures a [Stream].
+type StreamOption interface{ applyStream(*Stream) }
+
+type streamOption func(*Stream)
+
+func (f streamOption) applyStream(s *Stream) { f(s) }
+
+// WithBufferSize sets the default buffer size of subscriptions, including
+// the HTTP handlers' (default [DefaultBufferSize]; at least 1).
+func WithBufferSize(n int) StreamOption {
+	return streamOption(func(s *Stream) { s.buffer = max(n, 1) })
+}
+
+// WithReplaySize sets how many recent events the stream keeps for [After]
+// (default [DefaultReplaySize]); 0 disables replay, so that After yields a
+// resync notice whenever newer events were published.
+func WithReplaySize(n int) StreamOption {
+	return streamOption(func(s *Stream) { s.replay = newRing(max(n, 0)) })
+}
+
+// WithMaxStack caps the stacks of published events, in bytes (default
+// [DefaultMaxStack]).
+func WithMaxStack(n int) StreamOption {
+	return streamOption(func(s *Stream) { s.maxStack = max(n, 0) })
+}
+
+// WithMaxMessage caps the messages of published events' errors and causes,
+// in bytes (default [DefaultMaxMessage]).
+func WithMaxMessage(n int) StreamOption {
+	return streamOption(func(s *Stream) { s.maxMessage = max(n, 0) })
+}
+
+// NewStream returns a stream with no subscribers.
+func NewStream(opts ...StreamOption) *Stream {
+	s := &Stream{
+		maxStack:   DefaultMaxStack,
+		maxMessage: DefaultMaxMessage,
+		buffer:     DefaultBufferSize,
+		replay:     newRing(DefaultReplaySize),
+	}
+	for _, o := range opts {
+		o.applyStream(s)
+	}
+	return s
+}
+
+// TaskStarting publishes the spawned and run_started events and returns
+// ctx unchanged.
+func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	s.publish(ev)
+	return ctx
+}
+
+// Observe publishes ev.
+func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(ev) }
+
+func (s *Stream) publish(ev runtime.Event) {
+	ev = capEvent(ev, s.maxStack, s.maxMessage) // outside the lock: it may copy a stack
+	lvl := level(&ev)
+	s.mu.Lock()
+	if old, ok := s.replay.push(ev); ok {
+		s.evicted(old.Seq)
+	}
+	for _, sub := range s.subs {
+		sub.offer(&ev, lvl)
+	}
+	s.mu.Unlock()
+	s.published.Add(1)
+}
+
+func (s *Stream) evicted(seq uint64) {
+	s.lastEvicted = seq
+	if seq >= s.maxEvicted {
+		s.maxEvicted, s.evictedSinceMax = seq, 0
+	} else {
+		s.evictedSinceMax++
+	}
+}
+
+// Published returns the number of events published so far.
+func (s *Stream) Published() uint64 { return s.published.Load() }
+
+// Dropped returns the number of events dropped so far from subscribers'
+// full buffers, summed over all subscriptions, past and present.
+func (s *Stream) Dropped() uint64 { return s.dropped.Load() }
+
+// Subscribers returns the number of open subscriptions.
+func (s *Stream) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// Close closes every subscription (each still delivers what it had
+// buffered) and makes later ones start closed. Publishing goes on into the
+// replay ring. Call it when the process shuts down, for example from
+// http.Server.RegisterOnShutdown, so that streaming HTTP responses end and
+// the server's Shutdown does not wait for them.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs, s.closed = nil, true
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.shut()
+	}
+}
+
+// Subscribe returns a subscription to the events published from now on
+// (and, with [After], to recent ones), filtered by opts. It ends when ctx is
+// done or it is closed.
+func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscription {
+	cfg := subscribeConfig{buffer: s.buffer, minLevel: slog.Level(-1 << 31)}
+	for _, o := range opts {
+		o.applySubscribe(&cfg)
+	}
+	sub := &Subscription{
+		stream: s,
+		filter: cfg.filter(),
+		buf:    newRing(cfg.buffer),
+		notify: make(chan struct{}, 1),
+	}
+	s.mu.Lock()
+	if s.closed || ctx.Err() != nil {
+		s.mu.Unlock()
+		sub.closed = true
+		return sub
+	}
+	if cfg.after != nil {
+		s.replayLocked(sub, *cfg.after)
+	}
+	s.subs = append(s.subs, sub)
+	s.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, sub.Close)
+	sub.mu.Lock()
+	sub.stop = stop
+	sub.mu.Unlock()
+	return sub
+}
+
+// replayLocked queues into sub the held events that come after seq.
+//
+// Sequence numbers increase per task but events of different tasks can
+// arrive slightly out of Seq order (each is published on the goroutine
+// that caused it), so "after seq" has two readings, and the replay serves
+// both:
+//
+//   - seq from a snapshot (a watermark): the snapshot reflects every event
+//     with Seq <= seq, so the subscriber needs every event with Seq > seq,
+//     wherever it arrived;
+//   - seq from a reconnecting client (a cursor, the Last-Event-ID): the
+//     client saw every event that arrived up to the one with Seq == seq,
+//     so it needs every event that arrived after it, whatever its Seq.
+//
+// The replay is therefore every held event, in arrival order, that has
+// Seq > seq or arrived after the event with Seq == seq. Around the cursor a
+// few events may be delivered twice (the reordering window is the time
+// between issuing a Seq and publishing it); none is lost. Consumers apply
+// events idempotently, keyed by task ID.
+//
+// When the ring has evicted an event either reading still needs, the
+// subscriber gets a resync notice (a [LaggedError] with Resync) followed
+// by everything held.
+func (s *Stream) replayLocked(sub *Subscription, seq uint64) {
+	r := &s.replay
+	from := r.len() // events at index >= from are replayed whatever their Seq
+	switch {
+	case s.maxEvicted > seq:
+		// An event newer than seq is gone.
+		missed := s.maxEvicted - seq
+		for i := range r.len() {
+			if e := r.at(i).Seq; e > seq && e <= s.maxEvicted && missed > 1 {
+				missed--
+			}
+		}
+		sub.gap, sub.resync, from = missed, true, 0
+	case s.maxEvicted == seq && s.lastEvicted == seq:
+		// The cursor was the last event evicted: all held ones came after it.
+		from = 0
+	case s.maxEvicted == seq:
+		// The cursor was evicted, and so were events that arrived after it.
+		sub.gap, sub.resync, from = s.evictedSinceMax, true, 0
+	default:
+		for i := r.len() - 1; i >= 0; i-- {
+			if r.at(i).Seq == seq {
+				from = i + 1
+				break
+			}
+		}
+	}
+	for i := range r.len() {
+		if ev := r.at(i); i >= from || ev.Seq > seq {
+			sub.offer(ev, level(ev))
+		}
+	}
+}
+
+// unregister removes sub from the subscriber list.
+func (s *Stream) unregister(sub *Subscription) {
+	s.mu.Lock()
+	if i := slices.Index(s.subs, sub); i >= 0 {
+		s.subs = slices.Delete(s.subs, i, i+1)
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,250 @@
+package diagnostics
+
+import (
+	"iter"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Subscription is one subscriber's view of a [Stream]: a bounded buffer
+// that drops its oldest event when full. Read it with [Subscription.Events]
+// from one goroutine; its other methods are safe for concurrent use.
+type Subscription struct {
+	stream *Stream
+	filter filter
+	notify chan struct{} // capacity 1: wakes a waiting reader
+
+	mu      sync.Mutex
+	buf     ring
+	gap     uint64 // events dropped (or, with resync, missed) since the last lag notice
+	resync  bool   // the pending lag notice is a resync notice
+	closed  bool
+	waiting bool        // the reader is blocked on notify
+	stop    func() bool // stops the ctx watch
+
+	dropped atomic.Uint64
+}
+
+// SubscribeOption configures a subscription at [Stream.Subscribe]. Filters
+// of different kinds combine with AND; repeated ones of the same kind with
+// OR. Lag and resync notices pass every filter.
+type SubscribeOption interface{ applySubscribe(*subscribeConfig) }
+
+type subscribeOption func(*subscribeConfig)
+
+func (f subscribeOption) applySubscribe(c *subscribeConfig) { f(c) }
+
+type subscribeConfig struct {
+	buffer   int
+	kinds    map[string]bool
+	minLevel slog.Level
+	prefixes []string
+	after    *uint64
+}
+
+// Kinds keeps only events of the given kinds, such as
+// runtime.KindTaskFinished. Listing kinds explicitly keeps a consumer from
+// being surprised by kinds added in later versions.
+func Kinds(kinds ...string) SubscribeOption {
+	return subscribeOption(func(c *subscribeConfig) {
+		if c.kinds == nil {
+			c.kinds = make(map[string]bool, len(kinds))
+		}
+		for _, k := range kinds {
+			c.kinds[k] = true
+		}
+	})
+}
+
+// MinLevel keeps only events whose [runtime.Event.Level] is at least l
+// (slog.LevelWarn: errors, aborts and panics).
+func MinLevel(l slog.Level) SubscribeOption {
+	return subscribeOption(func(c *subscribeConfig) { c.minLevel = l })
+}
+
+// GroupPrefix keeps only events of the group named prefix and its
+// descendants: "runtime.ingest" matches "runtime.ingest" and
+// "runtime.ingest.kafka", not "runtime.ingester".
+func GroupPrefix(prefix string) SubscribeOption {
+	return subscribeOption(func(c *subscribeConfig) { c.prefixes = append(c.prefixes, prefix) })
+}
+
+// BufferSize sets this subscription's buffer size (default: the stream's,
+// see [WithBufferSize]; at least 1).
+func BufferSize(n int) SubscribeOption {
+	return subscribeOption(func(c *subscribeConfig) { c.buffer = max(n, 1) })
+}
+
+// After starts the subscription with the events held in the stream's
+// replay ring that come after seq, then goes on live with no gap. seq is
+// either the Seq of a [runtime.GroupSnapshot] (start from a snapshot: take
+// sup.Snapshot(), render it, then Subscribe(ctx, After(snap.Seq))) or the
+// Seq of the last event a reconnecting client saw (the SSE Last-Event-ID).
+//
+// Events of different tasks can reach the stream slightly out of Seq
+// order; After replays every held event with Seq > seq and every one that
+// arrived after the event with Seq == seq, so neither use loses an event,
+// and an event near seq may come twice: apply events idempotently, keyed by
+// task ID.
+//
+// If the ring no longer holds what is needed, the subscription starts with
+// a resync notice: a [KindStreamLagged] event whose [LaggedError] has
+// Resync set. The client must then re-fetch a snapshot (and may subscribe
+// again after its Seq).
+func After(seq uint64) SubscribeOption {
+	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
+}
+
+func (c *subscribeConfig) filter() filter {
+	return filter{kinds: c.kinds, minLevel: c.minLevel, prefixes: c.prefixes}
+}
+
+type filter struct {
+	kinds    map[string]bool
+	minLevel slog.Level
+	prefixes []string
+}
+
+func (f *filter) match(ev *runtime.Event, lvl slog.Level) bool {
+	if lvl < f.minLevel || (f.kinds != nil && !f.kinds[ev.Kind]) {
+		return false
+	}
+	if f.prefixes == nil {
+		return true
+	}
+	for _, p := range f.prefixes {
+		if inGroup(ev.Group, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// inGroup reports whether group is prefix or one of its descendants.
+func inGroup(group, prefix string) bool {
+	rest, ok := strings.CutPrefix(group, prefix)
+	return ok && (rest == "" || rest[0] == '.' || prefix == "")
+}
+
+// offer queues ev if it passes the filter, dropping the oldest buffered
+// event when full. Called with the stream's lock held; never blocks.
+func (sub *Subscription) offer(ev *runtime.Event, lvl slog.Level) {
+	if !sub.filter.match(ev, lvl) {
+		return
+	}
+	sub.mu.Lock()
+	if !sub.closed {
+		if _, dropped := sub.buf.push(*ev); dropped {
+			sub.gap++
+			sub.dropped.Add(1)
+			sub.stream.dropped.Add(1)
+		}
+		sub.wakeLocked()
+	}
+	sub.mu.Unlock()
+}
+
+func (sub *Subscription) wakeLocked() {
+	if sub.waiting {
+		sub.waiting = false
+		select {
+		case sub.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Events returns the subscription's events in arrival order, with a
+// [KindStreamLagged] event where events were dropped. The sequence ends
+// once the subscription is closed ([Subscription.Close] or its context
+// done) and everything buffered before that has been delivered. Breaking
+// out of the loop leaves the subscription open.
+func (sub *Subscription) Events() iter.Seq[runtime.Event] {
+	return func(yield func(runtime.Event) bool) {
+		for {
+			ev, r := sub.next(nil)
+			if r != gotEvent || !yield(ev) {
+				return
+			}
+		}
+	}
+}
+
+type nextResult uint8
+
+const (
+	gotEvent nextResult = iota
+	gotTick
+	gotClosed
+)
+
+// next returns the next event, waiting for one; or gotTick when tick fires
+// first (for keep-alives), or gotClosed once closed and drained.
+func (sub *Subscription) next(tick <-chan time.Time) (runtime.Event, nextResult) {
+	for {
+		sub.mu.Lock()
+		switch {
+		case sub.gap > 0 || sub.resync:
+			// The gap is always at the head: drops remove the oldest event.
+			ev := runtime.Event{
+				Kind: KindStreamLagged,
+				Time: time.Now(),
+				Err:  &LaggedError{Missed: sub.gap, Resync: sub.resync},
+			}
+			sub.gap, sub.resync = 0, false
+			sub.mu.Unlock()
+			return ev, gotEvent
+		case sub.buf.len() > 0:
+			ev := sub.buf.pop()
+			sub.mu.Unlock()
+			return ev, gotEvent
+		case sub.closed:
+			sub.mu.Unlock()
+			return runtime.Event{}, gotClosed
+		}
+		sub.waiting = true
+		sub.mu.Unlock()
+		select {
+		case <-sub.notify:
+		case <-tick:
+			sub.mu.Lock()
+			sub.waiting = false
+			sub.mu.Unlock()
+			return runtime.Event{}, gotTick
+		}
+	}
+}
+
+// Dropped returns how many events this subscription dropped because its
+// buffer was full.
+func (sub *Subscription) Dropped() uint64 { return sub.dropped.Load() }
+
+// Close ends the subscription: no more events are queued, and Events ends
+// after delivering those already buffered. Closing twice does nothing.
+func (sub *Subscription) Close() {
+	// Unregister first, and on every call: once any Close has returned, or
+	// Events has ended, the stream no longer counts the subscription.
+	sub.stream.unregister(sub)
+	sub.shut()
+}
+
+// shut marks sub closed, wakes its reader and stops the ctx watch.
+func (sub *Subscription) shut() {
+	sub.mu.Lock()
+	if sub.closed {
+		sub.mu.Unlock()
+		return
+	}
+	sub.closed = true
+	sub.wakeLocked()
+	stop := sub.stop
+	sub.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}

@@ -1,0 +1,84 @@
+// Package telemetry turns a taskscope supervisor's events into
+// OpenTelemetry spans and Prometheus metrics.
+//
+// # Wiring
+//
+//	tel, err := telemetry.New(
+//		telemetry.WithTracerProvider(tp),  // default: otel.GetTracerProvider()
+//		telemetry.WithRegisterer(reg),     // default: register it yourself
+//	)
+//	if err != nil { ... }
+//	sup := runtime.New("app", runtime.WithObserver(tel))
+//
+// Serve reg with promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}):
+// exemplars are only exposed in the OpenMetrics format.
+//
+// The package uses the OpenTelemetry API only, never the SDK, and sets no
+// global: no otel.Set*, no registration on prometheus.DefaultRegisterer.
+//
+// # Spans
+//
+// Each task gets one span, `task <name>`, started when it is spawned and
+// carried in its context, so spans made inside the task are its children.
+// Its parent is the span of the context the task was spawned from (see
+// runtime.WithParent), or, with [WithSpanLinks], it starts a new trace
+// linked to that span. Status: error, panic and aborted set Error; success
+// and canceled leave it Unset. A panic adds an `exception` event with the
+// full stack captured where the panic happened. An aborted task's span ends
+// at the abort, with the stack its goroutine was stuck in; its late exit
+// changes only the metrics.
+//
+// Periodic tasks (Group.Every) get no task span, which would stay open for
+// days and be exported only at the end: each run gets a short `run <name>`
+// span instead, the root of its own trace, linked to the spawner's span. A
+// group shutdown gets a `shutdown <group>` span with the counts of drained
+// and aborted tasks and the names of the aborted ones.
+//
+// Attributes: taskscope.group, taskscope.task.name, taskscope.task.id,
+// taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
+// taskscope.cancel.message, code.function.name, error.type, and
+// taskscope.shutdown.* on shutdown spans.
+//
+// # Metrics
+//
+//	taskscope_tasks_started_total{group,task}
+//	taskscope_tasks_rejected_total{group,task}
+//	taskscope_tasks_finished_total{group,task,outcome,error_type}
+//	taskscope_task_duration_seconds{group,task,outcome}          classic and native histogram, trace_id exemplars
+//	taskscope_task_cancellations_total{group,task,cause}         task="" for a cancel of a whole group
+//	taskscope_task_cancel_latency_seconds{group,task}            classic and native histogram
+//	taskscope_tasks_running{group,task}
+//	taskscope_tasks_abandoned{group,task}
+//	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted
+//	taskscope_periodic_runs_total{group,task,outcome}
+//	taskscope_label_overflow_total{label}
+//	taskscope_stream_events_total, taskscope_stream_dropped_total, taskscope_stream_subscribers  (with WithStreamStats)
+//
+// outcome is success, error, canceled, panic or aborted. error_type (the
+// error.type attribute on spans) is "panic", "aborted", or for errors
+// "goexit", the value of an ErrorType() method in the error chain,
+// "deadline_exceeded", "canceled", or else the error's Go type as
+// semconv.ErrorType names it ("*errors.errorString"); it is empty for
+// success and canceled. cause is runtime.CauseKind of the cancellation
+// cause.
+//
+// Rejected spawns (on a closed group) count as started and as finished with
+// outcome canceled, so that started − finished is always what is running;
+// they are also counted in taskscope_tasks_rejected_total and stay out of
+// the duration histogram. running is spawned minus finished, abandoned is
+// aborted minus late exits: both come from events the runtime emits exactly
+// once per task, so they do not drift.
+//
+// Labels never carry task IDs. The distinct values of group, of task and
+// of error_type are each capped ([WithMaxLabelValues], default 256); later
+// values become "_other" and are counted in taskscope_label_overflow_total.
+//
+// # Cost
+//
+// Metric children are bound once per (group, task), so a spawn and a
+// completion cost a few atomic operations and two lock-free map loads, and
+// allocate nothing. With a nil or no-op tracer provider tracing is off: no
+// span is started and the task's context is not wrapped. With tracing on,
+// spans are started on the spawning goroutine, which keeps the SDK's deep
+// call path off the task goroutine's small initial stack.
+package telemetry

@@ -1,0 +1,264 @@
+package telemetry
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Metric names. Counters end in _total, durations are in seconds, and no
+// label ever carries a task ID.
+const (
+	nameStarted          = "taskscope_tasks_started_total"
+	nameRejected         = "taskscope_tasks_rejected_total"
+	nameFinished         = "taskscope_tasks_finished_total"
+	nameDuration         = "taskscope_task_duration_seconds"
+	nameCancellations    = "taskscope_task_cancellations_total"
+	nameCancelLatency    = "taskscope_task_cancel_latency_seconds"
+	nameRunning          = "taskscope_tasks_running"
+	nameAbandoned        = "taskscope_tasks_abandoned"
+	nameShutdownDuration = "taskscope_group_shutdown_duration_seconds"
+	namePeriodicRuns     = "taskscope_periodic_runs_total"
+	nameLabelOverflow    = "taskscope_label_overflow_total"
+)
+
+// Classic buckets, for dashboards that query _bucket series; the native
+// histogram alongside gives the fine resolution. Tasks last from
+// microseconds to hours, so the buckets are wide.
+var (
+	durationBuckets      = []float64{.0005, .001, .005, .01, .05, .1, .5, 1, 5, 10, 60, 300}
+	cancelLatencyBuckets = []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 10, 30}
+	shutdownBuckets      = []float64{.001, .01, .1, .5, 1, 2.5, 5, 10, 30, 60, 120}
+)
+
+// metrics holds the vectors. Hot-path code never calls WithLabelValues on
+// them: it uses the children a [series] bound once per (group, task).
+type metrics struct {
+	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
+	duration, cancelLatency, shutdownDuration                          *prometheus.HistogramVec
+	running, abandoned                                                 *prometheus.GaugeVec
+
+	overflowGroup, overflowTask, overflowErrorType prometheus.Counter
+}
+
+func histogramOpts(name, help string, buckets []float64, constLabels prometheus.Labels) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{
+		Name:        name,
+		Help:        help,
+		ConstLabels: constLabels,
+		Buckets:     buckets,
+		// Native histogram: about 10% relative resolution, at most 160
+		// buckets per series (unbounded would be a memory risk), reset at
+		// most hourly when the bucket limit forces a coarser schema.
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  160,
+		NativeHistogramMinResetDuration: time.Hour,
+	}
+}
+
+func newMetrics(constLabels prometheus.Labels) *metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: constLabels}, labels)
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: constLabels}, labels)
+	}
+	m := &metrics{
+		started: counter(nameStarted,
+			"Tasks spawned, including spawns rejected by a closed group (those finish at once with outcome canceled).",
+			"group", "task"),
+		rejected: counter(nameRejected,
+			"Tasks spawned on a closed (shut down) group and never run; also counted as started and as finished with outcome canceled.",
+			"group", "task"),
+		finished: counter(nameFinished,
+			"Tasks ended, by outcome (success, error, canceled, panic, aborted); error_type is set for error, panic and aborted.",
+			"group", "task", "outcome", "error_type"),
+		cancellations: counter(nameCancellations,
+			"Cancellation requests, by cause (shutdown, fail_fast, external, deadline, canceled, custom); task is empty for a request to a whole group.",
+			"group", "task", "cause"),
+		periodicRuns: counter(namePeriodicRuns,
+			"Runs of periodic (Every) tasks, by outcome.",
+			"group", "task", "outcome"),
+		overflow: counter(nameLabelOverflow,
+			"Label values folded into \"_other\" because the label reached its cap: once per spawned task for group and task, once per failed task for error_type, once per group event for group.",
+			"label"),
+		duration: prometheus.NewHistogramVec(histogramOpts(nameDuration,
+			"Run time of a task, from spawn to its end (to the abort for aborted tasks).",
+			durationBuckets, constLabels), []string{"group", "task", "outcome"}),
+		cancelLatency: prometheus.NewHistogramVec(histogramOpts(nameCancelLatency,
+			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled; a long tail means tasks ignore their context.",
+			cancelLatencyBuckets, constLabels), []string{"group", "task"}),
+		shutdownDuration: prometheus.NewHistogramVec(histogramOpts(nameShutdownDuration,
+			"Duration of group shutdowns; result is clean when every task returned, aborted when some were abandoned at the deadline.",
+			shutdownBuckets, constLabels), []string{"group", "result"}),
+		running: gauge(nameRunning,
+			"Tasks spawned and not yet finished (aborted tasks are not running: see taskscope_tasks_abandoned).",
+			"group", "task"),
+		abandoned: gauge(nameAbandoned,
+			"Tasks aborted at a shutdown deadline whose goroutines are still running (Go cannot kill goroutines).",
+			"group", "task"),
+	}
+	// Pre-created so that a dashboard sees 0, not a missing series.
+	m.overflowGroup = m.overflow.WithLabelValues("group")
+	m.overflowTask = m.overflow.WithLabelValues("task")
+	m.overflowErrorType = m.overflow.WithLabelValues("error_type")
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.started, m.rejected, m.finished, m.cancellations, m.periodicRuns, m.overflow,
+		m.duration, m.cancelLatency, m.shutdownDuration, m.running, m.abandoned,
+	}
+}
+
+// outcomeSlots indexes per-outcome children by runtime.Outcome (1..5);
+// anything else shares slot 0.
+const outcomeSlots = 8
+
+func slot(o runtime.Outcome) int {
+	if int(o) < outcomeSlots {
+		return int(o)
+	}
+	return 0
+}
+
+// series is every child metric of one (group, task) label pair. The
+// children every task touches are bound when the series is made; the rest
+// (histograms per outcome, periodic runs, cancel causes) on first use, so
+// that a pair does not expose dozens of empty histogram series.
+type series struct {
+	m           *metrics
+	group, task string // label values, after capping
+
+	started            prometheus.Counter
+	running, abandoned prometheus.Gauge
+	// finished children for the outcomes whose error_type is fixed; outcome
+	// error has one child per error_type, in errs.
+	finished [outcomeSlots]prometheus.Counter
+	errs     sync.Map // error_type label → prometheus.Counter
+	cancels  sync.Map // cause kind → prometheus.Counter
+
+	duration [outcomeSlots]lazy[observer]
+	runs     [outcomeSlots]lazy[prometheus.Counter]
+	latency  lazy[observer]
+
+	// Entries shared by raw names resolved after the cache budget is spent,
+	// by folded flags (group | task<<1). Guarded by seriesCache.mu.
+	sharedEntries [4]*taskEntry
+}
+
+func newSeries(m *metrics, group, task string) *series {
+	s := &series{
+		m: m, group: group, task: task,
+		started:   m.started.WithLabelValues(group, task),
+		running:   m.running.WithLabelValues(group, task),
+		abandoned: m.abandoned.WithLabelValues(group, task),
+	}
+	for _, o := range []runtime.Outcome{runtime.Success, runtime.Canceled, runtime.Panic, runtime.Aborted} {
+		s.finished[o] = m.finished.WithLabelValues(group, task, o.String(), errorTypeOf(o, nil))
+	}
+	return s
+}
+
+// shared returns an entry without span names for raw names that are not
+// cached. Called with seriesCache.mu held.
+func (s *series) shared(groupFolded, taskFolded bool) *taskEntry {
+	i := 0
+	if groupFolded {
+		i |= 1
+	}
+	if taskFolded {
+		i |= 2
+	}
+	if s.sharedEntries[i] == nil {
+		s.sharedEntries[i] = &taskEntry{s: s, groupFolded: groupFolded, taskFolded: taskFolded}
+	}
+	return s.sharedEntries[i]
+}
+
+func (s *series) finishedCounter(o runtime.Outcome, errType string) prometheus.Counter {
+	if o != runtime.Error {
+		if c := s.finished[slot(o)]; c != nil {
+			return c
+		}
+		return s.m.finished.WithLabelValues(s.group, s.task, o.String(), errType) // not an outcome the runtime reports
+	}
+	if c, ok := s.errs.Load(errType); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := s.errs.LoadOrStore(errType, s.m.finished.WithLabelValues(s.group, s.task, o.String(), errType))
+	return c.(prometheus.Counter)
+}
+
+func (s *series) durationObserver(o runtime.Outcome) *observer {
+	return s.duration[slot(o)].get(func() observer {
+		return newObserver(s.m.duration.WithLabelValues(s.group, s.task, o.String()))
+	})
+}
+
+func (s *series) cancelLatency() *observer {
+	return s.latency.get(func() observer {
+		return newObserver(s.m.cancelLatency.WithLabelValues(s.group, s.task))
+	})
+}
+
+func (s *series) periodicRuns(o runtime.Outcome) prometheus.Counter {
+	return *s.runs[slot(o)].get(func() prometheus.Counter {
+		return s.m.periodicRuns.WithLabelValues(s.group, s.task, o.String())
+	})
+}
+
+func (s *series) cancellations(cause string) prometheus.Counter {
+	if c, ok := s.cancels.Load(cause); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := s.cancels.LoadOrStore(cause, s.m.cancellations.WithLabelValues(s.group, s.task, cause))
+	return c.(prometheus.Counter)
+}
+
+func (s *series) rejected() prometheus.Counter {
+	// Rejections are rare (they happen at shutdown): no pre-binding.
+	return s.m.rejected.WithLabelValues(s.group, s.task)
+}
+
+// lazy holds a value made on first use, without a lock on the fast path.
+type lazy[T any] struct{ p atomic.Pointer[T] }
+
+func (l *lazy[T]) get(mk func() T) *T {
+	if p := l.p.Load(); p != nil {
+		return p
+	}
+	v := mk()
+	if l.p.CompareAndSwap(nil, &v) {
+		return &v
+	}
+	return l.p.Load()
+}
+
+// observer is a histogram child with its exemplar interface resolved once.
+type observer struct {
+	o  prometheus.Observer
+	eo prometheus.ExemplarObserver // nil if the child cannot take exemplars
+}
+
+func newObserver(o prometheus.Observer) observer {
+	eo, _ := o.(prometheus.ExemplarObserver)
+	return observer{o: o, eo: eo}
+}
+
+// observe records v, with the trace ID as an exemplar when sc is sampled,
+// so that a latency outlier on a dashboard leads to its trace. Building the
+// exemplar allocates; it only happens for sampled spans.
+func (h *observer) observe(v float64, sc trace.SpanContext) {
+	if h.eo != nil && sc.IsSampled() {
+		h.eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+		return
+	}
+	h.o.Observe(v)
+}

@@ -1,0 +1,516 @@
+package telemetry_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
+)
+
+// TestOutcomes checks, for every outcome, the task span's status and
+// attributes and the finished counter: the DESIGN.md table.
+func TestOutcomes(t *testing.T) {
+	cases := []struct {
+		outcome    string
+		run        func(t *testing.T, h *harness) // spawns "work" in group app.g and waits for it to end
+		wantStatus codes.Code
+		errorType  string
+	}{
+		{"success", func(t *testing.T, h *harness) {
+			<-h.sup.Group("g").Go("work", func(context.Context) error { return nil }).Done()
+		}, codes.Unset, ""},
+		{"error", func(t *testing.T, h *harness) {
+			<-h.sup.Group("g").Go("work", func(context.Context) error { return errors.New("boom") }).Done()
+		}, codes.Error, "*errors.errorString"},
+		{"canceled", func(t *testing.T, h *harness) {
+			task := h.sup.Group("g").Go("work", blockUntilCanceled)
+			task.Cancel(nil)
+			<-task.Done()
+		}, codes.Unset, ""},
+		{"panic", func(t *testing.T, h *harness) {
+			<-h.sup.Group("g").Go("work", func(context.Context) error { panic("kaboom") }).Done()
+		}, codes.Error, "panic"},
+		{"aborted", func(t *testing.T, h *harness) {
+			release := make(chan struct{})
+			h.sup.Group("g").Go("work", func(context.Context) error { <-release; return nil })
+			if err := h.sup.Shutdown(timeout(t, time.Second)); err == nil {
+				t.Fatal("Shutdown returned nil, want an AbortError")
+			}
+			close(release)
+			synctest.Wait() // the late exit
+		}, codes.Error, "aborted"},
+	}
+	for _, c := range cases {
+		t.Run(c.outcome, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				h := newHarness(t)
+				c.run(t, h)
+				s := h.span("task work")
+				if s.Status().Code != c.wantStatus {
+					t.Errorf("status %v (%q), want %v", s.Status().Code, s.Status().Description, c.wantStatus)
+				}
+				if got := attrString(s, "taskscope.task.outcome"); got != c.outcome {
+					t.Errorf("taskscope.task.outcome = %q, want %q", got, c.outcome)
+				}
+				if got := attrString(s, "error.type"); got != c.errorType {
+					t.Errorf("error.type = %q, want %q", got, c.errorType)
+				}
+				if s.SpanKind() != trace.SpanKindInternal {
+					t.Errorf("span kind %v, want internal", s.SpanKind())
+				}
+				if got := metricValue(t, h.reg, "taskscope_tasks_finished_total",
+					labels("group", "app.g", "task", "work", "outcome", c.outcome, "error_type", c.errorType)); got != 1 {
+					t.Errorf("finished{outcome=%s,error_type=%q} = %v, want 1", c.outcome, c.errorType, got)
+				}
+				if got := metricValue(t, h.reg, "taskscope_task_duration_seconds", labels("outcome", c.outcome)); got != 1 {
+					t.Errorf("duration{outcome=%s} count = %v, want 1", c.outcome, got)
+				}
+				if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
+					t.Errorf("running = %v after the task ended", got)
+				}
+				if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
+					t.Errorf("abandoned = %v after the late exit", got)
+				}
+				h.checkSpansEndedOnce()
+			})
+		})
+	}
+}
+
+func TestTaskSpanAttributes(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		task := h.sup.Group("g").Group("sub").Go("fetch", fetchUser)
+		<-task.Done()
+		s := h.span("task fetch")
+		if got := attrString(s, "taskscope.group"); got != "app.g.sub" {
+			t.Errorf("taskscope.group = %q, want the full dotted name app.g.sub", got)
+		}
+		if got := attrString(s, "taskscope.task.name"); got != "fetch" {
+			t.Errorf("taskscope.task.name = %q", got)
+		}
+		if v, _ := attrOf(s, "taskscope.task.id"); v.Type().String() != "INT64" || v.AsInt64() != int64(task.ID()) {
+			t.Errorf("taskscope.task.id = %v (%v), want int64 %d", v.Emit(), v.Type(), task.ID())
+		}
+		if got := attrString(s, "code.function.name"); !strings.HasSuffix(got, "telemetry_test.fetchUser") {
+			t.Errorf("code.function.name = %q, want the task function", got)
+		}
+		if _, ok := attrOf(s, "taskscope.cancel.cause"); ok {
+			t.Error("taskscope.cancel.cause set on a task nobody canceled")
+		}
+		if s.Parent().IsValid() {
+			t.Error("a task spawned without a parent context has a parent span")
+		}
+		if got := s.InstrumentationScope().Name; got != telemetry.ScopeName {
+			t.Errorf("scope %q, want %q", got, telemetry.ScopeName)
+		}
+	})
+}
+
+func fetchUser(context.Context) error { return nil }
+
+func TestPanicSpanHasExceptionEventWithFullStack(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Go("deep", func(context.Context) error { recurseThenPanic(60); return nil }).Done()
+		s := h.span("task deep")
+		ev, ok := eventNamed(s, "exception")
+		if !ok {
+			t.Fatalf("no exception event; events: %v", s.Events())
+		}
+		if got := eventAttr(ev, "exception.type"); got != "string" {
+			t.Errorf("exception.type = %q, want string (the panic value's type)", got)
+		}
+		if got := eventAttr(ev, "exception.message"); got != "deep trouble" {
+			t.Errorf("exception.message = %q", got)
+		}
+		stack := eventAttr(ev, "exception.stacktrace")
+		// The full stack: 60 recursive frames are more than the SDK's own
+		// 2 KiB capture could hold, and the panic site must be there.
+		if len(stack) <= 2048 || strings.Count(stack, "recurseThenPanic") < 60 {
+			t.Errorf("stack of %d bytes with %d recursive frames, want the full stack:\n%s",
+				len(stack), strings.Count(stack, "recurseThenPanic"), stack)
+		}
+		if s.Status().Code != codes.Error || !strings.Contains(s.Status().Description, "deep trouble") {
+			t.Errorf("status %v %q, want Error mentioning the panic value", s.Status().Code, s.Status().Description)
+		}
+	})
+}
+
+func recurseThenPanic(n int) {
+	if n == 0 {
+		panic("deep trouble")
+	}
+	recurseThenPanic(n - 1)
+}
+
+func TestCancelRequestIsASpanEvent(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		task := h.sup.Go("slow", func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(2 * time.Second) // takes its time to honour the request
+			return ctx.Err()
+		})
+		synctest.Wait()
+		task.Cancel(errors.New("user asked"))
+		<-task.Done()
+		s := h.span("task slow")
+		ev, ok := eventNamed(s, runtime.KindTaskCancelRequested)
+		if !ok {
+			t.Fatalf("no %s event; events: %v", runtime.KindTaskCancelRequested, s.Events())
+		}
+		if got := eventAttr(ev, "taskscope.cancel.cause"); got != "custom" {
+			t.Errorf("event cause = %q, want custom", got)
+		}
+		if got := eventAttr(ev, "taskscope.cancel.message"); got != "user asked" {
+			t.Errorf("event message = %q", got)
+		}
+		if got := attrString(s, "taskscope.cancel.cause"); got != "custom" {
+			t.Errorf("span taskscope.cancel.cause = %q, want custom", got)
+		}
+		if s.Status().Code != codes.Unset {
+			t.Errorf("canceled task status %v, want Unset", s.Status().Code)
+		}
+		if got := metricValue(t, h.reg, "taskscope_task_cancellations_total", labels("task", "slow", "cause", "custom")); got != 1 {
+			t.Errorf("cancellations{cause=custom} = %v, want 1", got)
+		}
+		lat := series(t, h.reg, "taskscope_task_cancel_latency_seconds")
+		if len(lat) != 1 || lat[0].Histogram.GetSampleCount() != 1 || lat[0].Histogram.GetSampleSum() != 2 {
+			t.Errorf("cancel latency = %v, want one observation of 2s", lat)
+		}
+	})
+}
+
+func TestGroupCancelIsCountedWithEmptyTask(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		g := h.sup.Group("g")
+		for range 3 {
+			g.Go("w", blockUntilCanceled)
+		}
+		g.Cancel(nil)
+		if err := g.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := metricValue(t, h.reg, "taskscope_task_cancellations_total", labels("group", "app.g", "task", "", "cause", "canceled")); got != 1 {
+			t.Errorf("cancellations{task=\"\",cause=canceled} = %v, want 1 (one request for the group)", got)
+		}
+		if got := metricValue(t, h.reg, "taskscope_task_cancel_latency_seconds", labels("task", "w")); got != 3 {
+			t.Errorf("cancel latency count = %v, want 3", got)
+		}
+		for _, s := range h.spans("task w") {
+			if got := attrString(s, "taskscope.cancel.cause"); got != "canceled" {
+				t.Errorf("span cause %q, want canceled", got)
+			}
+		}
+	})
+}
+
+func TestAbortedSpanEndsAtAbortAndLateExitAddsNothing(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		release := make(chan struct{})
+		g := h.sup.Group("g")
+		g.Go("good", blockUntilCanceled)
+		stuck := g.Go("stuck", func(context.Context) error { <-release; return nil })
+		start := time.Now()
+		err := h.sup.Shutdown(timeout(t, time.Second))
+		var ae *runtime.AbortError
+		if !errors.As(err, &ae) {
+			t.Fatalf("Shutdown = %v, want an AbortError", err)
+		}
+		s := h.span("task stuck")
+		if got := s.EndTime().Sub(start); got != time.Second {
+			t.Errorf("span ended %v after the shutdown began, want at the abort (1s)", got)
+		}
+		if s.Status().Code != codes.Error {
+			t.Errorf("aborted status %v, want Error", s.Status().Code)
+		}
+		ev, ok := eventNamed(s, runtime.KindTaskAborted)
+		if !ok || !strings.Contains(eventAttr(ev, "taskscope.task.stack"), "goroutine") {
+			t.Errorf("no %s event with the stuck goroutine's stack: %v", runtime.KindTaskAborted, s.Events())
+		}
+		if got := attrString(s, "taskscope.cancel.cause"); got != "shutdown" {
+			t.Errorf("cause %q, want shutdown", got)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", labels("task", "stuck")); got != 1 {
+			t.Errorf("abandoned = %v before the late exit, want 1", got)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
+			t.Errorf("running = %v, want 0: an aborted task is abandoned, not running", got)
+		}
+
+		// The shutdown span names what it abandoned.
+		sh := h.span("shutdown app")
+		if attrString(sh, "taskscope.shutdown.drained") != "1" || attrString(sh, "taskscope.shutdown.aborted") != "1" {
+			t.Errorf("shutdown span drained=%s aborted=%s, want 1 and 1",
+				attrString(sh, "taskscope.shutdown.drained"), attrString(sh, "taskscope.shutdown.aborted"))
+		}
+		if got, want := attrString(sh, "taskscope.shutdown.aborted_tasks"), "app.g/stuck#"; !strings.Contains(got, want) {
+			t.Errorf("aborted_tasks = %s, want it to name %s%d", got, want, stuck.ID())
+		}
+		if sh.Status().Code != codes.Error || attrString(sh, "taskscope.shutdown.result") != "aborted" {
+			t.Errorf("shutdown span status %v result %s, want Error and aborted", sh.Status().Code, attrString(sh, "taskscope.shutdown.result"))
+		}
+		if got := metricValue(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", "app", "result", "aborted")); got != 1 {
+			t.Errorf("shutdown duration{result=aborted} count = %v, want 1", got)
+		}
+
+		before := len(s.Events())
+		close(release)
+		synctest.Wait()
+		if h.sup.Abandoned() != 0 {
+			t.Fatal("the task did not exit")
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
+			t.Errorf("abandoned = %v after the late exit, want 0", got)
+		}
+		if n := len(h.spans("task stuck")); n != 1 {
+			t.Errorf("%d spans for the stuck task after its late exit, want 1", n)
+		}
+		if after := h.span("task stuck"); len(after.Events()) != before || after.EndTime() != s.EndTime() {
+			t.Error("the late exit changed the ended span")
+		}
+		h.checkSpansEndedOnce()
+	})
+}
+
+func TestRejectedSpawnEndsAtOnceAsCanceled(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		g := h.sup.Group("g")
+		if err := g.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		task := g.Go("late", func(context.Context) error { t.Error("a rejected task ran"); return nil })
+		<-task.Done()
+		s := h.span("task late")
+		if attrString(s, "taskscope.task.outcome") != "canceled" || attrString(s, "taskscope.task.rejected") != "true" {
+			t.Errorf("rejected span outcome=%s rejected=%s, want canceled and true",
+				attrString(s, "taskscope.task.outcome"), attrString(s, "taskscope.task.rejected"))
+		}
+		if s.Status().Code != codes.Unset {
+			t.Errorf("status %v, want Unset", s.Status().Code)
+		}
+		for name, want := range map[string]float64{
+			"taskscope_tasks_started_total":         1,
+			"taskscope_tasks_rejected_total":        1,
+			"taskscope_tasks_finished_total":        1,
+			"taskscope_tasks_running":               0,
+			"taskscope_task_duration_seconds":       0, // it never ran
+			"taskscope_task_cancel_latency_seconds": 0,
+		} {
+			if got := metricValue(t, h.reg, name, labels("task", "late")); got != want {
+				t.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+		h.checkSpansEndedOnce()
+	})
+}
+
+func TestSpansMadeInsideFnAreChildren(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Go("parent", func(ctx context.Context) error {
+			_, child := h.tp.Tracer("user").Start(ctx, "query")
+			child.End()
+			return nil
+		}).Done()
+		task, child := h.span("task parent"), h.span("query")
+		if child.Parent().SpanID() != task.SpanContext().SpanID() || child.SpanContext().TraceID() != task.SpanContext().TraceID() {
+			t.Errorf("span made in fn has parent %v, want the task span %v", child.Parent().SpanID(), task.SpanContext().SpanID())
+		}
+	})
+}
+
+func TestWithParentMakesTaskSpanAChild(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		ctx, req := h.tp.Tracer("user").Start(context.Background(), "request")
+		<-h.sup.Go("work", func(context.Context) error { return nil }, runtime.WithParent(ctx)).Done()
+		req.End()
+		task := h.span("task work")
+		if task.Parent().SpanID() != req.SpanContext().SpanID() {
+			t.Errorf("task span parent %v, want the spawner's span %v", task.Parent().SpanID(), req.SpanContext().SpanID())
+		}
+		if len(task.Links()) != 0 {
+			t.Errorf("child task span has links %v", task.Links())
+		}
+	})
+}
+
+func TestWithSpanLinksStartsANewLinkedTrace(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithSpanLinks())
+		ctx, req := h.tp.Tracer("user").Start(context.Background(), "request")
+		<-h.sup.Go("background", func(context.Context) error { return nil }, runtime.WithParent(ctx)).Done()
+		req.End()
+		task := h.span("task background")
+		if task.Parent().IsValid() || task.SpanContext().TraceID() == req.SpanContext().TraceID() {
+			t.Errorf("detached task span has parent %v in trace %v, want a new root", task.Parent(), task.SpanContext().TraceID())
+		}
+		if l := task.Links(); len(l) != 1 || l[0].SpanContext.SpanID() != req.SpanContext().SpanID() {
+			t.Errorf("links %v, want one to the spawner's span", l)
+		}
+	})
+}
+
+func TestPeriodicTasksGetRunSpansOnly(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		ctx, req := h.tp.Tracer("user").Start(context.Background(), "setup")
+		n := 0
+		task := h.sup.Group("g").Every("tick", time.Minute, func(ctx context.Context) error {
+			n++
+			_, child := h.tp.Tracer("user").Start(ctx, "tick-work")
+			child.End()
+			switch n {
+			case 2:
+				return errors.New("flaky")
+			case 3:
+				return runtime.ErrStop
+			}
+			return nil
+		}, runtime.WithParent(ctx))
+		<-task.Done()
+		req.End()
+		if s := h.spans("task tick"); len(s) != 0 {
+			t.Errorf("periodic task has %d task spans, want none", len(s))
+		}
+		runs := h.spans("run tick")
+		if len(runs) != 3 {
+			t.Fatalf("%d run spans, want 3", len(runs))
+		}
+		wantOutcome := []string{"success", "error", "success"}
+		wantStatus := []codes.Code{codes.Unset, codes.Error, codes.Unset}
+		works := h.spans("tick-work")
+		for i, r := range runs {
+			if got := attrString(r, "taskscope.task.run"); got != string(rune('1'+i)) {
+				t.Errorf("run %d: taskscope.task.run = %s", i+1, got)
+			}
+			if got := attrString(r, "taskscope.task.outcome"); got != wantOutcome[i] {
+				t.Errorf("run %d: outcome %s, want %s", i+1, got, wantOutcome[i])
+			}
+			if r.Status().Code != wantStatus[i] {
+				t.Errorf("run %d: status %v, want %v", i+1, r.Status().Code, wantStatus[i])
+			}
+			if r.Parent().IsValid() || len(r.Links()) != 1 || r.Links()[0].SpanContext.SpanID() != req.SpanContext().SpanID() {
+				t.Errorf("run %d: parent %v links %v, want a root linked to the spawner", i+1, r.Parent(), r.Links())
+			}
+			if works[i].Parent().SpanID() != r.SpanContext().SpanID() {
+				t.Errorf("run %d: span made in the run is not its child", i+1)
+			}
+		}
+		for outcome, want := range map[string]float64{"success": 2, "error": 1} {
+			if got := metricValue(t, h.reg, "taskscope_periodic_runs_total", labels("task", "tick", "outcome", outcome)); got != want {
+				t.Errorf("periodic_runs_total{outcome=%s} = %v, want %v", outcome, got, want)
+			}
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("task", "tick", "outcome", "success")); got != 1 {
+			t.Errorf("finished{success} = %v, want 1 (ErrStop ends the task)", got)
+		}
+		h.checkSpansEndedOnce()
+	})
+}
+
+func TestPeriodicRunSpanEndsAtAbort(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		release := make(chan struct{})
+		h.sup.Every("stuck", time.Minute, func(context.Context) error { <-release; return nil })
+		synctest.Wait()
+		if err := h.sup.Shutdown(timeout(t, time.Second)); err == nil {
+			t.Fatal("Shutdown returned nil, want an AbortError")
+		}
+		run := h.span("run stuck")
+		if run.Status().Code != codes.Error || attrString(run, "taskscope.task.outcome") != "aborted" {
+			t.Errorf("run span status %v outcome %s, want Error and aborted", run.Status().Code, attrString(run, "taskscope.task.outcome"))
+		}
+		close(release)
+		synctest.Wait()
+		if n := len(h.spans("run stuck")); n != 1 {
+			t.Errorf("%d run spans after the late exit, want 1", n)
+		}
+		if got := metricValue(t, h.reg, "taskscope_periodic_runs_total", nil); got != 1 {
+			t.Errorf("periodic_runs_total = %v, want 1 (the run reported at its late end)", got)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
+			t.Errorf("abandoned = %v, want 0", got)
+		}
+		h.checkSpansEndedOnce()
+	})
+}
+
+func TestShutdownSpans(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		ctx, op := h.tp.Tracer("user").Start(context.Background(), "deploy")
+		a, b := h.sup.Group("a"), h.sup.Group("b")
+		for range 3 {
+			a.Go("w", func(ctx context.Context) error { <-ctx.Done(); time.Sleep(2 * time.Second); return nil })
+		}
+		b.Go("w", func(ctx context.Context) error { <-ctx.Done(); time.Sleep(time.Second); return nil })
+		done := make(chan struct{})
+		go func() { _ = a.Shutdown(ctx); close(done) }()
+		if err := b.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		op.End()
+		for group, want := range map[string]struct {
+			drained string
+			d       time.Duration
+		}{"app.a": {"3", 2 * time.Second}, "app.b": {"1", time.Second}} {
+			s := h.span("shutdown " + group)
+			if got := attrString(s, "taskscope.shutdown.drained"); got != want.drained {
+				t.Errorf("%s: drained %s, want %s", group, got, want.drained)
+			}
+			if got := attrString(s, "taskscope.shutdown.aborted"); got != "0" {
+				t.Errorf("%s: aborted %s, want 0", group, got)
+			}
+			if got := s.EndTime().Sub(s.StartTime()); got != want.d {
+				t.Errorf("%s: shutdown span lasted %v, want %v", group, got, want.d)
+			}
+			if s.Status().Code != codes.Unset || s.Parent().SpanID() != op.SpanContext().SpanID() {
+				t.Errorf("%s: status %v parent %v, want Unset and a child of the caller's span", group, s.Status().Code, s.Parent())
+			}
+			if got := metricValue(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", group, "result", "clean")); got != 1 {
+				t.Errorf("%s: shutdown duration{result=clean} count = %v, want 1", group, got)
+			}
+		}
+		h.checkSpansEndedOnce()
+	})
+}
+
+func TestNotSampledSpansStillEnd(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarnessWith(t, []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.NeverSample())})
+		<-h.sup.Go("x", func(context.Context) error { return errors.New("e") }).Done()
+		if n := len(h.sr.Ended()); n != 0 {
+			t.Errorf("%d spans recorded with NeverSample", n)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("outcome", "error")); got != 1 {
+			t.Errorf("finished{error} = %v, want 1", got)
+		}
+		for _, m := range series(t, h.reg, "taskscope_task_duration_seconds") {
+			if len(m.Histogram.Exemplars) > 0 {
+				t.Error("exemplar recorded for an unsampled span")
+			}
+			for _, b := range m.Histogram.Bucket {
+				if b.Exemplar != nil {
+					t.Error("exemplar recorded for an unsampled span")
+				}
+			}
+		}
+	})
+}

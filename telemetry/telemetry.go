@@ -1,0 +1,296 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Telemetry turns a supervisor's events into OpenTelemetry spans and
+// Prometheus metrics. It is a [runtime.Observer] (pass it to
+// runtime.WithObserver) and a [prometheus.Collector]. One Telemetry may
+// observe several supervisors; use [WithConstLabels] or separate
+// registries to tell their metrics apart.
+//
+// All methods are safe for concurrent use. Make one with [New]; the zero
+// Telemetry is not usable.
+type Telemetry struct {
+	tracer     trace.Tracer // nil: tracing off, checked before any span work
+	links      bool
+	m          *metrics
+	cache      *seriesCache
+	collectors []prometheus.Collector
+
+	// Rejected tasks get a finished event like any other; these let the
+	// finished handler skip the duration and latency histograms for them
+	// (they never ran). rejecting gates the map lookup, so that the finish
+	// of every other task costs one atomic load.
+	rejecting atomic.Int64
+	rejected  sync.Map // rejectKey → struct{}
+
+	shutMu    sync.Mutex
+	shutdowns map[string][]trace.Span // open shutdown spans by group name
+}
+
+type rejectKey struct {
+	group string
+	id    uint64
+}
+
+var (
+	_ runtime.Observer     = (*Telemetry)(nil)
+	_ prometheus.Collector = (*Telemetry)(nil)
+)
+
+// New returns a Telemetry configured by opts. With [WithRegisterer] it
+// registers itself there and returns the registration error; otherwise
+// register it yourself. It never touches a global: the tracer provider
+// defaults to otel.GetTracerProvider(), read once here.
+//
+// New fails when the const labels are invalid or collide with the metrics'
+// own labels, and when registration fails.
+func New(opts ...Option) (*Telemetry, error) {
+	c := newConfig(opts)
+	m := newMetrics(c.constLabels)
+	t := &Telemetry{
+		links:      c.spanLinks,
+		m:          m,
+		cache:      newSeriesCache(m, c.maxLabelValues),
+		collectors: m.collectors(),
+		shutdowns:  make(map[string][]trace.Span),
+	}
+	if c.stream != nil {
+		t.collectors = append(t.collectors, newStreamMetrics(c.stream, c.constLabels))
+	}
+	if tracingOn(c.tp) {
+		t.tracer = c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
+	}
+	// A private registry checks the descriptors (const label names, label
+	// collisions) so that a mistake is an error here rather than a panic
+	// or a failed scrape later, whether or not WithRegisterer is used.
+	if err := prometheus.NewPedanticRegistry().Register(t); err != nil {
+		return nil, fmt.Errorf("telemetry: invalid metrics: %w", err)
+	}
+	if c.reg != nil {
+		if err := c.reg.Register(t); err != nil {
+			return nil, fmt.Errorf("telemetry: registering metrics: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// tracingOn reports whether spans are worth starting: a no-op provider
+// would still cost an allocation per span.
+func tracingOn(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case nil, noop.TracerProvider, *noop.TracerProvider:
+		return false
+	}
+	return true
+}
+
+// TaskStarting implements [runtime.Observer]. It runs on the spawning
+// goroutine: it counts the spawn and, with tracing on, starts the task's
+// span (or a periodic run's) and returns the context carrying it. With
+// tracing off it returns ctx unchanged and allocates nothing.
+func (t *Telemetry) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	switch ev.Kind {
+	case runtime.KindTaskSpawned:
+		e := t.cache.entry(ev.Group, ev.Task, true)
+		e.s.started.Inc()
+		e.s.running.Inc()
+		if t.tracer != nil {
+			return t.startTask(ctx, &ev, e)
+		}
+	case runtime.KindTaskRunStarted:
+		if t.tracer != nil {
+			return t.startRun(ctx, &ev)
+		}
+	}
+	return ctx
+}
+
+// Observe implements [runtime.Observer]. Task completions run on the task
+// goroutine, so the path for them is shallow and, with tracing off,
+// allocation-free: it must not grow the goroutine's stack.
+func (t *Telemetry) Observe(ctx context.Context, ev runtime.Event) {
+	switch ev.Kind {
+	case runtime.KindTaskFinished:
+		t.taskFinished(ctx, &ev)
+	case runtime.KindTaskCancelRequested:
+		t.cancelRequested(ctx, &ev)
+	case runtime.KindTaskAborted:
+		t.taskAborted(ctx, &ev)
+	case runtime.KindTaskLateExit:
+		// The task span ended at the abort; only the books change.
+		t.cache.entry(ev.Group, ev.Task, false).s.abandoned.Dec()
+	case runtime.KindTaskRejected:
+		t.taskRejected(ctx, &ev)
+	case runtime.KindTaskRunFinished:
+		t.runFinished(ctx, &ev)
+	case runtime.KindGroupCancelRequested:
+		// A group cancel reaches every task below it without a per-task
+		// event; it is counted once, with task="".
+		t.m.cancellations.WithLabelValues(t.cache.groupLabel(ev.Group), "", causeKind(&ev)).Inc()
+	case runtime.KindGroupShutdownStarted:
+		if t.tracer != nil {
+			t.startShutdown(ctx, &ev)
+		}
+	case runtime.KindGroupShutdownDone:
+		t.shutdownDone(&ev)
+	}
+}
+
+func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
+	s := t.cache.entry(ev.Group, ev.Task, false).s
+	s.running.Dec()
+	errType := errorTypeOf(ev.Outcome, ev.Err)
+	label := errType
+	if ev.Outcome == runtime.Error {
+		label = t.cache.errorTypeLabel(errType)
+	}
+	s.finishedCounter(ev.Outcome, label).Inc()
+
+	var span trace.Span
+	if t.tracer != nil {
+		if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
+			span = tc.span // nil for periodic tasks: their runs have spans
+		}
+	}
+	if !t.wasRejected(ev) {
+		var sc trace.SpanContext
+		if span != nil {
+			sc = span.SpanContext()
+		}
+		s.durationObserver(ev.Outcome).observe(ev.Duration.Seconds(), sc)
+		if ev.Outcome == runtime.Canceled {
+			s.cancelLatency().observe(ev.CancelLatency.Seconds(), sc)
+		}
+	}
+	if span != nil {
+		endSpan(span, ev, errType)
+	}
+}
+
+// wasRejected reports (once) whether ev finishes a rejected task.
+func (t *Telemetry) wasRejected(ev *runtime.Event) bool {
+	if t.rejecting.Load() == 0 {
+		return false
+	}
+	if _, ok := t.rejected.LoadAndDelete(rejectKey{ev.Group, ev.TaskID}); ok {
+		t.rejecting.Add(-1)
+		return true
+	}
+	return false
+}
+
+func (t *Telemetry) taskRejected(ctx context.Context, ev *runtime.Event) {
+	t.cache.entry(ev.Group, ev.Task, false).s.rejected().Inc()
+	t.rejecting.Add(1)
+	t.rejected.Store(rejectKey{ev.Group, ev.TaskID}, struct{}{})
+	if t.tracer != nil {
+		if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil && tc.span != nil {
+			tc.span.SetAttributes(attrRejected.Bool(true))
+		}
+	}
+}
+
+// causeKind is the cause label of a cancel request: the cause that stands
+// (Cause), else the one requested (Err).
+func causeKind(ev *runtime.Event) string {
+	cause := ev.Cause
+	if cause == nil {
+		cause = ev.Err
+	}
+	return runtime.CauseKind(cause)
+}
+
+func (t *Telemetry) cancelRequested(ctx context.Context, ev *runtime.Event) {
+	kind := causeKind(ev)
+	t.cache.entry(ev.Group, ev.Task, false).s.cancellations(kind).Inc()
+	if t.tracer != nil {
+		if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
+			cause := ev.Cause
+			if cause == nil {
+				cause = ev.Err
+			}
+			cancelEvent(tc.current(), kind, cause)
+		}
+	}
+}
+
+func (t *Telemetry) taskAborted(ctx context.Context, ev *runtime.Event) {
+	t.cache.entry(ev.Group, ev.Task, false).s.abandoned.Inc()
+	if t.tracer == nil {
+		return
+	}
+	tc := t.taskCtxOf(ctx, ev.TaskID)
+	if tc == nil {
+		return
+	}
+	if tc.span != nil {
+		abortEvent(tc.span, ev) // the finished event that follows ends the span
+		return
+	}
+	// A periodic task stuck in a run: end the run's span now. Its
+	// goroutine may never return, and a span is exported only when it ends.
+	if rs := tc.run.Swap(nil); rs != nil {
+		abortEvent(rs.span, ev)
+		endSpan(rs.span, ev, errorTypeOf(runtime.Aborted, nil))
+	}
+}
+
+func (t *Telemetry) runFinished(ctx context.Context, ev *runtime.Event) {
+	t.cache.entry(ev.Group, ev.Task, false).s.periodicRuns(ev.Outcome).Inc()
+	if t.tracer == nil {
+		return
+	}
+	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
+		// Swap: an abort may have ended this run's span already.
+		if rs := tc.run.Swap(nil); rs != nil {
+			endSpan(rs.span, ev, errorTypeOf(ev.Outcome, ev.Err))
+		}
+	}
+}
+
+func (t *Telemetry) shutdownDone(ev *runtime.Event) {
+	result := "clean"
+	if ev.Aborted > 0 {
+		result = "aborted"
+	}
+	obs := newObserver(t.m.shutdownDuration.WithLabelValues(t.cache.groupLabel(ev.Group), result))
+	var span trace.Span
+	if t.tracer != nil {
+		span = t.popShutdown(ev.Group)
+	}
+	var sc trace.SpanContext
+	if span != nil {
+		sc = span.SpanContext()
+	}
+	obs.observe(ev.Duration.Seconds(), sc)
+	if span != nil {
+		endShutdown(span, ev, result)
+	}
+}
+
+// Describe implements [prometheus.Collector].
+func (t *Telemetry) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range t.collectors {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements [prometheus.Collector].
+func (t *Telemetry) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range t.collectors {
+		c.Collect(ch)
+	}
+}
