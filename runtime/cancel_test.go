@@ -19,11 +19,21 @@ func TestCancelCause(t *testing.T) {
 		cancel func(sup *runtime.Supervisor, g *runtime.Group, task *runtime.Task, ext context.CancelCauseFunc)
 		want   error
 	}{
-		{"group", func(_ *runtime.Supervisor, g *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) { g.Cancel(errGroup) }, errGroup},
-		{"parent group", func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) { sup.Cancel(errGroup) }, errGroup},
-		{"task", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) { task.Cancel(errTask) }, errTask},
-		{"task nil cause", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) { task.Cancel(nil) }, context.Canceled},
-		{"external", func(_ *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, ext context.CancelCauseFunc) { ext(errExt) }, errExt},
+		{"group", func(_ *runtime.Supervisor, g *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) {
+			g.Cancel(errGroup)
+		}, errGroup},
+		{"parent group", func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) {
+			sup.Cancel(errGroup)
+		}, errGroup},
+		{"task", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) {
+			task.Cancel(errTask)
+		}, errTask},
+		{"task nil cause", func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task, _ context.CancelCauseFunc) {
+			task.Cancel(nil)
+		}, context.Canceled},
+		{"external", func(_ *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, ext context.CancelCauseFunc) {
+			ext(errExt)
+		}, errExt},
 		{"shutdown", func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task, _ context.CancelCauseFunc) {
 			go sup.Shutdown(context.Background())
 		}, runtime.ErrClosed},
