@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,6 +102,9 @@ func TestEveryObserverGetsEveryEventInOrder(t *testing.T) {
 			}
 		}
 		for _, ev := range r1.Events() { // arrival order
+			if id := ev.TaskID; id != 0 && !strings.HasSuffix(ev.Function, "runtime_test.blockUntilCanceled") {
+				t.Fatalf("event Function = %q, want fn's name", ev.Function)
+			}
 			if id := ev.TaskID; id != 0 {
 				if ev.Seq <= lastByTask[id] {
 					t.Fatalf("task %d: Seq %d arrived after %d", id, ev.Seq, lastByTask[id])

@@ -40,6 +40,7 @@ type Task struct {
 	name     string
 	group    *Group
 	fn       func(context.Context) error
+	fnName   string        // fn's name, resolved only when observed
 	interval time.Duration // > 0 for Every tasks
 	started  time.Time
 	ctx      taskContext
@@ -150,7 +151,7 @@ func (t *Task) event(kind string) Event {
 		Group:    t.group.name,
 		Task:     t.name,
 		TaskID:   t.id,
-		Function: t.group.tree.funcName(t.fn),
+		Function: t.fnName,
 		Interval: t.interval,
 	}
 }
@@ -179,6 +180,9 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	tr := g.tree
 	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, interval: interval, started: time.Now()}
+	if tr.observed() {
+		t.fnName = tr.funcName(fn)
+	}
 	if cfg.parent != nil {
 		t.ctx.values = context.WithoutCancel(cfg.parent)
 	}
