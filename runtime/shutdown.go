@@ -126,6 +126,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			t.mu.Lock()
 			if t.state == stateRunning {
 				t.state = stateAborted
+				t.endSeq = g.tree.nextSeq()
 				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now.Sub(t.started)}
 				t.abandoned = true
 				tasks = append(tasks, t)
@@ -148,6 +149,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 		infos[i].Stack = stack
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)
+			ev.Seq = t.endSeq
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
 			tr.emit(t.fnCtx, ev)
 			fin := t.finishedEvent(t.result, 0)

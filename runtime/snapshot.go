@@ -45,15 +45,19 @@ func (t *Task) info(state TaskState) TaskInfo {
 	}
 }
 
-// stateLocked returns t's state for display, or 0 if it has ended. Called
-// with t.group.mu held.
-func (t *Task) stateLocked() TaskState {
+// liveStateLocked returns t's state now, or 0 if it has ended or been
+// abandoned. Called with t.group.mu held.
+func (t *Task) liveStateLocked() TaskState {
 	if t.abandoned {
-		return Abandoned
+		return 0
 	}
 	t.mu.Lock()
 	running := t.state == stateRunning
 	t.mu.Unlock()
+	return t.runningState(running)
+}
+
+func (t *Task) runningState(running bool) TaskState {
 	switch {
 	case !running:
 		return 0
@@ -61,6 +65,26 @@ func (t *Task) stateLocked() TaskState {
 		return Canceling
 	}
 	return Running
+}
+
+// stateAtLocked returns t's state as of event sequence number seq, or 0 if
+// it had ended by then: a task whose end (or late exit) event has a later
+// Seq is shown as it was before that event, so that a snapshot and the
+// events after its Seq never disagree. Called with t.group.mu held.
+func (t *Task) stateAtLocked(seq uint64) TaskState {
+	if t.spawnSeq > seq {
+		return 0 // the stream reports its spawn after the snapshot
+	}
+	t.mu.Lock()
+	state, endSeq, exitSeq := t.state, t.endSeq, t.exitSeq
+	t.mu.Unlock()
+	switch {
+	case state == stateRunning || endSeq > seq:
+		return t.runningState(true)
+	case state == stateAborted && (exitSeq == 0 || exitSeq > seq):
+		return Abandoned
+	}
+	return 0
 }
 
 // Active returns the subtree's live tasks (running or canceling), groups in
@@ -71,7 +95,7 @@ func (g *Group) Active() []TaskInfo {
 	for _, c := range g.subtree() {
 		c.mu.Lock()
 		for t := c.head; t != nil; t = t.next {
-			if s := t.stateLocked(); s == Running || s == Canceling {
+			if s := t.liveStateLocked(); s != 0 {
 				out = append(out, t.info(s))
 			}
 		}
@@ -91,10 +115,7 @@ func (g *Group) snapshot(seq uint64) GroupSnapshot {
 	g.mu.Lock()
 	s.Closed = g.closed
 	for t := g.head; t != nil; t = t.next {
-		if t.spawnSeq > seq {
-			continue // spawned after the snapshot's Seq: the stream reports it
-		}
-		state := t.stateLocked()
+		state := t.stateAtLocked(seq)
 		if state == 0 {
 			continue
 		}

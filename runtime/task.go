@@ -59,9 +59,11 @@ type Task struct {
 	spawnSeq   uint64 // sequence number of the spawned event
 	abandoned  bool
 
-	mu     sync.Mutex // guards the fields below
-	state  taskState
-	result Result
+	mu      sync.Mutex // guards the fields below
+	state   taskState
+	endSeq  uint64 // Seq of the finished (or, for aborted tasks, aborted) event
+	exitSeq uint64 // Seq of the late_exit event
+	result  Result
 	done   chan struct{} // made on demand by Done
 	final  bool          // Done is (or, once made, will be) closed
 }
@@ -306,6 +308,7 @@ func (t *Task) finish(res Result, stack []byte) {
 		return
 	}
 	t.state = stateFinishing
+	t.endSeq = t.group.tree.nextSeq() // with the state change, for Snapshot
 	t.result = res
 	var ownAt time.Time
 	if o := t.ctx.own.Load(); o != nil {
@@ -320,7 +323,7 @@ func (t *Task) finish(res Result, stack []byte) {
 	}
 	if tr.observed() {
 		ev := t.finishedEvent(res, latency)
-		ev.Stack = stack
+		ev.Seq, ev.Stack = t.endSeq, stack
 		tr.emit(t.fnCtx, ev)
 	}
 	if g.failFast && (res.Outcome == Error || res.Outcome == Panic) {
@@ -363,8 +366,12 @@ func (t *Task) closeDone(state taskState) {
 func (t *Task) lateExit(res Result) {
 	<-t.Done() // the abort's own events come first
 	g, tr := t.group, t.group.tree
+	t.mu.Lock()
+	t.exitSeq = tr.nextSeq()
+	t.mu.Unlock()
 	if tr.observed() {
 		ev := t.event(KindTaskLateExit)
+		ev.Seq = t.exitSeq
 		ev.Outcome, ev.Err, ev.Cause, ev.Duration = Aborted, res.Err, res.Cause, res.Duration
 		if pe := (*PanicError)(nil); errors.As(res.Err, &pe) {
 			ev.Stack = pe.Stack
