@@ -26,5 +26,8 @@ test-lib: vet
 demo:
 	$(GO) run ./cmd/demo $(ARGS)
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...

@@ -9,7 +9,6 @@ import (
 
 func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 	sup := runtime.New("")
-	//lint:ignore SA1012 testing the nil-context panic
 	var nilCtx context.Context
 	tests := []struct {
 		name, want string
