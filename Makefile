@@ -5,7 +5,7 @@ export GOFLAGS ?= -buildvcs=false
 # Included makefiles append their own suites to TEST_TARGETS.
 TEST_TARGETS := test-lib
 
-.PHONY: all test test-lib demo bench lint vet
+.PHONY: all test test-lib demo bench lint vet fmt-check
 all: test
 
 include $(wildcard mk/*.mk)
@@ -17,7 +17,7 @@ vet:
 
 # The library: race tests (synctest-based, so fast), the wasm build of the
 # core, and the rule that runtime and diagnostics use only the standard library.
-test-lib: vet
+test-lib: vet fmt-check
 	$(GO) test -race -count=1 ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./runtime/
 	@ext=$$($(GO) list -deps ./runtime ./diagnostics 2>/dev/null | grep '\.' | grep -v '^github.com/taskscope/taskscope' || true); \
@@ -26,8 +26,10 @@ test-lib: vet
 demo:
 	$(GO) run ./cmd/demo $(ARGS)
 
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+lint: vet fmt-check
 	$(GO) run $(STATICCHECK) ./...

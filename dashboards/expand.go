@@ -46,12 +46,3 @@ func Expand(expr string, vars map[string]string) (string, error) {
 	}
 	return out, nil
 }
-
-// variableNames returns the template variables expr refers to.
-func variableNames(expr string) []string {
-	var names []string
-	for _, sub := range templateVar.FindAllStringSubmatch(expr, -1) {
-		names = append(names, sub[1]+sub[2]+sub[3])
-	}
-	return names
-}

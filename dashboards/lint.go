@@ -64,7 +64,7 @@ var rangeFuncs = []string{"rate", "irate", "increase"}
 
 // Lint checks d against Rules and returns every problem found.
 func Lint(d dashboard.Dashboard) []Problem {
-	l := &linter{}
+	l := &linter{vars: lintVars(d)}
 	l.variables(d)
 	seen := map[string]bool{}
 	for _, p := range panels(d) {
@@ -79,7 +79,10 @@ func Lint(d dashboard.Dashboard) []Problem {
 	return l.problems
 }
 
-type linter struct{ problems []Problem }
+type linter struct {
+	vars     map[string]string // every variable the dashboard defines, and the built-ins, mapped to sentinels
+	problems []Problem
+}
 
 func (l *linter) add(rule, where, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Rule: rule, Where: where, Message: fmt.Sprintf(format, args...)})
@@ -123,7 +126,6 @@ func (l *linter) variables(d dashboard.Dashboard) {
 			l.add("template-"+name+"-rule", "dashboard", "no %q query variable", name)
 		}
 	}
-	vars := lintVars(d)
 	for _, v := range d.Templating.List {
 		if v.Type != dashboard.VariableTypeQuery {
 			continue
@@ -144,7 +146,7 @@ func (l *linter) variables(d dashboard.Dashboard) {
 			l.add("template-label-promql-rule", where, "query %q is not label_values(selector, label)", q)
 			continue
 		}
-		expanded, err := Expand(m[1], vars)
+		expanded, err := Expand(m[1], l.vars)
 		if err != nil {
 			l.add("template-label-promql-rule", where, "%v", err)
 			continue
@@ -214,19 +216,9 @@ func (l *linter) panel(p dashboard.Panel) {
 
 // expr applies the target-* rules to one PromQL expression.
 func (l *linter) expr(where, raw string) {
-	vars := map[string]string{
-		"__rate_interval": fmt.Sprintf("%ds", int(sentinelRateInterval.Seconds())),
-		"__interval":      "7907s",
-		"__range":         "7901s",
-	}
-	for _, name := range variableNames(raw) {
-		if _, ok := vars[name]; !ok {
-			vars[name] = sentinelVarPrefix + name
-		}
-	}
-	expanded, err := Expand(raw, vars)
+	expanded, err := Expand(raw, l.vars)
 	if err != nil {
-		l.add("target-promql-rule", where, "%v", err)
+		l.add("target-promql-rule", where, "%v (the dashboard defines no such variable)", err)
 		return
 	}
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(expanded)

@@ -72,7 +72,8 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 		j.CauseKind = runtime.CauseKind(ev.Cause)
 	}
 	if ev.Kind == runtime.KindGroupShutdownDone {
-		j.Drained, j.Aborted = &ev.Drained, &ev.Aborted
+		drained, aborted := ev.Drained, ev.Aborted
+		j.Drained, j.Aborted = &drained, &aborted
 	}
 	var lag *LaggedError
 	if ev.Kind == KindStreamLagged && errors.As(ev.Err, &lag) {

@@ -15,9 +15,9 @@ const (
 	DefaultMaxMessage = 2 << 10
 )
 
-// capEvent returns ev with its stack and error messages limited in size.
-// The stack is copied when cut, so that the original's memory is freed.
-func capEvent(ev runtime.Event, maxStack, maxMessage int) runtime.Event {
+// capEvent limits ev's stack and error messages in size. The stack is
+// copied when cut, so that the original's memory can be freed.
+func capEvent(ev *runtime.Event, maxStack, maxMessage int) {
 	orig := ev.Stack
 	if len(ev.Stack) > maxStack {
 		ev.Stack = truncateBytes(ev.Stack, maxStack)
@@ -39,7 +39,6 @@ func capEvent(ev runtime.Event, maxStack, maxMessage int) runtime.Event {
 	if ev.Cause != nil {
 		ev.Cause = &cappedError{err: ev.Cause, max: maxMessage}
 	}
-	return ev
 }
 
 func sameBytes(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }

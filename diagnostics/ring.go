@@ -19,22 +19,27 @@ func (r *ring) len() int { return r.n }
 // at returns the i-th oldest event held.
 func (r *ring) at(i int) *runtime.Event { return &r.buf[(r.head+i)%len(r.buf)] }
 
-// push appends ev. When the ring is full it first evicts the oldest event
-// and returns it with true (with max 0, ev itself is evicted at once).
-func (r *ring) push(ev runtime.Event) (evicted runtime.Event, ok bool) {
+// push appends a copy of *ev. When the ring is full it first evicts the
+// oldest event and returns its Seq with true (with max 0, ev itself is
+// evicted at once). Events go by pointer: this runs on task goroutines,
+// whose stacks should not grow for it.
+func (r *ring) push(ev *runtime.Event) (evictedSeq uint64, evicted bool) {
 	if r.max <= 0 {
-		return ev, true
+		return ev.Seq, true
 	}
 	if r.n == len(r.buf) {
 		if len(r.buf) < r.max {
 			r.grow()
 		} else {
-			evicted, ok = r.pop(), true
+			evictedSeq, evicted = r.buf[r.head].Seq, true
+			r.buf[r.head] = runtime.Event{}
+			r.head = (r.head + 1) % len(r.buf)
+			r.n--
 		}
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.buf[(r.head+r.n)%len(r.buf)] = *ev
 	r.n++
-	return evicted, ok
+	return evictedSeq, evicted
 }
 
 // pop removes and returns the oldest event; the ring must not be empty.

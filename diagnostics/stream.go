@@ -105,22 +105,24 @@ func NewStream(opts ...StreamOption) *Stream {
 // TaskStarting publishes the spawned and run_started events and returns
 // ctx unchanged.
 func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	s.publish(ev)
+	s.publish(&ev)
 	return ctx
 }
 
 // Observe publishes ev.
-func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(ev) }
+func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev) }
 
-func (s *Stream) publish(ev runtime.Event) {
-	ev = capEvent(ev, s.maxStack, s.maxMessage) // outside the lock: it may copy a stack
-	lvl := level(&ev)
+// publish runs on the goroutine that caused the event, often a task's, so
+// it passes the event by pointer and keeps its frames small.
+func (s *Stream) publish(ev *runtime.Event) {
+	capEvent(ev, s.maxStack, s.maxMessage) // outside the lock: it may copy a stack
+	lvl := level(ev)
 	s.mu.Lock()
-	if old, ok := s.replay.push(ev); ok {
-		s.evicted(old.Seq)
+	if seq, ok := s.replay.push(ev); ok {
+		s.evicted(seq)
 	}
 	for _, sub := range s.subs {
-		sub.offer(&ev, lvl)
+		sub.offer(ev, lvl)
 	}
 	s.mu.Unlock()
 	s.published.Add(1)

@@ -139,7 +139,7 @@ func (sub *Subscription) offer(ev *runtime.Event, lvl slog.Level) {
 	}
 	sub.mu.Lock()
 	if !sub.closed {
-		if _, dropped := sub.buf.push(*ev); dropped {
+		if _, dropped := sub.buf.push(ev); dropped {
 			sub.gap++
 			sub.dropped.Add(1)
 			sub.stream.dropped.Add(1)

@@ -210,6 +210,16 @@ func causeKind(ev *runtime.Event) string {
 	if cause == nil {
 		cause = ev.Err
 	}
+	// runtime.CauseKind calls errors.As, which allocates; the plain
+	// Cancel(nil) and deadline causes are recognized here first, with the
+	// same answer. (Shutdown causes are found by CauseKind before its
+	// errors.As.)
+	switch cause {
+	case context.Canceled:
+		return "canceled"
+	case context.DeadlineExceeded:
+		return "deadline"
+	}
 	return runtime.CauseKind(cause)
 }
 

@@ -1,0 +1,360 @@
+package telemetry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
+)
+
+func TestDurationExemplarCarriesTraceID(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Go("traced", func(context.Context) error { time.Sleep(3 * time.Millisecond); return nil }).Done()
+		traceID := h.span("task traced").SpanContext().TraceID().String()
+		var found []string
+		for _, m := range series(t, h.reg, "taskscope_task_duration_seconds") {
+			for _, e := range m.Histogram.Exemplars { // native histogram exemplars
+				for _, lp := range e.Label {
+					found = append(found, lp.GetName()+"="+lp.GetValue())
+				}
+			}
+			for _, b := range m.Histogram.Bucket { // classic bucket exemplars
+				if b.Exemplar != nil {
+					for _, lp := range b.Exemplar.Label {
+						found = append(found, lp.GetName()+"="+lp.GetValue())
+					}
+				}
+			}
+		}
+		want := "trace_id=" + traceID
+		if len(found) == 0 {
+			t.Fatalf("no exemplar; want %s", want)
+		}
+		for _, f := range found {
+			if f != want {
+				t.Errorf("exemplar %s, want %s", f, want)
+			}
+		}
+	})
+}
+
+func TestNativeAndClassicHistogram(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Go("x", func(context.Context) error { return nil }).Done()
+		m := series(t, h.reg, "taskscope_task_duration_seconds")
+		if len(m) != 1 {
+			t.Fatalf("%d duration series, want 1", len(m))
+		}
+		if len(m[0].Histogram.Bucket) == 0 {
+			t.Error("no classic buckets")
+		}
+		if m[0].Histogram.Schema == nil {
+			t.Error("no native histogram (schema unset)")
+		}
+	})
+}
+
+// TestGaugesNeverDrift runs a randomized workload (every outcome, group
+// cancels, periodic tasks, rejected spawns, aborts and late exits) and
+// checks the gauges against the supervisor's own books, mid-way and at the
+// end, for several seeds.
+func TestGaugesNeverDrift(t *testing.T) {
+	for seed := range uint64(5) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				h := newHarness(t, telemetry.WithTracerProvider(nil))
+				rng := rand.New(rand.NewPCG(seed, 42))
+				release := make(chan struct{})
+				var spawned atomic.Int64
+				groups := []*runtime.Group{h.sup.Group("a"), h.sup.Group("b"), h.sup.Group("b").Group("c")}
+				for round := range 4 {
+					for range 50 {
+						g := groups[rng.IntN(len(groups))]
+						name := fmt.Sprint("t", rng.IntN(5))
+						spawned.Add(1)
+						switch rng.IntN(8) {
+						case 0:
+							g.Go(name, func(context.Context) error { return nil })
+						case 1:
+							g.Go(name, func(context.Context) error { return errors.New("e") })
+						case 2:
+							g.Go(name, func(context.Context) error { panic("p") })
+						case 3:
+							g.Go(name, blockUntilCanceled).Cancel(nil)
+						case 4:
+							d := time.Duration(rng.IntN(5)) * time.Second // slow, and deaf to cancellation
+							g.Go(name, func(context.Context) error { time.Sleep(d); return nil })
+						case 5:
+							g.Go(name, func(context.Context) error { <-release; return nil }) // ignores its context
+						case 6:
+							g.Every(name, time.Second, func(ctx context.Context) error { time.Sleep(100 * time.Millisecond); return nil })
+						case 7:
+							g.Go(name, blockUntilCanceled)
+						}
+					}
+					if round == 1 {
+						groups[2].Cancel(nil)
+					}
+					time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+					synctest.Wait()
+					snap := h.sup.Snapshot()
+					if got, want := metricValue(t, h.reg, "taskscope_tasks_running", nil), float64(snap.Running+snap.Canceling); got != want {
+						t.Fatalf("round %d: running gauge %v, supervisor has %v live tasks", round, got, want)
+					}
+				}
+				// Shut down with a deadline: stragglers are aborted.
+				_ = h.sup.Shutdown(timeout(t, 2*time.Second))
+				// Spawns on the closed groups are rejected.
+				for _, g := range groups {
+					spawned.Add(1)
+					<-g.Go("late", func(context.Context) error { return nil }).Done()
+				}
+				if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
+					t.Errorf("running = %v after shutdown, want 0", got)
+				}
+				if got, want := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil), float64(h.sup.Abandoned()); got != want {
+					t.Errorf("abandoned = %v, supervisor says %v", got, want)
+				}
+				close(release)
+				time.Sleep(time.Minute) // the slow tasks' late exits
+				synctest.Wait()
+				if n := h.sup.Abandoned(); n != 0 {
+					t.Fatalf("%d tasks still abandoned", n)
+				}
+				for _, m := range series(t, h.reg, "taskscope_tasks_running") {
+					if v := m.Gauge.GetValue(); v != 0 {
+						t.Errorf("running %v = %v at the end", m.Label, v)
+					}
+				}
+				for _, m := range series(t, h.reg, "taskscope_tasks_abandoned") {
+					if v := m.Gauge.GetValue(); v != 0 {
+						t.Errorf("abandoned %v = %v after every late exit", m.Label, v)
+					}
+				}
+				started := metricValue(t, h.reg, "taskscope_tasks_started_total", nil)
+				finished := metricValue(t, h.reg, "taskscope_tasks_finished_total", nil)
+				if started != float64(spawned.Load()) || finished != started {
+					t.Errorf("started %v, finished %v, spawned %d: every spawn must finish exactly once", started, finished, spawned.Load())
+				}
+			})
+		})
+	}
+}
+
+// workload exercises every metric once, for the lint test.
+func workload(t *testing.T, h *harness) {
+	t.Helper()
+	g := h.sup.Group("g")
+	<-g.Go("ok", func(context.Context) error { return nil }).Done()
+	<-g.Go("bad", func(context.Context) error { return errors.New("e") }).Done()
+	task := g.Go("slow", blockUntilCanceled)
+	task.Cancel(nil)
+	<-task.Done()
+	g.Every("tick", time.Second, func(context.Context) error { return runtime.ErrStop })
+	release := make(chan struct{})
+	g.Go("stuck", func(context.Context) error { <-release; return nil })
+	_ = h.sup.Shutdown(timeout(t, time.Second))
+	<-g.Go("rejected", func(context.Context) error { return nil }).Done()
+	close(release)
+	synctest.Wait()
+}
+
+type fakeStream struct {
+	published, dropped uint64
+	subscribers        int
+}
+
+func (s *fakeStream) Published() uint64 { return s.published }
+func (s *fakeStream) Dropped() uint64   { return s.dropped }
+func (s *fakeStream) Subscribers() int  { return s.subscribers }
+
+func TestMetricsLintClean(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithStreamStats(&fakeStream{published: 1}))
+		workload(t, h)
+		problems, err := testutil.GatherAndLint(h.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+		mfs, _ := h.reg.Gather()
+		var names []string
+		for _, mf := range mfs {
+			names = append(names, mf.GetName())
+		}
+		for _, want := range []string{
+			"taskscope_tasks_started_total", "taskscope_tasks_rejected_total", "taskscope_tasks_finished_total",
+			"taskscope_task_duration_seconds", "taskscope_task_cancel_latency_seconds", "taskscope_task_cancellations_total",
+			"taskscope_tasks_running", "taskscope_tasks_abandoned", "taskscope_group_shutdown_duration_seconds",
+			"taskscope_periodic_runs_total", "taskscope_label_overflow_total",
+			"taskscope_stream_events_total", "taskscope_stream_dropped_total", "taskscope_stream_subscribers",
+		} {
+			if !contains(fmt.Sprint(names), want) {
+				t.Errorf("metric %s not exposed (have %v)", want, names)
+			}
+		}
+	})
+}
+
+func TestStreamStats(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	s := &fakeStream{published: 10, dropped: 3, subscribers: 2}
+	if _, err := telemetry.New(telemetry.WithTracerProvider(nil), telemetry.WithRegisterer(reg), telemetry.WithStreamStats(s)); err != nil {
+		t.Fatal(err)
+	}
+	s.published, s.dropped = 12, 4 // read at scrape time
+	for name, want := range map[string]float64{
+		"taskscope_stream_events_total":  12,
+		"taskscope_stream_dropped_total": 4,
+		"taskscope_stream_subscribers":   2,
+	} {
+		if got := metricValue(t, reg, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestTaskLabelCardinalityIsCapped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithTracerProvider(nil))
+		const n = 10_000
+		g := h.sup.Group("g")
+		for i := range n {
+			g.Go(fmt.Sprint("fetch-user-", i), func(context.Context) error { return nil })
+		}
+		if err := g.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cap := telemetry.DefaultMaxLabelValues
+		for _, name := range []string{"taskscope_tasks_started_total", "taskscope_tasks_finished_total", "taskscope_task_duration_seconds", "taskscope_tasks_running"} {
+			values := labelValues(t, h.reg, name, "task")
+			if len(values) > cap+1 || !contains(fmt.Sprint(values), "_other") {
+				t.Errorf("%s has %d task label values, want at most %d including _other", name, len(values), cap+1)
+			}
+		}
+		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "task")); got != n-float64(cap) {
+			t.Errorf("overflow{label=task} = %v, want %d folded spawns", got, n-cap)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("task", "_other")); got != n-float64(cap) {
+			t.Errorf("finished{task=_other} = %v, want %d", got, n-cap)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_started_total", nil); got != n {
+			t.Errorf("started = %v, want %d: folding must not lose counts", got, n)
+		}
+		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "group")); got != 0 {
+			t.Errorf("overflow{label=group} = %v, want 0", got)
+		}
+	})
+}
+
+func TestGroupLabelCardinalityIsCapped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithTracerProvider(nil), telemetry.WithMaxLabelValues(3))
+		// The root "app" takes no value: only groups that spawn do.
+		for i := range 10 {
+			g := h.sup.Group(fmt.Sprint("tenant", i))
+			for range 2 {
+				g.Go("work", func(context.Context) error { return errors.New("e") })
+			}
+		}
+		if err := h.sup.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		values := labelValues(t, h.reg, "taskscope_tasks_started_total", "group")
+		if len(values) != 4 || values[0] != "_other" {
+			t.Errorf("group values %v, want 3 kept and _other", values)
+		}
+		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "group")); got != 14 {
+			t.Errorf("overflow{label=group} = %v, want 14 (7 groups × 2 spawns)", got)
+		}
+		if got := metricValue(t, h.reg, "taskscope_tasks_running", labels("group", "_other")); got != 0 {
+			t.Errorf("running{group=_other} = %v, want 0", got)
+		}
+	})
+}
+
+func TestErrorTypeLabelIsCapped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithTracerProvider(nil), telemetry.WithMaxLabelValues(2))
+		for i := range 5 {
+			<-h.sup.Go("w", func(context.Context) error { return classified(fmt.Sprint("class", i)) }).Done()
+		}
+		values := labelValues(t, h.reg, "taskscope_tasks_finished_total", "error_type")
+		want := []string{"", "_other", "aborted", "class0", "class1", "panic"} // "", panic and aborted are pre-created with their outcomes
+		if fmt.Sprint(values) != fmt.Sprint(want) {
+			t.Errorf("error_type values %q, want %q", values, want)
+		}
+		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "error_type")); got != 3 {
+			t.Errorf("overflow{label=error_type} = %v, want 3", got)
+		}
+	})
+}
+
+type classified string
+
+func (c classified) Error() string     { return string(c) }
+func (c classified) ErrorType() string { return string(c) }
+
+func TestWithRegistererConflictIsAnError(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := telemetry.New(telemetry.WithRegisterer(reg)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := telemetry.New(telemetry.WithRegisterer(reg))
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
+		t.Fatalf("second New on the same registry: %v, want an AlreadyRegisteredError", err)
+	}
+	// Const labels tell two supervisors apart on one registry.
+	for _, name := range []string{"ingest", "billing"} {
+		if _, err := telemetry.New(telemetry.WithRegisterer(reg), telemetry.WithConstLabels(prometheus.Labels{"supervisor": name})); err == nil {
+			t.Errorf("const-labeled %s registered next to an unlabeled one; want the label-names mismatch error", name)
+		}
+	}
+	reg2 := prometheus.NewRegistry()
+	for _, name := range []string{"ingest", "billing"} {
+		if _, err := telemetry.New(telemetry.WithRegisterer(reg2), telemetry.WithConstLabels(prometheus.Labels{"supervisor": name})); err != nil {
+			t.Errorf("supervisor=%s: %v", name, err)
+		}
+	}
+}
+
+func TestInvalidConstLabelsAreAnError(t *testing.T) {
+	for _, l := range []prometheus.Labels{{"group": "x"}, {"outcome": "x"}, {"__reserved": "x"}} {
+		if _, err := telemetry.New(telemetry.WithConstLabels(l)); err == nil {
+			t.Errorf("const labels %v accepted", l)
+		}
+	}
+}
+
+func TestConstLabelsOnEveryMetric(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithConstLabels(prometheus.Labels{"supervisor": "ingest"}))
+		workload(t, h)
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.Metric {
+				if !hasLabels(m, labels("supervisor", "ingest")) {
+					t.Errorf("%s%v lacks the const label", mf.GetName(), m.Label)
+				}
+			}
+		}
+	})
+}
