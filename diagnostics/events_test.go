@@ -1,0 +1,392 @@
+package diagnostics_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// pipeResponse is a streaming http.ResponseWriter: what the handler writes
+// is read from the other end of a pipe, as from a socket.
+type pipeResponse struct {
+	header http.Header
+	status int
+	w      *io.PipeWriter
+}
+
+func (p *pipeResponse) Header() http.Header         { return p.header }
+func (p *pipeResponse) WriteHeader(code int)        { p.status = code }
+func (p *pipeResponse) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *pipeResponse) Flush()                      {}
+
+// serve runs h for a request in the background and returns the response
+// and a reader of its body. The request ends (client gone) at cleanup.
+func serve(t *testing.T, h http.Handler, target string, header http.Header) (*pipeResponse, *bufio.Reader) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	maps := req.Header
+	for k, v := range header {
+		maps[k] = v
+	}
+	pr, pw := io.Pipe()
+	resp := &pipeResponse{header: http.Header{}, w: pw}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(resp, req)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		pr.Close()
+		<-done
+	})
+	return resp, bufio.NewReader(pr)
+}
+
+type frame struct {
+	comment, id, event, data string
+	hasID                    bool
+}
+
+// readFrame reads one SSE message or comment, up to its blank line.
+func readFrame(t *testing.T, r *bufio.Reader) frame {
+	t.Helper()
+	var f frame
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading SSE: %v (partial %q)", err, line)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			return f
+		}
+		field, value, _ := strings.Cut(line, ": ")
+		switch field {
+		case "":
+			f.comment = value
+		case "id":
+			f.id, f.hasID = value, true
+		case "event":
+			f.event = value
+		case "data":
+			f.data = value
+		default:
+			t.Fatalf("unexpected SSE line %q", line)
+		}
+	}
+}
+
+func decode(t *testing.T, data string) diagnostics.EventJSON {
+	t.Helper()
+	var j diagnostics.EventJSON
+	if err := json.Unmarshal([]byte(data), &j); err != nil {
+		t.Fatalf("bad JSON %q: %v", data, err)
+	}
+	return j
+}
+
+// TestEventsSSE checks SSE framing, the JSON shape and keep-alives.
+func TestEventsSSE(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		resp, body := serve(t, diagnostics.EventsHandler(s), "/events", nil)
+		if f := readFrame(t, body); f.comment == "" {
+			t.Fatalf("first frame %+v, want the opening comment", f)
+		}
+		if resp.status != http.StatusOK || resp.header.Get("Content-Type") != "text/event-stream" || resp.header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("status %d, headers %v", resp.status, resp.header)
+		}
+		at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+		publish(s,
+			runtime.Event{Seq: 1, Time: at, Kind: runtime.KindTaskSpawned, Group: "svc.ingest", Task: "fetch", TaskID: 3, Function: "pkg.fetch"},
+			runtime.Event{Seq: 2, Time: at, Kind: runtime.KindTaskFinished, Group: "svc.ingest", Task: "fetch", TaskID: 3,
+				Outcome: runtime.Error, Err: errors.New("boom\nline two"), Duration: 1500 * time.Millisecond},
+		)
+		f := readFrame(t, body)
+		if f.id != "1" || f.event != runtime.KindTaskSpawned {
+			t.Errorf("frame %+v", f)
+		}
+		if j := decode(t, f.data); j.Seq != 1 || j.Group != "svc.ingest" || j.Task != "fetch" || j.TaskID != 3 || j.Function != "pkg.fetch" || j.Level != "DEBUG" || !j.Time.Equal(at) {
+			t.Errorf("spawned JSON %+v", j)
+		}
+		f = readFrame(t, body)
+		if f.id != "2" || f.event != runtime.KindTaskFinished {
+			t.Errorf("frame %+v", f)
+		}
+		j := decode(t, f.data)
+		if j.Outcome != "error" || j.Error != "boom\nline two" || j.ErrorType != "_OTHER" || j.DurationSeconds != 1.5 || j.Level != "WARN" {
+			t.Errorf("finished JSON %+v", j)
+		}
+		var raw map[string]any
+		_ = json.Unmarshal([]byte(f.data), &raw)
+		for _, k := range []string{"seq", "time", "kind", "level", "group", "task", "task_id", "outcome", "error", "error_type", "duration_seconds"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("JSON lacks %q: %s", k, f.data)
+			}
+		}
+
+		start := time.Now()
+		if f := readFrame(t, body); f.comment != "keep-alive" || time.Since(start) != diagnostics.DefaultKeepAlive {
+			t.Errorf("after %v: %+v, want a keep-alive after %v", time.Since(start), f, diagnostics.DefaultKeepAlive)
+		}
+	})
+}
+
+func ids(t *testing.T, body *bufio.Reader, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		out = append(out, readFrame(t, body).id)
+	}
+	return out
+}
+
+// TestEventsResume: Last-Event-ID (which wins) and ?after= resume from the
+// replay ring, then the stream goes on live.
+func TestEventsResume(t *testing.T) {
+	tests := []struct {
+		target, lastID string
+		want           []string
+	}{
+		{"/events", "3", []string{"4", "5"}},
+		{"/events?after=2", "", []string{"3", "4", "5"}},
+		{"/events?after=1", "4", []string{"5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target+"#"+tt.lastID, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := diagnostics.NewStream()
+				publish(s, seqEvents(1, 2, 3, 4, 5)...)
+				hdr := http.Header{}
+				if tt.lastID != "" {
+					hdr.Set("Last-Event-ID", tt.lastID)
+				}
+				_, body := serve(t, diagnostics.EventsHandler(s), tt.target, hdr)
+				readFrame(t, body) // opening comment
+				if got := ids(t, body, len(tt.want)); !slices.Equal(got, tt.want) {
+					t.Errorf("replayed %v, want %v", got, tt.want)
+				}
+				publish(s, seqEvents(6)...)
+				if got := ids(t, body, 1); got[0] != "6" {
+					t.Errorf("live event %v, want 6", got)
+				}
+			})
+		})
+	}
+}
+
+// TestEventsLagNotice: a client that falls behind gets a lag event with no
+// id (EventSource keeps its last id) and the missed count.
+func TestEventsLagNotice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream(diagnostics.WithBufferSize(2))
+		publish(s, seqEvents(1, 2, 3, 4, 5)...)
+		_, body := serve(t, diagnostics.EventsHandler(s), "/events?after=0", nil)
+		readFrame(t, body)
+		f := readFrame(t, body)
+		if f.hasID || f.event != diagnostics.KindStreamLagged {
+			t.Errorf("lag frame %+v", f)
+		}
+		if j := decode(t, f.data); j.Missed != 3 || j.Resync || j.Level != "WARN" || j.Seq != 0 {
+			t.Errorf("lag JSON %+v", j)
+		}
+		if got := ids(t, body, 2); !slices.Equal(got, []string{"4", "5"}) {
+			t.Errorf("after the notice %v", got)
+		}
+	})
+}
+
+func TestEventsNDJSON(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		accept string
+	}{{"/events", "application/x-ndjson"}, {"/events?format=ndjson", ""}} {
+		t.Run(tc.target, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := diagnostics.NewStream()
+				publish(s, seqEvents(1, 2)...)
+				hdr := http.Header{}
+				if tc.accept != "" {
+					hdr.Set("Accept", tc.accept)
+				}
+				resp, body := serve(t, diagnostics.EventsHandler(s, diagnostics.WithKeepAlive(time.Minute)), tc.target+sep(tc.target)+"after=0", hdr)
+				var got []uint64
+				for range 2 {
+					line, err := body.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, decode(t, line).Seq)
+				}
+				if !slices.Equal(got, []uint64{1, 2}) || resp.header.Get("Content-Type") != "application/x-ndjson" {
+					t.Errorf("got %v, content type %q", got, resp.header.Get("Content-Type"))
+				}
+				start := time.Now()
+				if line, _ := body.ReadString('\n'); line != "\n" || time.Since(start) != time.Minute {
+					t.Errorf("keep-alive %q after %v", line, time.Since(start))
+				}
+			})
+		})
+	}
+}
+
+func sep(target string) string {
+	if strings.Contains(target, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+func TestEventsFilters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		_, body := serve(t, diagnostics.EventsHandler(s),
+			"/events?kind=taskscope.task.finished,taskscope.task.aborted&group=svc.ingest&level=warn", nil)
+		readFrame(t, body)
+		publish(s,
+			runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "svc.ingest", Outcome: runtime.Success},
+			runtime.Event{Seq: 2, Kind: runtime.KindTaskFinished, Group: "svc.ingester", Outcome: runtime.Error},
+			runtime.Event{Seq: 3, Kind: runtime.KindTaskCancelRequested, Group: "svc.ingest"},
+			runtime.Event{Seq: 4, Kind: runtime.KindTaskFinished, Group: "svc.ingest.kafka", Outcome: runtime.Error},
+			runtime.Event{Seq: 5, Kind: runtime.KindTaskAborted, Group: "svc.ingest", Outcome: runtime.Aborted},
+		)
+		if got := ids(t, body, 2); !slices.Equal(got, []string{"4", "5"}) {
+			t.Errorf("filtered %v, want [4 5]", got)
+		}
+	})
+}
+
+func TestEventsBadRequests(t *testing.T) {
+	h := diagnostics.EventsHandler(diagnostics.NewStream())
+	for _, tc := range []struct {
+		method, target, lastID string
+		want                   int
+	}{
+		{http.MethodGet, "/events?level=loud", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?after=x", "", http.StatusBadRequest},
+		{http.MethodGet, "/events", "abc", http.StatusBadRequest},
+		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
+	} {
+		req := httptest.NewRequest(tc.method, tc.target, nil)
+		if tc.lastID != "" {
+			req.Header.Set("Last-Event-ID", tc.lastID)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s (Last-Event-ID %q): %d, want %d", tc.method, tc.target, tc.lastID, rec.Code, tc.want)
+		}
+	}
+}
+
+// TestEventsStreamClose: closing the stream ends the response.
+func TestEventsStreamClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		_, body := serve(t, diagnostics.EventsHandler(s), "/events", nil)
+		readFrame(t, body)
+		s.Close()
+		if rest, err := io.ReadAll(body); err != nil || len(rest) != 0 {
+			t.Errorf("after Stream.Close: %q, %v", rest, err)
+		}
+	})
+}
+
+// trackHandler reports each request h has finished serving.
+type trackHandler struct {
+	h     http.Handler
+	exits chan struct{}
+}
+
+func track(h http.Handler) *trackHandler { return &trackHandler{h: h, exits: make(chan struct{}, 16)} }
+
+func (th *trackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() { th.exits <- struct{}{} }()
+	th.h.ServeHTTP(w, r)
+}
+
+// waitExits waits until n more requests have been served.
+func (th *trackHandler) waitExits(n int) {
+	for range n {
+		<-th.exits
+	}
+}
+
+// open starts a streaming request against a real server and reads the
+// opening comment, so the subscription exists when it returns.
+func open(t *testing.T, srv *httptest.Server) (leave func(), status int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		readFrame(t, bufio.NewReader(resp.Body))
+	}
+	return func() { cancel(); resp.Body.Close() }, resp.StatusCode
+}
+
+// TestEventsDisconnect: a client going away closes its subscription; no
+// goroutine is left behind (goleak checks at the end of the package).
+func TestEventsDisconnect(t *testing.T) {
+	s := diagnostics.NewStream()
+	th := track(diagnostics.EventsHandler(s))
+	srv := httptest.NewServer(th)
+	defer srv.Close()
+
+	cancel, status := open(t, srv)
+	if status != http.StatusOK || s.Subscribers() != 1 {
+		t.Fatalf("status %d, %d subscribers", status, s.Subscribers())
+	}
+	cancel()
+	th.waitExits(1) // the handler noticed and returned
+	if n := s.Subscribers(); n != 0 {
+		t.Errorf("%d subscribers after the client left", n)
+	}
+	srv.Client().CloseIdleConnections()
+}
+
+// TestEventsClientCap: streams over the cap get 503; a slot freed by a
+// client leaving is reusable.
+func TestEventsClientCap(t *testing.T) {
+	s := diagnostics.NewStream()
+	th := track(diagnostics.EventsHandler(s, diagnostics.WithMaxClients(2)))
+	srv := httptest.NewServer(th)
+	defer srv.Close()
+
+	c1, st1 := open(t, srv)
+	c2, st2 := open(t, srv)
+	c3, st3 := open(t, srv)
+	c3()
+	if st1 != http.StatusOK || st2 != http.StatusOK || st3 != http.StatusServiceUnavailable {
+		t.Errorf("statuses %d %d %d, want 200 200 503", st1, st2, st3)
+	}
+	c1()
+	th.waitExits(2) // the refused request and c1's
+	c4, st4 := open(t, srv)
+	if st4 != http.StatusOK {
+		t.Errorf("after a client left: %d, want 200", st4)
+	}
+	c2()
+	c4()
+	th.waitExits(2)
+	srv.Client().CloseIdleConnections()
+}

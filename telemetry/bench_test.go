@@ -1,0 +1,100 @@
+package telemetry_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
+)
+
+// providers are the tracing configurations benchmarked: off (nil), a no-op
+// provider (detected as off), and the SDK sampling every span with no
+// processor (the span's own cost, without export).
+func providers() []struct {
+	name string
+	tp   trace.TracerProvider
+} {
+	return []struct {
+		name string
+		tp   trace.TracerProvider
+	}{
+		{"tracing=off", nil},
+		{"tracing=noop", noop.NewTracerProvider()},
+		{"tracing=sdk-sampled", sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))},
+	}
+}
+
+// BenchmarkObserver measures the observer alone: one spawn and one finish
+// with prebuilt events, as the runtime delivers them.
+func BenchmarkObserver(b *testing.B) {
+	spawn := runtime.Event{Kind: runtime.KindTaskSpawned, Group: "app.g", Task: "work", TaskID: 7, Function: "main.work"}
+	fin := spawn
+	fin.Kind, fin.Outcome, fin.Duration = runtime.KindTaskFinished, runtime.Success, 1e6
+	for _, p := range providers() {
+		b.Run(p.name, func(b *testing.B) {
+			tel, err := telemetry.New(telemetry.WithTracerProvider(p.tp), telemetry.WithRegisterer(prometheus.NewRegistry()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				tel.Observe(tel.TaskStarting(ctx, spawn), fin)
+			}
+		})
+	}
+}
+
+// BenchmarkSpanAlone is the SDK's own cost for a span like the task span
+// (4 attributes at start, 1 at end), to compare BenchmarkObserver with.
+func BenchmarkSpanAlone(b *testing.B) {
+	tr := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())).Tracer("bench")
+	ctx := context.Background()
+	opt := trace.WithAttributes(
+		attrKV("taskscope.group", "app.g"), attrKV("taskscope.task.name", "work"),
+		attrKV("taskscope.task.id", "7"), attrKV("code.function.name", "main.work"))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, s := tr.Start(ctx, "task work", opt)
+		s.SetAttributes(attrKV("taskscope.task.outcome", "success"))
+		s.End()
+	}
+}
+
+// BenchmarkSpawnWait is the end-to-end cost per task in a real supervisor:
+// batches of 100 no-op tasks spawned and waited for.
+func BenchmarkSpawnWait(b *testing.B) {
+	run := func(b *testing.B, opts ...runtime.Option) {
+		const batch = 100
+		sup := runtime.New("app", opts...)
+		ctx := context.Background()
+		noopFn := func(context.Context) error { return nil }
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			sup.Go("noop", noopFn)
+			if i%batch == batch-1 {
+				_ = sup.Wait(ctx)
+			}
+		}
+		_ = sup.Wait(ctx)
+	}
+	b.Run("observer=none", func(b *testing.B) { run(b) })
+	for _, p := range providers() {
+		b.Run("observer=telemetry/"+p.name, func(b *testing.B) {
+			tel, err := telemetry.New(telemetry.WithTracerProvider(p.tp), telemetry.WithRegisterer(prometheus.NewRegistry()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, runtime.WithObserver(tel))
+		})
+	}
+}
+
+func attrKV(k, v string) attribute.KeyValue { return attribute.String(k, v) }
