@@ -50,7 +50,7 @@ type Query struct {
 // panel order, with template variables substituted from vars: vars["job"]
 // for $job, and so on. Built-in variables ($__rate_interval, ...) default to
 // BuiltinDefaults; a dashboard variable missing from vars takes its "All"
-// value (".+"). It fails when a variable has no value at all.
+// value (".*"). It fails when a variable has no value at all.
 //
 // End-to-end tests evaluate each Expr against a real Prometheus.
 func Queries(vars map[string]string) ([]Query, error) {

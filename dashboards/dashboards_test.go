@@ -275,7 +275,7 @@ func TestQueries(t *testing.T) {
 		}
 	}
 	first := qs[0]
-	if first.Panel != "Running tasks" || first.Expr != `sum(taskscope_tasks_running{job=~"taskscope-demo", instance=~".+", group=~".+", task=~".+"})` {
+	if first.Panel != "Running tasks" || first.Expr != `sum(taskscope_tasks_running{job=~"taskscope-demo", instance=~".*", group=~".*", task=~".*"})` {
 		t.Errorf("first query = %q: %s", first.Panel, first.Expr)
 	}
 	spawn := slices.IndexFunc(qs, func(q Query) bool { return q.Panel == "Spawn rate by group" })

@@ -29,6 +29,7 @@ type Metric struct {
 // in the root module compares the two), then regenerate the dashboards.
 var Metrics = []Metric{
 	{Name: "taskscope_tasks_started_total", Type: Counter, Labels: []string{"group", "task"}},
+	{Name: "taskscope_tasks_rejected_total", Type: Counter, Labels: []string{"group", "task"}},
 	{Name: "taskscope_tasks_finished_total", Type: Counter, Labels: []string{"group", "task", "outcome", "error_type"}},
 	{Name: "taskscope_task_duration_seconds", Type: Histogram, Labels: []string{"group", "task", "outcome"}},
 	{Name: "taskscope_task_cancel_latency_seconds", Type: Histogram, Labels: []string{"group", "task"}},

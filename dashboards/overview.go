@@ -50,8 +50,12 @@ func Overview() (dashboard.Dashboard, error) {
 	shutdown := "taskscope_group_shutdown_duration_seconds"
 	periodic := "taskscope_periodic_runs_total"
 
-	unsupervised := fmt.Sprintf(`sum by (job, instance) (go_goroutines{%[1]s}) - sum by (job, instance) (%[2]s{%[1]s}) - sum by (job, instance) (%[3]s{%[1]s})`,
-		selTarget, running, abandoned)
+	// Per process: all goroutines, running tasks, and abandoned tasks (0,
+	// not absent, until the first abort creates the series).
+	goroutines := fmt.Sprintf(`sum by (job, instance) (go_goroutines{%s})`, selTarget)
+	runningByProc := fmt.Sprintf(`sum by (job, instance) (%s{%s})`, running, selTarget)
+	abandonedByProc := fmt.Sprintf(`(sum by (job, instance) (%s{%s}) or 0 * %s)`, abandoned, selTarget, goroutines)
+	unsupervised := fmt.Sprintf(`%s - %s - %s`, goroutines, runningByProc, abandonedByProc)
 
 	d := dashboard.NewDashboardBuilder("Task supervision overview").
 		Uid(OverviewUID).
@@ -104,9 +108,10 @@ func Overview() (dashboard.Dashboard, error) {
 	// Task lifecycle: spawns, outcomes, failures.
 	d = d.WithRow(b.row("Task lifecycle")).
 		WithPanel(b.timeseriesPanel("Spawn rate by group",
-			"Tasks started per second, per group.",
+			"Tasks started per second, per group, and the spawns a closed (shut down) group rejected: those count as started and finish at once as canceled.",
 			"ops", 12,
-			query(fmt.Sprintf(`sum by (group) (%s)`, rate(started, selTask)), "{{group}}"))).
+			query(fmt.Sprintf(`sum by (group) (%s)`, rate(started, selTask)), "started {{group}}"),
+			query(fmt.Sprintf(`sum by (group) (%s)`, rate("taskscope_tasks_rejected_total", selTask)), "rejected {{group}}"))).
 		WithPanel(b.timeseriesPanel("Finish rate by outcome",
 			"Tasks finished per second by outcome: success, error, canceled, panic, aborted. Every task finishes exactly once.",
 			"ops", 12,
@@ -148,21 +153,21 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 6,
 			query(fmt.Sprintf(`sum by (cause) (%s)`, rate(cancellations, selTask)), "{{cause}}"))).
 		WithPanel(b.timeseriesPanel("Cancel latency p50 / p95 / p99",
-			"Time from a cancellation request to the task returning: how cooperative tasks are.",
+			"Time from a cancellation request to the task returning: how cooperative tasks are. Exemplars link to the task's trace.",
 			"s", 6,
-			query(quantile(0.5, cancelLatency, selTask, "group"), "p50 {{group}}"),
-			query(quantile(0.95, cancelLatency, selTask, "group"), "p95 {{group}}"),
-			query(quantile(0.99, cancelLatency, selTask, "group"), "p99 {{group}}"))).
+			query(quantile(0.5, cancelLatency, selTask, "group"), "p50 {{group}}").withExemplars(),
+			query(quantile(0.95, cancelLatency, selTask, "group"), "p95 {{group}}").withExemplars(),
+			query(quantile(0.99, cancelLatency, selTask, "group"), "p99 {{group}}").withExemplars())).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
 			"Group shutdowns per rate interval: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
 			"short", 6,
 			query(fmt.Sprintf(`sum by (group, result) (increase(%s_count{%s}[$__rate_interval]))`, shutdown, selGroup), "{{group}} {{result}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
 		WithPanel(b.timeseriesPanel("Shutdown duration p50 / p99",
-			"Time from a group's shutdown request until all its tasks returned or were abandoned.",
+			"Time from a group's shutdown request until all its tasks returned or were abandoned. Exemplars link to the shutdown's trace, which lists aborted tasks.",
 			"s", 6,
-			query(quantile(0.5, shutdown, selGroup, "group"), "p50 {{group}}"),
-			query(quantile(0.99, shutdown, selGroup, "group"), "p99 {{group}}")))
+			query(quantile(0.5, shutdown, selGroup, "group"), "p50 {{group}}").withExemplars(),
+			query(quantile(0.99, shutdown, selGroup, "group"), "p99 {{group}}").withExemplars()))
 
 	// Periodic tasks.
 	d = d.WithRow(b.row("Periodic tasks")).
@@ -201,14 +206,14 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Goroutines: supervised vs unsupervised",
 			"All goroutines of the process against the supervised ones. The gap is goroutines nobody supervises: the runtime's, servers', exporters' and any started with a bare go statement. A gap that keeps growing is a leak outside taskscope.",
 			"short", 16,
-			query(fmt.Sprintf(`sum by (job, instance) (go_goroutines{%s})`, selTarget), "all goroutines {{instance}}"),
-			query(fmt.Sprintf(`sum by (job, instance) (%s{%s})`, running, selTarget), "supervised tasks {{instance}}"),
-			query(fmt.Sprintf(`sum by (job, instance) (%s{%s})`, abandoned, selTarget), "abandoned tasks {{instance}}"),
+			query(goroutines, "all goroutines {{instance}}"),
+			query(runningByProc, "supervised tasks {{instance}}"),
+			query(abandonedByProc, "abandoned tasks {{instance}}"),
 			query(unsupervised, "unsupervised {{instance}}"))).
 		WithPanel(b.statPanel("Share of goroutines supervised",
 			"Running plus abandoned tasks as a share of all goroutines.",
 			"percentunit", 8,
-			query(fmt.Sprintf(`(sum(%[2]s{%[1]s}) + sum(%[3]s{%[1]s})) / sum(go_goroutines{%[1]s})`, selTarget, running, abandoned), "")).
+			query(fmt.Sprintf(`(sum(%[2]s{%[1]s}) + (sum(%[3]s{%[1]s}) or vector(0))) / sum(go_goroutines{%[1]s})`, selTarget, running, abandoned), "")).
 			Height(8))
 
 	return d.Build()

@@ -122,8 +122,10 @@ func thresholds(base string, steps ...any) *dashboard.ThresholdsConfigBuilder {
 }
 
 // labelVariable is a query variable listing a label's values (Grafana's
-// label_values(selector, label)), multi-select with an "All" that matches
-// any value, refreshed when the time range changes.
+// label_values(selector, label)), multi-select, refreshed when the time
+// range changes. "All" is ".*", not ".+": an empty label value is an absent
+// label to Prometheus, and some series have one (a cancellation request to a
+// whole group has task=""), which ".+" would silently drop.
 func labelVariable(name, label, selector, description string) *dashboard.QueryVariableBuilder {
 	q := fmt.Sprintf("label_values(%s, %s)", selector, name)
 	return dashboard.NewQueryVariableBuilder(name).
@@ -136,7 +138,7 @@ func labelVariable(name, label, selector, description string) *dashboard.QueryVa
 		Sort(dashboard.VariableSortAlphabeticalAsc).
 		Multi(true).
 		IncludeAll(true).
-		AllValue(".+").
+		AllValue(".*").
 		Current(dashboard.VariableOption{
 			Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr("All")},
 			Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("$__all")},

@@ -320,10 +320,18 @@ func (th *trackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	th.h.ServeHTTP(w, r)
 }
 
-// waitExits waits until n more requests have been served.
-func (th *trackHandler) waitExits(n int) {
+// waitExits waits until n more requests have been served. The timer is a
+// watchdog that turns a hang into a failure; nothing waits on it otherwise.
+func (th *trackHandler) waitExits(t *testing.T, n int) {
+	t.Helper()
+	watchdog := time.NewTimer(time.Minute)
+	defer watchdog.Stop()
 	for range n {
-		<-th.exits
+		select {
+		case <-th.exits:
+		case <-watchdog.C:
+			t.Fatal("a handler did not return after its client left")
+		}
 	}
 }
 
@@ -348,7 +356,8 @@ func open(t *testing.T, srv *httptest.Server) (leave func(), status int) {
 // goroutine is left behind (goleak checks at the end of the package).
 func TestEventsDisconnect(t *testing.T) {
 	s := diagnostics.NewStream()
-	th := track(diagnostics.EventsHandler(s))
+	// No keep-alives: only the request's context can end the handler.
+	th := track(diagnostics.EventsHandler(s, diagnostics.WithKeepAlive(0)))
 	srv := httptest.NewServer(th)
 	defer srv.Close()
 
@@ -357,7 +366,7 @@ func TestEventsDisconnect(t *testing.T) {
 		t.Fatalf("status %d, %d subscribers", status, s.Subscribers())
 	}
 	cancel()
-	th.waitExits(1) // the handler noticed and returned
+	th.waitExits(t, 1) // the handler noticed and returned
 	if n := s.Subscribers(); n != 0 {
 		t.Errorf("%d subscribers after the client left", n)
 	}
@@ -380,13 +389,13 @@ func TestEventsClientCap(t *testing.T) {
 		t.Errorf("statuses %d %d %d, want 200 200 503", st1, st2, st3)
 	}
 	c1()
-	th.waitExits(2) // the refused request and c1's
+	th.waitExits(t, 2) // the refused request and c1's
 	c4, st4 := open(t, srv)
 	if st4 != http.StatusOK {
 		t.Errorf("after a client left: %d, want 200", st4)
 	}
 	c2()
 	c4()
-	th.waitExits(2)
+	th.waitExits(t, 2)
 	srv.Client().CloseIdleConnections()
 }

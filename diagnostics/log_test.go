@@ -39,17 +39,23 @@ func TestLogObserverRecords(t *testing.T) {
 			slog.LevelDebug, "task spawned",
 			map[string]any{"event": runtime.KindTaskSpawned, "taskscope.group": "runtime.ingest", "taskscope.task.name": "fetch", "taskscope.task.id": int64(7), "code.function.name": "example.com/pkg.fetch"},
 			[]string{"taskscope.task.outcome", "error.type", "error", "duration"}},
-		{"success", with(func(e *runtime.Event) { e.Kind, e.Outcome, e.Duration = runtime.KindTaskFinished, runtime.Success, 2 * time.Second }),
+		{"success", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Duration = runtime.KindTaskFinished, runtime.Success, 2*time.Second
+		}),
 			slog.LevelDebug, "task finished",
 			map[string]any{"taskscope.task.outcome": "success", "duration": "2s"},
 			[]string{"error.type", "error", "taskscope.cancel.cause"}},
-		{"error", with(func(e *runtime.Event) { e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, errors.New("boom") }),
+		{"error", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, errors.New("boom")
+		}),
 			slog.LevelWarn, "task failed",
 			map[string]any{"taskscope.task.outcome": "error", "error.type": "_OTHER", "error": "boom"}, nil},
 		{"deadline", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, fmt.Errorf("call: %w", context.DeadlineExceeded)
 		}), slog.LevelWarn, "task failed", map[string]any{"error.type": "deadline_exceeded"}, nil},
-		{"typed", with(func(e *runtime.Event) { e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, fmt.Errorf("dial: %w", typedErr{}) }),
+		{"typed", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, fmt.Errorf("dial: %w", typedErr{})
+		}),
 			slog.LevelWarn, "task failed", map[string]any{"error.type": "conn_refused"}, nil},
 		{"canceled", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err, e.Cause, e.CancelLatency = runtime.KindTaskFinished, runtime.Canceled, context.Canceled, closed, 5*time.Millisecond
@@ -66,7 +72,9 @@ func TestLogObserverRecords(t *testing.T) {
 		}), slog.LevelWarn, "task abandoned at shutdown deadline",
 			map[string]any{"taskscope.task.outcome": "aborted", "error.type": "aborted", "error": runtime.ErrAborted.Error(), "taskscope.task.stack": string(stack)},
 			[]string{"exception.stacktrace"}},
-		{"cancel requested", with(func(e *runtime.Event) { e.Kind, e.Err, e.Cause = runtime.KindTaskCancelRequested, context.Canceled, context.Canceled }),
+		{"cancel requested", with(func(e *runtime.Event) {
+			e.Kind, e.Err, e.Cause = runtime.KindTaskCancelRequested, context.Canceled, context.Canceled
+		}),
 			slog.LevelInfo, "task cancel requested",
 			map[string]any{"taskscope.cancel.cause": "canceled"}, []string{"error", "error.type"}},
 		{"run failed", with(func(e *runtime.Event) {

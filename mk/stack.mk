@@ -67,11 +67,11 @@ tools-apt:
 	fi
 
 up:
-	$(COMPOSE) up -d --build
+	$(COMPOSE) -p taskscope up -d --build
 	@echo "Grafana http://127.0.0.1:3000  demo http://127.0.0.1:8080  Prometheus http://127.0.0.1:9090  Jaeger http://127.0.0.1:16686"
 
 down:
-	$(COMPOSE) down
+	$(COMPOSE) -p taskscope down
 
 dashboards:
 	cd dashboards && $(GO) generate ./...

@@ -11,7 +11,9 @@
 //	sup := runtime.New("app", runtime.WithObserver(tel))
 //
 // Serve reg with promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}):
-// exemplars are only exposed in the OpenMetrics format.
+// exemplars are only exposed in the OpenMetrics format. To tell several
+// supervisors apart, give each Telemetry [WithConstLabels], or register them
+// on registries wrapped with prometheus.WrapRegistererWith.
 //
 // The package uses the OpenTelemetry API only, never the SDK, and sets no
 // global: no otel.Set*, no registration on prometheus.DefaultRegisterer.
@@ -54,6 +56,10 @@
 //	taskscope_label_overflow_total{label}
 //	taskscope_stream_events_total, taskscope_stream_dropped_total, taskscope_stream_subscribers  (with WithStreamStats)
 //
+// Duration (and shutdown duration) observations of sampled spans carry the
+// trace ID as a trace_id exemplar, at most one per histogram bucket per
+// second: Prometheus keeps one per bucket, and building one allocates.
+//
 // outcome is success, error, canceled, panic or aborted. error_type (the
 // error.type attribute on spans) is "panic", "aborted", or for errors
 // "goexit", the value of an ErrorType() method in the error chain,
@@ -78,7 +84,10 @@
 // Metric children are bound once per (group, task), so a spawn and a
 // completion cost a few atomic operations and two lock-free map loads, and
 // allocate nothing. With a nil or no-op tracer provider tracing is off: no
-// span is started and the task's context is not wrapped. With tracing on,
+// span is started and the task's context is not wrapped. (The default,
+// otel.GetTracerProvider(), counts as on even before the application
+// installs a provider: pass WithTracerProvider(nil) to a service that never
+// traces.) With tracing on,
 // spans are started on the spawning goroutine, which keeps the SDK's deep
 // call path off the task goroutine's small initial stack.
 package telemetry

@@ -114,7 +114,7 @@ func attrOf(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
 
 func attrString(s sdktrace.ReadOnlySpan, key string) string {
 	v, _ := attrOf(s, key)
-	return v.Emit()
+	return v.String()
 }
 
 func eventNamed(s sdktrace.ReadOnlySpan, name string) (sdktrace.Event, bool) {
@@ -129,7 +129,7 @@ func eventNamed(s sdktrace.ReadOnlySpan, name string) (sdktrace.Event, bool) {
 func eventAttr(e sdktrace.Event, key string) string {
 	for _, kv := range e.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

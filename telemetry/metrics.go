@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,13 +199,13 @@ func (s *series) finishedCounter(o runtime.Outcome, errType string) prometheus.C
 
 func (s *series) durationObserver(o runtime.Outcome) *observer {
 	return s.duration[slot(o)].get(func() observer {
-		return newObserver(s.m.duration.WithLabelValues(s.group, s.task, o.String()))
+		return newObserver(s.m.duration.WithLabelValues(s.group, s.task, o.String()), durationBuckets)
 	})
 }
 
 func (s *series) cancelLatency() *observer {
 	return s.latency.get(func() observer {
-		return newObserver(s.m.cancelLatency.WithLabelValues(s.group, s.task))
+		return newObserver(s.m.cancelLatency.WithLabelValues(s.group, s.task), cancelLatencyBuckets)
 	})
 }
 
@@ -241,24 +242,38 @@ func (l *lazy[T]) get(mk func() T) *T {
 	return l.p.Load()
 }
 
+// exemplarInterval is the shortest time between two exemplars of one
+// histogram bucket. Prometheus exposes one exemplar per classic bucket
+// (and a few per native histogram), so more than one a second per bucket
+// only costs: building one allocates a dozen objects and takes the
+// histogram's lock. Rare buckets (the slow outliers worth a click) still
+// get theirs, since the limit is per bucket.
+const exemplarInterval = int64(time.Second)
+
 // observer is a histogram child with its exemplar interface resolved once.
 type observer struct {
-	o  prometheus.Observer
-	eo prometheus.ExemplarObserver // nil if the child cannot take exemplars
+	o       prometheus.Observer
+	eo      prometheus.ExemplarObserver // nil if the child cannot take exemplars
+	buckets []float64                   // classic upper bounds, for the rate limit
+	last    []atomic.Int64              // per bucket (+Inf last): unix ns of its last exemplar
 }
 
-func newObserver(o prometheus.Observer) observer {
+func newObserver(o prometheus.Observer, buckets []float64) observer {
 	eo, _ := o.(prometheus.ExemplarObserver)
-	return observer{o: o, eo: eo}
+	return observer{o: o, eo: eo, buckets: buckets, last: make([]atomic.Int64, len(buckets)+1)}
 }
 
-// observe records v, with the trace ID as an exemplar when sc is sampled,
-// so that a latency outlier on a dashboard leads to its trace. Building the
-// exemplar allocates; it only happens for sampled spans.
-func (h *observer) observe(v float64, sc trace.SpanContext) {
+// observe records v, with the trace ID as an exemplar when sc is sampled
+// (and the bucket has had none for a second), so that a latency outlier on
+// a dashboard leads to its trace. now is the event's time: no clock read.
+func (h *observer) observe(v float64, sc trace.SpanContext, now time.Time) {
 	if h.eo != nil && sc.IsSampled() {
-		h.eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
-		return
+		b := &h.last[sort.SearchFloat64s(h.buckets, v)] // upper bounds are inclusive: the first bound >= v
+		ns, last := now.UnixNano(), b.Load()
+		if ns-last >= exemplarInterval && b.CompareAndSwap(last, ns) {
+			h.eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
 	}
 	h.o.Observe(v)
 }

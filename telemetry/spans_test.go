@@ -3,7 +3,9 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -99,7 +101,7 @@ func TestTaskSpanAttributes(t *testing.T) {
 			t.Errorf("taskscope.task.name = %q", got)
 		}
 		if v, _ := attrOf(s, "taskscope.task.id"); v.Type().String() != "INT64" || v.AsInt64() != int64(task.ID()) {
-			t.Errorf("taskscope.task.id = %v (%v), want int64 %d", v.Emit(), v.Type(), task.ID())
+			t.Errorf("taskscope.task.id = %v (%v), want int64 %d", v.String(), v.Type(), task.ID())
 		}
 		if got := attrString(s, "code.function.name"); !strings.HasSuffix(got, "telemetry_test.fetchUser") {
 			t.Errorf("code.function.name = %q, want the task function", got)
@@ -451,35 +453,43 @@ func TestPeriodicRunSpanEndsAtAbort(t *testing.T) {
 	})
 }
 
+// TestShutdownSpans shuts down four groups at once, each taking a
+// different time with a different number of tasks: every shutdown span
+// must get its own group's counts and duration.
 func TestShutdownSpans(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)
 		ctx, op := h.tp.Tracer("user").Start(context.Background(), "deploy")
-		a, b := h.sup.Group("a"), h.sup.Group("b")
-		for range 3 {
-			a.Go("w", func(ctx context.Context) error { <-ctx.Done(); time.Sleep(2 * time.Second); return nil })
+		const n = 4
+		var groups [n]*runtime.Group
+		for i := range n {
+			groups[i] = h.sup.Group(fmt.Sprint("g", i))
+			d := time.Duration(n-i) * time.Second // g0 drains last
+			for range i + 1 {
+				groups[i].Go("w", func(ctx context.Context) error { <-ctx.Done(); time.Sleep(d); return nil })
+			}
 		}
-		b.Go("w", func(ctx context.Context) error { <-ctx.Done(); time.Sleep(time.Second); return nil })
-		done := make(chan struct{})
-		go func() { _ = a.Shutdown(ctx); close(done) }()
-		if err := b.Shutdown(ctx); err != nil {
-			t.Fatal(err)
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			wg.Go(func() {
+				if err := g.Shutdown(ctx); err != nil {
+					t.Error(err)
+				}
+			})
 		}
-		<-done
+		wg.Wait()
 		op.End()
-		for group, want := range map[string]struct {
-			drained string
-			d       time.Duration
-		}{"app.a": {"3", 2 * time.Second}, "app.b": {"1", time.Second}} {
+		for i := range n {
+			group := fmt.Sprint("app.g", i)
 			s := h.span("shutdown " + group)
-			if got := attrString(s, "taskscope.shutdown.drained"); got != want.drained {
-				t.Errorf("%s: drained %s, want %s", group, got, want.drained)
+			if got, want := attrString(s, "taskscope.shutdown.drained"), fmt.Sprint(i+1); got != want {
+				t.Errorf("%s: drained %s, want %s", group, got, want)
 			}
 			if got := attrString(s, "taskscope.shutdown.aborted"); got != "0" {
 				t.Errorf("%s: aborted %s, want 0", group, got)
 			}
-			if got := s.EndTime().Sub(s.StartTime()); got != want.d {
-				t.Errorf("%s: shutdown span lasted %v, want %v", group, got, want.d)
+			if got, want := s.EndTime().Sub(s.StartTime()), time.Duration(n-i)*time.Second; got != want {
+				t.Errorf("%s: shutdown span lasted %v, want %v", group, got, want)
 			}
 			if s.Status().Code != codes.Unset || s.Parent().SpanID() != op.SpanContext().SpanID() {
 				t.Errorf("%s: status %v parent %v, want Unset and a child of the caller's span", group, s.Status().Code, s.Parent())

@@ -86,7 +86,7 @@ func TestObserverDoesNotGrowTaskStack(t *testing.T) {
 	// stack; telemetry's, from the top of a fresh goroutine, must not.
 	alone := stackObserveAlone(t, tel)
 	t.Logf("stack per goroutine after a spawn and a finish observed from its top frame: %.0f B", alone)
-	if alone > 2048+512 {
+	if alone > 2048+512 && !raceEnabled { // race instrumentation alone needs more
 		t.Errorf("a finished event alone takes %.0f B of stack, more than a fresh goroutine's 2 KiB", alone)
 	}
 }

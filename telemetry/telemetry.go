@@ -170,9 +170,9 @@ func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 		if span != nil {
 			sc = span.SpanContext()
 		}
-		s.durationObserver(ev.Outcome).observe(ev.Duration.Seconds(), sc)
+		s.durationObserver(ev.Outcome).observe(ev.Duration.Seconds(), sc, ev.Time)
 		if ev.Outcome == runtime.Canceled {
-			s.cancelLatency().observe(ev.CancelLatency.Seconds(), sc)
+			s.cancelLatency().observe(ev.CancelLatency.Seconds(), sc, ev.Time)
 		}
 	}
 	if span != nil {
@@ -276,7 +276,7 @@ func (t *Telemetry) shutdownDone(ev *runtime.Event) {
 	if ev.Aborted > 0 {
 		result = "aborted"
 	}
-	obs := newObserver(t.m.shutdownDuration.WithLabelValues(t.cache.groupLabel(ev.Group), result))
+	obs := newObserver(t.m.shutdownDuration.WithLabelValues(t.cache.groupLabel(ev.Group), result), shutdownBuckets)
 	var span trace.Span
 	if t.tracer != nil {
 		span = t.popShutdown(ev.Group)
@@ -285,7 +285,7 @@ func (t *Telemetry) shutdownDone(ev *runtime.Event) {
 	if span != nil {
 		sc = span.SpanContext()
 	}
-	obs.observe(ev.Duration.Seconds(), sc)
+	obs.observe(ev.Duration.Seconds(), sc, ev.Time)
 	if span != nil {
 		endShutdown(span, ev, result)
 	}
