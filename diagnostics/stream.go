@@ -2,7 +2,7 @@ package diagnostics
 
 import (
 	"context"
-	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -170,7 +170,7 @@ func (s *Stream) Close() {
 // (and, with [After], to recent ones), filtered by opts. It ends when ctx is
 // done or it is closed.
 func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscription {
-	cfg := subscribeConfig{buffer: s.buffer, minLevel: slog.Level(-1 << 31)}
+	cfg := subscribeConfig{buffer: s.buffer, minLevel: math.MinInt}
 	for _, o := range opts {
 		o.applySubscribe(&cfg)
 	}

@@ -227,6 +227,30 @@ func TestStreamSlowSubscriber(t *testing.T) {
 	}
 }
 
+// TestStreamOneArrivalOrder: events published concurrently reach every
+// subscriber, and the replay ring, in one and the same order; After
+// depends on it.
+func TestStreamOneArrivalOrder(t *testing.T) {
+	const publishers, each = 8, 4000
+	s := diagnostics.NewStream(diagnostics.WithReplaySize(publishers * each))
+	a := s.Subscribe(t.Context(), diagnostics.BufferSize(publishers*each))
+	b := s.Subscribe(t.Context(), diagnostics.BufferSize(publishers*each))
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				s.Observe(context.Background(), seqEvents(uint64(p*each + i + 1))[0])
+			}
+		})
+	}
+	wg.Wait()
+	fromA, fromB := seqs(collect(a)), seqs(collect(b))
+	fromRing := seqs(collect(s.Subscribe(t.Context(), diagnostics.After(0), diagnostics.BufferSize(publishers*each))))
+	if len(fromA) != publishers*each || !slices.Equal(fromA, fromB) || !slices.Equal(fromA, fromRing) {
+		t.Errorf("subscribers and ring disagree on the arrival order (%d, %d, %d events)", len(fromA), len(fromB), len(fromRing))
+	}
+}
+
 // TestSubscriptionContextDone: canceling the context ends Events after
 // what was buffered has been delivered, and unregisters the subscription.
 func TestSubscriptionContextDone(t *testing.T) {

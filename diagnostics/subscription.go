@@ -49,9 +49,13 @@ type subscribeConfig struct {
 
 // Kinds keeps only events of the given kinds, such as
 // runtime.KindTaskFinished. Listing kinds explicitly keeps a consumer from
-// being surprised by kinds added in later versions.
+// being surprised by kinds added in later versions. Kinds() with no kinds
+// filters nothing.
 func Kinds(kinds ...string) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) {
+		if len(kinds) == 0 {
+			return
+		}
 		if c.kinds == nil {
 			c.kinds = make(map[string]bool, len(kinds))
 		}

@@ -118,13 +118,12 @@ func describeTasks(tasks []TaskInfo, now time.Time) string {
 // (context.DeadlineExceeded), "canceled" (context.Canceled, the cause of
 // Cancel(nil)), "custom" for any other cause, and "" for nil.
 func CauseKind(cause error) string {
-	var te *TaskError
-	switch {
+	switch _, failFast := errors.AsType[*TaskError](cause); {
 	case cause == nil:
 		return ""
 	case errors.Is(cause, ErrClosed):
 		return "shutdown"
-	case errors.As(cause, &te):
+	case failFast:
 		return "fail_fast"
 	case errors.Is(cause, ErrExternal):
 		return "external"

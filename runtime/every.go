@@ -87,5 +87,5 @@ func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, er
 	}
 	ev := t.event(KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
-	tr.emit(runCtx, ev)
+	tr.emit(runCtx, &ev)
 }

@@ -122,7 +122,7 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 	g.markCanceled(time.Now())
 	g.cancel(cause)
 	if first {
-		g.tree.emit(ctx, Event{Kind: KindGroupCancelRequested, Group: g.name, Cause: context.Cause(g.ctx), Err: cause})
+		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, Cause: context.Cause(g.ctx), Err: cause})
 	}
 }
 

@@ -57,7 +57,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	st = g.shutdown
 	start := time.Now()
 	tr := g.tree
-	tr.emit(ctx, Event{Kind: KindGroupShutdownStarted, Group: g.name})
+	tr.emit(ctx, &Event{Kind: KindGroupShutdownStarted, Group: g.name})
 
 	groups, live := g.closeSubtree()
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
@@ -84,7 +84,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	if len(aborted) > 0 {
 		st.err = &AbortError{Group: g.name, Aborted: aborted}
 	}
-	tr.emit(ctx, Event{
+	tr.emit(ctx, &Event{
 		Kind:     KindGroupShutdownDone,
 		Group:    g.name,
 		Err:      st.err,
@@ -151,10 +151,8 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			ev := t.event(KindTaskAborted)
 			ev.Seq = t.endSeq
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
-			tr.emit(t.fnCtx, ev)
-			fin := t.finishedEvent(t.result, 0)
-			fin.Stack = ev.Stack
-			tr.emit(t.fnCtx, fin)
+			tr.emit(t.fnCtx, &ev)
+			t.reportFinished(t.fnCtx, 0, &t.result, 0, ev.Stack)
 		}
 		t.closeDone(stateAborted)
 	}

@@ -106,14 +106,52 @@ func (g *Group) Active() []TaskInfo {
 
 // Snapshot returns the subtree: groups, live and abandoned tasks, their
 // states and counts, and the event sequence number it corresponds to.
+//
+// For that number to mean something, the subtree's groups are locked
+// together while it is read (children before parents, the order spawns
+// lock them in), so spawns and completions in the subtree wait for the
+// copy, and no longer.
 func (g *Group) Snapshot() GroupSnapshot {
-	return g.snapshot(g.tree.seq.Load())
+	groups := g.lockSubtree()
+	defer func() {
+		for _, c := range groups {
+			c.mu.Unlock()
+		}
+	}()
+	return g.snapshotLocked(g.tree.seq.Load())
 }
 
-func (g *Group) snapshot(seq uint64) GroupSnapshot {
-	s := GroupSnapshot{Name: g.name, Seq: seq, Canceled: g.ctx.Err() != nil}
-	g.mu.Lock()
-	s.Closed = g.closed
+// lockSubtree locks g and its descendants, children first, and returns
+// them once the tree did not change while they were being locked.
+func (g *Group) lockSubtree() []*Group {
+	for {
+		groups := g.subtree()
+		for i := len(groups) - 1; i >= 0; i-- {
+			groups[i].mu.Lock()
+		}
+		locked := make(map[*Group]bool, len(groups))
+		for _, c := range groups {
+			locked[c] = true
+		}
+		children := 0
+		stable := true
+		for _, c := range groups {
+			for _, child := range c.children {
+				children++
+				stable = stable && locked[child]
+			}
+		}
+		if stable && children == len(groups)-1 {
+			return groups
+		}
+		for _, c := range groups {
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (g *Group) snapshotLocked(seq uint64) GroupSnapshot {
+	s := GroupSnapshot{Name: g.name, Seq: seq, Closed: g.closed, Canceled: g.ctx.Err() != nil}
 	for t := g.head; t != nil; t = t.next {
 		state := t.stateAtLocked(seq)
 		if state == 0 {
@@ -129,10 +167,8 @@ func (g *Group) snapshot(seq uint64) GroupSnapshot {
 			s.Abandoned++
 		}
 	}
-	children := append([]*Group(nil), g.children...)
-	g.mu.Unlock()
-	for _, c := range children {
-		cs := c.snapshot(seq)
+	for _, c := range g.children {
+		cs := c.snapshotLocked(seq)
 		s.Running += cs.Running
 		s.Canceling += cs.Canceling
 		s.Abandoned += cs.Abandoned

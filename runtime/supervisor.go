@@ -73,7 +73,7 @@ func (tr *tree) startOne(i int, o Observer, ctx context.Context, ev Event) (out 
 	defer func() {
 		if r := recover(); r != nil {
 			out = ctx
-			tr.reportPanic(i, ctx, ev, r)
+			tr.reportPanic(i, ctx, &ev, r)
 		}
 	}()
 	if next := o.TaskStarting(ctx, ev); next != nil {
@@ -83,8 +83,10 @@ func (tr *tree) startOne(i int, o Observer, ctx context.Context, ev Event) (out 
 }
 
 // emit stamps ev with a sequence number and the time (unless set) and
-// delivers it to every observer.
-func (tr *tree) emit(ctx context.Context, ev Event) {
+// delivers it to every observer. Events travel by pointer until the
+// observer call: on a task goroutine, every copy of this 240-byte struct
+// is stack the goroutine may have to grow for.
+func (tr *tree) emit(ctx context.Context, ev *Event) {
 	if !tr.observed() {
 		return
 	}
@@ -94,23 +96,30 @@ func (tr *tree) emit(ctx context.Context, ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	for i, o := range tr.obs {
-		tr.observeOne(i, o, ctx, ev)
+	for i := 0; i < len(tr.obs); {
+		i = tr.observeFrom(i, ctx, ev)
 	}
 }
 
-func (tr *tree) observeOne(i int, o Observer, ctx context.Context, ev Event) {
+// observeFrom delivers ev to the observers from the i-th on and returns
+// len(tr.obs), or, when one panics, the index after it. One deferred
+// recover for the whole loop keeps the task goroutine's stack shallow.
+func (tr *tree) observeFrom(i int, ctx context.Context, ev *Event) (next int) {
 	defer func() {
 		if r := recover(); r != nil {
-			tr.reportPanic(i, ctx, ev, r)
+			tr.reportPanic(next, ctx, ev, r)
+			next++
 		}
 	}()
-	o.Observe(ctx, ev)
+	for next = i; next < len(tr.obs); next++ {
+		tr.obs[next].Observe(ctx, *ev)
+	}
+	return next
 }
 
 // reportPanic tells every observer but the i-th that the i-th panicked on
 // ev. A panic while reporting is dropped: there is nobody left to tell.
-func (tr *tree) reportPanic(i int, ctx context.Context, ev Event, r any) {
+func (tr *tree) reportPanic(i int, ctx context.Context, ev *Event, r any) {
 	buf := make([]byte, 64<<10)
 	buf = buf[:goruntime.Stack(buf, false)]
 	report := Event{

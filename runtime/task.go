@@ -52,7 +52,6 @@ type Task struct {
 	runCtx   context.Context // the current run's context, while an Every run is in progress
 	runStart time.Time       // when the current run started
 	returned bool            // fn returned normally
-	fnErr    error           // what fn returned
 
 	// Guarded by group.mu.
 	prev, next *Task
@@ -142,7 +141,7 @@ func (t *Task) cancelWith(cause error, at time.Time) {
 		ev := t.event(KindTaskCancelRequested)
 		ev.Cause = context.Cause(o)
 		ev.Err = cause
-		t.group.tree.emit(t.fnCtx, ev)
+		t.group.tree.emit(t.fnCtx, &ev)
 	}
 }
 
@@ -245,44 +244,47 @@ func (t *Task) reject() {
 		ctx := tr.taskStarting(t.fnCtx, ev)
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
-		tr.emit(ctx, ev)
-		tr.emit(ctx, t.finishedEvent(t.result, 0))
+		tr.emit(ctx, &ev)
+		t.reportFinished(ctx, 0, &t.result, 0, nil)
 	}
 	t.final = true
 }
 
-// run is the task goroutine. It stays shallow: a stack growth here costs
-// more than the whole spawn.
+// run is the task goroutine. It stays shallow: the observers of the
+// finished event run at the bottom of this call chain, and a stack growth
+// costs more than the whole spawn.
 func (t *Task) run() {
 	pprof.SetGoroutineLabels(t.ctx.base)
-	defer t.exit()
+	defer t.exitAbnormally()
 	var err error
 	if t.interval > 0 {
 		err = t.loop()
 	} else {
 		err = t.fn(t.fnCtx)
 	}
-	t.returned, t.fnErr = true, err
-}
-
-// exit decides the outcome once fn has returned, panicked or called
-// runtime.Goexit.
-func (t *Task) exit() {
-	r := recover()
-	res := Result{Err: t.fnErr}
-	var stack []byte
+	t.returned = true
+	res := Result{Outcome: Success, Err: err}
 	switch {
-	case r != nil:
-		stack = debug.Stack()
-		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
-	case !t.returned:
-		res.Outcome, res.Err = Error, ErrGoexit
 	case t.ctx.Err() != nil:
 		res.Outcome = Canceled
-	case res.Err != nil:
+	case err != nil:
 		res.Outcome = Error
-	default:
-		res.Outcome = Success
+	}
+	t.finish(res, nil)
+}
+
+// exitAbnormally reports a task whose fn panicked or called
+// runtime.Goexit; it does nothing after a normal return.
+func (t *Task) exitAbnormally() {
+	if t.returned {
+		return
+	}
+	r := recover()
+	res := Result{Outcome: Error, Err: ErrGoexit}
+	var stack []byte
+	if r != nil {
+		stack = debug.Stack()
+		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
 	}
 	if t.runCtx != nil { // an Every run was in progress
 		t.endRun(t.runCtx, res.Outcome, res.Err, stack)
@@ -322,9 +324,7 @@ func (t *Task) finish(res Result, stack []byte) {
 		latency = end.Sub(g.cancelTime(ownAt))
 	}
 	if tr.observed() {
-		ev := t.finishedEvent(res, latency)
-		ev.Seq, ev.Stack = t.endSeq, stack
-		tr.emit(t.fnCtx, ev)
+		t.reportFinished(t.fnCtx, t.endSeq, &res, latency, stack)
 	}
 	if g.failFast && (res.Outcome == Error || res.Outcome == Panic) {
 		g.cancelWith(t.fnCtx, &TaskError{Group: g.name, Task: t.name, TaskID: t.id, Err: res.Err})
@@ -347,10 +347,17 @@ func (g *Group) cancelTime(own time.Time) time.Time {
 	return at
 }
 
-func (t *Task) finishedEvent(res Result, latency time.Duration) Event {
-	ev := t.event(KindTaskFinished)
-	ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.CancelLatency = res.Outcome, res.Err, res.Cause, res.Duration, latency
-	return ev
+// reportFinished delivers t's finished event. It builds the event in
+// place: every Event-sized temporary on this path is stack that task
+// goroutines may have to grow for.
+func (t *Task) reportFinished(ctx context.Context, seq uint64, res *Result, latency time.Duration, stack []byte) {
+	var ev Event
+	ev.Seq, ev.Kind = seq, KindTaskFinished
+	ev.Group, ev.Task, ev.TaskID = t.group.name, t.name, t.id
+	ev.Function, ev.Interval = t.fnName, t.interval
+	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
+	ev.CancelLatency, ev.Stack = latency, stack
+	t.group.tree.emit(ctx, &ev)
 }
 
 func (t *Task) closeDone(state taskState) {
@@ -373,10 +380,10 @@ func (t *Task) lateExit(res Result) {
 		ev := t.event(KindTaskLateExit)
 		ev.Seq = t.exitSeq
 		ev.Outcome, ev.Err, ev.Cause, ev.Duration = Aborted, res.Err, res.Cause, res.Duration
-		if pe := (*PanicError)(nil); errors.As(res.Err, &pe) {
+		if pe, ok := errors.AsType[*PanicError](res.Err); ok {
 			ev.Stack = pe.Stack
 		}
-		tr.emit(t.fnCtx, ev)
+		tr.emit(t.fnCtx, &ev)
 	}
 	g.mu.Lock()
 	g.unlinkLocked(t)
