@@ -31,7 +31,10 @@ BENCHSTAT_FLAGS ?= -col /peer
 bench:
 	@cd bench && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(GO) test -c -o "$$tmp/bench.test" . && \
-	mkdir -p "$$(dirname $(BENCH_OUT))" && : > "$$tmp/out.txt" && \
+	mkdir -p "$$(dirname $(BENCH_OUT))" && \
+	rev=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) && \
+	{ git diff --quiet HEAD -- ../runtime 2>/dev/null || rev="$$rev+dirty"; } && \
+	echo "# $$(date -u +%FT%TZ) taskscope $$rev, $(BENCH_RUNS) runs, -test.cpu=$(BENCH_CPU) -test.benchtime=$(BENCH_TIME)" > "$$tmp/out.txt" && \
 	for i in $$(seq 1 $(BENCH_RUNS)); do \
 	  load=$$(cut -d' ' -f1-3 /proc/loadavg); \
 	  echo "bench: run $$i/$(BENCH_RUNS), load $$load" >&2; \

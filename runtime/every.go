@@ -43,7 +43,9 @@ func (t *Task) loop() error {
 			runCtx = tr.taskStarting(ctx, ev)
 		}
 		start := time.Now()
+		t.mu.Lock()
 		t.runCtx, t.runStart = runCtx, start
+		t.mu.Unlock()
 		err := t.fn(runCtx)
 		outcome := Success
 		switch {
@@ -52,8 +54,7 @@ func (t *Task) loop() error {
 		case err != nil && !errors.Is(err, ErrStop):
 			outcome = Error
 		}
-		t.runCtx = nil
-		t.reportRun(runCtx, run, outcome, err, time.Since(start), nil)
+		t.endRun(outcome, err, nil)
 		if outcome == Canceled {
 			return err
 		}
@@ -74,10 +75,16 @@ func (t *Task) loop() error {
 	}
 }
 
-// endRun reports the run in progress when fn panicked or called Goexit.
-func (t *Task) endRun(runCtx context.Context, outcome Outcome, err error, stack []byte) {
+// endRun reports the end of the run in progress, unless an abort already
+// reported it.
+func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
+	t.mu.Lock()
+	runCtx, start := t.runCtx, t.runStart
 	t.runCtx = nil
-	t.reportRun(runCtx, t.runs.Load(), outcome, err, time.Since(t.runStart), stack)
+	t.mu.Unlock()
+	if runCtx != nil {
+		t.reportRun(runCtx, t.runs.Load(), outcome, err, time.Since(start), stack)
+	}
 }
 
 func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {

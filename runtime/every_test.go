@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -140,4 +141,32 @@ func TestEveryBadInterval(t *testing.T) {
 		expectPanic(t, "non-positive interval", func() { sup.Every("x", d, func(context.Context) error { return nil }) })
 	}
 	expectPanic(t, "nil function", func() { sup.Every("x", time.Second, nil) })
+}
+
+func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		release := make(chan struct{})
+		task := sup.Every("stuck", time.Second, func(context.Context) error { <-release; return nil })
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		synctest.Wait()
+		if err := sup.Shutdown(ctx); err == nil {
+			t.Fatal("Shutdown with an expired context: nil, want the run aborted")
+		}
+		close(release)
+		synctest.Wait()
+		want := []string{
+			runtime.KindTaskSpawned, runtime.KindTaskRunStarted, runtime.KindTaskAborted,
+			runtime.KindTaskRunFinished, runtime.KindTaskFinished, runtime.KindTaskLateExit,
+		}
+		if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskRunFinished && (ev.Outcome != runtime.Aborted || ev.Run != 1) {
+				t.Fatalf("run_finished %+v, want run 1 aborted", ev)
+			}
+		}
+	})
 }

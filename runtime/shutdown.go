@@ -112,11 +112,18 @@ func (g *Group) closeSubtree() (groups []*Group, live int) {
 	return groups, live
 }
 
+// abortedRun is the run an aborted Every task was in.
+type abortedRun struct {
+	ctx   context.Context
+	start time.Time
+}
+
 // abort abandons every task of groups still running, reports each with the
 // stack its goroutine is stuck in, and closes their Done channels.
 func (g *Group) abort(groups []*Group) []TaskInfo {
 	now := time.Now()
 	var tasks []*Task
+	var runs []abortedRun
 	for _, c := range groups {
 		c.mu.Lock()
 		for t := c.head; t != nil; t = t.next {
@@ -129,6 +136,8 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 				t.endSeq = g.tree.nextSeq()
 				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now.Sub(t.started)}
 				t.abandoned = true
+				runs = append(runs, abortedRun{t.runCtx, t.runStart})
+				t.runCtx = nil // the abort reports the run in progress
 				tasks = append(tasks, t)
 				c.retireLocked()
 			}
@@ -152,6 +161,9 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			ev.Seq = t.endSeq
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
 			tr.emit(t.fnCtx, &ev)
+			if run := runs[i]; run.ctx != nil {
+				t.reportRun(run.ctx, t.runs.Load(), Aborted, ErrAborted, now.Sub(run.start), ev.Stack)
+			}
 			t.reportFinished(t.fnCtx, 0, &t.result, 0, ev.Stack)
 		}
 		t.closeDone(stateAborted)

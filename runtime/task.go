@@ -48,23 +48,22 @@ type Task struct {
 	stopExt  func() bool     // stops WithCancelOn's watch; nil without it
 	runs     atomic.Uint64   // runs of an Every task
 
-	// Touched only by the task goroutine.
-	runCtx   context.Context // the current run's context, while an Every run is in progress
-	runStart time.Time       // when the current run started
-	returned bool            // fn returned normally
+	returned bool // fn returned normally; touched only by the task goroutine
 
 	// Guarded by group.mu.
 	prev, next *Task
 	spawnSeq   uint64 // sequence number of the spawned event
 	abandoned  bool
 
-	mu      sync.Mutex // guards the fields below
-	state   taskState
-	endSeq  uint64 // Seq of the finished (or, for aborted tasks, aborted) event
-	exitSeq uint64 // Seq of the late_exit event
-	result  Result
-	done   chan struct{} // made on demand by Done
-	final  bool          // Done is (or, once made, will be) closed
+	mu       sync.Mutex      // guards the fields below
+	runCtx   context.Context // the current run's context, while an Every run is in progress
+	runStart time.Time       // when the current run started
+	state    taskState
+	endSeq   uint64 // Seq of the finished (or, for aborted tasks, aborted) event
+	exitSeq  uint64 // Seq of the late_exit event
+	result   Result
+	done     chan struct{} // made on demand by Done
+	final    bool          // Done is (or, once made, will be) closed
 }
 
 type taskState uint8
@@ -286,8 +285,8 @@ func (t *Task) exitAbnormally() {
 		stack = debug.Stack()
 		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
 	}
-	if t.runCtx != nil { // an Every run was in progress
-		t.endRun(t.runCtx, res.Outcome, res.Err, stack)
+	if t.interval > 0 {
+		t.endRun(res.Outcome, res.Err, stack)
 	}
 	t.finish(res, stack)
 	if r != nil && t.group.policy == Crash {
