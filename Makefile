@@ -20,7 +20,7 @@ vet:
 test-lib: vet fmt-check
 	$(GO) test -race -count=1 ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./runtime/
-	@ext=$$($(GO) list -deps ./runtime ./diagnostics 2>/dev/null | grep '\.' | grep -v '^github.com/taskscope/taskscope' || true); \
+	@ext=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./runtime ./diagnostics | grep -v '^github.com/taskscope/taskscope' || true); \
 	  if [ -n "$$ext" ]; then echo "runtime/diagnostics import outside the standard library: $$ext"; exit 1; fi
 
 demo:

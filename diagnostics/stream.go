@@ -192,7 +192,7 @@ func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscr
 	s.subs = append(s.subs, sub)
 	s.mu.Unlock()
 
-	stop := context.AfterFunc(context.Background(), sub.Close)
+	stop := context.AfterFunc(ctx, sub.Close)
 	sub.mu.Lock()
 	sub.stop = stop
 	sub.mu.Unlock()
