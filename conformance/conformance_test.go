@@ -218,7 +218,7 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 		seen[id] = true
 		attrs := map[string]string{}
 		for _, a := range s.Attributes() {
-			attrs[string(a.Key)] = a.Value.Emit()
+			attrs[string(a.Key)] = a.Value.String()
 		}
 		k := key{attrs["taskscope.group"], attrs["taskscope.task.outcome"]}
 		switch {

@@ -129,7 +129,7 @@ func TestEventsSSE(t *testing.T) {
 			t.Errorf("frame %+v", f)
 		}
 		j := decode(t, f.data)
-		if j.Outcome != "error" || j.Error != "boom\nline two" || j.ErrorType != "_OTHER" || j.DurationSeconds != 1.5 || j.Level != "WARN" {
+		if j.Outcome != "error" || j.Error != "boom\nline two" || j.ErrorType != "*errors.errorString" || j.DurationSeconds != 1.5 || j.Level != "WARN" {
 			t.Errorf("finished JSON %+v", j)
 		}
 		var raw map[string]any

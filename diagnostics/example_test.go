@@ -30,7 +30,7 @@ func ExampleNewLogObserver() {
 	})
 	_ = sup.Wait(context.Background())
 	// Output:
-	// level=WARN msg="task failed" event=taskscope.task.finished taskscope.group=svc.ingest taskscope.task.name=fetch taskscope.task.id=1 taskscope.task.outcome=error error.type=_OTHER error="upstream unavailable"
+	// level=WARN msg="task failed" event=taskscope.task.finished taskscope.group=svc.ingest taskscope.task.name=fetch taskscope.task.id=1 taskscope.task.outcome=error error.type=*errors.errorString error="upstream unavailable"
 }
 
 func ExampleStream_Subscribe() {

@@ -1,11 +1,15 @@
 package diagnostics
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/taskscope/taskscope/runtime"
+)
 
 // KindStreamLagged is the kind of the in-band event a [Subscription]
 // yields where it lost events: its Err is a [*LaggedError]. It is never
 // published to other subscribers and has Seq 0.
-const KindStreamLagged = "taskscope.stream.lagged"
+const KindStreamLagged = runtime.KindStreamLagged
 
 // LaggedError is the Err of a [KindStreamLagged] event.
 //

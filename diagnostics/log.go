@@ -121,7 +121,7 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if ev.Outcome != 0 {
 		a = append(a, slog.String(keyOutcome, ev.Outcome.String()))
 	}
-	if t := errorType(ev.Outcome, ev.Err); t != "" {
+	if t := runtime.ErrorType(ev.Outcome, ev.Err); t != "" {
 		a = append(a, slog.String(keyErrorType, t))
 	}
 	if ev.Cause != nil {

@@ -49,7 +49,7 @@ func TestLogObserverRecords(t *testing.T) {
 			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, errors.New("boom")
 		}),
 			slog.LevelWarn, "task failed",
-			map[string]any{"taskscope.task.outcome": "error", "error.type": "_OTHER", "error": "boom"}, nil},
+			map[string]any{"taskscope.task.outcome": "error", "error.type": "*errors.errorString", "error": "boom"}, nil},
 		{"deadline", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, fmt.Errorf("call: %w", context.DeadlineExceeded)
 		}), slog.LevelWarn, "task failed", map[string]any{"error.type": "deadline_exceeded"}, nil},
@@ -80,7 +80,7 @@ func TestLogObserverRecords(t *testing.T) {
 		{"run failed", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err, e.Run, e.Interval = runtime.KindTaskRunFinished, runtime.Error, errors.New("scrape"), 3, time.Minute
 		}), slog.LevelWarn, "periodic run failed",
-			map[string]any{"taskscope.run": int64(3), "taskscope.task.interval": "1m0s", "error": "scrape"}, nil},
+			map[string]any{"taskscope.task.run": int64(3), "taskscope.task.interval": "1m0s", "error": "scrape"}, nil},
 		{"shutdown aborted", runtime.Event{Kind: runtime.KindGroupShutdownDone, Group: "runtime", Drained: 2, Aborted: 1, Duration: time.Second},
 			slog.LevelWarn, "group shutdown aborted tasks",
 			map[string]any{"taskscope.group": "runtime", "taskscope.shutdown.drained": int64(2), "taskscope.shutdown.aborted": int64(1)},

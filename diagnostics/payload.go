@@ -90,3 +90,7 @@ type cappedError struct {
 
 func (e *cappedError) Error() string { return truncateString(e.err.Error(), e.max) }
 func (e *cappedError) Unwrap() error { return e.err }
+
+// ErrorType classifies the wrapped error, not the wrapper, so that
+// error.type is the same on every channel.
+func (e *cappedError) ErrorType() string { return runtime.ErrorType(runtime.Error, e.err) }

@@ -116,7 +116,7 @@ func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev) }
 // it passes the event by pointer and keeps its frames small.
 func (s *Stream) publish(ev *runtime.Event) {
 	capEvent(ev, s.maxStack, s.maxMessage) // outside the lock: it may copy a stack
-	lvl := level(ev)
+	lvl := ev.Level()
 	s.mu.Lock()
 	if seq, ok := s.replay.push(ev); ok {
 		s.evicted(seq)
@@ -251,7 +251,7 @@ func (s *Stream) replayLocked(sub *Subscription, seq uint64) {
 	}
 	for i := range r.len() {
 		if ev := r.at(i); i >= from || ev.Seq > seq {
-			sub.offer(ev, level(ev))
+			sub.offer(ev, ev.Level())
 		}
 	}
 }

@@ -1,28 +1,25 @@
 package diagnostics
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-
 	"github.com/taskscope/taskscope/runtime"
 )
 
-// Attribute keys: the span attribute names, so that a log line, a span and
-// a stream event about one task can be joined on the same keys.
+// Log keys: runtime's attribute vocabulary, which the spans use too, so
+// that a log line, a span and a stream event about one task join on the
+// same keys; the rest are slog's and OpenTelemetry's standard names.
 const (
 	keyEvent         = "event"
-	keyGroup         = "taskscope.group"
-	keyTaskName      = "taskscope.task.name"
-	keyTaskID        = "taskscope.task.id"
-	keyInterval      = "taskscope.task.interval"
-	keyOutcome       = "taskscope.task.outcome"
-	keyTaskStack     = "taskscope.task.stack" // where an aborted task's goroutine was stuck
-	keyRun           = "taskscope.run"
-	keyCauseKind     = "taskscope.cancel.cause"
-	keyCancelLatency = "taskscope.cancel.latency"
-	keyDrained       = "taskscope.shutdown.drained"
-	keyAborted       = "taskscope.shutdown.aborted"
+	keyGroup         = runtime.AttrGroup
+	keyTaskName      = runtime.AttrTaskName
+	keyTaskID        = runtime.AttrTaskID
+	keyInterval      = runtime.AttrInterval
+	keyOutcome       = runtime.AttrOutcome
+	keyTaskStack     = runtime.AttrStack
+	keyRun           = runtime.AttrRun
+	keyCauseKind     = runtime.AttrCause
+	keyCancelLatency = runtime.AttrCancelLatency
+	keyDrained       = runtime.AttrShutdownDrained
+	keyAborted       = runtime.AttrShutdownAborted
 	keyMissed        = "taskscope.stream.missed"
 	keyFunction      = "code.function.name"
 	keyErrorType     = "error.type"
@@ -35,41 +32,6 @@ const (
 	keyTraceID       = "trace_id"
 	keySpanID        = "span_id"
 )
-
-// errorType is the low-cardinality error.type of a failed outcome ("" for
-// the others): "panic", "aborted", "deadline_exceeded", the value of an
-// ErrorType() string method found in the error chain, or "_OTHER".
-func errorType(o runtime.Outcome, err error) string {
-	switch o {
-	case runtime.Panic:
-		return "panic"
-	case runtime.Aborted:
-		return "aborted"
-	case runtime.Error:
-	default:
-		return ""
-	}
-	var typed interface{ ErrorType() string }
-	switch {
-	case err == nil:
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.As(err, &typed):
-		if t := typed.ErrorType(); t != "" {
-			return t
-		}
-	}
-	return "_OTHER"
-}
-
-// level is the event's severity; a lag notice, which the runtime does not
-// know of, is a warning.
-func level(ev *runtime.Event) slog.Level {
-	if ev.Kind == KindStreamLagged {
-		return slog.LevelWarn
-	}
-	return ev.Level()
-}
 
 // message is the short human text of a log record; constant per kind and
 // outcome, so log pipelines can group on it.

@@ -82,7 +82,7 @@ func (e Event) Level() slog.Level {
 			return slog.LevelWarn
 		}
 		return slog.LevelInfo
-	case KindTaskAborted, KindGroupWaitTimedOut:
+	case KindTaskAborted, KindGroupWaitTimedOut, KindStreamLagged:
 		return slog.LevelWarn
 	case KindObserverPanicked:
 		return slog.LevelError

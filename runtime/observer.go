@@ -12,6 +12,10 @@ import "context"
 // observer is recovered; the task is unaffected, the remaining observers
 // still get the event, and the others are told with a
 // [KindObserverPanicked] event.
+//
+// Some events are delivered while the supervisor holds the task's lock (so
+// that a task's events keep their order): an observer must not call the
+// [Task]'s methods from TaskStarting or Observe.
 type Observer interface {
 	// TaskStarting runs before fn, on the spawning goroutine, with the
 	// task's [KindTaskSpawned] event (also for tasks rejected by a closed

@@ -4,27 +4,28 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/taskscope/taskscope/runtime"
 )
 
-// Span attribute keys in the taskscope namespace. The diagnostics log
-// observer uses the same keys, so a log line and a span say the same thing
-// with the same words. Standard keys (error.type, exception.*,
-// code.function.name) come from semconv.
+// Span attribute keys: runtime's vocabulary, typed for the OTel API.
+// Standard keys (error.type, exception.*, code.function.name) come from
+// semconv.
 const (
-	attrGroup     = attribute.Key("taskscope.group")          // full dotted group name
-	attrTaskName  = attribute.Key("taskscope.task.name")      // task name
-	attrTaskID    = attribute.Key("taskscope.task.id")        // int64, unique per supervisor
-	attrOutcome   = attribute.Key("taskscope.task.outcome")   // success, error, canceled, panic, aborted
-	attrRun       = attribute.Key("taskscope.task.run")       // int64 run number of a periodic task, from 1
-	attrRejected  = attribute.Key("taskscope.task.rejected")  // bool: spawned on a closed group, never ran
-	attrStack     = attribute.Key("taskscope.task.stack")     // where an aborted task's goroutine was stuck
-	attrCause     = attribute.Key("taskscope.cancel.cause")   // runtime.CauseKind of the cancellation cause
-	attrCauseText = attribute.Key("taskscope.cancel.message") // the cause's message
+	attrGroup     = attribute.Key(runtime.AttrGroup)
+	attrTaskName  = attribute.Key(runtime.AttrTaskName)
+	attrTaskID    = attribute.Key(runtime.AttrTaskID)
+	attrOutcome   = attribute.Key(runtime.AttrOutcome)
+	attrRun       = attribute.Key(runtime.AttrRun)
+	attrRejected  = attribute.Key(runtime.AttrRejected)
+	attrStack     = attribute.Key(runtime.AttrStack)
+	attrCause     = attribute.Key(runtime.AttrCause)
+	attrCauseText = attribute.Key(runtime.AttrCauseMessage)
 
-	attrShutdownDrained      = attribute.Key("taskscope.shutdown.drained")       // int: tasks that returned in time
-	attrShutdownAborted      = attribute.Key("taskscope.shutdown.aborted")       // int: tasks abandoned at the deadline
-	attrShutdownAbortedTasks = attribute.Key("taskscope.shutdown.aborted_tasks") // []string: group/name#id of each
-	attrShutdownResult       = attribute.Key("taskscope.shutdown.result")        // clean or aborted
+	attrShutdownDrained      = attribute.Key(runtime.AttrShutdownDrained)
+	attrShutdownAborted      = attribute.Key(runtime.AttrShutdownAborted)
+	attrShutdownAbortedTasks = attribute.Key(runtime.AttrShutdownAbortedTasks)
+	attrShutdownResult       = attribute.Key(runtime.AttrShutdownResult)
 )
 
 // maxText bounds messages put on spans (status descriptions, cause

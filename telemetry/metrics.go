@@ -162,7 +162,7 @@ func newSeries(m *metrics, group, task string) *series {
 		abandoned: m.abandoned.WithLabelValues(group, task),
 	}
 	for _, o := range []runtime.Outcome{runtime.Success, runtime.Canceled, runtime.Panic, runtime.Aborted} {
-		s.finished[o] = m.finished.WithLabelValues(group, task, o.String(), errorTypeOf(o, nil))
+		s.finished[o] = m.finished.WithLabelValues(group, task, o.String(), runtime.ErrorType(o, nil))
 	}
 	return s
 }

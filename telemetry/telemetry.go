@@ -152,7 +152,7 @@ func (t *Telemetry) Observe(ctx context.Context, ev runtime.Event) {
 func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 	s := t.cache.entry(ev.Group, ev.Task, false).s
 	s.running.Dec()
-	errType := errorTypeOf(ev.Outcome, ev.Err)
+	errType := runtime.ErrorType(ev.Outcome, ev.Err)
 	label := errType
 	if ev.Outcome == runtime.Error {
 		label = t.cache.errorTypeLabel(errType)
@@ -254,7 +254,7 @@ func (t *Telemetry) taskAborted(ctx context.Context, ev *runtime.Event) {
 	// goroutine may never return, and a span is exported only when it ends.
 	if rs := tc.run.Swap(nil); rs != nil {
 		abortEvent(rs.span, ev)
-		endSpan(rs.span, ev, errorTypeOf(runtime.Aborted, nil))
+		endSpan(rs.span, ev, runtime.ErrorType(runtime.Aborted, nil))
 	}
 }
 
@@ -266,7 +266,7 @@ func (t *Telemetry) runFinished(ctx context.Context, ev *runtime.Event) {
 	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
 		// Swap: an abort may have ended this run's span already.
 		if rs := tc.run.Swap(nil); rs != nil {
-			endSpan(rs.span, ev, errorTypeOf(ev.Outcome, ev.Err))
+			endSpan(rs.span, ev, runtime.ErrorType(ev.Outcome, ev.Err))
 		}
 	}
 }

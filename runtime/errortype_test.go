@@ -1,4 +1,4 @@
-package telemetry
+package runtime_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ type namedError struct{}
 
 func (namedError) Error() string { return "named" }
 
-func TestErrorTypeOf(t *testing.T) {
+func TestErrorType(t *testing.T) {
 	cases := []struct {
 		outcome runtime.Outcome
 		err     error
@@ -32,7 +32,7 @@ func TestErrorTypeOf(t *testing.T) {
 		{runtime.Error, runtime.ErrGoexit, "goexit"},
 		{runtime.Error, errors.New("x"), "*errors.errorString"},
 		{runtime.Error, fmt.Errorf("open: %w", &fs.PathError{Op: "open", Err: fs.ErrNotExist}), "*fs.PathError"},
-		{runtime.Error, namedError{}, "github.com/taskscope/taskscope/telemetry.namedError"},
+		{runtime.Error, namedError{}, "github.com/taskscope/taskscope/runtime_test.namedError"},
 		{runtime.Error, fmt.Errorf("call: %w", classifiedError{}), "rate_limited"},
 		{runtime.Error, errors.Join(errors.New("a"), classifiedError{}), "rate_limited"},
 		{runtime.Error, fmt.Errorf("rpc: %w", context.DeadlineExceeded), "deadline_exceeded"},
@@ -40,29 +40,18 @@ func TestErrorTypeOf(t *testing.T) {
 		{runtime.Error, nil, "_OTHER"},
 	}
 	for _, c := range cases {
-		if got := errorTypeOf(c.outcome, c.err); got != c.want {
-			t.Errorf("errorTypeOf(%v, %v) = %q, want %q", c.outcome, c.err, got, c.want)
+		if got := runtime.ErrorType(c.outcome, c.err); got != c.want {
+			t.Errorf("runtime.ErrorType(%v, %v) = %q, want %q", c.outcome, c.err, got, c.want)
 		}
 	}
 }
 
-func TestErrorTypeOfDoesNotAllocate(t *testing.T) {
+func TestErrorTypeDoesNotAllocate(t *testing.T) {
 	errs := []error{errors.New("x"), fmt.Errorf("w: %w", errors.New("x")), classifiedError{}, context.DeadlineExceeded}
 	for _, err := range errs {
-		errorTypeOf(runtime.Error, err) // name the type once
-		if n := testing.AllocsPerRun(100, func() { errorTypeOf(runtime.Error, err) }); n != 0 {
-			t.Errorf("errorTypeOf(%v): %v allocations", err, n)
+		runtime.ErrorType(runtime.Error, err) // name the type once
+		if n := testing.AllocsPerRun(100, func() { runtime.ErrorType(runtime.Error, err) }); n != 0 {
+			t.Errorf("runtime.ErrorType(%v): %v allocations", err, n)
 		}
-	}
-}
-
-func TestTruncate(t *testing.T) {
-	long := string(make([]byte, maxText-1)) + "é" // the rune straddles the limit
-	got := truncate(long)
-	if len(got) > maxText+len("…") || got[len(got)-len("…"):] != "…" {
-		t.Errorf("truncate gave %d bytes", len(got))
-	}
-	if truncate("short") != "short" {
-		t.Error("short string changed")
 	}
 }

@@ -1,4 +1,4 @@
-package telemetry
+package runtime
 
 import (
 	"context"
@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
-
-	"github.com/taskscope/taskscope/runtime"
 )
 
-// errorTypeOf is the error.type span attribute and the error_type metric
-// label: one low-cardinality vocabulary for both. It is empty unless the
+// ErrorType is the error.type span attribute, the error_type metric label
+// and the error.type log key: one low-cardinality vocabulary for all. It is empty unless the
 // outcome is a failure:
 //
 //   - panic: "panic"
 //   - aborted: "aborted"
 //   - error, in this order:
-//     "goexit" when fn called runtime.Goexit (runtime.ErrGoexit);
+//     "goexit" when fn called Goexit (ErrGoexit);
 //     the value of an ErrorType() string method found in the error chain
 //     (the OpenTelemetry convention, which lets an application name its
 //     own error classes);
@@ -30,21 +28,21 @@ import (
 //     others.
 //
 // Go types are bounded by the program, but the metric label is capped
-// anyway (see WithMaxLabelValues), because ErrorType methods may not be.
-func errorTypeOf(o runtime.Outcome, err error) string {
+// anyway (see telemetry.WithMaxLabelValues), because ErrorType methods may not be.
+func ErrorType(o Outcome, err error) string {
 	switch o {
-	case runtime.Panic:
+	case Panic:
 		return "panic"
-	case runtime.Aborted:
+	case Aborted:
 		return "aborted"
-	case runtime.Error:
+	case Error:
 	default:
 		return ""
 	}
 	switch {
 	case err == nil:
 		return "_OTHER" // semconv's fallback; the runtime always sets Err for errors
-	case errors.Is(err, runtime.ErrGoexit):
+	case errors.Is(err, ErrGoexit):
 		return "goexit"
 	}
 	if s := methodErrorType(err, 0); s != "" {
