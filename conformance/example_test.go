@@ -1,0 +1,49 @@
+package conformance_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
+)
+
+// Example_observability wires every channel into one supervisor: spans and
+// metrics (telemetry), logs and the event stream (diagnostics), and the
+// HTTP endpoints an operator reads.
+func Example_observability() {
+	tp := sdktrace.NewTracerProvider() // your SDK provider, with its exporter
+	reg := prometheus.NewRegistry()    // yours; taskscope never touches the default one
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithRegisterer(reg))
+	if err != nil {
+		panic(err)
+	}
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app",
+		runtime.WithObserver(tel),                               // spans + Prometheus metrics
+		runtime.WithObserver(diagnostics.NewLogObserver(logger)), // slog records
+		runtime.WithObserver(stream),                            // subscribable event stream
+	)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))   // live task tree (HTML, ?format=json)
+	mux.Handle("/debug/events", diagnostics.EventsHandler(stream)) // SSE, or NDJSON
+
+	sup.Go("fetch", func(ctx context.Context) error { return nil })
+	_ = sup.Shutdown(context.Background())
+	_ = tp.Shutdown(context.Background())
+	fmt.Println(testutil.ToFloat64(tel.Finished("app", "fetch", runtime.Success)))
+	// Output: 1
+}
