@@ -35,7 +35,7 @@ func (t *Task) loop() error {
 	ctx, tr := t.fnCtx, t.group.tree
 	var timer *time.Timer
 	for {
-		run := t.runs.Add(1)
+		run := t.every.runs.Add(1)
 		runCtx := ctx
 		if tr.observed() {
 			ev := t.event(KindTaskRunStarted)
@@ -44,7 +44,7 @@ func (t *Task) loop() error {
 		}
 		start := time.Now()
 		t.mu.Lock()
-		t.runCtx, t.runStart = runCtx, start
+		t.every.runCtx, t.every.runStart = runCtx, start
 		t.mu.Unlock()
 		err := t.fn(runCtx)
 		outcome := Success
@@ -62,10 +62,10 @@ func (t *Task) loop() error {
 			return nil
 		}
 		if timer == nil {
-			timer = time.NewTimer(t.interval)
+			timer = time.NewTimer(t.every.interval)
 			defer timer.Stop()
 		} else {
-			timer.Reset(t.interval)
+			timer.Reset(t.every.interval)
 		}
 		select {
 		case <-ctx.Done():
@@ -79,11 +79,11 @@ func (t *Task) loop() error {
 // reported it.
 func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
 	t.mu.Lock()
-	runCtx, start := t.runCtx, t.runStart
-	t.runCtx = nil
+	runCtx, start := t.every.runCtx, t.every.runStart
+	t.every.runCtx = nil
 	t.mu.Unlock()
 	if runCtx != nil {
-		t.reportRun(runCtx, t.runs.Load(), outcome, err, time.Since(start), stack)
+		t.reportRun(runCtx, t.every.runs.Load(), outcome, err, time.Since(start), stack)
 	}
 }
 

@@ -121,7 +121,7 @@ type abortedRun struct {
 // abort abandons every task of groups still running, reports each with the
 // stack its goroutine is stuck in, and closes their Done channels.
 func (g *Group) abort(groups []*Group) []TaskInfo {
-	now := time.Now()
+	now := g.tree.now()
 	var tasks []*Task
 	var runs []abortedRun
 	for _, c := range groups {
@@ -134,10 +134,14 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			if t.state == stateRunning {
 				t.state = stateAborted
 				t.endSeq = g.tree.nextSeq()
-				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now.Sub(t.started)}
+				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now - t.started}
 				t.abandoned = true
-				runs = append(runs, abortedRun{t.runCtx, t.runStart})
-				t.runCtx = nil // the abort reports the run in progress
+				var run abortedRun
+				if e := t.every; e != nil {
+					run = abortedRun{e.runCtx, e.runStart}
+					e.runCtx = nil // the abort reports the run in progress
+				}
+				runs = append(runs, run)
 				tasks = append(tasks, t)
 				c.retireLocked()
 			}
@@ -162,11 +166,13 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
 			tr.emit(t.fnCtx, &ev)
 			if run := runs[i]; run.ctx != nil {
-				t.reportRun(run.ctx, t.runs.Load(), Aborted, ErrAborted, now.Sub(run.start), ev.Stack)
+				t.reportRun(run.ctx, t.every.runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
 			t.reportFinished(t.fnCtx, 0, &t.result, 0, ev.Stack)
 		}
-		t.closeDone(stateAborted)
+		t.mu.Lock()
+		t.closeDoneLocked(stateAborted)
+		t.mu.Unlock()
 	}
 	return infos
 }

@@ -34,15 +34,18 @@ type GroupSnapshot struct {
 }
 
 func (t *Task) info(state TaskState) TaskInfo {
-	return TaskInfo{
+	info := TaskInfo{
 		ID:       t.id,
 		Name:     t.name,
 		Group:    t.group.name,
-		Started:  t.started,
+		Started:  t.group.tree.wall(t.started),
 		State:    state,
-		Interval: t.interval,
-		Runs:     t.runs.Load(),
+		Interval: t.interval(),
 	}
+	if t.every != nil {
+		info.Runs = t.every.runs.Load()
+	}
+	return info
 }
 
 // liveStateLocked returns t's state now, or 0 if it has ended or been

@@ -34,7 +34,7 @@ func New(name string, opts ...Option) *Supervisor {
 	for _, o := range opts {
 		o.applySupervisor(&cfg)
 	}
-	t := &tree{obs: cfg.observers}
+	t := &tree{obs: cfg.observers, epoch: time.Now()}
 	return &Supervisor{group: newGroup(t, nil, name, cfg.group)}
 }
 
@@ -45,11 +45,19 @@ func (s *Supervisor) Abandoned() int { return int(s.tree.abandoned.Load()) }
 // tree is what every group of one supervisor shares.
 type tree struct {
 	obs       []Observer    // read-only after New
+	epoch     time.Time     // task times are monotonic offsets from it
 	seq       atomic.Uint64 // last event sequence number issued
 	ids       atomic.Uint64 // last task ID issued
 	abandoned atomic.Int64  // aborted tasks still running
 	funcNames sync.Map      // fn code pointer → name, for Event.Function
 }
+
+// now reads the monotonic clock only (time.Now also reads the wall
+// clock): once at spawn, once at the end, on every task.
+func (tr *tree) now() time.Duration { return time.Since(tr.epoch) }
+
+// wall turns an offset from now back into a time.
+func (tr *tree) wall(d time.Duration) time.Time { return tr.epoch.Add(d) }
 
 func (tr *tree) observed() bool { return len(tr.obs) > 0 }
 

@@ -36,17 +36,16 @@ type Result struct {
 // Task is a handle to one supervised task. Its methods are safe for
 // concurrent use.
 type Task struct {
-	id       uint64
-	name     string
-	group    *Group
-	fn       func(context.Context) error
-	fnName   string        // fn's name, resolved only when observed
-	interval time.Duration // > 0 for Every tasks
-	started  time.Time
-	ctx      taskContext
-	fnCtx    context.Context // what fn receives: ctx as wrapped by observers; set under mu before the goroutine starts
-	stopExt  func() bool     // stops WithCancelOn's watch; nil without it
-	runs     atomic.Uint64   // runs of an Every task
+	id      uint64
+	name    string
+	group   *Group
+	fn      func(context.Context) error
+	fnName  string        // fn's name, resolved only when observed
+	every   *every        // nil for plain tasks
+	started time.Duration // since the supervisor's epoch: one monotonic clock read
+	ctx     taskContext
+	fnCtx   context.Context // what fn receives: ctx as wrapped by observers; set before the goroutine starts
+	stopExt func() bool     // stops WithCancelOn's watch; nil without it
 
 	returned bool // fn returned normally; touched only by the task goroutine
 
@@ -55,15 +54,23 @@ type Task struct {
 	spawnSeq   uint64 // sequence number of the spawned event
 	abandoned  bool
 
-	mu       sync.Mutex      // guards the fields below
-	runCtx   context.Context // the current run's context, while an Every run is in progress
+	mu      sync.Mutex // guards the fields below
+	state   taskState
+	final   bool   // Done is (or, once made, will be) closed
+	endSeq  uint64 // Seq of the finished (or, for aborted tasks, aborted) event
+	exitSeq uint64 // Seq of the late_exit event
+	result  Result
+	done    chan struct{} // made on demand by Done
+}
+
+// every is what only periodic tasks carry.
+type every struct {
+	interval time.Duration
+	runs     atomic.Uint64 // runs started so far
+
+	// Guarded by Task.mu.
+	runCtx   context.Context // the current run's context, while a run is in progress
 	runStart time.Time       // when the current run started
-	state    taskState
-	endSeq   uint64 // Seq of the finished (or, for aborted tasks, aborted) event
-	exitSeq  uint64 // Seq of the late_exit event
-	result   Result
-	done     chan struct{} // made on demand by Done
-	final    bool          // Done is (or, once made, will be) closed
 }
 
 type taskState uint8
@@ -144,6 +151,14 @@ func (t *Task) cancelWith(cause error, at time.Time) {
 	}
 }
 
+// interval is the period of an Every task, 0 for plain tasks.
+func (t *Task) interval() time.Duration {
+	if t.every == nil {
+		return 0
+	}
+	return t.every.interval
+}
+
 // event returns an event of kind about t, without Seq and Time.
 func (t *Task) event(kind string) Event {
 	return Event{
@@ -152,7 +167,7 @@ func (t *Task) event(kind string) Event {
 		Task:     t.name,
 		TaskID:   t.id,
 		Function: t.fnName,
-		Interval: t.interval,
+		Interval: t.interval(),
 	}
 }
 
@@ -179,39 +194,40 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		cfg = newTaskConfig(opts) // out of line: cfg escapes through the interface calls
 	}
 	tr := g.tree
-	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, interval: interval, started: time.Now()}
-	if tr.observed() {
-		t.fnName = tr.funcName(fn)
+	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, started: tr.now()}
+	t.fnCtx = &t.ctx
+	if interval > 0 {
+		t.every = &every{interval: interval}
 	}
 	if cfg.parent != nil {
 		t.ctx.values = context.WithoutCancel(cfg.parent)
 	}
-
-	// t.mu is held until observers have seen the spawn, so that a Cancel
-	// or an abort that finds the task once it is linked reports after it.
-	// Nobody else can lock t.mu before the link, so taking g.mu under it
-	// cannot deadlock.
-	t.mu.Lock()
+	if tr.observed() {
+		t.fnName = tr.funcName(fn)
+		// t.mu is held until observers have seen the spawn, so that a
+		// Cancel or an abort that finds the task once it is linked reports
+		// after it. Nobody else can lock t.mu before the link, so taking
+		// g.mu under it cannot deadlock. Without observers there is no
+		// order to keep.
+		t.mu.Lock()
+		defer t.mu.Unlock()
+	}
 	g.mu.Lock()
 	if g.closed {
 		t.ctx.base = g.ctx
 		g.mu.Unlock()
 		t.reject()
-		t.mu.Unlock()
 		return t
 	}
 	t.ctx.base = g.labelsLocked(name)
 	g.linkLocked(t)
 	t.spawnSeq = tr.nextSeq()
 	g.mu.Unlock()
-	t.fnCtx = &t.ctx
 	if tr.observed() {
 		ev := t.event(KindTaskSpawned)
-		ev.Seq, ev.Time = t.spawnSeq, t.started
+		ev.Seq, ev.Time = t.spawnSeq, tr.wall(t.started)
 		t.fnCtx = tr.taskStarting(t.fnCtx, ev)
 	}
-	t.mu.Unlock()
-
 	if cfg.cancelOn != nil {
 		t.watch(cfg.cancelOn)
 	}
@@ -239,7 +255,7 @@ func (t *Task) reject() {
 	t.fnCtx = &t.ctx
 	if tr := t.group.tree; tr.observed() {
 		ev := t.event(KindTaskSpawned)
-		ev.Seq, ev.Time = tr.nextSeq(), t.started
+		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
 		ctx := tr.taskStarting(t.fnCtx, ev)
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
@@ -256,7 +272,7 @@ func (t *Task) run() {
 	pprof.SetGoroutineLabels(t.ctx.base)
 	defer t.exitAbnormally()
 	var err error
-	if t.interval > 0 {
+	if t.every != nil {
 		err = t.loop()
 	} else {
 		err = t.fn(t.fnCtx)
@@ -285,7 +301,7 @@ func (t *Task) exitAbnormally() {
 		stack = debug.Stack()
 		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
 	}
-	if t.interval > 0 {
+	if t.every != nil {
 		t.endRun(res.Outcome, res.Err, stack)
 	}
 	t.finish(res, stack)
@@ -299,40 +315,55 @@ func (t *Task) finish(res Result, stack []byte) {
 	if t.stopExt != nil {
 		t.stopExt()
 	}
-	end := time.Now()
-	res.Duration = end.Sub(t.started)
+	g, tr := t.group, t.group.tree
+	end := tr.now()
+	res.Duration = end - t.started
 	res.Cause = context.Cause(&t.ctx)
+	failFast := g.failFast && (res.Outcome == Error || res.Outcome == Panic)
 	t.mu.Lock()
 	if t.state == stateAborted {
 		t.mu.Unlock()
 		t.lateExit(res)
 		return
 	}
-	t.state = stateFinishing
-	t.endSeq = t.group.tree.nextSeq() // with the state change, for Snapshot
+	t.endSeq = tr.nextSeq() // with the state change, for Snapshot
 	t.result = res
+	if !tr.observed() && !failFast {
+		// Nothing to report before Done closes: end in one step.
+		t.closeDoneLocked(stateDone)
+		t.mu.Unlock()
+		g.retire(t)
+		return
+	}
+	t.state = stateFinishing
 	var ownAt time.Time
 	if o := t.ctx.own.Load(); o != nil {
 		ownAt = o.at
 	}
 	t.mu.Unlock()
 
-	g, tr := t.group, t.group.tree
-	var latency time.Duration
-	if res.Cause != nil {
-		latency = end.Sub(g.cancelTime(ownAt))
-	}
 	if tr.observed() {
+		var latency time.Duration
+		if res.Cause != nil {
+			latency = tr.wall(end).Sub(g.cancelTime(ownAt))
+		}
 		t.reportFinished(t.fnCtx, t.endSeq, &res, latency, stack)
 	}
-	if g.failFast && (res.Outcome == Error || res.Outcome == Panic) {
+	if failFast {
 		g.cancelWith(t.fnCtx, &TaskError{Group: g.name, Task: t.name, TaskID: t.id, Err: res.Err})
 	}
+	g.retire(t)
+	t.mu.Lock()
+	t.closeDoneLocked(stateDone)
+	t.mu.Unlock()
+}
+
+// retire removes a finished task from its group.
+func (g *Group) retire(t *Task) {
 	g.mu.Lock()
 	g.unlinkLocked(t)
 	g.retireLocked()
 	g.mu.Unlock()
-	t.closeDone(stateDone)
 }
 
 // cancelTime is the earliest of the task's own cancel time and the group's.
@@ -353,19 +384,17 @@ func (t *Task) reportFinished(ctx context.Context, seq uint64, res *Result, late
 	var ev Event
 	ev.Seq, ev.Kind = seq, KindTaskFinished
 	ev.Group, ev.Task, ev.TaskID = t.group.name, t.name, t.id
-	ev.Function, ev.Interval = t.fnName, t.interval
+	ev.Function, ev.Interval = t.fnName, t.interval()
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
 	ev.CancelLatency, ev.Stack = latency, stack
 	t.group.tree.emit(ctx, &ev)
 }
 
-func (t *Task) closeDone(state taskState) {
-	t.mu.Lock()
+func (t *Task) closeDoneLocked(state taskState) {
 	t.state, t.final = state, true
 	if t.done != nil {
 		close(t.done)
 	}
-	t.mu.Unlock()
 }
 
 // lateExit closes the books of an abandoned task whose goroutine returned.

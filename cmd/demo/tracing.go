@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/contrib/zpages"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// serviceName is the resource's service.name unless OTEL_SERVICE_NAME (or
+// service.name in OTEL_RESOURCE_ATTRIBUTES) says otherwise.
+const serviceName = "taskscope-demo"
+
+// Export pipeline sizing. At the default -rate the demo ends about 200
+// spans a second. The SDK's defaults (a 2048-span queue drained by
+// 512-span batches every 5 s) drop spans silently as soon as the exporter
+// stalls for a few seconds; here the queue holds over a minute of spans,
+// batches are large enough that one export a second keeps up with several
+// times the default rate, and a 1 s delay puts traces in the backend
+// quickly. OTEL_BSP_* variables, when set, win over these.
+const (
+	exportQueueSize = 16384
+	exportBatchSize = 1024
+	exportDelay     = time.Second
+	// The batch processor's queue also carries ForceFlush markers: keep a
+	// few slots free for them, so the processor itself never has to drop.
+	flushMarkerSlots = 8
+)
+
+// tracing is the demo's OpenTelemetry SDK. The SDK lives only here:
+// telemetry (the library) takes the provider through
+// telemetry.WithTracerProvider and never sees the SDK, and no global
+// provider is installed.
+type tracing struct {
+	tp     *sdktrace.TracerProvider
+	zpages *zpages.SpanProcessor
+	export *exportQueue // nil when spans are only shown by zpages
+	// summary describes the sampler and the export for the startup output.
+	summary string
+}
+
+// newTracing builds the tracer provider: zpages always (traces with no
+// backend), plus an exporter configured by the standard OTEL_* variables
+// when the environment asks for one.
+func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing, error) {
+	res, err := resource.New(ctx,
+		// Later options win: the environment overrides the default name.
+		resource.WithAttributes(semconv.ServiceName(serviceName)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("tracing resource: %w", err)
+	}
+	t := &tracing{zpages: zpages.NewSpanProcessor()}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.zpages)}
+
+	sampler := "from OTEL_TRACES_SAMPLER=" + os.Getenv("OTEL_TRACES_SAMPLER")
+	if cfg.traceRatioSet || os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		s := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.traceRatio))
+		opts = append(opts, sdktrace.WithSampler(s))
+		sampler = s.Description()
+	}
+
+	export := "none (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset): zpages only"
+	if exportRequested() {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("trace exporter: %w", err)
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			export = "none (OTEL_TRACES_EXPORTER=none): zpages only"
+		} else {
+			t.export = newExportQueue(exp, logger)
+			opts = append(opts, sdktrace.WithSpanProcessor(t.export))
+			export = fmt.Sprintf("%s, queue %d spans, batches of %d", exportTarget(), t.export.capacity+flushMarkerSlots, t.export.batchSize)
+		}
+	}
+	t.tp = sdktrace.NewTracerProvider(opts...)
+	t.summary = fmt.Sprintf("sampler %s; export %s", sampler, export)
+	return t, nil
+}
+
+// exportRequested reports whether the environment configures a trace
+// exporter. Without this check autoexport would default to OTLP towards
+// localhost:4318 and a plain `go run` would log export errors forever.
+func exportRequested() bool {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if os.Getenv(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func exportTarget() string {
+	kind := os.Getenv("OTEL_TRACES_EXPORTER")
+	if kind == "" {
+		kind = "otlp"
+	}
+	if kind != "otlp" {
+		return kind
+	}
+	endpoint := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	if endpoint == "" {
+		endpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if protocol == "" {
+		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	if protocol == "" {
+		protocol = "http/protobuf"
+	}
+	if endpoint == "" {
+		endpoint = "the default endpoint"
+	}
+	return fmt.Sprintf("otlp (%s) to %s", protocol, endpoint)
+}
+
+// tracer returns a tracer of the demo's own instrumentation scope.
+func (t *tracing) tracer() trace.Tracer { return t.tp.Tracer(scopeName) }
+
+// shutdown flushes what is queued and stops the provider, within ctx.
+func (t *tracing) shutdown(ctx context.Context) error {
+	return errors.Join(t.tp.ForceFlush(ctx), t.tp.Shutdown(ctx))
+}
+
+// spanCounts is the export's books, for the shutdown report.
+type spanCounts struct {
+	exporting                            bool
+	queued, exported, failed, dropped    uint64
+	pending                              int64
+}
+
+func (t *tracing) counts() spanCounts {
+	if t.export == nil {
+		return spanCounts{}
+	}
+	return t.export.counts()
+}
+
+// exportQueue is the SDK's batch span processor with books kept in front
+// of it, because the processor drops spans silently when its queue is full
+// (measured in this project: in a tight spawn loop only 21 % of the spans
+// were exported). exportQueue counts every sampled span that ends as
+// pending until the exporter receives it, and refuses — counting it as
+// dropped — any span that would take the pending count past the
+// processor's queue. The processor's queue therefore never overflows, so
+// every lost span is counted here: taskscope_demo_spans_dropped_total, a
+// warning at the first drop, and the shutdown report.
+type exportQueue struct {
+	bsp                 sdktrace.SpanProcessor
+	capacity, batchSize int
+	logger              *slog.Logger
+
+	pending                           atomic.Int64 // ended, not yet received by the exporter
+	queued, exported, failed, dropped atomic.Uint64
+	stopped                           atomic.Bool
+}
+
+var _ sdktrace.SpanProcessor = (*exportQueue)(nil)
+
+func newExportQueue(exp sdktrace.SpanExporter, logger *slog.Logger) *exportQueue {
+	queueSize := envInt("OTEL_BSP_MAX_QUEUE_SIZE", exportQueueSize)
+	batchSize := min(envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", exportBatchSize), queueSize)
+	q := &exportQueue{
+		capacity:  max(queueSize-flushMarkerSlots, 1),
+		batchSize: batchSize,
+		logger:    logger,
+	}
+	opts := []sdktrace.BatchSpanProcessorOption{
+		sdktrace.WithMaxQueueSize(queueSize),
+		sdktrace.WithMaxExportBatchSize(batchSize),
+	}
+	if os.Getenv("OTEL_BSP_SCHEDULE_DELAY") == "" {
+		opts = append(opts, sdktrace.WithBatchTimeout(exportDelay))
+	}
+	q.bsp = sdktrace.NewBatchSpanProcessor(countingExporter{exp, q}, opts...)
+	return q
+}
+
+// envInt reads a positive integer from the environment, or returns def.
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func (q *exportQueue) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) { q.bsp.OnStart(ctx, s) }
+
+// OnEnd admits the span if the processor's queue has room for it. It runs
+// on the goroutine that ends the span (often a task's), so it only does
+// atomic arithmetic, except for one warning at the first drop.
+func (q *exportQueue) OnEnd(s sdktrace.ReadOnlySpan) {
+	if !s.SpanContext().IsSampled() {
+		return // the processor ignores it too
+	}
+	if q.stopped.Load() {
+		q.drop()
+		return
+	}
+	if q.pending.Add(1) > int64(q.capacity) {
+		q.pending.Add(-1)
+		q.drop()
+		return
+	}
+	q.queued.Add(1)
+	q.bsp.OnEnd(s)
+}
+
+func (q *exportQueue) drop() {
+	if q.dropped.Add(1) == 1 {
+		q.logger.Warn("span export queue full: dropping spans (counted in taskscope_demo_spans_dropped_total); lower -trace-ratio or -rate",
+			"queue", q.capacity)
+	}
+}
+
+func (q *exportQueue) Shutdown(ctx context.Context) error {
+	q.stopped.Store(true)
+	return q.bsp.Shutdown(ctx)
+}
+
+func (q *exportQueue) ForceFlush(ctx context.Context) error { return q.bsp.ForceFlush(ctx) }
+
+func (q *exportQueue) counts() spanCounts {
+	return spanCounts{
+		exporting: true,
+		queued:    q.queued.Load(),
+		exported:  q.exported.Load(),
+		failed:    q.failed.Load(),
+		dropped:   q.dropped.Load(),
+		pending:   q.pending.Load(),
+	}
+}
+
+// collectors exposes the books on the demo's registry.
+func (q *exportQueue) collectors() []prometheus.Collector {
+	counter := func(name, help string, labels prometheus.Labels, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(v.Load()) })
+	}
+	return []prometheus.Collector{
+		counter("taskscope_demo_spans_queued_total", "Sampled spans admitted to the export queue.", nil, &q.queued),
+		counter("taskscope_demo_spans_dropped_total", "Sampled spans dropped because the export queue was full (or the provider was shut down): never exported.", nil, &q.dropped),
+		counter("taskscope_demo_spans_exported_total", "Spans handed to the exporter, by result.", prometheus.Labels{"result": "success"}, &q.exported),
+		counter("taskscope_demo_spans_exported_total", "Spans handed to the exporter, by result.", prometheus.Labels{"result": "failure"}, &q.failed),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskscope_demo_span_queue_length", Help: "Spans waiting in the export queue."},
+			func() float64 { return float64(q.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskscope_demo_span_queue_capacity", Help: "Spans the export queue holds before it drops."},
+			func() float64 { return float64(q.capacity) }),
+	}
+}
+
+// countingExporter closes the books of each batch the processor exports.
+type countingExporter struct {
+	sdktrace.SpanExporter
+	q *exportQueue
+}
+
+func (e countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	n := len(spans)
+	e.q.pending.Add(-int64(n))
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err != nil {
+		e.q.failed.Add(uint64(n))
+	} else {
+		e.q.exported.Add(uint64(n))
+	}
+	return err
+}

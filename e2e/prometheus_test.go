@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskscope/taskscope/dashboards"
+)
+
+// promResponse is the envelope of Prometheus's HTTP API.
+type promResponse struct {
+	Status    string          `json:"status"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Warnings  []string        `json:"warnings"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// promResult is the data of /api/v1/query and /api/v1/query_range.
+type promResult struct {
+	ResultType string `json:"resultType"`
+	Result     []struct {
+		Metric map[string]string `json:"metric"`
+		Value  []any             `json:"value"`  // instant: [ts, "v"]
+		Values [][]any           `json:"values"` // range: [[ts, "v"], ...]
+	} `json:"result"`
+}
+
+// promAPI calls a Prometheus API endpoint and decodes its data into v.
+func (s *stack) promAPI(ctx context.Context, path string, v any, kv ...string) error {
+	var r promResponse
+	body, err := getJSON(ctx, withQuery(s.promURL+path, kv...), &r)
+	if err != nil && r.Status == "" {
+		return err
+	}
+	if r.Status != "success" {
+		return fmt.Errorf("%s: %s: %s (%.200s)", path, r.ErrorType, r.Error, body)
+	}
+	if v != nil {
+		return json.Unmarshal(r.Data, v)
+	}
+	return nil
+}
+
+func (s *stack) promQuery(ctx context.Context, expr string, at time.Time) (promResult, error) {
+	var res promResult
+	err := s.promAPI(ctx, "/api/v1/query", &res, "query", expr, "time", promTime(at))
+	return res, err
+}
+
+func promTime(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
+}
+
+// checkPrometheus waits until Prometheus has scraped the demo enough, then
+// evaluates every query of every dashboard panel.
+func (s *stack) checkPrometheus(t *testing.T) {
+	ctx := t.Context()
+	watch := []*proc{s.prom, s.demo}
+
+	// The demo's target is up.
+	must(t, poll(ctx, "Prometheus target "+s.job.Instance+" up", time.Minute, 500*time.Millisecond, watch, func(ctx context.Context) (bool, error) {
+		var targets struct {
+			ActiveTargets []struct {
+				Labels    map[string]string `json:"labels"`
+				Health    string            `json:"health"`
+				LastError string            `json:"lastError"`
+			} `json:"activeTargets"`
+		}
+		if err := s.promAPI(ctx, "/api/v1/targets", &targets, "state", "active"); err != nil {
+			return false, err
+		}
+		for _, tg := range targets.ActiveTargets {
+			if tg.Labels["job"] == s.job.Job && tg.Labels["instance"] == s.job.Instance {
+				if tg.Health == "up" {
+					return true, nil
+				}
+				return false, fmt.Errorf("target health %q, last error %q", tg.Health, tg.LastError)
+			}
+		}
+		return false, fmt.Errorf("no active target job=%s instance=%s yet", s.job.Job, s.job.Instance)
+	}))
+
+	// Enough scrapes for the dashboards' rates and the slower parts of
+	// the workload.
+	upExpr := fmt.Sprintf(`count_over_time(up{job=%q, instance=%q}[10m])`, s.job.Job, s.job.Instance)
+	must(t, poll(ctx, fmt.Sprintf("%d scrapes of the demo", minScrapes), 2*time.Minute, time.Second, watch, func(ctx context.Context) (bool, error) {
+		res, err := s.promQuery(ctx, upExpr, time.Now())
+		if err != nil {
+			return false, err
+		}
+		if len(res.Result) == 0 {
+			return false, nil
+		}
+		n, err := sampleValue(res.Result[0].Value)
+		return n >= minScrapes, err
+	}))
+	t.Logf("%d scrapes after %v", minScrapes, time.Since(s.demoStart).Round(time.Second))
+
+	// Every query of every panel, template variables filled in as Grafana
+	// would for this job and instance, groups and tasks "All".
+	vars := map[string]string{
+		"datasource": "prometheus",
+		"job":        s.job.Job,
+		"instance":   s.job.Instance,
+		"group":      ".*",
+		"task":       ".*",
+	}
+	queries, err := dashboards.Queries(vars)
+	if err != nil {
+		t.Fatalf("dashboards.Queries: %v", err)
+	}
+	if len(queries) == 0 {
+		t.Fatal("dashboards.Queries returned no query")
+	}
+	at := time.Now()
+	var record []map[string]any
+	var exemplarPanels []dashboards.Query
+	for _, q := range queries {
+		name := fmt.Sprintf("panel %q (%s, refId %s)", q.Panel, q.Dashboard, q.RefID)
+		if strings.Contains(q.Expr, "$") {
+			t.Errorf("%s: template variable left in %s", name, q.Expr)
+			continue
+		}
+		// Instant: the panel's value now.
+		res, err := s.promQuery(ctx, q.Expr, at)
+		rec := map[string]any{"panel": q.Panel, "refId": q.RefID, "expr": q.Expr, "instant_series": len(res.Result)}
+		switch {
+		case err != nil:
+			t.Errorf("%s: query failed: %v\n  expr: %s", name, err, q.Expr)
+		case len(res.Result) == 0:
+			t.Errorf("%s: instant query returned no series\n  expr: %s", name, q.Expr)
+		}
+		// Range: what the time-series panel draws over the demo's run.
+		var rr promResult
+		err = s.promAPI(ctx, "/api/v1/query_range", &rr, "query", q.Expr,
+			"start", promTime(s.demoStart), "end", promTime(at), "step", "5")
+		rec["range_series"] = len(rr.Result)
+		switch {
+		case err != nil:
+			t.Errorf("%s: range query failed: %v\n  expr: %s", name, err, q.Expr)
+		case len(rr.Result) == 0:
+			t.Errorf("%s: range query returned no series\n  expr: %s", name, q.Expr)
+		}
+		record = append(record, rec)
+		if q.Exemplar {
+			exemplarPanels = append(exemplarPanels, q)
+		}
+	}
+	if b, err := json.MarshalIndent(record, "", "  "); err == nil {
+		s.art.write(t, "prometheus-queries.json", b)
+	}
+	t.Logf("evaluated %d dashboard queries", len(queries))
+
+	s.checkExemplars(t, exemplarPanels, at)
+}
+
+var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// checkExemplars: the duration histogram carries trace_id exemplars (the
+// demo samples every span), and so does every panel query that asks for
+// them, as Grafana does with /api/v1/query_exemplars.
+func (s *stack) checkExemplars(t *testing.T, panels []dashboards.Query, end time.Time) {
+	ctx := t.Context()
+	type exemplarSeries struct {
+		SeriesLabels map[string]string `json:"seriesLabels"`
+		Exemplars    []struct {
+			Labels map[string]string `json:"labels"`
+			Value  string            `json:"value"`
+		} `json:"exemplars"`
+	}
+	fetch := func(expr string) ([]string, error) {
+		var data []exemplarSeries
+		if err := s.promAPI(ctx, "/api/v1/query_exemplars", &data,
+			"query", expr, "start", promTime(s.demoStart), "end", promTime(end)); err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, series := range data {
+			for _, e := range series.Exemplars {
+				id := e.Labels["trace_id"]
+				if !traceIDPattern.MatchString(id) {
+					return nil, fmt.Errorf("exemplar of %v has no trace_id label of 32 hex digits: %v", series.SeriesLabels, e.Labels)
+				}
+				ids = append(ids, id)
+			}
+		}
+		return ids, nil
+	}
+	sel := fmt.Sprintf(`taskscope_task_duration_seconds_bucket{job=%q, instance=%q}`, s.job.Job, s.job.Instance)
+	ids, err := fetch(sel)
+	switch {
+	case err != nil:
+		t.Errorf("exemplars of %s: %v", sel, err)
+	case len(ids) == 0:
+		t.Errorf("no exemplars for %s: the duration histogram should carry trace_id exemplars of sampled spans", sel)
+	}
+	s.mu.Lock()
+	s.exemplars = ids
+	s.mu.Unlock()
+	if len(panels) == 0 {
+		t.Error("no dashboard panel asks for exemplars (the duration panel should)")
+	}
+	for _, q := range panels {
+		pids, err := fetch(q.Expr)
+		switch {
+		case err != nil:
+			t.Errorf("panel %q refId %s: exemplars: %v\n  expr: %s", q.Panel, q.RefID, err, q.Expr)
+		case len(pids) == 0:
+			t.Errorf("panel %q refId %s asks for exemplars and gets none\n  expr: %s", q.Panel, q.RefID, q.Expr)
+		}
+	}
+	t.Logf("%d duration exemplars", len(ids))
+}
+
+// sampleValue reads the value of an instant sample [ts, "v"].
+func sampleValue(v []any) (float64, error) {
+	if len(v) != 2 {
+		return 0, fmt.Errorf("malformed sample %v", v)
+	}
+	str, ok := v[1].(string)
+	if !ok {
+		return 0, fmt.Errorf("malformed sample value %v", v[1])
+	}
+	return strconv.ParseFloat(str, 64)
+}
