@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -127,6 +128,34 @@ func TestOnlyAddressesDiffer(t *testing.T) {
 		err := onlyAddressesDiffer(orig, tc.copy, subst)
 		if (err == nil) != tc.ok {
 			t.Errorf("onlyAddressesDiffer(%q) = %v, want ok=%v", tc.copy, err, tc.ok)
+		}
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)`)
+
+// envCovered checks that env (NAME=value, ...) sets every variable that the
+// config file at path reads (${env:NAME} or ${env:NAME:-default}): a
+// config run as it is must take all its addresses from the test, or it
+// would listen on a fixed default port.
+func envCovered(t *testing.T, root, path string, env []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		set[name] = true
+	}
+	refs := envRef.FindAllStringSubmatch(string(b), -1)
+	if len(refs) == 0 {
+		t.Fatalf("%s reads no environment variable; the test expects its addresses to come from there", path)
+	}
+	for _, m := range refs {
+		if !set[m[1]] {
+			t.Fatalf("%s reads ${env:%s}, which the e2e test does not set: add it (with a free port or a loopback address)", path, m[1])
 		}
 	}
 }

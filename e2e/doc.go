@@ -26,6 +26,9 @@
 // test fails (E2E_KEEP_ARTIFACTS=1 keeps them always); the task page's
 // screenshot is always written to e2e/artifacts/tasks.png.
 //
+// E2E_DEMO=<path> runs a prebuilt demo binary instead of building
+// ./cmd/demo (to check a -race build of it, say).
+//
 // The tests need the binaries of `make tools`; run them with
 // `make test-e2e` from the repository root. Without the tools they fail,
 // unless E2E_TOOLS=skip is set.

@@ -1,8 +1,3 @@
-// Command demo runs a small service supervised by taskscope.
-//
-// This is the placeholder until the full demo (HTTP endpoints, metrics,
-// traces, dashboards) lands: it supervises a few tasks of every kind and
-// shuts down on SIGINT/SIGTERM or after -duration, printing what happened.
 package main
 
 import (
@@ -10,53 +5,202 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
+
+	"github.com/taskscope/taskscope/diagnostics"
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
 )
 
-func main() {
-	duration := flag.Duration("duration", 0, "stop after this long (0: run until interrupted)")
-	flag.Parse()
+// defaultAddr is loopback: the debug endpoints reveal internals (stacks,
+// profiles, errors). The container passes -addr 0.0.0.0:8080.
+const defaultAddr = "127.0.0.1:8080"
 
+// Bounds on the steps after the supervisor's shutdown, so that a stuck
+// client or an unreachable collector cannot hold the process.
+const (
+	httpShutdownTimeout = 2 * time.Second
+	traceFlushTimeout   = 5 * time.Second
+)
+
+type config struct {
+	addr            string
+	duration        time.Duration
+	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        slog.Level
+	rate            float64
+	traceRatio      float64
+	traceRatioSet   bool     // -trace-ratio given: it wins over OTEL_TRACES_SAMPLER
+	sched           schedule // derived from the flags; tests shorten it
+}
+
+func parseFlags(args []string, getenv func(string) string, output io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: demo [flags]\n\nRuns a small service supervised by taskscope; see `go doc ./cmd/demo`.\n\n")
+		fs.PrintDefaults()
+	}
+	addr := defaultAddr
+	if v := getenv("TASKSCOPE_DEMO_ADDR"); v != "" {
+		addr = v
+	}
+	fs.StringVar(&cfg.addr, "addr", addr, "HTTP listen address (default from $TASKSCOPE_DEMO_ADDR, else loopback: the debug endpoints reveal internals)")
+	fs.DurationVar(&cfg.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 3*time.Second, "deadline of the final shutdown; tasks still running then are aborted")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format on stderr: text (tint; colour only on a terminal without NO_COLOR) or json")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug (every task's lifecycle), info, warn or error")
+	fs.Float64Var(&cfg.rate, "rate", 40, "messages per second; each one becomes a process task and a lookup task (5 spans)")
+	fs.Float64Var(&cfg.traceRatio, "trace-ratio", 1, "share of new traces sampled, ParentBased(TraceIDRatioBased); when not given, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG apply if set")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	fs.Visit(func(f *flag.Flag) { cfg.traceRatioSet = cfg.traceRatioSet || f.Name == "trace-ratio" })
+	var problems []error
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if cfg.logFormat != "text" && cfg.logFormat != "json" {
+		problems = append(problems, fmt.Errorf("-log-format %q: want text or json", cfg.logFormat))
+	}
+	if cfg.rate < 0 || cfg.rate > 10000 {
+		problems = append(problems, fmt.Errorf("-rate %v: want 0 to 10000 messages per second", cfg.rate))
+	}
+	if cfg.traceRatio < 0 || cfg.traceRatio > 1 {
+		problems = append(problems, fmt.Errorf("-trace-ratio %v: want 0 to 1", cfg.traceRatio))
+	}
+	if cfg.duration < 0 || cfg.shutdownTimeout < 0 {
+		problems = append(problems, errors.New("-duration and -shutdown-timeout must not be negative"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		fmt.Fprintln(output, err)
+		return cfg, err
+	}
+	cfg.sched = defaultSchedule(cfg.rate, cfg.shutdownTimeout)
+	return cfg, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *duration > 0 {
+	// The first signal starts the bounded shutdown; a second one kills the
+	// process at once, as if there were no handler.
+	context.AfterFunc(ctx, stop)
+	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole demo: it serves and runs the workload until ctx is done
+// or cfg.duration has passed, then shuts down and prints the report on
+// stdout. Tests call it directly.
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	logger, err := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	// Export errors go to the global error handler, the only route the SDK
+	// has; without this they would bypass the demo's log format.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("opentelemetry", "error", err) }))
+	// The exporter outlives ctx: it must still flush after the signal.
+	tr, err := newTracing(context.WithoutCancel(ctx), cfg, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if tr.export != nil {
+		reg.MustRegister(tr.export.collectors()...)
+	}
+	stream := diagnostics.NewStream()
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tr.tp), telemetry.WithRegisterer(reg), telemetry.WithStreamStats(stream))
+	if err != nil {
+		ln.Close()
+		return errors.Join(err, tr.shutdown(context.Background()))
+	}
+	books := newBooks("demo")
+	sup := runtime.New("demo",
+		// telemetry first: task contexts carry the task's span by the time
+		// the log observer sees them, so log lines get its trace_id.
+		runtime.WithObserver(tel),
+		runtime.WithObserver(diagnostics.NewLogObserver(logger, diagnostics.WithTraceIDs(traceIDs))),
+		runtime.WithObserver(stream),
+		runtime.WithObserver(books),
+	)
+
+	srv := &http.Server{
+		Handler:           newMux(sup, stream, reg, tr.zpages, tr.summary),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Ends the event streams, which would otherwise hold srv.Shutdown.
+	srv.RegisterOnShutdown(stream.Close)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	printURLs(stdout, "http://"+ln.Addr().String())
+	logger.Info("demo running", "rate", cfg.rate, "traces", tr.summary)
+	startWorkload(sup, cfg.sched)
+
+	if cfg.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
-
-	sup := runtime.New("demo")
-	ingest := sup.Group("ingest")
-	for i := range 3 {
-		ingest.Go(fmt.Sprintf("consumer-%d", i), func(ctx context.Context) error {
-			<-ctx.Done()
-			return ctx.Err()
-		})
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		logger.Error("http server failed", "error", serveErr)
 	}
-	pipeline := sup.Group("pipeline")
-	sup.Every("maintenance", time.Second, func(ctx context.Context) error {
-		for range 10 {
-			pipeline.Go("item", func(ctx context.Context) error {
-				if rand.IntN(10) == 0 {
-					return errors.New("item failed")
-				}
-				return nil
-			})
-		}
-		return nil
-	})
-	slog.Info("demo running; Ctrl-C to stop")
-	<-ctx.Done()
 
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	logger.Info("shutting down", "deadline", cfg.shutdownTimeout)
+	rep := shutdown(sup, books, cfg.shutdownTimeout)
+
+	hctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
-	err := sup.Shutdown(shutdownCtx)
-	slog.Info("shutdown finished", "err", err)
+	if err := srv.Shutdown(hctx); err != nil {
+		logger.Warn("http shutdown", "error", err)
+		srv.Close()
+	}
+	if serveErr == nil {
+		<-served // http.ErrServerClosed, once Shutdown has begun
+	}
+
+	fctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+	defer cancel()
+	rep.flushErr = tr.shutdown(fctx)
+	rep.spans = tr.counts()
+	if rep.spans.dropped > 0 {
+		logger.Warn("spans were dropped", "dropped", rep.spans.dropped, "queued", rep.spans.queued)
+	}
+	rep.write(stdout)
+	return serveErr
 }

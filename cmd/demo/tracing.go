@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // serviceName is the resource's service.name unless OTEL_SERVICE_NAME (or
@@ -61,7 +60,10 @@ func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing,
 		resource.WithTelemetrySDK(),
 		resource.WithFromEnv(),
 	)
-	if err != nil {
+	// A malformed OTEL_RESOURCE_ATTRIBUTES gives a partial resource: keep
+	// what parsed, as the specification asks (the SDK has reported the
+	// error through the error handler).
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
 	t := &tracing{zpages: zpages.NewSpanProcessor()}
@@ -69,9 +71,8 @@ func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing,
 
 	sampler := "from OTEL_TRACES_SAMPLER=" + os.Getenv("OTEL_TRACES_SAMPLER")
 	if cfg.traceRatioSet || os.Getenv("OTEL_TRACES_SAMPLER") == "" {
-		s := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.traceRatio))
-		opts = append(opts, sdktrace.WithSampler(s))
-		sampler = s.Description()
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.traceRatio))))
+		sampler = fmt.Sprintf("ParentBased(TraceIDRatioBased(%g))", cfg.traceRatio)
 	}
 
 	export := "none (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset): zpages only"
@@ -105,6 +106,8 @@ func exportRequested() bool {
 	return false
 }
 
+// exportTarget describes where the exporter sends spans, for the startup
+// output.
 func exportTarget() string {
 	kind := os.Getenv("OTEL_TRACES_EXPORTER")
 	if kind == "" {
@@ -130,19 +133,22 @@ func exportTarget() string {
 	return fmt.Sprintf("otlp (%s) to %s", protocol, endpoint)
 }
 
-// tracer returns a tracer of the demo's own instrumentation scope.
-func (t *tracing) tracer() trace.Tracer { return t.tp.Tracer(scopeName) }
-
 // shutdown flushes what is queued and stops the provider, within ctx.
+// When the flush fails (the deadline passed), Shutdown still stops the
+// provider, and the flush's error is the one to report.
 func (t *tracing) shutdown(ctx context.Context) error {
-	return errors.Join(t.tp.ForceFlush(ctx), t.tp.Shutdown(ctx))
+	flushErr := t.tp.ForceFlush(ctx)
+	if err := t.tp.Shutdown(ctx); flushErr == nil {
+		return err
+	}
+	return flushErr
 }
 
 // spanCounts is the export's books, for the shutdown report.
 type spanCounts struct {
-	exporting                            bool
-	queued, exported, failed, dropped    uint64
-	pending                              int64
+	exporting                         bool
+	queued, exported, failed, dropped uint64
+	pending                           int64
 }
 
 func (t *tracing) counts() spanCounts {
@@ -156,17 +162,19 @@ func (t *tracing) counts() spanCounts {
 // of it, because the processor drops spans silently when its queue is full
 // (measured in this project: in a tight spawn loop only 21 % of the spans
 // were exported). exportQueue counts every sampled span that ends as
-// pending until the exporter receives it, and refuses — counting it as
+// pending until its export has returned, and refuses — counting it as
 // dropped — any span that would take the pending count past the
-// processor's queue. The processor's queue therefore never overflows, so
-// every lost span is counted here: taskscope_demo_spans_dropped_total, a
-// warning at the first drop, and the shutdown report.
+// processor's queue. Pending spans include those in the processor's queue,
+// so the queue never overflows and every span is accounted for: queued =
+// exported + failed + pending, and queued + dropped = every sampled span.
+// Drops show as taskscope_demo_spans_dropped_total, a warning at the first
+// one, and a line in the shutdown report.
 type exportQueue struct {
 	bsp                 sdktrace.SpanProcessor
 	capacity, batchSize int
 	logger              *slog.Logger
 
-	pending                           atomic.Int64 // ended, not yet received by the exporter
+	pending                           atomic.Int64 // queued, export not yet returned
 	queued, exported, failed, dropped atomic.Uint64
 	stopped                           atomic.Bool
 }
@@ -224,7 +232,7 @@ func (q *exportQueue) OnEnd(s sdktrace.ReadOnlySpan) {
 
 func (q *exportQueue) drop() {
 	if q.dropped.Add(1) == 1 {
-		q.logger.Warn("span export queue full: dropping spans (counted in taskscope_demo_spans_dropped_total); lower -trace-ratio or -rate",
+		q.logger.Warn("span export queue full: dropping spans, counted in taskscope_demo_spans_dropped_total (is the exporter's endpoint slow? else lower -rate or -trace-ratio)",
 			"queue", q.capacity)
 	}
 }
@@ -258,7 +266,7 @@ func (q *exportQueue) collectors() []prometheus.Collector {
 		counter("taskscope_demo_spans_dropped_total", "Sampled spans dropped because the export queue was full (or the provider was shut down): never exported.", nil, &q.dropped),
 		counter("taskscope_demo_spans_exported_total", "Spans handed to the exporter, by result.", prometheus.Labels{"result": "success"}, &q.exported),
 		counter("taskscope_demo_spans_exported_total", "Spans handed to the exporter, by result.", prometheus.Labels{"result": "failure"}, &q.failed),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskscope_demo_span_queue_length", Help: "Spans waiting in the export queue."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskscope_demo_span_queue_length", Help: "Spans queued or being exported."},
 			func() float64 { return float64(q.pending.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskscope_demo_span_queue_capacity", Help: "Spans the export queue holds before it drops."},
 			func() float64 { return float64(q.capacity) }),
@@ -273,12 +281,12 @@ type countingExporter struct {
 
 func (e countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	n := len(spans)
-	e.q.pending.Add(-int64(n))
 	err := e.SpanExporter.ExportSpans(ctx, spans)
 	if err != nil {
 		e.q.failed.Add(uint64(n))
 	} else {
 		e.q.exported.Add(uint64(n))
 	}
+	e.q.pending.Add(-int64(n))
 	return err
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/zpages"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// endpoint is one page the demo serves: the mux, the landing page and the
+// startup output all come from this list.
+type endpoint struct {
+	Path  string
+	About string
+	Alt   string // a variant of the same endpoint, linked from the landing page
+}
+
+var endpoints = []endpoint{
+	{Path: "/", About: "this page: links to everything below"},
+	{Path: "/metrics", About: "Prometheus metrics (OpenMetrics with trace_id exemplars when the scraper asks for it)"},
+	{Path: "/debug/tasks", About: "the live task tree", Alt: "/debug/tasks?format=json"},
+	{Path: "/debug/events", About: "the event stream as Server-Sent Events", Alt: "/debug/events?format=ndjson"},
+	{Path: "/debug/tracez", About: "recent spans by name, latency and error (OpenTelemetry zpages): traces with no backend"},
+	{Path: "/debug/pprof/", About: "Go profiles; task goroutines carry the pprof labels taskscope.group and taskscope.task"},
+}
+
+// newMux routes the demo's endpoints. reg is the demo's own registry,
+// never prometheus.DefaultRegisterer. The pprof handlers are mounted here
+// explicitly: importing net/http/pprof also registers them on
+// http.DefaultServeMux, which the demo never serves.
+func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus.Registry, zp *zpages.SpanProcessor, tracingSummary string) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", landing(sup, tracingSummary))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
+	// Side by side, so the task page's relative "events" URL finds the stream.
+	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
+	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
+	mux.Handle("GET /debug/tracez", zpages.NewTracezHandler(zp))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// printURLs writes where to look, one line per endpoint.
+func printURLs(w io.Writer, base string) {
+	fmt.Fprintf(w, "taskscope demo listening on %s (Ctrl-C to stop)\n", base)
+	for _, e := range endpoints {
+		fmt.Fprintf(w, "  %-40s %s\n", base+e.Path, e.About)
+	}
+}
+
+var landingPage = template.Must(template.New("landing").Funcs(template.FuncMap{
+	// Relative links keep working behind a proxy that mounts the demo
+	// under a path prefix.
+	"rel": func(path string) string { return "./" + strings.TrimPrefix(path, "/") },
+}).Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>taskscope demo</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+dt { margin-top: .8em; font-family: ui-monospace, monospace; }
+dd { margin-left: 1.5rem; }
+.abandoned { color: #b00020; font-weight: 600; }
+</style>
+</head>
+<body>
+<h1>taskscope demo</h1>
+<p>A small service whose every goroutine is a task supervised by taskscope:
+ingest consumers, per-message pipeline tasks (a few fail or panic),
+periodic maintenance, fail-fast batches, and short-lived jobs whose
+stubborn task is aborted at each shutdown and exits late.</p>
+<p>Now: {{.Running}} tasks running{{if .Abandoned}}, <span class="abandoned">{{.Abandoned}} abandoned</span>
+(aborted at a shutdown deadline, goroutine still running){{end}}.</p>
+<dl>
+{{- range .Endpoints}}{{if ne .Path "/"}}
+<dt><a href="{{rel .Path}}">{{.Path}}</a>{{with .Alt}} · <a href="{{rel .}}">{{.}}</a>{{end}}</dt>
+<dd>{{.About}}</dd>
+{{- end}}{{end}}
+</dl>
+<p>Traces: {{.Tracing}}.</p>
+</body>
+</html>
+`))
+
+func landing(sup *runtime.Supervisor, tracingSummary string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		snap := sup.Snapshot()
+		var page bytes.Buffer
+		err := landingPage.Execute(&page, map[string]any{
+			"Running":   snap.Running + snap.Canceling,
+			"Abandoned": snap.Abandoned,
+			"Endpoints": endpoints,
+			"Tracing":   tracingSummary,
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = page.WriteTo(w)
+	})
+}

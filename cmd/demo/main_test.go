@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseFlags(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := parseFlags(nil, env(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.addr != "127.0.0.1:8080" || cfg.duration != 0 || cfg.shutdownTimeout != 3*time.Second ||
+			cfg.logFormat != "text" || cfg.logLevel != slog.LevelInfo || cfg.rate != 40 ||
+			cfg.traceRatio != 1 || cfg.traceRatioSet {
+			t.Errorf("defaults = %+v", cfg)
+		}
+		if cfg.sched.finalLinger != cfg.shutdownTimeout+lateExitAfterDeadline {
+			t.Errorf("final linger %v: the late exit must come just after the shutdown deadline", cfg.sched.finalLinger)
+		}
+	})
+	t.Run("env sets the default address, the flag wins", func(t *testing.T) {
+		cfg, err := parseFlags(nil, env("TASKSCOPE_DEMO_ADDR", "127.0.0.1:9999"), io.Discard)
+		if err != nil || cfg.addr != "127.0.0.1:9999" {
+			t.Errorf("addr = %q, %v; want the env's", cfg.addr, err)
+		}
+		cfg, err = parseFlags([]string{"-addr", ":0"}, env("TASKSCOPE_DEMO_ADDR", "127.0.0.1:9999"), io.Discard)
+		if err != nil || cfg.addr != ":0" {
+			t.Errorf("addr = %q, %v; want the flag's", cfg.addr, err)
+		}
+	})
+	t.Run("flags", func(t *testing.T) {
+		cfg, err := parseFlags([]string{"-duration", "25s", "-shutdown-timeout", "1s", "-log-format", "json",
+			"-log-level", "debug", "-rate", "5", "-trace-ratio", "0.25"}, env(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.duration != 25*time.Second || cfg.shutdownTimeout != time.Second || cfg.logFormat != "json" ||
+			cfg.logLevel != slog.LevelDebug || cfg.rate != 5 || cfg.traceRatio != 0.25 || !cfg.traceRatioSet {
+			t.Errorf("parsed = %+v", cfg)
+		}
+		if cfg.sched.rate != 5 || cfg.sched.finalLinger != time.Second+lateExitAfterDeadline {
+			t.Errorf("schedule %+v does not follow the flags", cfg.sched)
+		}
+	})
+	for _, args := range [][]string{
+		{"-log-format", "xml"},
+		{"-log-level", "loud"},
+		{"-rate", "-1"},
+		{"-trace-ratio", "2"},
+		{"-duration", "-1s"},
+		{"extra"},
+	} {
+		if _, err := parseFlags(args, env(), io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted it", args)
+		}
+	}
+	if _, err := parseFlags([]string{"-h"}, env(), io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}

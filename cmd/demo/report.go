@@ -1,0 +1,180 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// lateExitGrace bounds how long the report waits, after the shutdown, for
+// abandoned goroutines to return: long enough for legacy-export's late
+// exit (lateExitAfterDeadline), short enough that a goroutine that never
+// returns does not hold the process.
+const lateExitGrace = time.Second
+
+// books is an observer that keeps what the shutdown report needs: the
+// abandoned tasks and their late exits, and the root's drained count.
+// Late exits only ever arrive as events, so this is the one place that
+// sees them.
+type books struct {
+	root string
+
+	mu        sync.Mutex
+	abandoned map[uint64]runtime.Event // aborted events of tasks not yet returned
+	recording bool                     // keep late exits (from the final shutdown on)
+	lateExits []lateExit
+	changed   chan struct{} // closed and replaced at each late exit
+	drained   int
+}
+
+type lateExit struct {
+	group, task string
+	id          uint64
+	after       time.Duration // from the abort to the goroutine's return
+}
+
+func newBooks(root string) *books {
+	return &books{root: root, abandoned: map[uint64]runtime.Event{}, changed: make(chan struct{})}
+}
+
+var _ runtime.Observer = (*books)(nil)
+
+func (b *books) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
+
+func (b *books) Observe(_ context.Context, ev runtime.Event) {
+	switch ev.Kind {
+	case runtime.KindTaskAborted:
+		b.mu.Lock()
+		b.abandoned[ev.TaskID] = ev
+		b.mu.Unlock()
+	case runtime.KindTaskLateExit:
+		b.mu.Lock()
+		abort := b.abandoned[ev.TaskID]
+		delete(b.abandoned, ev.TaskID)
+		if b.recording {
+			// Both durations run from the spawn: the difference is how long
+			// the goroutine outlived its abort.
+			b.lateExits = append(b.lateExits, lateExit{ev.Group, ev.Task, ev.TaskID, ev.Duration - abort.Duration})
+		}
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.mu.Unlock()
+	case runtime.KindGroupShutdownDone:
+		if ev.Group == b.root {
+			b.mu.Lock()
+			b.drained = ev.Drained
+			b.mu.Unlock()
+		}
+	}
+}
+
+// waitReturned waits until no abandoned goroutine is left, or ctx is done.
+func (b *books) waitReturned(ctx context.Context) {
+	for {
+		b.mu.Lock()
+		n, changed := len(b.abandoned), b.changed
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// report is what the demo prints on stdout when it stops.
+type report struct {
+	timeout, took time.Duration
+	end           time.Time
+	drained       int
+	aborted       []runtime.TaskInfo
+	err           error // a shutdown error other than the abort
+	lateExits     []lateExit
+	stillRunning  []runtime.Event // aborted tasks whose goroutine never returned
+	spans         spanCounts
+	flushErr      error // the trace flush at exit did not complete
+}
+
+// shutdown stops the supervisor within timeout, then waits up to
+// lateExitGrace for the goroutines it abandoned, and returns the report.
+func shutdown(sup *runtime.Supervisor, b *books, timeout time.Duration) report {
+	b.mu.Lock()
+	b.recording = true
+	b.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	err := sup.Shutdown(ctx)
+	r := report{timeout: timeout, end: time.Now()}
+	r.took = r.end.Sub(start)
+	if ae, ok := errors.AsType[*runtime.AbortError](err); ok {
+		r.aborted = ae.Aborted
+	} else {
+		r.err = err
+	}
+
+	grace, cancelGrace := context.WithTimeout(context.Background(), lateExitGrace)
+	defer cancelGrace()
+	b.waitReturned(grace)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r.drained = b.drained
+	r.lateExits = slices.Clone(b.lateExits)
+	for _, ev := range b.abandoned {
+		r.stillRunning = append(r.stillRunning, ev)
+	}
+	slices.SortFunc(r.stillRunning, func(a, b runtime.Event) int { return cmp.Compare(a.TaskID, b.TaskID) })
+	return r
+}
+
+// write prints the report. The format is for people, but stable enough
+// to grep: one "aborted:" line per straggler, one "late exit:" line per
+// goroutine that returned after its abort.
+func (r report) write(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("shutdown report")
+	p("  took %s (deadline %s): %d tasks drained, %d aborted", r.took.Round(time.Millisecond), r.timeout, r.drained, len(r.aborted))
+	if r.err != nil {
+		p("  shutdown error: %v", r.err)
+	}
+	for _, t := range r.aborted {
+		p("  aborted: %s/%s id=%d (age %s): goroutine abandoned, stuck in:", t.Group, t.Name, t.ID, r.end.Sub(t.Started).Round(time.Millisecond))
+		for line := range strings.Lines(strings.TrimRight(t.Stack, "\n")) {
+			p("      %s", strings.TrimRight(line, "\n"))
+		}
+	}
+	if len(r.lateExits) == 0 {
+		p("  late exits: none")
+	}
+	for _, e := range r.lateExits {
+		p("  late exit: %s/%s id=%d returned %s after its abort", e.group, e.task, e.id, e.after.Round(time.Millisecond))
+	}
+	if len(r.stillRunning) == 0 {
+		p("  abandoned goroutines still running: none")
+	}
+	for _, ev := range r.stillRunning {
+		p("  still running: %s/%s id=%d did not return within %s of the shutdown", ev.Group, ev.Task, ev.TaskID, lateExitGrace)
+	}
+	if !r.spans.exporting {
+		p("  spans: not exported (no OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT); zpages only")
+		return
+	}
+	s := r.spans
+	p("  spans: %d queued, %d exported, %d export failures, %d dropped (queue full)", s.queued, s.exported, s.failed, s.dropped)
+	if r.flushErr != nil || s.pending > 0 {
+		p("  spans: flush at exit incomplete (%v): %d spans still queued or in flight are lost", r.flushErr, s.pending)
+	}
+}
