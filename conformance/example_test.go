@@ -31,14 +31,14 @@ func Example_observability() {
 	}
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app",
-		runtime.WithObserver(tel),                               // spans + Prometheus metrics
+		runtime.WithObserver(tel),                                // spans + Prometheus metrics
 		runtime.WithObserver(diagnostics.NewLogObserver(logger)), // slog records
-		runtime.WithObserver(stream),                            // subscribable event stream
+		runtime.WithObserver(stream),                             // subscribable event stream
 	)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))   // live task tree (HTML, ?format=json)
+	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))      // live task tree (HTML, ?format=json)
 	mux.Handle("/debug/events", diagnostics.EventsHandler(stream)) // SSE, or NDJSON
 
 	sup.Go("fetch", func(ctx context.Context) error { return nil })

@@ -14,10 +14,17 @@ import (
 // task's own context.WithCancelCause child, so context.Cause still finds
 // the right cause.
 type taskContext struct {
-	base   context.Context // group context carrying the task's pprof labels
-	values context.Context // WithParent's context, without its cancellation; nil if none
-	own    atomic.Pointer[ownContext]
-	mu     sync.Mutex // guards creating own
+	base  context.Context // group context carrying the task's pprof labels
+	extra *taskExtra      // nil unless the task has options or observers
+	own   atomic.Pointer[ownContext]
+	mu    sync.Mutex // guards creating own
+}
+
+// taskExtra holds what few tasks need, out of line to keep Task small.
+type taskExtra struct {
+	values  context.Context // WithParent's context, without its cancellation
+	stopExt func() bool     // stops WithCancelOn's watch
+	fnName  string          // fn's name, resolved only when observed
 }
 
 // ownContext is a task's own cancelable context, made on first need.
@@ -54,10 +61,10 @@ func (c *taskContext) Done() <-chan struct{}       { return c.activate().Done() 
 func (c *taskContext) Err() error                  { return c.current().Err() }
 
 func (c *taskContext) Value(key any) any {
-	if v := c.current().Value(key); v != nil || c.values == nil {
+	if v := c.current().Value(key); v != nil || c.extra == nil || c.extra.values == nil {
 		return v
 	}
-	return c.values.Value(key)
+	return c.extra.values.Value(key)
 }
 
 func (c *taskContext) String() string { return "taskscope.taskContext" }

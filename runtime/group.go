@@ -40,9 +40,10 @@ type Group struct {
 	live         int        // tasks in the list that are not abandoned
 	busyChildren int        // children whose subtree is not idle
 	children     []*Group
-	idle         chan struct{}              // closed when the subtree becomes idle; nil if nobody waits
-	labels       map[string]context.Context // task name → ctx with pprof labels
-	canceledAt   time.Time                  // first cancellation that reached the group
+	idle         chan struct{}          // closed when the subtree becomes idle; nil if nobody waits
+	labels       map[string]*labelEntry // task name → ctx with pprof labels
+	lastLabel    *labelEntry            // the last name spawned
+	canceledAt   time.Time              // first cancellation that reached the group
 	shutdown     *shutdownState
 }
 
@@ -149,20 +150,32 @@ func (g *Group) subtree() []*Group {
 	return out
 }
 
+// labelEntry is a task name's pprof label context.
+type labelEntry struct {
+	name string
+	ctx  context.Context
+}
+
 // labelsLocked returns the context carrying the pprof labels of task name
-// in g, derived from g.ctx, building it once per name.
+// in g, derived from g.ctx, building it once per name. Groups mostly spawn
+// one name after another, so the last one is kept where a string compare
+// finds it.
 func (g *Group) labelsLocked(name string) context.Context {
-	if ctx, ok := g.labels[name]; ok {
-		return ctx
+	if e := g.lastLabel; e != nil && e.name == name {
+		return e.ctx
 	}
-	ctx := pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))
-	if len(g.labels) < maxLabelCache {
-		if g.labels == nil {
-			g.labels = make(map[string]context.Context)
+	e, ok := g.labels[name]
+	if !ok {
+		e = &labelEntry{name, pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))}
+		if len(g.labels) < maxLabelCache {
+			if g.labels == nil {
+				g.labels = make(map[string]*labelEntry)
+			}
+			g.labels[name] = e
 		}
-		g.labels[name] = ctx
 	}
-	return ctx
+	g.lastLabel = e
+	return e.ctx
 }
 
 // pprof label keys set on every task goroutine.

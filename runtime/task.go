@@ -40,19 +40,17 @@ type Task struct {
 	name    string
 	group   *Group
 	fn      func(context.Context) error
-	fnName  string        // fn's name, resolved only when observed
 	every   *every        // nil for plain tasks
 	started time.Duration // since the supervisor's epoch: one monotonic clock read
 	ctx     taskContext
 	fnCtx   context.Context // what fn receives: ctx as wrapped by observers; set before the goroutine starts
-	stopExt func() bool     // stops WithCancelOn's watch; nil without it
-
-	returned bool // fn returned normally; touched only by the task goroutine
 
 	// Guarded by group.mu.
 	prev, next *Task
 	spawnSeq   uint64 // sequence number of the spawned event
 	abandoned  bool
+
+	returned bool // fn returned normally; touched only by the task goroutine
 
 	mu      sync.Mutex // guards the fields below
 	state   taskState
@@ -151,6 +149,14 @@ func (t *Task) cancelWith(cause error, at time.Time) {
 	}
 }
 
+// fnName is fn's name, known when the supervisor has observers.
+func (t *Task) fnName() string {
+	if t.ctx.extra == nil {
+		return ""
+	}
+	return t.ctx.extra.fnName
+}
+
 // interval is the period of an Every task, 0 for plain tasks.
 func (t *Task) interval() time.Duration {
 	if t.every == nil {
@@ -166,7 +172,7 @@ func (t *Task) event(kind string) Event {
 		Group:    t.group.name,
 		Task:     t.name,
 		TaskID:   t.id,
-		Function: t.fnName,
+		Function: t.fnName(),
 		Interval: t.interval(),
 	}
 }
@@ -199,11 +205,14 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	if interval > 0 {
 		t.every = &every{interval: interval}
 	}
-	if cfg.parent != nil {
-		t.ctx.values = context.WithoutCancel(cfg.parent)
+	if len(opts) > 0 || tr.observed() {
+		t.ctx.extra = &taskExtra{}
+		if cfg.parent != nil {
+			t.ctx.extra.values = context.WithoutCancel(cfg.parent)
+		}
 	}
 	if tr.observed() {
-		t.fnName = tr.funcName(fn)
+		t.ctx.extra.fnName = tr.funcName(fn)
 		// t.mu is held until observers have seen the spawn, so that a
 		// Cancel or an abort that finds the task once it is linked reports
 		// after it. Nobody else can lock t.mu before the link, so taking
@@ -244,7 +253,7 @@ func (t *Task) watch(ext context.Context) {
 		cancel()
 		return
 	}
-	t.stopExt = context.AfterFunc(ext, cancel)
+	t.ctx.extra.stopExt = context.AfterFunc(ext, cancel)
 }
 
 // reject ends a task spawned on a closed group without running it.
@@ -312,8 +321,8 @@ func (t *Task) exitAbnormally() {
 
 // finish reports the outcome, updates the books and closes Done.
 func (t *Task) finish(res Result, stack []byte) {
-	if t.stopExt != nil {
-		t.stopExt()
+	if x := t.ctx.extra; x != nil && x.stopExt != nil {
+		x.stopExt()
 	}
 	g, tr := t.group, t.group.tree
 	end := tr.now()
@@ -384,7 +393,7 @@ func (t *Task) reportFinished(ctx context.Context, seq uint64, res *Result, late
 	var ev Event
 	ev.Seq, ev.Kind = seq, KindTaskFinished
 	ev.Group, ev.Task, ev.TaskID = t.group.name, t.name, t.id
-	ev.Function, ev.Interval = t.fnName, t.interval()
+	ev.Function, ev.Interval = t.fnName(), t.interval()
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
 	ev.CancelLatency, ev.Stack = latency, stack
 	t.group.tree.emit(ctx, &ev)
