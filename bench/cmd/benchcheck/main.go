@@ -1,14 +1,23 @@
-// Command benchcheck checks taskscope's spawn budget against raw benchmark
+// Command benchcheck checks taskscope's spawn budgets against raw benchmark
 // results (bench/results/latest.txt, as written by `make bench`).
 //
 // For every GOMAXPROCS value found at the checked batch size it takes the
-// median of each peer's runs and fails (exit 1) unless
+// median of each peer's runs and fails (exit 1) unless every check holds.
+// Each check prints one verdict line per GOMAXPROCS, tagged with its name:
 //
-//	taskscope ns/op      <= -max-vs-errgroup × errgroup ns/op
-//	suture ns/op         >= -min-vs-suture × taskscope ns/op
-//	taskscope allocs/op  <= -max-allocs
+//	[spawn]          taskscope ns/op      <= -max-vs-errgroup × errgroup ns/op
+//	                 suture ns/op         >= -min-vs-suture × taskscope ns/op
+//	                 taskscope allocs/op  <= -max-allocs
+//	[observers-all]  taskscope+all ns/op  <= -max-all-vs-errgroup × errgroup ns/op
+//	                 (every observer on: metrics, slog at a disabled level, a
+//	                 stream with one subscriber, a no-op tracer provider)
+//	[sdk-overhead]   taskscope+sdk − taskscope <= -max-sdk-vs-span × (span.sdk − errgroup)
+//	                 (what SDK tracing adds to a supervised task, against what
+//	                 the same span by hand adds to an errgroup task; see
+//	                 bench/observers_test.go)
 //
-// Missing data (no taskscope, errgroup or suture rows) is a failure too.
+// An empty -all-peer or -sdk-peer skips that check. Missing data (no rows for
+// a peer a check needs) is a failure too.
 package main
 
 import (
@@ -32,6 +41,13 @@ func main() {
 	flag.Float64Var(&c.maxVsFast, "max-vs-errgroup", 2.0, "peer ns/op must be at most this multiple of the fast peer's")
 	flag.Float64Var(&c.minVsSlow, "min-vs-suture", 4.0, "the slow peer's ns/op must be at least this multiple of the peer's")
 	flag.Float64Var(&c.maxAllocs, "max-allocs", 3, "peer allocs/op must be at most this")
+	var all allObservers
+	flag.StringVar(&all.peer, "all-peer", "taskscope+all", "peer with every observer on (empty: skip the observers-all check)")
+	flag.Float64Var(&all.maxVsFast, "max-all-vs-errgroup", 3.0, "all-observers peer ns/op must be at most this multiple of the fast peer's")
+	var sdk sdkOverhead
+	flag.StringVar(&sdk.peer, "sdk-peer", "taskscope+sdk", "peer tracing every span with the SDK (empty: skip the sdk-overhead check)")
+	flag.StringVar(&sdk.span, "span-peer", "span.sdk", "fast peer plus the same SDK span by hand")
+	flag.Float64Var(&sdk.maxVsSpan, "max-sdk-vs-span", 1.3, "(sdk-peer − peer) must be at most this multiple of (span-peer − fast peer)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchcheck [flags] results.txt...\n")
 		flag.PrintDefaults()
@@ -55,7 +71,16 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if !c.check(s, os.Stdout) {
+	all.batch, all.fast = c.batch, c.fast
+	sdk.batch, sdk.base, sdk.fast = c.batch, c.peer, c.fast
+	ok := c.check(s, os.Stdout)
+	if all.peer != "" {
+		ok = all.check(s, os.Stdout) && ok
+	}
+	if sdk.peer != "" {
+		ok = sdk.check(s, os.Stdout) && ok
+	}
+	if !ok {
 		os.Exit(1)
 	}
 }
@@ -127,15 +152,9 @@ type budget struct {
 
 // check prints one verdict line per GOMAXPROCS and reports whether all hold.
 func (c budget) check(s samples, w io.Writer) bool {
-	var procs []int
-	for k := range s {
-		if k.batch == c.batch && k.peer == c.peer && !slices.Contains(procs, k.procs) {
-			procs = append(procs, k.procs)
-		}
-	}
-	slices.Sort(procs)
+	procs := s.procs(c.batch, c.peer)
 	if len(procs) == 0 {
-		fmt.Fprintf(w, "FAIL: no results for batch=%s peer=%s\n", c.batch, c.peer)
+		fmt.Fprintf(w, "FAIL [spawn] no results for batch=%s peer=%s\n", c.batch, c.peer)
 		return false
 	}
 	ok := true
@@ -147,7 +166,7 @@ func (c budget) check(s samples, w io.Writer) bool {
 		fastNs, nf := s.median(at(c.fast), "sec/op")
 		slowNs, ns2 := s.median(at(c.slow), "sec/op")
 		if nf == 0 || ns2 == 0 {
-			fmt.Fprintf(w, "FAIL cpu=%d: missing %s or %s results at batch=%s\n", p, c.fast, c.slow, c.batch)
+			fmt.Fprintf(w, "FAIL [spawn] cpu=%d: missing %s or %s results at batch=%s\n", p, c.fast, c.slow, c.batch)
 			ok = false
 			continue
 		}
@@ -158,12 +177,110 @@ func (c budget) check(s samples, w io.Writer) bool {
 		if !pass {
 			verdict, ok = "FAIL", false
 		}
-		fmt.Fprintf(w, "%s cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×); %s is %.2f× slower (%.0f ns, budget ≥ %.1f×); allocs budget ≤ %.0f\n",
+		fmt.Fprintf(w, "%s [spawn] cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×); %s is %.2f× slower (%.0f ns, budget ≥ %.1f×); allocs budget ≤ %.0f\n",
 			verdict, p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs,
 			vsFast, c.fast, fastNs*1e9, c.maxVsFast,
 			c.slow, vsSlow, slowNs*1e9, c.minVsSlow, c.maxAllocs)
 		if !hasAllocs {
-			fmt.Fprintf(w, "FAIL cpu=%d: no allocs/op for %s (run with -benchmem)\n", p, c.peer)
+			fmt.Fprintf(w, "FAIL [spawn] cpu=%d: no allocs/op for %s (run with -benchmem)\n", p, c.peer)
+		}
+	}
+	return ok
+}
+
+// procs returns the GOMAXPROCS values with results for peer at batch.
+func (s samples) procs(batch, peer string) []int {
+	var procs []int
+	for k := range s {
+		if k.batch == batch && k.peer == peer && !slices.Contains(procs, k.procs) {
+			procs = append(procs, k.procs)
+		}
+	}
+	slices.Sort(procs)
+	return procs
+}
+
+// verdict is the line prefix of a check's result.
+func verdict(pass bool) string {
+	if pass {
+		return "ok  "
+	}
+	return "FAIL"
+}
+
+// allObservers is the observers-all check: the peer with every cheap
+// observer on stays within maxVsFast of the fast peer.
+type allObservers struct {
+	batch, peer, fast string
+	maxVsFast         float64
+}
+
+func (c allObservers) check(s samples, w io.Writer) bool {
+	procs := s.procs(c.batch, c.peer)
+	if len(procs) == 0 {
+		fmt.Fprintf(w, "FAIL [observers-all] no results for batch=%s peer=%s\n", c.batch, c.peer)
+		return false
+	}
+	ok := true
+	for _, p := range procs {
+		ns, n := s.median(key{c.batch, c.peer, p}, "sec/op")
+		allocs, _ := s.median(key{c.batch, c.peer, p}, "allocs/op")
+		bytesOp, _ := s.median(key{c.batch, c.peer, p}, "B/op")
+		fastNs, nf := s.median(key{c.batch, c.fast, p}, "sec/op")
+		if nf == 0 {
+			fmt.Fprintf(w, "FAIL [observers-all] cpu=%d: missing %s results at batch=%s\n", p, c.fast, c.batch)
+			ok = false
+			continue
+		}
+		vs := ns / fastNs
+		pass := vs <= c.maxVsFast
+		ok = ok && pass
+		fmt.Fprintf(w, "%s [observers-all] cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×)\n",
+			verdict(pass), p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs, vs, c.fast, fastNs*1e9, c.maxVsFast)
+	}
+	return ok
+}
+
+// sdkOverhead is the sdk-overhead check: what SDK tracing adds to the
+// supervised peer (peer − base) is at most maxVsSpan times what the same
+// span adds to the fast peer by hand (span − fast).
+type sdkOverhead struct {
+	batch, peer, base, span, fast string
+	maxVsSpan                     float64
+}
+
+func (c sdkOverhead) check(s samples, w io.Writer) bool {
+	procs := s.procs(c.batch, c.peer)
+	if len(procs) == 0 {
+		fmt.Fprintf(w, "FAIL [sdk-overhead] no results for batch=%s peer=%s\n", c.batch, c.peer)
+		return false
+	}
+	ok := true
+	for _, p := range procs {
+		at := func(peer string) key { return key{c.batch, peer, p} }
+		peerNs, n := s.median(at(c.peer), "sec/op")
+		baseNs, nb := s.median(at(c.base), "sec/op")
+		spanNs, ns := s.median(at(c.span), "sec/op")
+		fastNs, nf := s.median(at(c.fast), "sec/op")
+		if nb == 0 || ns == 0 || nf == 0 {
+			fmt.Fprintf(w, "FAIL [sdk-overhead] cpu=%d: missing %s, %s or %s results at batch=%s\n", p, c.base, c.span, c.fast, c.batch)
+			ok = false
+			continue
+		}
+		added, spanAdded := peerNs-baseNs, spanNs-fastNs
+		pass := spanAdded > 0 && added <= c.maxVsSpan*spanAdded
+		ok = ok && pass
+		ratio := 0.0
+		if spanAdded > 0 {
+			ratio = added / spanAdded
+		}
+		fmt.Fprintf(w, "%s [sdk-overhead] cpu=%d batch=%s n=%d: %s − %s = %.0f − %.0f = %.0f ns; %s − %s = %.0f − %.0f = %.0f ns; ratio %.2f (budget ≤ %.2f, i.e. taskscope's own cost on top of the span ≤ %.0f%%)\n",
+			verdict(pass), p, c.batch, n,
+			c.peer, c.base, peerNs*1e9, baseNs*1e9, added*1e9,
+			c.span, c.fast, spanNs*1e9, fastNs*1e9, spanAdded*1e9,
+			ratio, c.maxVsSpan, (c.maxVsSpan-1)*100)
+		if spanAdded <= 0 {
+			fmt.Fprintf(w, "FAIL [sdk-overhead] cpu=%d: %s is not slower than %s; the span cost cannot be measured\n", p, c.span, c.fast)
 		}
 	}
 	return ok
