@@ -26,7 +26,7 @@ type Metric struct {
 // github.com/taskscope/taskscope/telemetry exports. It MIRRORS telemetry's
 // exported set and is the one place the dashboards learn metric names from:
 // when telemetry adds, renames or relabels a metric, change it here (a test
-// in the root module compares the two), then regenerate the dashboards.
+// in the e2e module compares the two), then regenerate the dashboards.
 var Metrics = []Metric{
 	{Name: "taskscope_tasks_started_total", Type: Counter, Labels: []string{"group", "task"}},
 	{Name: "taskscope_tasks_rejected_total", Type: Counter, Labels: []string{"group", "task"}},

@@ -1,27 +1,38 @@
-# Comparison benchmarks: bench/ is its own module (errgroup, conc, suture and
-# benchstat never enter the root go.mod). See bench/spawn_test.go for the
-# method.
+# Comparison benchmarks: bench/ is its own module (errgroup, conc, suture,
+# the OpenTelemetry SDK and benchstat never enter the root go.mod). See
+# bench/spawn_test.go for the method and bench/observers_test.go for the
+# observer rows.
 #
 #   make bench         compile the benchmark binary once, run it BENCH_RUNS
 #                      times over the whole suite (so every peer sees the same
 #                      load drift), write bench/results/latest.txt and print
 #                      benchstat's comparison, peers side by side, errgroup
-#                      as the base column. About 3 minutes with the defaults.
+#                      as the base column. The default filter runs batch=100
+#                      only: the peers, taskscope, and taskscope with each
+#                      observer (taskscope+metrics, +slogoff, +stream, +noop,
+#                      +all, +sdk) next to span.sdk (errgroup plus the same
+#                      SDK span by hand). About 3-4 minutes with the defaults
+#                      (14 rows x 2 CPU counts x 6 runs x 0.5 s).
 #   make bench-check   fail unless, at batch=100 and every CPU count in
-#                      latest.txt, taskscope ns/op <= 2.0x errgroup, suture
-#                      is >= 4x slower than taskscope and taskscope allocs/op
-#                      <= 3 (medians). It reads the results; it does not run
-#                      the benchmarks.
+#                      latest.txt (medians), each check holds:
+#                      [spawn]         taskscope ns/op <= 2.0x errgroup,
+#                                      suture >= 4x slower than taskscope,
+#                                      taskscope allocs/op <= 3;
+#                      [observers-all] taskscope+all ns/op <= 3.0x errgroup;
+#                      [sdk-overhead]  (taskscope+sdk - taskscope) <=
+#                                      1.3 x (span.sdk - errgroup).
+#                      It reads the results; it does not run the benchmarks.
 #   make test-bench    vet and race-test the bench module (correctness of the
-#                      adapters and of benchcheck, not timings). Part of
-#                      `make test`.
+#                      adapters, observers included, and of benchcheck, not
+#                      timings). Part of `make test`.
 #
-# Override e.g. BENCH_FILTER='^BenchmarkSpawn$$/' BENCH_TIME=0.5s for all
-# batch sizes.
+# Override e.g. BENCH_FILTER='^BenchmarkSpawn$$/' for all batch sizes, or
+# BENCH_FILTER='^BenchmarkSpawn$$/^batch=100$$/^peer=(errgroup|taskscope.*|span.sdk)$$'
+# for the observer rows and their references only.
 
 BENCH_RUNS   ?= 6
 BENCH_CPU    ?= 1,2
-BENCH_TIME   ?= 1s
+BENCH_TIME   ?= 0.5s
 BENCH_FILTER ?= ^BenchmarkSpawn$$/^batch=100$$/
 BENCH_OUT    ?= results/latest.txt
 BENCHSTAT_FLAGS ?= -col /peer
@@ -33,7 +44,7 @@ bench:
 	$(GO) test -c -o "$$tmp/bench.test" . && \
 	mkdir -p "$$(dirname $(BENCH_OUT))" && \
 	rev=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) && \
-	{ git diff --quiet HEAD -- ../runtime 2>/dev/null || rev="$$rev+dirty"; } && \
+	{ git diff --quiet HEAD -- ../runtime ../telemetry ../diagnostics 2>/dev/null || rev="$$rev+dirty"; } && \
 	echo "# $$(date -u +%FT%TZ) taskscope $$rev, $(BENCH_RUNS) runs, -test.cpu=$(BENCH_CPU) -test.benchtime=$(BENCH_TIME)" > "$$tmp/out.txt" && \
 	for i in $$(seq 1 $(BENCH_RUNS)); do \
 	  load=$$(cut -d' ' -f1-3 /proc/loadavg); \
@@ -51,7 +62,10 @@ bench-check:
 	@cd bench && test -s $(BENCH_OUT) || { echo "bench-check: no bench/$(BENCH_OUT); run make bench first"; exit 1; }
 	cd bench && $(GO) run ./cmd/benchcheck -batch 100 -peer taskscope \
 	  -fast errgroup -max-vs-errgroup 2.0 -slow suture -min-vs-suture 4 \
-	  -max-allocs 3 $(BENCH_OUT)
+	  -max-allocs 3 \
+	  -all-peer taskscope+all -max-all-vs-errgroup 3.0 \
+	  -sdk-peer taskscope+sdk -span-peer span.sdk -max-sdk-vs-span 1.3 \
+	  $(BENCH_OUT)
 
 test-bench:
 	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./...

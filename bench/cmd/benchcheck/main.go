@@ -173,12 +173,9 @@ func (c budget) check(s samples, w io.Writer) bool {
 		_, hasAllocs := s[at(c.peer)]["allocs/op"]
 		vsFast, vsSlow := ns/fastNs, slowNs/ns
 		pass := vsFast <= c.maxVsFast && vsSlow >= c.minVsSlow && hasAllocs && allocs <= c.maxAllocs
-		verdict := "ok  "
-		if !pass {
-			verdict, ok = "FAIL", false
-		}
+		ok = ok && pass
 		fmt.Fprintf(w, "%s [spawn] cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×); %s is %.2f× slower (%.0f ns, budget ≥ %.1f×); allocs budget ≤ %.0f\n",
-			verdict, p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs,
+			verdict(pass), p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs,
 			vsFast, c.fast, fastNs*1e9, c.maxVsFast,
 			c.slow, vsSlow, slowNs*1e9, c.minVsSlow, c.maxAllocs)
 		if !hasAllocs {
