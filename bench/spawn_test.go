@@ -18,7 +18,8 @@
 //     long-lived-supervisor pattern instead: one supervisor, a child group
 //     per batch, and Shutdown after Wait (without Shutdown a drained child
 //     group is never detached from its parent, so a group per batch would
-//     grow the tree without bound).
+//     grow the tree without bound). "taskscope.reuse" is how a service
+//     uses its supervisor: one, long-lived, waited on after each batch.
 //   - suture: one long-lived supervisor; each task is a one-shot service
 //     (Add, then Serve returns ErrDoNotRestart). A batch has ended when
 //     every Serve has returned and Services() is empty, that is when the
@@ -145,6 +146,25 @@ var peers = []peer{
 				panic(err)
 			}
 		}, nothing
+	}},
+	{"taskscope.reuse", func(f body) (func(int), func()) {
+		fn := f.ctx
+		bg := context.Background()
+		s := taskscope.New("bench")
+		run := func(n int) {
+			for range n {
+				s.Go("noop", fn)
+			}
+			if err := s.Wait(bg); err != nil {
+				panic(err)
+			}
+		}
+		stop := func() {
+			if err := s.Shutdown(bg); err != nil {
+				panic(err)
+			}
+		}
+		return run, stop
 	}},
 	{"taskscope.subgroup", func(f body) (func(int), func()) {
 		fn := f.ctx
