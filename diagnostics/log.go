@@ -85,7 +85,11 @@ func (o *LogObserver) TaskStarting(ctx context.Context, ev runtime.Event) contex
 // Observe logs ev. It checks the level before building anything: it runs
 // on task goroutines, where even an unused attribute slice would grow the
 // stack.
-func (o *LogObserver) Observe(ctx context.Context, ev runtime.Event) {
+func (o *LogObserver) Observe(ctx context.Context, ev runtime.Event) { o.ObserveEvent(ctx, &ev) }
+
+// ObserveEvent implements [runtime.EventObserver]: Observe without the
+// copy of the event.
+func (o *LogObserver) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 	lvl := ev.Level()
 	if o.min != nil && lvl < o.min.Level() {
 		return
@@ -93,7 +97,7 @@ func (o *LogObserver) Observe(ctx context.Context, ev runtime.Event) {
 	if !o.logger.Enabled(ctx, lvl) {
 		return
 	}
-	o.log(ctx, lvl, &ev)
+	o.log(ctx, lvl, ev)
 }
 
 // log builds and writes the record. It is kept out of Observe so that the

@@ -112,6 +112,14 @@ func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Con
 // Observe publishes ev.
 func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev) }
 
+// ObserveEvent implements [runtime.EventObserver]. publish caps payloads
+// in place, so it works on a copy: the event is shared with the other
+// observers.
+func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) {
+	e := *ev
+	s.publish(&e)
+}
+
 // publish runs on the goroutine that caused the event, often a task's, so
 // it passes the event by pointer and keeps its frames small.
 func (s *Stream) publish(ev *runtime.Event) {

@@ -29,3 +29,14 @@ type Observer interface {
 	// with the context given to the call that caused them.
 	Observe(ctx context.Context, ev Event)
 }
+
+// EventObserver is an optional interface for observers: when an Observer
+// also implements it, the supervisor calls ObserveEvent instead of Observe,
+// with the same contract, passing the event by pointer. Events are
+// delivered on task goroutines, whose stacks start at 2 KiB; an Event copy
+// is a tenth of that, and one stack growth costs more than a whole spawn.
+// The observer must neither keep nor modify *ev after it returns (copy
+// what it keeps).
+type EventObserver interface {
+	ObserveEvent(ctx context.Context, ev *Event)
+}

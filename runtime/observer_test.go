@@ -236,3 +236,32 @@ func TestWithParentValuesButNotCancellation(t *testing.T) {
 		}
 	})
 }
+
+// ptrObserver implements EventObserver; Observe must then never be called.
+type ptrObserver struct {
+	mu             sync.Mutex
+	byPtr, byValue int
+}
+
+func (o *ptrObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
+func (o *ptrObserver) Observe(context.Context, runtime.Event) {
+	o.mu.Lock()
+	o.byValue++
+	o.mu.Unlock()
+}
+func (o *ptrObserver) ObserveEvent(_ context.Context, ev *runtime.Event) {
+	o.mu.Lock()
+	o.byPtr++
+	o.mu.Unlock()
+}
+
+func TestEventObserversGetPointers(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		obs := &ptrObserver{}
+		sup := runtime.New("", runtime.WithObserver(obs))
+		<-sup.Go("t", func(context.Context) error { return nil }).Done()
+		if obs.byPtr != 1 || obs.byValue != 0 {
+			t.Fatalf("ObserveEvent called %d times, Observe %d; want 1 and 0", obs.byPtr, obs.byValue)
+		}
+	})
+}

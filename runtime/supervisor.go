@@ -35,6 +35,10 @@ func New(name string, opts ...Option) *Supervisor {
 		o.applySupervisor(&cfg)
 	}
 	t := &tree{obs: cfg.observers, epoch: time.Now()}
+	for _, o := range t.obs {
+		p, _ := o.(EventObserver)
+		t.ptrObs = append(t.ptrObs, p)
+	}
 	return &Supervisor{group: newGroup(t, nil, name, cfg.group)}
 }
 
@@ -44,12 +48,13 @@ func (s *Supervisor) Abandoned() int { return int(s.tree.abandoned.Load()) }
 
 // tree is what every group of one supervisor shares.
 type tree struct {
-	obs       []Observer    // read-only after New
-	epoch     time.Time     // task times are monotonic offsets from it
-	seq       atomic.Uint64 // last event sequence number issued
-	ids       atomic.Uint64 // last task ID issued
-	abandoned atomic.Int64  // aborted tasks still running
-	funcNames sync.Map      // fn code pointer → name, for Event.Function
+	obs       []Observer      // read-only after New
+	ptrObs    []EventObserver // obs[i] as an EventObserver, or nil
+	epoch     time.Time       // task times are monotonic offsets from it
+	seq       atomic.Uint64   // last event sequence number issued
+	ids       atomic.Uint64   // last task ID issued
+	abandoned atomic.Int64    // aborted tasks still running
+	funcNames sync.Map        // fn code pointer → name, for Event.Function
 }
 
 // now reads the monotonic clock only (time.Now also reads the wall
@@ -120,10 +125,20 @@ func (tr *tree) observeFrom(i int, ctx context.Context, ev *Event) (next int) {
 		}
 	}()
 	for next = i; next < len(tr.obs); next++ {
-		tr.obs[next].Observe(ctx, *ev)
+		if p := tr.ptrObs[next]; p != nil {
+			p.ObserveEvent(ctx, ev)
+		} else {
+			observeValue(tr.obs[next], ctx, ev)
+		}
 	}
 	return next
 }
+
+// observeValue makes the by-value copy of ev that Observer.Observe takes in
+// a frame of its own, so that pointer observers do not pay for its stack.
+//
+//go:noinline
+func observeValue(o Observer, ctx context.Context, ev *Event) { o.Observe(ctx, *ev) }
 
 // reportPanic tells every observer but the i-th that the i-th panicked on
 // ev. A panic while reporting is dropped: there is nobody left to tell.

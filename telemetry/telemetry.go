@@ -46,8 +46,9 @@ type rejectKey struct {
 }
 
 var (
-	_ runtime.Observer     = (*Telemetry)(nil)
-	_ prometheus.Collector = (*Telemetry)(nil)
+	_ runtime.Observer      = (*Telemetry)(nil)
+	_ runtime.EventObserver = (*Telemetry)(nil)
+	_ prometheus.Collector  = (*Telemetry)(nil)
 )
 
 // New returns a Telemetry configured by opts. With [WithRegisterer] it
@@ -121,31 +122,35 @@ func (t *Telemetry) TaskStarting(ctx context.Context, ev runtime.Event) context.
 // Observe implements [runtime.Observer]. Task completions run on the task
 // goroutine, so the path for them is shallow and, with tracing off,
 // allocation-free: it must not grow the goroutine's stack.
-func (t *Telemetry) Observe(ctx context.Context, ev runtime.Event) {
+func (t *Telemetry) Observe(ctx context.Context, ev runtime.Event) { t.ObserveEvent(ctx, &ev) }
+
+// ObserveEvent implements [runtime.EventObserver]: the supervisor calls it
+// instead of Observe, without copying the event onto the task's stack.
+func (t *Telemetry) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 	switch ev.Kind {
 	case runtime.KindTaskFinished:
-		t.taskFinished(ctx, &ev)
+		t.taskFinished(ctx, ev)
 	case runtime.KindTaskCancelRequested:
-		t.cancelRequested(ctx, &ev)
+		t.cancelRequested(ctx, ev)
 	case runtime.KindTaskAborted:
-		t.taskAborted(ctx, &ev)
+		t.taskAborted(ctx, ev)
 	case runtime.KindTaskLateExit:
 		// The task span ended at the abort; only the books change.
 		t.cache.entry(ev.Group, ev.Task, false).s.abandoned.Dec()
 	case runtime.KindTaskRejected:
-		t.taskRejected(ctx, &ev)
+		t.taskRejected(ctx, ev)
 	case runtime.KindTaskRunFinished:
-		t.runFinished(ctx, &ev)
+		t.runFinished(ctx, ev)
 	case runtime.KindGroupCancelRequested:
 		// A group cancel reaches every task below it without a per-task
 		// event; it is counted once, with task="".
-		t.m.cancellations.WithLabelValues(t.cache.groupLabel(ev.Group), "", causeKind(&ev)).Inc()
+		t.m.cancellations.WithLabelValues(t.cache.groupLabel(ev.Group), "", causeKind(ev)).Inc()
 	case runtime.KindGroupShutdownStarted:
 		if t.tracer != nil {
-			t.startShutdown(ctx, &ev)
+			t.startShutdown(ctx, ev)
 		}
 	case runtime.KindGroupShutdownDone:
-		t.shutdownDone(&ev)
+		t.shutdownDone(ev)
 	}
 }
 
