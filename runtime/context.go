@@ -25,6 +25,7 @@ type taskExtra struct {
 	values  context.Context // WithParent's context, without its cancellation
 	stopExt func() bool     // stops WithCancelOn's watch
 	fnName  string          // fn's name, resolved only when observed
+	ev      Event           // buffer for the task's end events; see eventBuf
 }
 
 // ownContext is a task's own cancelable context, made on first need.

@@ -92,7 +92,7 @@ func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, er
 	if !tr.observed() {
 		return
 	}
-	ev := t.event(KindTaskRunFinished)
+	ev := t.eventBuf(KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
-	tr.emit(runCtx, &ev)
+	tr.emit(runCtx, ev)
 }

@@ -408,13 +408,24 @@ func (g *Group) cancelTime(own time.Time) time.Time {
 // place: every Event-sized temporary on this path is stack that task
 // goroutines may have to grow for.
 func (t *Task) reportFinished(ctx context.Context, seq uint64, res *Result, latency time.Duration, stack []byte) {
-	var ev Event
-	ev.Seq, ev.Kind = seq, KindTaskFinished
-	ev.Group, ev.Task, ev.TaskID = t.group.name, t.name, t.id
-	ev.Function, ev.Interval = t.fnName(), t.interval()
+	ev := t.eventBuf(KindTaskFinished)
+	ev.Seq = seq
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
 	ev.CancelLatency, ev.Stack = latency, stack
-	t.group.tree.emit(ctx, &ev)
+	t.group.tree.emit(ctx, ev)
+}
+
+// eventBuf returns the task's event buffer, reset to an event of kind.
+// Observers get events by pointer, so an Event on the stack would escape
+// to the heap on every emit; the buffer lives in the task's extras, which
+// an observed task has anyway. Only the task's end events use it (its
+// finished and run_finished events), and those never overlap: they come
+// from the task goroutine, or, for an abort, from Shutdown while the
+// goroutine is stuck in fn.
+func (t *Task) eventBuf(kind string) *Event {
+	ev := &t.ctx.extra.ev
+	*ev = t.event(kind)
+	return ev
 }
 
 func (t *Task) closeDoneLocked(state taskState) {
