@@ -214,6 +214,14 @@ func (g *Group) unlinkLocked(t *Task) {
 	t.prev, t.next = nil, nil
 }
 
+// retire removes a finished task from its group.
+func (g *Group) retire(t *Task) {
+	g.mu.Lock()
+	g.unlinkLocked(t)
+	g.retireLocked()
+	g.mu.Unlock()
+}
+
 // retireLocked stops counting t as live (it finished or was abandoned).
 func (g *Group) retireLocked() {
 	g.live--

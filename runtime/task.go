@@ -385,13 +385,6 @@ func (t *Task) finish(res Result, stack []byte) {
 	t.mu.Unlock()
 }
 
-// retire removes a finished task from its group.
-func (g *Group) retire(t *Task) {
-	g.mu.Lock()
-	g.unlinkLocked(t)
-	g.retireLocked()
-	g.mu.Unlock()
-}
 
 // cancelTime is the earliest of the task's own cancel time and the group's.
 func (g *Group) cancelTime(own time.Time) time.Time {
