@@ -385,7 +385,6 @@ func (t *Task) finish(res Result, stack []byte) {
 	t.mu.Unlock()
 }
 
-
 // cancelTime is the earliest of the task's own cancel time and the group's.
 func (g *Group) cancelTime(own time.Time) time.Time {
 	g.mu.Lock()
