@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 // TestCancelCause checks each source of cancellation and the cause that
@@ -86,8 +87,14 @@ func TestCancelCause(t *testing.T) {
 }
 
 func TestCancelAlreadyCanceledExternalContext(t *testing.T) {
+	for _, opts := range [][]runtime.Option{nil, {runtime.WithObserver(&runtimetest.Recorder{})}} {
+		testCancelAlreadyCanceledExternalContext(t, opts)
+	}
+}
+
+func testCancelAlreadyCanceledExternalContext(t *testing.T, opts []runtime.Option) {
 	bubble(t, func(t *testing.T) {
-		sup := runtime.New("")
+		sup := runtime.New("", opts...)
 		ext, cancel := context.WithCancel(context.Background())
 		cancel()
 		var sawDone bool

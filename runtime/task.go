@@ -219,13 +219,15 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		// g.mu under it cannot deadlock. Without observers there is no
 		// order to keep.
 		t.mu.Lock()
-		defer t.mu.Unlock()
 	}
 	g.mu.Lock()
 	if g.closed {
 		t.ctx.base = g.ctx
 		g.mu.Unlock()
 		t.reject()
+		if tr.observed() {
+			t.mu.Unlock()
+		}
 		return t
 	}
 	t.ctx.base = g.labelsLocked(name)
@@ -236,7 +238,10 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = t.spawnSeq, tr.wall(t.started)
 		t.fnCtx = tr.taskStarting(t.fnCtx, ev)
+		t.mu.Unlock()
 	}
+	// After t.mu is released: an already done context cancels the task
+	// here, and Cancel takes t.mu.
 	if cfg.cancelOn != nil {
 		t.watch(cfg.cancelOn)
 	}
