@@ -83,16 +83,16 @@ func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
 	t.every.runCtx = nil
 	t.mu.Unlock()
 	if runCtx != nil {
-		t.reportRun(runCtx, t.every.runs.Load(), outcome, err, time.Since(start), stack)
+		t.reportRun(runCtx, t.goroutineEvent(), t.every.runs.Load(), outcome, err, time.Since(start), stack)
 	}
 }
 
-func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
+func (t *Task) reportRun(runCtx context.Context, ev *Event, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
 	tr := t.group.tree
 	if !tr.observed() {
 		return
 	}
-	ev := t.eventBuf(KindTaskRunFinished)
+	*ev = t.event(KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
 	tr.emit(runCtx, ev)
 }

@@ -166,9 +166,9 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
 			tr.emit(t.fnCtx, &ev)
 			if run := runs[i]; run.ctx != nil {
-				t.reportRun(run.ctx, t.every.runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
+				t.reportRun(run.ctx, new(Event), t.every.runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
-			t.reportFinished(t.fnCtx, 0, &t.result, 0, ev.Stack)
+			t.reportFinished(t.fnCtx, new(Event), 0, &t.result, 0, ev.Stack)
 		}
 		t.mu.Lock()
 		t.closeDoneLocked(stateAborted)

@@ -274,7 +274,7 @@ func (t *Task) reject() {
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
 		tr.emit(ctx, &ev)
-		t.reportFinished(ctx, 0, &t.result, 0, nil)
+		t.reportFinished(ctx, new(Event), 0, &t.result, 0, nil)
 	}
 	t.final = true
 }
@@ -379,7 +379,7 @@ func (t *Task) finish(res Result, stack []byte) {
 		if res.Cause != nil {
 			latency = tr.wall(end).Sub(g.cancelTime(ownAt))
 		}
-		t.reportFinished(t.fnCtx, t.endSeq, &res, latency, stack)
+		t.reportFinished(t.fnCtx, t.goroutineEvent(), t.endSeq, &res, latency, stack)
 	}
 	if failFast {
 		g.cancelWith(t.fnCtx, &TaskError{Group: g.name, Task: t.name, TaskID: t.id, Err: res.Err})
@@ -404,25 +404,25 @@ func (g *Group) cancelTime(own time.Time) time.Time {
 // reportFinished delivers t's finished event. It builds the event in
 // place: every Event-sized temporary on this path is stack that task
 // goroutines may have to grow for.
-func (t *Task) reportFinished(ctx context.Context, seq uint64, res *Result, latency time.Duration, stack []byte) {
-	ev := t.eventBuf(KindTaskFinished)
+func (t *Task) reportFinished(ctx context.Context, ev *Event, seq uint64, res *Result, latency time.Duration, stack []byte) {
+	*ev = t.event(KindTaskFinished)
 	ev.Seq = seq
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
 	ev.CancelLatency, ev.Stack = latency, stack
 	t.group.tree.emit(ctx, ev)
 }
 
-// eventBuf returns the task's event buffer, reset to an event of kind.
-// Observers get events by pointer, so an Event on the stack would escape
-// to the heap on every emit; the buffer lives in the task's extras, which
-// an observed task has anyway. Only the task's end events use it (its
-// finished and run_finished events), and those never overlap: they come
-// from the task goroutine, or, for an abort, from Shutdown while the
-// goroutine is stuck in fn.
-func (t *Task) eventBuf(kind string) *Event {
-	ev := &t.ctx.extra.ev
-	*ev = t.event(kind)
-	return ev
+// goroutineEvent returns the buffer for the end events the task goroutine
+// emits (finished, run_finished). Observers get events by pointer, so an
+// Event on the stack would escape to the heap on every emit; the buffer
+// lives in the extras an observed task has anyway. Only the task goroutine
+// uses it, one event after the other; events emitted elsewhere (an abort)
+// get their own.
+func (t *Task) goroutineEvent() *Event {
+	if t.ctx.extra == nil { // not observed: nothing is emitted
+		return nil
+	}
+	return &t.ctx.extra.ev
 }
 
 func (t *Task) closeDoneLocked(state taskState) {
