@@ -36,12 +36,13 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		panic("taskscope: Shutdown(nil context)")
 	}
 	g.mu.Lock()
-	st := g.shutdown
-	if st == nil {
-		g.shutdown = &shutdownState{done: make(chan struct{})}
+	st, first := g.shutdown, g.shutdown == nil
+	if first {
+		st = &shutdownState{done: make(chan struct{})}
+		g.shutdown = st
 	}
 	g.mu.Unlock()
-	if st != nil {
+	if !first {
 		select {
 		case <-st.done:
 			return st.err
@@ -54,7 +55,6 @@ func (g *Group) Shutdown(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
-	st = g.shutdown
 	start := time.Now()
 	tr := g.tree
 	tr.emit(ctx, &Event{Kind: KindGroupShutdownStarted, Group: g.name})

@@ -28,6 +28,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/perf/benchfmt"
 )
@@ -152,28 +153,15 @@ type budget struct {
 
 // check prints one verdict line per GOMAXPROCS and reports whether all hold.
 func (c budget) check(s samples, w io.Writer) bool {
-	procs := s.procs(c.batch, c.peer)
-	if len(procs) == 0 {
-		fmt.Fprintf(w, "FAIL [spawn] no results for batch=%s peer=%s\n", c.batch, c.peer)
-		return false
-	}
-	ok := true
-	for _, p := range procs {
-		at := func(peer string) key { return key{c.batch, peer, p} }
+	return s.eachProcs(w, "spawn", c.batch, c.peer, []string{c.fast, c.slow}, func(p int, at func(string) key) bool {
 		ns, n := s.median(at(c.peer), "sec/op")
 		allocs, _ := s.median(at(c.peer), "allocs/op")
 		bytesOp, _ := s.median(at(c.peer), "B/op")
-		fastNs, nf := s.median(at(c.fast), "sec/op")
-		slowNs, ns2 := s.median(at(c.slow), "sec/op")
-		if nf == 0 || ns2 == 0 {
-			fmt.Fprintf(w, "FAIL [spawn] cpu=%d: missing %s or %s results at batch=%s\n", p, c.fast, c.slow, c.batch)
-			ok = false
-			continue
-		}
+		fastNs, _ := s.median(at(c.fast), "sec/op")
+		slowNs, _ := s.median(at(c.slow), "sec/op")
 		_, hasAllocs := s[at(c.peer)]["allocs/op"]
 		vsFast, vsSlow := ns/fastNs, slowNs/ns
 		pass := vsFast <= c.maxVsFast && vsSlow >= c.minVsSlow && hasAllocs && allocs <= c.maxAllocs
-		ok = ok && pass
 		fmt.Fprintf(w, "%s [spawn] cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×); %s is %.2f× slower (%.0f ns, budget ≥ %.1f×); allocs budget ≤ %.0f\n",
 			verdict(pass), p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs,
 			vsFast, c.fast, fastNs*1e9, c.maxVsFast,
@@ -181,6 +169,33 @@ func (c budget) check(s samples, w io.Writer) bool {
 		if !hasAllocs {
 			fmt.Fprintf(w, "FAIL [spawn] cpu=%d: no allocs/op for %s (run with -benchmem)\n", p, c.peer)
 		}
+		return pass
+	})
+}
+
+// eachProcs runs one check for every GOMAXPROCS with results for peer at
+// batch: it reports a missing peer or missing companions (the peers the
+// check compares with) as failures, calls check otherwise, and reports
+// whether every check held.
+func (s samples) eachProcs(w io.Writer, name, batch, peer string, companions []string, check func(p int, at func(string) key) bool) bool {
+	procs := s.procs(batch, peer)
+	if len(procs) == 0 {
+		fmt.Fprintf(w, "FAIL [%s] no results for batch=%s peer=%s\n", name, batch, peer)
+		return false
+	}
+	ok := true
+	for _, p := range procs {
+		at := func(peer string) key { return key{batch, peer, p} }
+		missing := slices.DeleteFunc(slices.Clone(companions), func(c string) bool {
+			_, n := s.median(at(c), "sec/op")
+			return n > 0
+		})
+		if len(missing) > 0 {
+			fmt.Fprintf(w, "FAIL [%s] cpu=%d: missing %s results at batch=%s\n", name, p, strings.Join(missing, ", "), batch)
+			ok = false
+			continue
+		}
+		ok = check(p, at) && ok
 	}
 	return ok
 }
@@ -213,29 +228,17 @@ type allObservers struct {
 }
 
 func (c allObservers) check(s samples, w io.Writer) bool {
-	procs := s.procs(c.batch, c.peer)
-	if len(procs) == 0 {
-		fmt.Fprintf(w, "FAIL [observers-all] no results for batch=%s peer=%s\n", c.batch, c.peer)
-		return false
-	}
-	ok := true
-	for _, p := range procs {
-		ns, n := s.median(key{c.batch, c.peer, p}, "sec/op")
-		allocs, _ := s.median(key{c.batch, c.peer, p}, "allocs/op")
-		bytesOp, _ := s.median(key{c.batch, c.peer, p}, "B/op")
-		fastNs, nf := s.median(key{c.batch, c.fast, p}, "sec/op")
-		if nf == 0 {
-			fmt.Fprintf(w, "FAIL [observers-all] cpu=%d: missing %s results at batch=%s\n", p, c.fast, c.batch)
-			ok = false
-			continue
-		}
+	return s.eachProcs(w, "observers-all", c.batch, c.peer, []string{c.fast}, func(p int, at func(string) key) bool {
+		ns, n := s.median(at(c.peer), "sec/op")
+		allocs, _ := s.median(at(c.peer), "allocs/op")
+		bytesOp, _ := s.median(at(c.peer), "B/op")
+		fastNs, _ := s.median(at(c.fast), "sec/op")
 		vs := ns / fastNs
 		pass := vs <= c.maxVsFast
-		ok = ok && pass
 		fmt.Fprintf(w, "%s [observers-all] cpu=%d batch=%s n=%d: %s %.0f ns/op %.0f B/op %.0f allocs/op; %.2f× %s (%.0f ns, budget ≤ %.1f×)\n",
 			verdict(pass), p, c.batch, n, c.peer, ns*1e9, bytesOp, allocs, vs, c.fast, fastNs*1e9, c.maxVsFast)
-	}
-	return ok
+		return pass
+	})
 }
 
 // sdkOverhead is the sdk-overhead check: what SDK tracing adds to the
@@ -247,26 +250,13 @@ type sdkOverhead struct {
 }
 
 func (c sdkOverhead) check(s samples, w io.Writer) bool {
-	procs := s.procs(c.batch, c.peer)
-	if len(procs) == 0 {
-		fmt.Fprintf(w, "FAIL [sdk-overhead] no results for batch=%s peer=%s\n", c.batch, c.peer)
-		return false
-	}
-	ok := true
-	for _, p := range procs {
-		at := func(peer string) key { return key{c.batch, peer, p} }
+	return s.eachProcs(w, "sdk-overhead", c.batch, c.peer, []string{c.base, c.span, c.fast}, func(p int, at func(string) key) bool {
 		peerNs, n := s.median(at(c.peer), "sec/op")
-		baseNs, nb := s.median(at(c.base), "sec/op")
-		spanNs, ns := s.median(at(c.span), "sec/op")
-		fastNs, nf := s.median(at(c.fast), "sec/op")
-		if nb == 0 || ns == 0 || nf == 0 {
-			fmt.Fprintf(w, "FAIL [sdk-overhead] cpu=%d: missing %s, %s or %s results at batch=%s\n", p, c.base, c.span, c.fast, c.batch)
-			ok = false
-			continue
-		}
+		baseNs, _ := s.median(at(c.base), "sec/op")
+		spanNs, _ := s.median(at(c.span), "sec/op")
+		fastNs, _ := s.median(at(c.fast), "sec/op")
 		added, spanAdded := peerNs-baseNs, spanNs-fastNs
 		pass := spanAdded > 0 && added <= c.maxVsSpan*spanAdded
-		ok = ok && pass
 		ratio := 0.0
 		if spanAdded > 0 {
 			ratio = added / spanAdded
@@ -279,6 +269,6 @@ func (c sdkOverhead) check(s samples, w io.Writer) bool {
 		if spanAdded <= 0 {
 			fmt.Fprintf(w, "FAIL [sdk-overhead] cpu=%d: %s is not slower than %s; the span cost cannot be measured\n", p, c.span, c.fast)
 		}
-	}
-	return ok
+		return pass
+	})
 }
