@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -14,18 +13,36 @@ import (
 // task's own context.WithCancelCause child, so context.Cause still finds
 // the right cause.
 type taskContext struct {
-	base  context.Context // group context carrying the task's pprof labels
-	extra *taskExtra      // nil unless the task has options or observers
+	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
-	mu    sync.Mutex // guards creating own
+	extra *taskExtra // nil unless the task has options, observers or a period
 }
 
-// taskExtra holds what few tasks need, out of line to keep Task small.
+// taskLabel is what tasks of one name in one group share: it is made once
+// per (group, name) and cached in the group, so that a task record carries
+// one pointer instead of its group, its name and its label context.
+type taskLabel struct {
+	group *Group
+	name  string
+	ctx   context.Context // the group's context carrying the task's pprof labels
+}
+
+// taskExtra holds what few tasks need, out of line to keep Task small:
+// every byte of a task record is written by the spawner and read by the
+// task goroutine, often on another core.
 type taskExtra struct {
 	values  context.Context // WithParent's context, without its cancellation
 	stopExt func() bool     // stops WithCancelOn's watch
-	fnName  string          // fn's name, resolved only when observed
-	ev      Event           // buffer for the task's end events; see eventBuf
+	every   *every          // the period, for Every tasks
+	cause   error           // Result.Cause when it is not the context's (rejected tasks)
+
+	// Set only when the supervisor has observers.
+	fnName   string          // fn's name
+	fnCtx    context.Context // what fn receives: the task context as wrapped by observers
+	spawnSeq uint64          // Seq of the spawned event; guarded by group.mu
+	endSeq   uint64          // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
+	exitSeq  uint64          // Seq of the late_exit event; guarded by Task.mu
+	ev       Event           // buffer for the task's end events; see goroutineEvent
 }
 
 // ownContext is a task's own cancelable context, made on first need.
@@ -35,29 +52,29 @@ type ownContext struct {
 	at     time.Time // when the task's own cancel was requested; guarded by Task.mu
 }
 
+// activate returns the task's own context, making it on first use. Two
+// goroutines may race to make it; the loser releases its copy.
 func (c *taskContext) activate() *ownContext {
 	if o := c.own.Load(); o != nil {
 		return o
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if o := c.own.Load(); o != nil {
+	ctx, cancel := context.WithCancelCause(c.lab.ctx)
+	o := &ownContext{Context: ctx, cancel: cancel}
+	if c.own.CompareAndSwap(nil, o) {
 		return o
 	}
-	ctx, cancel := context.WithCancelCause(c.base)
-	o := &ownContext{Context: ctx, cancel: cancel}
-	c.own.Store(o)
-	return o
+	cancel(nil)
+	return c.own.Load()
 }
 
 func (c *taskContext) current() context.Context {
 	if o := c.own.Load(); o != nil {
 		return o.Context
 	}
-	return c.base
+	return c.lab.ctx
 }
 
-func (c *taskContext) Deadline() (time.Time, bool) { return c.base.Deadline() }
+func (c *taskContext) Deadline() (time.Time, bool) { return c.lab.ctx.Deadline() }
 func (c *taskContext) Done() <-chan struct{}       { return c.activate().Done() }
 func (c *taskContext) Err() error                  { return c.current().Err() }
 

@@ -32,10 +32,10 @@ func (g *Group) Every(name string, interval time.Duration, fn func(ctx context.C
 // loop runs an Every task's fn until it stops, fails by panic or is
 // canceled. Its result is judged like a plain fn's.
 func (t *Task) loop() error {
-	ctx, tr := t.fnCtx, t.group.tree
+	ctx, tr, e := t.fnContext(), t.tree(), t.periodic()
 	var timer *time.Timer
 	for {
-		run := t.every.runs.Add(1)
+		run := e.runs.Add(1)
 		runCtx := ctx
 		if tr.observed() {
 			ev := t.event(KindTaskRunStarted)
@@ -44,7 +44,7 @@ func (t *Task) loop() error {
 		}
 		start := time.Now()
 		t.mu.Lock()
-		t.every.runCtx, t.every.runStart = runCtx, start
+		e.runCtx, e.runStart = runCtx, start
 		t.mu.Unlock()
 		err := t.fn(runCtx)
 		outcome := Success
@@ -62,10 +62,10 @@ func (t *Task) loop() error {
 			return nil
 		}
 		if timer == nil {
-			timer = time.NewTimer(t.every.interval)
+			timer = time.NewTimer(e.interval)
 			defer timer.Stop()
 		} else {
-			timer.Reset(t.every.interval)
+			timer.Reset(e.interval)
 		}
 		select {
 		case <-ctx.Done():
@@ -78,17 +78,18 @@ func (t *Task) loop() error {
 // endRun reports the end of the run in progress, unless an abort already
 // reported it.
 func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
+	e := t.periodic()
 	t.mu.Lock()
-	runCtx, start := t.every.runCtx, t.every.runStart
-	t.every.runCtx = nil
+	runCtx, start := e.runCtx, e.runStart
+	e.runCtx = nil
 	t.mu.Unlock()
 	if runCtx != nil {
-		t.reportRun(runCtx, t.goroutineEvent(), t.every.runs.Load(), outcome, err, time.Since(start), stack)
+		t.reportRun(runCtx, t.goroutineEvent(), e.runs.Load(), outcome, err, time.Since(start), stack)
 	}
 }
 
 func (t *Task) reportRun(runCtx context.Context, ev *Event, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
-	tr := t.group.tree
+	tr := t.tree()
 	if !tr.observed() {
 		return
 	}

@@ -41,8 +41,8 @@ type Group struct {
 	busyChildren int        // children whose subtree is not idle
 	children     []*Group
 	idle         chan struct{}          // closed when the subtree becomes idle; nil if nobody waits
-	labels       map[string]*labelEntry // task name → ctx with pprof labels
-	lastLabel    *labelEntry            // the last name spawned
+	labels       map[string]*taskLabel // task name → its shared label
+	lastLabel    *taskLabel            // the last name spawned
 	canceledAt   time.Time              // first cancellation that reached the group
 	shutdown     *shutdownState
 }
@@ -150,32 +150,26 @@ func (g *Group) subtree() []*Group {
 	return out
 }
 
-// labelEntry is a task name's pprof label context.
-type labelEntry struct {
-	name string
-	ctx  context.Context
-}
-
-// labelsLocked returns the context carrying the pprof labels of task name
-// in g, derived from g.ctx, building it once per name. Groups mostly spawn
-// one name after another, so the last one is kept where a string compare
-// finds it.
-func (g *Group) labelsLocked(name string) context.Context {
-	if e := g.lastLabel; e != nil && e.name == name {
-		return e.ctx
+// labelsLocked returns the label of task name in g, whose context carries
+// the pprof labels, derived from g.ctx, building it once per name. Groups
+// mostly spawn one name after another, so the last one is kept where a
+// string compare finds it.
+func (g *Group) labelsLocked(name string) *taskLabel {
+	if l := g.lastLabel; l != nil && l.name == name {
+		return l
 	}
-	e, ok := g.labels[name]
+	l, ok := g.labels[name]
 	if !ok {
-		e = &labelEntry{name, pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))}
+		l = &taskLabel{group: g, name: name, ctx: pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))}
 		if len(g.labels) < maxLabelCache {
 			if g.labels == nil {
-				g.labels = make(map[string]*labelEntry)
+				g.labels = make(map[string]*taskLabel)
 			}
-			g.labels[name] = e
+			g.labels[name] = l
 		}
 	}
-	g.lastLabel = e
-	return e.ctx
+	g.lastLabel = l
+	return l
 }
 
 // pprof label keys set on every task goroutine.

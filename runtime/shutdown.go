@@ -133,11 +133,17 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			t.mu.Lock()
 			if t.state == stateRunning {
 				t.state = stateAborted
-				t.endSeq = g.tree.nextSeq()
-				t.result = Result{Outcome: Aborted, Err: ErrAborted, Cause: context.Cause(&t.ctx), Duration: now - t.started}
+				if x := t.ctx.extra; x != nil {
+					x.endSeq = g.tree.nextSeq()
+				}
+				res := Result{Outcome: Aborted, Err: ErrAborted, Duration: now - t.started}
+				if t.ctx.Err() != nil {
+					res.Cause = context.Cause(&t.ctx)
+				}
+				t.setResultLocked(&res)
 				t.abandoned = true
 				var run abortedRun
-				if e := t.every; e != nil {
+				if e := t.periodic(); e != nil {
 					run = abortedRun{e.runCtx, e.runStart}
 					e.runCtx = nil // the abort reports the run in progress
 				}
@@ -157,18 +163,19 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 	stacks := labeledStacks()
 	infos := make([]TaskInfo, len(tasks))
 	for i, t := range tasks {
-		stack := stacks[labelKey{t.group.name, t.name}]
+		stack := stacks[labelKey{t.Group(), t.Name()}]
 		infos[i] = t.info(Abandoned)
 		infos[i].Stack = stack
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)
-			ev.Seq = t.endSeq
-			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, t.result.Cause, t.result.Duration, []byte(stack)
-			tr.emit(t.fnCtx, &ev)
+			res := t.resultLocked() // final: nobody changes it any more
+			ev.Seq = t.ctx.extra.endSeq
+			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, res.Cause, res.Duration, []byte(stack)
+			tr.emit(t.fnContext(), &ev)
 			if run := runs[i]; run.ctx != nil {
-				t.reportRun(run.ctx, new(Event), t.every.runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
+				t.reportRun(run.ctx, new(Event), t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
-			t.reportFinished(t.fnCtx, new(Event), 0, &t.result, 0, ev.Stack)
+			t.reportFinished(t.fnContext(), new(Event), 0, &res, 0, ev.Stack)
 		}
 		t.mu.Lock()
 		t.closeDoneLocked(stateAborted)

@@ -36,14 +36,14 @@ type GroupSnapshot struct {
 func (t *Task) info(state TaskState) TaskInfo {
 	info := TaskInfo{
 		ID:       t.id,
-		Name:     t.name,
-		Group:    t.group.name,
-		Started:  t.group.tree.wall(t.started),
+		Name:     t.Name(),
+		Group:    t.Group(),
+		Started:  t.tree().wall(t.started),
 		State:    state,
 		Interval: t.interval(),
 	}
-	if t.every != nil {
-		info.Runs = t.every.runs.Load()
+	if e := t.periodic(); e != nil {
+		info.Runs = e.runs.Load()
 	}
 	return info
 }
@@ -75,11 +75,20 @@ func (t *Task) runningState(running bool) TaskState {
 // Seq is shown as it was before that event, so that a snapshot and the
 // events after its Seq never disagree. Called with t.group.mu held.
 func (t *Task) stateAtLocked(seq uint64) TaskState {
-	if t.spawnSeq > seq {
+	// Unobserved tasks have no events, so no Seq to agree with: zeros.
+	var spawnSeq, endSeq, exitSeq uint64
+	x := t.ctx.extra
+	if x != nil {
+		spawnSeq = x.spawnSeq
+	}
+	if spawnSeq > seq {
 		return 0 // the stream reports its spawn after the snapshot
 	}
 	t.mu.Lock()
-	state, endSeq, exitSeq := t.state, t.endSeq, t.exitSeq
+	state := t.state
+	if x != nil {
+		endSeq, exitSeq = x.endSeq, x.exitSeq
+	}
 	t.mu.Unlock()
 	switch {
 	case state == stateRunning || endSeq > seq:

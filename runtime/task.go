@@ -35,30 +35,31 @@ type Result struct {
 
 // Task is a handle to one supervised task. Its methods are safe for
 // concurrent use.
+//
+// The record is kept to 112 bytes, rare fields out of line in
+// taskContext.extra: the spawner writes it and the task goroutine, often
+// on another core, finishes it, so its size is paid in allocation, GC and
+// cache misses on every task.
 type Task struct {
 	id      uint64
-	name    string
-	group   *Group
 	fn      func(context.Context) error
-	every   *every        // nil for plain tasks
 	started time.Duration // since the supervisor's epoch: one monotonic clock read
-	ctx     taskContext
-	fnCtx   context.Context // what fn receives: ctx as wrapped by observers; set before the goroutine starts
+	ctx     taskContext   // also holds the group and the name (ctx.lab)
 
 	// Guarded by group.mu.
 	prev, next *Task
-	spawnSeq   uint64 // sequence number of the spawned event
 	abandoned  bool
 
 	returned bool // fn returned normally; touched only by the task goroutine
 
-	mu      sync.Mutex // guards the fields below
-	state   taskState
-	final   bool   // Done is (or, once made, will be) closed
-	endSeq  uint64 // Seq of the finished (or, for aborted tasks, aborted) event
-	exitSeq uint64 // Seq of the late_exit event
-	result  Result
-	done    chan struct{} // made on demand by Done
+	mu       sync.Mutex // guards the fields below
+	state    taskState
+	final    bool // Done is (or, once made, will be) closed
+	canceled bool // the task's context was done when it ended: Result.Cause is its cause
+	outcome  Outcome
+	err      error
+	duration time.Duration
+	done     chan struct{} // made on demand by Done
 }
 
 // every is what only periodic tasks carry.
@@ -87,10 +88,13 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (t *Task) ID() uint64 { return t.id }
 
 // Name returns the task's name.
-func (t *Task) Name() string { return t.name }
+func (t *Task) Name() string { return t.ctx.lab.name }
 
 // Group returns the dotted name of the task's group.
-func (t *Task) Group() string { return t.group.name }
+func (t *Task) Group() string { return t.owner().name }
+
+// owner is the task's group.
+func (t *Task) owner() *Group { return t.ctx.lab.group }
 
 // Done returns a channel closed once the task has ended and its
 // [KindTaskFinished] event has been delivered: fn returned, or the task was
@@ -116,7 +120,27 @@ func (t *Task) Result() Result {
 	if !t.final {
 		return Result{}
 	}
-	return t.result
+	return t.resultLocked()
+}
+
+// resultLocked assembles the Result from its parts. The cause is not
+// stored: a context's cause never changes once it is done, so reading it
+// now gives what it was when the task ended.
+func (t *Task) resultLocked() Result {
+	r := Result{Outcome: t.outcome, Err: t.err, Duration: t.duration}
+	switch {
+	case t.ctx.extra != nil && t.ctx.extra.cause != nil:
+		r.Cause = t.ctx.extra.cause
+	case t.canceled:
+		r.Cause = context.Cause(&t.ctx)
+	}
+	return r
+}
+
+// setResultLocked records how the task ended.
+func (t *Task) setResultLocked(res *Result) {
+	t.outcome, t.err, t.duration = res.Outcome, res.Err, res.Duration
+	t.canceled = res.Cause != nil
 }
 
 // Cancel requests cancellation of this task alone, with cause (nil means
@@ -141,40 +165,54 @@ func (t *Task) cancelWith(cause error, at time.Time) {
 	}
 	o.at = at
 	o.cancel(cause)
-	if t.group.tree.observed() {
+	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskCancelRequested)
 		ev.Cause = context.Cause(o)
 		ev.Err = cause
-		t.group.tree.emit(t.fnCtx, &ev)
+		tr.emit(t.fnContext(), &ev)
 	}
 }
 
-// fnName is fn's name, known when the supervisor has observers.
-func (t *Task) fnName() string {
-	if t.ctx.extra == nil {
-		return ""
+func (t *Task) tree() *tree { return t.owner().tree }
+
+// fnContext is what fn receives: the task context, as wrapped by the
+// observers' TaskStarting.
+func (t *Task) fnContext() context.Context {
+	if x := t.ctx.extra; x != nil && x.fnCtx != nil {
+		return x.fnCtx
 	}
-	return t.ctx.extra.fnName
+	return &t.ctx
+}
+
+// periodic returns an Every task's period state, nil for plain tasks.
+func (t *Task) periodic() *every {
+	if x := t.ctx.extra; x != nil {
+		return x.every
+	}
+	return nil
 }
 
 // interval is the period of an Every task, 0 for plain tasks.
 func (t *Task) interval() time.Duration {
-	if t.every == nil {
-		return 0
+	if e := t.periodic(); e != nil {
+		return e.interval
 	}
-	return t.every.interval
+	return 0
 }
 
 // event returns an event of kind about t, without Seq and Time.
 func (t *Task) event(kind string) Event {
-	return Event{
+	ev := Event{
 		Kind:     kind,
-		Group:    t.group.name,
-		Task:     t.name,
+		Group:    t.Group(),
+		Task:     t.Name(),
 		TaskID:   t.id,
-		Function: t.fnName(),
 		Interval: t.interval(),
 	}
+	if x := t.ctx.extra; x != nil {
+		ev.Function = x.fnName
+	}
+	return ev
 }
 
 // Go starts fn as a task named name ("" means [DefaultTaskName]) in g and
@@ -200,19 +238,21 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		cfg = newTaskConfig(opts) // out of line: cfg escapes through the interface calls
 	}
 	tr := g.tree
-	t := &Task{id: tr.ids.Add(1), name: name, group: g, fn: fn, started: tr.now()}
-	t.fnCtx = &t.ctx
-	if interval > 0 {
-		t.every = &every{interval: interval}
-	}
-	if len(opts) > 0 || tr.observed() {
-		t.ctx.extra = &taskExtra{}
+	t := &Task{id: tr.ids.Add(1), fn: fn, started: tr.now()}
+	if len(opts) > 0 || tr.observed() || interval > 0 {
+		x := &taskExtra{}
 		if cfg.parent != nil {
-			t.ctx.extra.values = context.WithoutCancel(cfg.parent)
+			x.values = context.WithoutCancel(cfg.parent)
 		}
+		if interval > 0 {
+			x.every = &every{interval: interval}
+		}
+		if tr.observed() {
+			x.fnName = tr.funcName(fn)
+		}
+		t.ctx.extra = x
 	}
 	if tr.observed() {
-		t.ctx.extra.fnName = tr.funcName(fn)
 		// t.mu is held until observers have seen the spawn, so that a
 		// Cancel or an abort that finds the task once it is linked reports
 		// after it. Nobody else can lock t.mu before the link, so taking
@@ -222,22 +262,24 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	g.mu.Lock()
 	if g.closed {
-		t.ctx.base = g.ctx
 		g.mu.Unlock()
+		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
 		t.reject()
 		if tr.observed() {
 			t.mu.Unlock()
 		}
 		return t
 	}
-	t.ctx.base = g.labelsLocked(name)
+	t.ctx.lab = g.labelsLocked(name)
 	g.linkLocked(t)
-	t.spawnSeq = tr.nextSeq()
+	if tr.observed() {
+		t.ctx.extra.spawnSeq = tr.nextSeq()
+	}
 	g.mu.Unlock()
 	if tr.observed() {
 		ev := t.event(KindTaskSpawned)
-		ev.Seq, ev.Time = t.spawnSeq, tr.wall(t.started)
-		t.fnCtx = tr.taskStarting(t.fnCtx, ev)
+		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
+		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
 		t.mu.Unlock()
 	}
 	// After t.mu is released: an already done context cancels the task
@@ -263,18 +305,23 @@ func (t *Task) watch(ext context.Context) {
 
 // reject ends a task spawned on a closed group without running it.
 func (t *Task) reject() {
-	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.group.name, t.name, ErrClosed)
-	t.result = Result{Outcome: Canceled, Err: err, Cause: err}
+	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.Group(), t.Name(), ErrClosed)
+	if t.ctx.extra == nil {
+		t.ctx.extra = &taskExtra{}
+	}
+	t.ctx.extra.cause = err
+	res := Result{Outcome: Canceled, Err: err, Cause: err}
+	t.setResultLocked(&res)
 	t.state = stateDone
-	t.fnCtx = &t.ctx
-	if tr := t.group.tree; tr.observed() {
+	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
-		ctx := tr.taskStarting(t.fnCtx, ev)
+		ctx := tr.taskStarting(&t.ctx, ev)
+		t.ctx.extra.fnCtx = ctx
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
 		tr.emit(ctx, &ev)
-		t.reportFinished(ctx, new(Event), 0, &t.result, 0, nil)
+		t.reportFinished(ctx, new(Event), 0, &res, 0, nil)
 	}
 	t.final = true
 }
@@ -283,16 +330,16 @@ func (t *Task) reject() {
 // finished event run at the bottom of this call chain, and a stack growth
 // costs more than the whole spawn.
 func (t *Task) run() {
-	pprof.SetGoroutineLabels(t.ctx.base)
-	if t.group.tree.observed() {
+	pprof.SetGoroutineLabels(t.ctx.lab.ctx)
+	if t.ctx.extra != nil && t.tree().observed() {
 		growStack()
 	}
 	defer t.exitAbnormally()
 	var err error
-	if t.every != nil {
+	if t.periodic() != nil {
 		err = t.loop()
 	} else {
-		err = t.fn(t.fnCtx)
+		err = t.fn(t.fnContext())
 	}
 	t.returned = true
 	res := Result{Outcome: Success, Err: err}
@@ -333,24 +380,27 @@ func (t *Task) exitAbnormally() {
 		stack = debug.Stack()
 		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
 	}
-	if t.every != nil {
+	if t.periodic() != nil {
 		t.endRun(res.Outcome, res.Err, stack)
 	}
 	t.finish(res, stack)
-	if r != nil && t.group.policy == Crash {
+	if r != nil && t.owner().policy == Crash {
 		panic(r)
 	}
 }
 
 // finish reports the outcome, updates the books and closes Done.
 func (t *Task) finish(res Result, stack []byte) {
-	if x := t.ctx.extra; x != nil && x.stopExt != nil {
+	x := t.ctx.extra
+	if x != nil && x.stopExt != nil {
 		x.stopExt()
 	}
-	g, tr := t.group, t.group.tree
+	g, tr := t.owner(), t.tree()
 	end := tr.now()
 	res.Duration = end - t.started
-	res.Cause = context.Cause(&t.ctx)
+	if res.Outcome == Canceled || t.ctx.Err() != nil {
+		res.Cause = context.Cause(&t.ctx)
+	}
 	failFast := g.failFast && (res.Outcome == Error || res.Outcome == Panic)
 	t.mu.Lock()
 	if t.state == stateAborted {
@@ -358,8 +408,7 @@ func (t *Task) finish(res Result, stack []byte) {
 		t.lateExit(res)
 		return
 	}
-	t.endSeq = tr.nextSeq() // with the state change, for Snapshot
-	t.result = res
+	t.setResultLocked(&res)
 	if !tr.observed() && !failFast {
 		// Nothing to report before Done closes: end in one step.
 		t.closeDoneLocked(stateDone)
@@ -372,17 +421,23 @@ func (t *Task) finish(res Result, stack []byte) {
 	if o := t.ctx.own.Load(); o != nil {
 		ownAt = o.at
 	}
+	var seq uint64
+	if tr.observed() {
+		seq = tr.nextSeq() // with the state change, for Snapshot
+		x.endSeq = seq
+	}
 	t.mu.Unlock()
 
+	ctx := t.fnContext()
 	if tr.observed() {
 		var latency time.Duration
 		if res.Cause != nil {
 			latency = tr.wall(end).Sub(g.cancelTime(ownAt))
 		}
-		t.reportFinished(t.fnCtx, t.goroutineEvent(), t.endSeq, &res, latency, stack)
+		t.reportFinished(ctx, t.goroutineEvent(), seq, &res, latency, stack)
 	}
 	if failFast {
-		g.cancelWith(t.fnCtx, &TaskError{Group: g.name, Task: t.name, TaskID: t.id, Err: res.Err})
+		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: res.Err})
 	}
 	g.retire(t)
 	t.mu.Lock()
@@ -409,7 +464,7 @@ func (t *Task) reportFinished(ctx context.Context, ev *Event, seq uint64, res *R
 	ev.Seq = seq
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
 	ev.CancelLatency, ev.Stack = latency, stack
-	t.group.tree.emit(ctx, ev)
+	t.tree().emit(ctx, ev)
 }
 
 // goroutineEvent returns the buffer for the end events the task goroutine
@@ -419,7 +474,7 @@ func (t *Task) reportFinished(ctx context.Context, ev *Event, seq uint64, res *R
 // uses it, one event after the other; events emitted elsewhere (an abort)
 // get their own.
 func (t *Task) goroutineEvent() *Event {
-	if t.ctx.extra == nil { // not observed: nothing is emitted
+	if t.ctx.extra == nil { // only unobserved tasks have no extras
 		return nil
 	}
 	return &t.ctx.extra.ev
@@ -435,18 +490,19 @@ func (t *Task) closeDoneLocked(state taskState) {
 // lateExit closes the books of an abandoned task whose goroutine returned.
 func (t *Task) lateExit(res Result) {
 	<-t.Done() // the abort's own events come first
-	g, tr := t.group, t.group.tree
-	t.mu.Lock()
-	t.exitSeq = tr.nextSeq()
-	t.mu.Unlock()
+	g, tr := t.owner(), t.tree()
 	if tr.observed() {
+		t.mu.Lock()
+		seq := tr.nextSeq()
+		t.ctx.extra.exitSeq = seq
+		t.mu.Unlock()
 		ev := t.event(KindTaskLateExit)
-		ev.Seq = t.exitSeq
+		ev.Seq = seq
 		ev.Outcome, ev.Err, ev.Cause, ev.Duration = Aborted, res.Err, res.Cause, res.Duration
 		if pe, ok := errors.AsType[*PanicError](res.Err); ok {
 			ev.Stack = pe.Stack
 		}
-		tr.emit(t.fnCtx, &ev)
+		tr.emit(t.fnContext(), &ev)
 	}
 	g.mu.Lock()
 	g.unlinkLocked(t)
