@@ -40,10 +40,10 @@ type Group struct {
 	live         int        // tasks in the list that are not abandoned
 	busyChildren int        // children whose subtree is not idle
 	children     []*Group
-	idle         chan struct{}          // closed when the subtree becomes idle; nil if nobody waits
+	idle         chan struct{}         // closed when the subtree becomes idle; nil if nobody waits
 	labels       map[string]*taskLabel // task name → its shared label
 	lastLabel    *taskLabel            // the last name spawned
-	canceledAt   time.Time              // first cancellation that reached the group
+	canceledAt   time.Time             // first cancellation that reached the group
 	shutdown     *shutdownState
 }
 
