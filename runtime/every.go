@@ -93,7 +93,7 @@ func (t *Task) reportRun(runCtx context.Context, ev *Event, run uint64, outcome 
 	if !tr.observed() {
 		return
 	}
-	*ev = t.event(KindTaskRunFinished)
+	t.fillEvent(ev, KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
 	tr.emit(runCtx, ev)
 }

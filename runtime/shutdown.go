@@ -175,7 +175,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			if run := runs[i]; run.ctx != nil {
 				t.reportRun(run.ctx, new(Event), t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
-			t.reportFinished(t.fnContext(), new(Event), 0, &res, 0, ev.Stack)
+			t.reportFinished(t.fnContext(), &res, ev.Stack)
 		}
 		t.mu.Lock()
 		t.closeDoneLocked(stateAborted)

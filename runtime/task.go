@@ -201,18 +201,20 @@ func (t *Task) interval() time.Duration {
 }
 
 // event returns an event of kind about t, without Seq and Time.
-func (t *Task) event(kind string) Event {
-	ev := Event{
-		Kind:     kind,
-		Group:    t.Group(),
-		Task:     t.Name(),
-		TaskID:   t.id,
-		Interval: t.interval(),
-	}
+func (t *Task) event(kind string) (ev Event) {
+	t.fillEvent(&ev, kind)
+	return ev
+}
+
+// fillEvent makes *ev an event of kind about t, without Seq and Time. It
+// writes in place: on the task goroutine, an Event-sized temporary is
+// stack the goroutine would have to grow for.
+func (t *Task) fillEvent(ev *Event, kind string) {
+	*ev = Event{}
+	ev.Kind, ev.Group, ev.Task, ev.TaskID, ev.Interval = kind, t.Group(), t.Name(), t.id, t.interval()
 	if x := t.ctx.extra; x != nil {
 		ev.Function = x.fnName
 	}
-	return ev
 }
 
 // Go starts fn as a task named name ("" means [DefaultTaskName]) in g and
@@ -321,19 +323,17 @@ func (t *Task) reject() {
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
 		tr.emit(ctx, &ev)
-		t.reportFinished(ctx, new(Event), 0, &res, 0, nil)
+		t.reportFinished(ctx, &res, nil)
 	}
 	t.final = true
 }
 
-// run is the task goroutine. It stays shallow: the observers of the
-// finished event run at the bottom of this call chain, and a stack growth
-// costs more than the whole spawn.
+// run is the task goroutine. The frames from here to the observers of the
+// finished event are kept small (no Result or Event values on the way):
+// a goroutine starts with 2 KiB of stack, about half of it usable before
+// it must grow, and growing it costs more than the whole spawn.
 func (t *Task) run() {
 	pprof.SetGoroutineLabels(t.ctx.lab.ctx)
-	if t.ctx.extra != nil && t.tree().observed() {
-		growStack()
-	}
 	defer t.exitAbnormally()
 	var err error
 	if t.periodic() != nil {
@@ -342,30 +342,17 @@ func (t *Task) run() {
 		err = t.fn(t.fnContext())
 	}
 	t.returned = true
-	res := Result{Outcome: Success, Err: err}
+	outcome := Success
 	switch {
 	case t.ctx.Err() != nil:
-		res.Outcome = Canceled
+		outcome = Canceled
 	case err != nil:
-		res.Outcome = Error
+		outcome = Error
 	}
-	t.finish(res, nil)
+	if t.finish(outcome, err) {
+		t.report(nil)
+	}
 }
-
-// growStack makes an observed task goroutine's stack grow now, while it is
-// two frames deep. Observers (a histogram observation, a span's end) take
-// the finish path past the 2 KiB a goroutine starts with; growing there,
-// ten frames down, costs several times more, because every frame on the
-// stack is adjusted when it is copied.
-//
-//go:noinline
-func growStack() {
-	var pad [1536]byte
-	use(pad[:])
-}
-
-//go:noinline
-func use([]byte) {}
 
 // exitAbnormally reports a task whose fn panicked or called
 // runtime.Goexit; it does nothing after a normal return.
@@ -383,66 +370,90 @@ func (t *Task) exitAbnormally() {
 	if t.periodic() != nil {
 		t.endRun(res.Outcome, res.Err, stack)
 	}
-	t.finish(res, stack)
+	if t.finish(res.Outcome, res.Err) {
+		t.report(stack)
+	}
 	if r != nil && t.owner().policy == Crash {
 		panic(r)
 	}
 }
 
-// finish reports the outcome, updates the books and closes Done.
-func (t *Task) finish(res Result, stack []byte) {
+// finish records the outcome. Without observers or fail-fast it also
+// updates the books and closes Done; otherwise it returns true, and the
+// caller calls report, so that finish's frame is off the stack while the
+// observers run.
+func (t *Task) finish(outcome Outcome, err error) (report bool) {
 	x := t.ctx.extra
 	if x != nil && x.stopExt != nil {
 		x.stopExt()
 	}
 	g, tr := t.owner(), t.tree()
 	end := tr.now()
-	res.Duration = end - t.started
-	if res.Outcome == Canceled || t.ctx.Err() != nil {
-		res.Cause = context.Cause(&t.ctx)
-	}
-	failFast := g.failFast && (res.Outcome == Error || res.Outcome == Panic)
 	t.mu.Lock()
 	if t.state == stateAborted {
 		t.mu.Unlock()
-		t.lateExit(res)
-		return
+		t.lateExit(outcome, err, end)
+		return false
 	}
-	t.setResultLocked(&res)
-	if !tr.observed() && !failFast {
+	t.outcome, t.err, t.duration = outcome, err, end-t.started
+	t.canceled = outcome == Canceled || t.ctx.Err() != nil
+	if !tr.observed() && !t.failsFast() {
 		// Nothing to report before Done closes: end in one step.
 		t.closeDoneLocked(stateDone)
 		t.mu.Unlock()
 		g.retire(t)
-		return
+		return false
 	}
 	t.state = stateFinishing
-	var ownAt time.Time
-	if o := t.ctx.own.Load(); o != nil {
-		ownAt = o.at
-	}
-	var seq uint64
 	if tr.observed() {
-		seq = tr.nextSeq() // with the state change, for Snapshot
-		x.endSeq = seq
+		x.endSeq = tr.nextSeq() // with the state change, for Snapshot
 	}
 	t.mu.Unlock()
+	return true
+}
 
-	ctx := t.fnContext()
+// failsFast reports whether t's outcome cancels its group.
+func (t *Task) failsFast() bool {
+	return t.owner().failFast && (t.outcome == Error || t.outcome == Panic)
+}
+
+// report ends what finish began for a task in stateFinishing: it delivers
+// the finished event, applies fail-fast, updates the books and closes
+// Done. Only the task goroutine writes the result, and it is done writing,
+// so it is read without the lock.
+func (t *Task) report(stack []byte) {
+	g, tr, ctx := t.owner(), t.tree(), t.fnContext()
 	if tr.observed() {
-		var latency time.Duration
-		if res.Cause != nil {
-			latency = tr.wall(end).Sub(g.cancelTime(ownAt))
+		ev := t.goroutineEvent()
+		t.fillEvent(ev, KindTaskFinished)
+		ev.Seq = t.ctx.extra.endSeq
+		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.err, t.duration, stack
+		if t.canceled {
+			t.setCancelInfo(ev)
 		}
-		t.reportFinished(ctx, t.goroutineEvent(), seq, &res, latency, stack)
+		tr.emit(ctx, ev)
 	}
-	if failFast {
-		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: res.Err})
+	if t.failsFast() {
+		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.err})
 	}
 	g.retire(t)
 	t.mu.Lock()
 	t.closeDoneLocked(stateDone)
 	t.mu.Unlock()
+}
+
+// setCancelInfo sets the cause and the cancel latency (from the request
+// that reached the task first to its end) of a canceled task's event.
+//
+//go:noinline
+func (t *Task) setCancelInfo(ev *Event) {
+	ev.Cause = context.Cause(&t.ctx)
+	var ownAt time.Time // Cancel writes it only while the task is running
+	if o := t.ctx.own.Load(); o != nil {
+		ownAt = o.at
+	}
+	tr := t.tree()
+	ev.CancelLatency = tr.wall(t.started + t.duration).Sub(t.owner().cancelTime(ownAt))
 }
 
 // cancelTime is the earliest of the task's own cancel time and the group's.
@@ -456,15 +467,12 @@ func (g *Group) cancelTime(own time.Time) time.Time {
 	return at
 }
 
-// reportFinished delivers t's finished event. It builds the event in
-// place: every Event-sized temporary on this path is stack that task
-// goroutines may have to grow for.
-func (t *Task) reportFinished(ctx context.Context, ev *Event, seq uint64, res *Result, latency time.Duration, stack []byte) {
-	*ev = t.event(KindTaskFinished)
-	ev.Seq = seq
-	ev.Outcome, ev.Err, ev.Cause, ev.Duration = res.Outcome, res.Err, res.Cause, res.Duration
-	ev.CancelLatency, ev.Stack = latency, stack
-	t.tree().emit(ctx, ev)
+// reportFinished delivers the finished event of a task ended by something
+// other than its goroutine (a rejection, an abort).
+func (t *Task) reportFinished(ctx context.Context, res *Result, stack []byte) {
+	ev := t.event(KindTaskFinished)
+	ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = res.Outcome, res.Err, res.Cause, res.Duration, stack
+	t.tree().emit(ctx, &ev)
 }
 
 // goroutineEvent returns the buffer for the end events the task goroutine
@@ -488,7 +496,7 @@ func (t *Task) closeDoneLocked(state taskState) {
 }
 
 // lateExit closes the books of an abandoned task whose goroutine returned.
-func (t *Task) lateExit(res Result) {
+func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 	<-t.Done() // the abort's own events come first
 	g, tr := t.owner(), t.tree()
 	if tr.observed() {
@@ -498,8 +506,11 @@ func (t *Task) lateExit(res Result) {
 		t.mu.Unlock()
 		ev := t.event(KindTaskLateExit)
 		ev.Seq = seq
-		ev.Outcome, ev.Err, ev.Cause, ev.Duration = Aborted, res.Err, res.Cause, res.Duration
-		if pe, ok := errors.AsType[*PanicError](res.Err); ok {
+		ev.Outcome, ev.Err, ev.Duration = Aborted, err, end-t.started
+		if outcome == Canceled || t.ctx.Err() != nil {
+			ev.Cause = context.Cause(&t.ctx)
+		}
+		if pe, ok := errors.AsType[*PanicError](err); ok {
 			ev.Stack = pe.Stack
 		}
 		tr.emit(t.fnContext(), &ev)
