@@ -24,8 +24,21 @@ func (r *ring) at(i int) *runtime.Event { return &r.buf[(r.head+i)%len(r.buf)] }
 // evicted at once). Events go by pointer: this runs on task goroutines,
 // whose stacks should not grow for it.
 func (r *ring) push(ev *runtime.Event) (evictedSeq uint64, evicted bool) {
-	if r.max <= 0 {
+	slot, evictedSeq, evicted := r.reserve()
+	if slot == nil {
 		return ev.Seq, true
+	}
+	*slot = *ev
+	return evictedSeq, evicted
+}
+
+// reserve makes room for one event at the end and returns it, to be
+// written in place. When the ring is full it first evicts the oldest
+// event and returns its Seq with true. With max 0 it returns a nil slot:
+// the ring keeps nothing.
+func (r *ring) reserve() (slot *runtime.Event, evictedSeq uint64, evicted bool) {
+	if r.max <= 0 {
+		return nil, 0, false
 	}
 	if r.n == len(r.buf) {
 		if len(r.buf) < r.max {
@@ -37,9 +50,9 @@ func (r *ring) push(ev *runtime.Event) (evictedSeq uint64, evicted bool) {
 			r.n--
 		}
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = *ev
+	slot = &r.buf[(r.head+r.n)%len(r.buf)]
 	r.n++
-	return evictedSeq, evicted
+	return slot, evictedSeq, evicted
 }
 
 // pop removes and returns the oldest event; the ring must not be empty.

@@ -49,6 +49,7 @@ type Stream struct {
 	evictedSinceMax         uint64
 	subs                    []*Subscription
 	closed                  bool
+	scratch                 runtime.Event // publish's copy when there is no replay ring
 
 	published atomic.Uint64
 	dropped   atomic.Uint64
@@ -112,25 +113,31 @@ func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Con
 // Observe publishes ev.
 func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev) }
 
-// ObserveEvent implements [runtime.EventObserver]. publish caps payloads
-// in place, so it works on a copy: the event is shared with the other
-// observers.
-func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) {
-	e := *ev
-	s.publish(&e)
-}
+// ObserveEvent implements [runtime.EventObserver]: Observe without the
+// copy of the event.
+func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) { s.publish(ev) }
 
 // publish runs on the goroutine that caused the event, often a task's, so
-// it passes the event by pointer and keeps its frames small.
+// it keeps its frames small: the event is copied once, straight into its
+// slot in the replay ring, and capped there (it is shared with the other
+// observers, so it is not changed in place).
 func (s *Stream) publish(ev *runtime.Event) {
-	capEvent(ev, s.maxStack, s.maxMessage) // outside the lock: it may copy a stack
-	lvl := ev.Level()
 	s.mu.Lock()
-	if seq, ok := s.replay.push(ev); ok {
+	e, seq, evicted := s.replay.reserve()
+	if e == nil { // no replay: the event passes through scratch
+		e, seq, evicted = &s.scratch, ev.Seq, true
+	}
+	*e = *ev
+	capEvent(e, s.maxStack, s.maxMessage)
+	if evicted {
 		s.evicted(seq)
 	}
+	lvl := e.Level()
 	for _, sub := range s.subs {
-		sub.offer(ev, lvl)
+		sub.offer(e, lvl)
+	}
+	if e == &s.scratch {
+		*e = runtime.Event{} // let the GC have its error and stack
 	}
 	s.mu.Unlock()
 	s.published.Add(1)

@@ -71,7 +71,9 @@ type Event struct {
 
 // Level is the severity every channel uses for the event: lifecycle at
 // debug, cancellation at info, errors and aborts at warn, panics at error.
-func (e Event) Level() slog.Level {
+// It takes a pointer: observers call it on task goroutines, where a copy
+// of the event is stack the goroutine may have to grow for.
+func (e *Event) Level() slog.Level {
 	switch e.Kind {
 	case KindTaskFinished, KindTaskRunFinished, KindTaskLateExit:
 		return e.Outcome.level()

@@ -235,6 +235,13 @@ func (l *lazy[T]) get(mk func() T) *T {
 	if p := l.p.Load(); p != nil {
 		return p
 	}
+	return l.make(mk)
+}
+
+// make is get's slow path, out of line so that get's frame stays small.
+//
+//go:noinline
+func (l *lazy[T]) make(mk func() T) *T {
 	v := mk()
 	if l.p.CompareAndSwap(nil, &v) {
 		return &v

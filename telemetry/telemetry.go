@@ -142,9 +142,7 @@ func (t *Telemetry) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 	case runtime.KindTaskRunFinished:
 		t.runFinished(ctx, ev)
 	case runtime.KindGroupCancelRequested:
-		// A group cancel reaches every task below it without a per-task
-		// event; it is counted once, with task="".
-		t.m.cancellations.WithLabelValues(t.cache.groupLabel(ev.Group), "", causeKind(ev)).Inc()
+		t.groupCancelRequested(ev)
 	case runtime.KindGroupShutdownStarted:
 		if t.tracer != nil {
 			t.startShutdown(ctx, ev)
@@ -154,21 +152,46 @@ func (t *Telemetry) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 	}
 }
 
+// groupCancelRequested counts a group cancel. It reaches every task below
+// the group without a per-task event, so it is counted once, with task="".
+func (t *Telemetry) groupCancelRequested(ev *runtime.Event) {
+	t.m.cancellations.WithLabelValues(t.cache.groupLabel(ev.Group), "", causeKind(ev)).Inc()
+}
+
+// taskFinished runs on the task goroutine at the bottom of its stack: with
+// tracing off it stays in small frames (no span context on the way).
 func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 	s := t.cache.entry(ev.Group, ev.Task, false).s
 	s.running.Dec()
 	errType := runtime.ErrorType(ev.Outcome, ev.Err)
-	label := errType
-	if ev.Outcome == runtime.Error {
-		label = t.cache.errorTypeLabel(errType)
-	}
-	s.finishedCounter(ev.Outcome, label).Inc()
-
-	var span trace.Span
+	s.finishedCounter(ev.Outcome, t.errorTypeLabel(ev.Outcome, errType)).Inc()
 	if t.tracer != nil {
-		if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
-			span = tc.span // nil for periodic tasks: their runs have spans
+		t.taskFinishedTraced(ctx, ev, s, errType)
+		return
+	}
+	if !t.wasRejected(ev) {
+		s.durationObserver(ev.Outcome).o.Observe(ev.Duration.Seconds())
+		if ev.Outcome == runtime.Canceled {
+			s.cancelLatency().o.Observe(ev.CancelLatency.Seconds())
 		}
+	}
+}
+
+// errorTypeLabel is the error_type label value: capped for outcome error,
+// whose types are open-ended.
+func (t *Telemetry) errorTypeLabel(o runtime.Outcome, errType string) string {
+	if o == runtime.Error {
+		return t.cache.errorTypeLabel(errType)
+	}
+	return errType
+}
+
+// taskFinishedTraced is taskFinished's rest with tracing on: the
+// histograms get the task span's trace as an exemplar, and the span ends.
+func (t *Telemetry) taskFinishedTraced(ctx context.Context, ev *runtime.Event, s *series, errType string) {
+	var span trace.Span
+	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
+		span = tc.span // nil for periodic tasks: their runs have spans
 	}
 	if !t.wasRejected(ev) {
 		var sc trace.SpanContext
