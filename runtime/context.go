@@ -24,7 +24,8 @@ type taskContext struct {
 type taskLabel struct {
 	group *Group
 	name  string
-	ctx   context.Context // the group's context carrying the task's pprof labels
+	ctx   context.Context          // the group's context carrying the task's pprof labels
+	fn    atomic.Pointer[funcName] // the last function spawned under this name, when observed
 }
 
 // taskExtra holds what few tasks need, out of line to keep Task small:

@@ -40,3 +40,15 @@ type Observer interface {
 type EventObserver interface {
 	ObserveEvent(ctx context.Context, ev *Event)
 }
+
+// StackUser is an optional interface for observers whose work on task
+// goroutines needs more stack than a goroutine starts with (ending an
+// OpenTelemetry SDK span does). When an observer of a supervisor reports
+// true, each task goroutine grows its stack once as it starts, two frames
+// deep, instead of at the bottom of the finish path: a stack growth copies
+// and adjusts every frame on the stack, so it costs least where there are
+// few. Observers that fit in the first stack should not implement it, or
+// report false.
+type StackUser interface {
+	NeedsStack() bool
+}

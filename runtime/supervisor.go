@@ -38,6 +38,9 @@ func New(name string, opts ...Option) *Supervisor {
 	for _, o := range t.obs {
 		p, _ := o.(EventObserver)
 		t.ptrObs = append(t.ptrObs, p)
+		if s, ok := o.(StackUser); ok && s.NeedsStack() {
+			t.growStack = true
+		}
 	}
 	return &Supervisor{group: newGroup(t, nil, name, cfg.group)}
 }
@@ -50,6 +53,7 @@ func (s *Supervisor) Abandoned() int { return int(s.tree.abandoned.Load()) }
 type tree struct {
 	obs       []Observer      // read-only after New
 	ptrObs    []EventObserver // obs[i] as an EventObserver, or nil
+	growStack bool            // an observer is a StackUser that needs stack
 	epoch     time.Time       // task times are monotonic offsets from it
 	seq       atomic.Uint64   // last event sequence number issued
 	ids       atomic.Uint64   // last task ID issued
@@ -172,9 +176,26 @@ type observerPanic struct {
 	Value    any
 }
 
-// funcName resolves fn's name once per function.
-func (tr *tree) funcName(fn func(context.Context) error) string {
+// funcName returns fn's name for Event.Function. Tasks of one name mostly
+// run one function, so l remembers the last one; names are resolved once
+// per function.
+func (tr *tree) funcName(l *taskLabel, fn func(context.Context) error) string {
 	pc := reflect.ValueOf(fn).Pointer()
+	if f := l.fn.Load(); f != nil && f.pc == pc {
+		return f.name
+	}
+	name := tr.resolveFunc(pc)
+	l.fn.Store(&funcName{pc, name})
+	return name
+}
+
+// funcName is a function's code pointer and name.
+type funcName struct {
+	pc   uintptr
+	name string
+}
+
+func (tr *tree) resolveFunc(pc uintptr) string {
 	if name, ok := tr.funcNames.Load(pc); ok {
 		return name.(string)
 	}

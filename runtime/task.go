@@ -249,9 +249,6 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		if interval > 0 {
 			x.every = &every{interval: interval}
 		}
-		if tr.observed() {
-			x.fnName = tr.funcName(fn)
-		}
 		t.ctx.extra = x
 	}
 	if tr.observed() {
@@ -266,6 +263,9 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	if g.closed {
 		g.mu.Unlock()
 		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
+		if tr.observed() {
+			t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn)
+		}
 		t.reject()
 		if tr.observed() {
 			t.mu.Unlock()
@@ -279,6 +279,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	g.mu.Unlock()
 	if tr.observed() {
+		t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
 		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
@@ -334,6 +335,9 @@ func (t *Task) reject() {
 // it must grow, and growing it costs more than the whole spawn.
 func (t *Task) run() {
 	pprof.SetGoroutineLabels(t.ctx.lab.ctx)
+	if t.ctx.extra != nil && t.tree().growStack {
+		growStack()
+	}
 	defer t.exitAbnormally()
 	var err error
 	if t.periodic() != nil {
@@ -353,6 +357,18 @@ func (t *Task) run() {
 		t.report(nil)
 	}
 }
+
+// growStack makes the task goroutine's stack grow now, while it is two
+// frames deep, for observers that are [StackUser]s.
+//
+//go:noinline
+func growStack() {
+	var pad [2048]byte
+	use(pad[:])
+}
+
+//go:noinline
+func use([]byte) {}
 
 // exitAbnormally reports a task whose fn panicked or called
 // runtime.Goexit; it does nothing after a normal return.
@@ -426,7 +442,7 @@ func (t *Task) report(stack []byte) {
 	if tr.observed() {
 		ev := t.goroutineEvent()
 		t.fillEvent(ev, KindTaskFinished)
-		ev.Seq = t.ctx.extra.endSeq
+		ev.Seq, ev.Time = t.ctx.extra.endSeq, tr.wall(t.started+t.duration)
 		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.err, t.duration, stack
 		if t.canceled {
 			t.setCancelInfo(ev)

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
@@ -523,4 +524,29 @@ func TestNotSampledSpansStillEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestNeedsStack: task goroutines grow their stacks early only when
+// tracing is on, the one case whose finish path needs more than the first
+// stack.
+func TestNeedsStack(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tp   trace.TracerProvider
+		want bool
+	}{
+		{"tracing off", nil, false},
+		{"noop provider", tracenoop.NewTracerProvider(), false},
+		{"sdk provider", sdktrace.NewTracerProvider(), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tel, err := telemetry.New(telemetry.WithTracerProvider(tt.tp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tel.NeedsStack(); got != tt.want {
+				t.Fatalf("NeedsStack() = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

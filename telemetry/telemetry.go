@@ -98,6 +98,10 @@ func tracingOn(tp trace.TracerProvider) bool {
 	return true
 }
 
+// NeedsStack implements [runtime.StackUser]: with tracing on, ending a
+// span on the task goroutine needs more than its first stack.
+func (t *Telemetry) NeedsStack() bool { return t.tracer != nil }
+
 // TaskStarting implements [runtime.Observer]. It runs on the spawning
 // goroutine: it counts the spawn and, with tracing on, starts the task's
 // span (or a periodic run's) and returns the context carrying it. With
