@@ -78,25 +78,32 @@ func (tr *tree) nextSeq() uint64 {
 	return tr.seq.Add(1)
 }
 
+// taskStarting calls every observer's TaskStarting in order, each with
+// the context the previous one returned, and returns the last one.
 func (tr *tree) taskStarting(ctx context.Context, ev Event) context.Context {
-	for i, o := range tr.obs {
-		ctx = tr.startOne(i, o, ctx, ev)
+	for i := 0; i < len(tr.obs); {
+		ctx, i = tr.startFrom(i, ctx, &ev)
 	}
 	return ctx
 }
 
-func (tr *tree) startOne(i int, o Observer, ctx context.Context, ev Event) (out context.Context) {
+// startFrom runs TaskStarting from the i-th observer on and returns the
+// context and len(tr.obs), or, when one panics, the context it was given
+// and the index after it. One deferred recover serves the whole loop.
+func (tr *tree) startFrom(i int, ctx context.Context, ev *Event) (out context.Context, next int) {
 	out = ctx
 	defer func() {
 		if r := recover(); r != nil {
-			out = ctx
-			tr.reportPanic(i, ctx, &ev, r)
+			tr.reportPanic(next, out, ev, r)
+			next++
 		}
 	}()
-	if next := o.TaskStarting(ctx, ev); next != nil {
-		out = next
+	for next = i; next < len(tr.obs); next++ {
+		if c := tr.obs[next].TaskStarting(out, *ev); c != nil {
+			out = c
+		}
 	}
-	return out
+	return out, next
 }
 
 // emit stamps ev with a sequence number and the time (unless set) and

@@ -62,6 +62,12 @@ type Task struct {
 	done     chan struct{} // made on demand by Done
 }
 
+// taskWithExtra is a task and its extras, allocated together.
+type taskWithExtra struct {
+	Task
+	extra taskExtra
+}
+
 // every is what only periodic tasks carry.
 type every struct {
 	interval time.Duration
@@ -240,17 +246,22 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		cfg = newTaskConfig(opts) // out of line: cfg escapes through the interface calls
 	}
 	tr := g.tree
-	t := &Task{id: tr.ids.Add(1), fn: fn, started: tr.now()}
+	var t *Task
 	if len(opts) > 0 || tr.observed() || interval > 0 {
-		x := &taskExtra{}
+		tx := new(taskWithExtra) // one allocation for both
+		t = &tx.Task
+		t.ctx.extra = &tx.extra
+		x := t.ctx.extra
 		if cfg.parent != nil {
 			x.values = context.WithoutCancel(cfg.parent)
 		}
 		if interval > 0 {
 			x.every = &every{interval: interval}
 		}
-		t.ctx.extra = x
+	} else {
+		t = new(Task)
 	}
+	t.id, t.fn, t.started = tr.ids.Add(1), fn, tr.now()
 	if tr.observed() {
 		// t.mu is held until observers have seen the spawn, so that a
 		// Cancel or an abort that finds the task once it is linked reports
