@@ -3,6 +3,7 @@ package diagnostics
 import (
 	"iter"
 	"log/slog"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,10 @@ func (sub *Subscription) next(tick <-chan time.Time) (runtime.Event, nextResult)
 		sub.mu.Unlock()
 		select {
 		case <-sub.notify:
+			// Let the goroutine that woke us, and others ready to
+			// publish, go on first: a burst is then read in one pass
+			// instead of with one wake-up per event.
+			goruntime.Gosched()
 		case <-tick:
 			sub.mu.Lock()
 			sub.waiting = false
