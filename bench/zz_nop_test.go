@@ -24,3 +24,5 @@ func init() {
 		}, nothing
 	}})
 }
+
+func (nopObs) TaskStartingEvent(ctx context.Context, ev *taskscope.Event) context.Context { return ctx }

@@ -78,7 +78,13 @@ func NewLogObserver(l *slog.Logger, opts ...LogOption) *LogObserver {
 // TaskStarting logs the spawned and run_started events, which the runtime
 // delivers here rather than to Observe, and returns ctx unchanged.
 func (o *LogObserver) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	o.Observe(ctx, ev)
+	return o.TaskStartingEvent(ctx, &ev)
+}
+
+// TaskStartingEvent implements [runtime.EventObserver]: TaskStarting
+// without the copy of the event.
+func (o *LogObserver) TaskStartingEvent(ctx context.Context, ev *runtime.Event) context.Context {
+	o.ObserveEvent(ctx, ev)
 	return ctx
 }
 

@@ -106,7 +106,13 @@ func NewStream(opts ...StreamOption) *Stream {
 // TaskStarting publishes the spawned and run_started events and returns
 // ctx unchanged.
 func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	s.publish(&ev)
+	return s.TaskStartingEvent(ctx, &ev)
+}
+
+// TaskStartingEvent implements [runtime.EventObserver]: TaskStarting
+// without the copy of the event.
+func (s *Stream) TaskStartingEvent(ctx context.Context, ev *runtime.Event) context.Context {
+	s.publish(ev)
 	return ctx
 }
 

@@ -38,7 +38,8 @@ func (t *Task) loop() error {
 		run := e.runs.Add(1)
 		runCtx := ctx
 		if tr.observed() {
-			ev := t.event(KindTaskRunStarted)
+			ev := t.goroutineEvent()
+			t.fillEvent(ev, KindTaskRunStarted)
 			ev.Run, ev.Seq, ev.Time = run, tr.nextSeq(), time.Now()
 			runCtx = tr.taskStarting(ctx, ev)
 		}

@@ -31,13 +31,14 @@ type Observer interface {
 }
 
 // EventObserver is an optional interface for observers: when an Observer
-// also implements it, the supervisor calls ObserveEvent instead of Observe,
-// with the same contract, passing the event by pointer. Events are
-// delivered on task goroutines, whose stacks start at 2 KiB; an Event copy
-// is a tenth of that, and one stack growth costs more than a whole spawn.
-// The observer must neither keep nor modify *ev after it returns (copy
-// what it keeps).
+// also implements it, the supervisor calls TaskStartingEvent and
+// ObserveEvent instead of TaskStarting and Observe, with the same
+// contracts, passing the event by pointer. Events are delivered on task
+// goroutines, whose stacks start at 2 KiB; an Event copy is a tenth of
+// that, and one stack growth costs more than a whole spawn. The observer
+// must neither keep nor modify *ev after it returns (copy what it keeps).
 type EventObserver interface {
+	TaskStartingEvent(ctx context.Context, ev *Event) context.Context
 	ObserveEvent(ctx context.Context, ev *Event)
 }
 

@@ -237,31 +237,37 @@ func TestWithParentValuesButNotCancellation(t *testing.T) {
 	})
 }
 
-// ptrObserver implements EventObserver; Observe must then never be called.
+// ptrObserver implements EventObserver; TaskStarting and Observe must
+// then never be called.
 type ptrObserver struct {
 	mu             sync.Mutex
 	byPtr, byValue int
 }
 
-func (o *ptrObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
-func (o *ptrObserver) Observe(context.Context, runtime.Event) {
+func (o *ptrObserver) count(n *int) {
 	o.mu.Lock()
-	o.byValue++
+	*n++
 	o.mu.Unlock()
 }
-func (o *ptrObserver) ObserveEvent(_ context.Context, ev *runtime.Event) {
-	o.mu.Lock()
-	o.byPtr++
-	o.mu.Unlock()
+
+func (o *ptrObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context {
+	o.count(&o.byValue)
+	return ctx
 }
+func (o *ptrObserver) Observe(context.Context, runtime.Event) { o.count(&o.byValue) }
+func (o *ptrObserver) TaskStartingEvent(ctx context.Context, _ *runtime.Event) context.Context {
+	o.count(&o.byPtr)
+	return ctx
+}
+func (o *ptrObserver) ObserveEvent(context.Context, *runtime.Event) { o.count(&o.byPtr) }
 
 func TestEventObserversGetPointers(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		obs := &ptrObserver{}
 		sup := runtime.New("", runtime.WithObserver(obs))
 		<-sup.Go("t", func(context.Context) error { return nil }).Done()
-		if obs.byPtr != 1 || obs.byValue != 0 {
-			t.Fatalf("ObserveEvent called %d times, Observe %d; want 1 and 0", obs.byPtr, obs.byValue)
+		if obs.byPtr != 2 || obs.byValue != 0 { // spawned and finished
+			t.Fatalf("pointer methods called %d times, value methods %d; want 2 and 0", obs.byPtr, obs.byValue)
 		}
 	})
 }

@@ -80,9 +80,9 @@ func (tr *tree) nextSeq() uint64 {
 
 // taskStarting calls every observer's TaskStarting in order, each with
 // the context the previous one returned, and returns the last one.
-func (tr *tree) taskStarting(ctx context.Context, ev Event) context.Context {
+func (tr *tree) taskStarting(ctx context.Context, ev *Event) context.Context {
 	for i := 0; i < len(tr.obs); {
-		ctx, i = tr.startFrom(i, ctx, &ev)
+		ctx, i = tr.startFrom(i, ctx, ev)
 	}
 	return ctx
 }
@@ -99,7 +99,13 @@ func (tr *tree) startFrom(i int, ctx context.Context, ev *Event) (out context.Co
 		}
 	}()
 	for next = i; next < len(tr.obs); next++ {
-		if c := tr.obs[next].TaskStarting(out, *ev); c != nil {
+		var c context.Context
+		if p := tr.ptrObs[next]; p != nil {
+			c = p.TaskStartingEvent(out, ev)
+		} else {
+			c = tr.obs[next].TaskStarting(out, *ev)
+		}
+		if c != nil {
 			out = c
 		}
 	}

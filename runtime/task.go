@@ -291,7 +291,8 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	g.mu.Unlock()
 	if tr.observed() {
 		t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
-		ev := t.event(KindTaskSpawned)
+		ev := t.goroutineEvent() // the goroutine has not started yet
+		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
 		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
 		t.mu.Unlock()
@@ -330,7 +331,7 @@ func (t *Task) reject() {
 	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
-		ctx := tr.taskStarting(&t.ctx, ev)
+		ctx := tr.taskStarting(&t.ctx, &ev)
 		t.ctx.extra.fnCtx = ctx
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
@@ -502,12 +503,12 @@ func (t *Task) reportFinished(ctx context.Context, res *Result, stack []byte) {
 	t.tree().emit(ctx, &ev)
 }
 
-// goroutineEvent returns the buffer for the end events the task goroutine
-// emits (finished, run_finished). Observers get events by pointer, so an
-// Event on the stack would escape to the heap on every emit; the buffer
-// lives in the extras an observed task has anyway. Only the task goroutine
-// uses it, one event after the other; events emitted elsewhere (an abort)
-// get their own.
+// goroutineEvent returns the buffer for the spawned event (before the
+// goroutine starts) and for the events the task goroutine emits (finished,
+// run_started, run_finished). Observers get events by pointer, so an Event
+// on the stack would escape to the heap on every emit; the buffer lives in
+// the extras an observed task has anyway. It is used one event after the
+// other; events emitted elsewhere (an abort, a cancel) get their own.
 func (t *Task) goroutineEvent() *Event {
 	if t.ctx.extra == nil { // only unobserved tasks have no extras
 		return nil

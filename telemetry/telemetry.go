@@ -107,17 +107,23 @@ func (t *Telemetry) NeedsStack() bool { return t.tracer != nil }
 // span (or a periodic run's) and returns the context carrying it. With
 // tracing off it returns ctx unchanged and allocates nothing.
 func (t *Telemetry) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	return t.TaskStartingEvent(ctx, &ev)
+}
+
+// TaskStartingEvent implements [runtime.EventObserver]: TaskStarting
+// without the copy of the event.
+func (t *Telemetry) TaskStartingEvent(ctx context.Context, ev *runtime.Event) context.Context {
 	switch ev.Kind {
 	case runtime.KindTaskSpawned:
 		e := t.cache.entry(ev.Group, ev.Task, true)
 		e.s.started.Inc()
 		e.s.running.Inc()
 		if t.tracer != nil {
-			return t.startTask(ctx, &ev, e)
+			return t.startTask(ctx, ev, e)
 		}
 	case runtime.KindTaskRunStarted:
 		if t.tracer != nil {
-			return t.startRun(ctx, &ev)
+			return t.startRun(ctx, ev)
 		}
 	}
 	return ctx
