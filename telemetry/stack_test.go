@@ -2,10 +2,15 @@ package telemetry_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"io"
+	"log/slog"
 	goruntime "runtime"
 	"runtime/debug"
 	"testing"
 
+	"github.com/taskscope/taskscope/diagnostics"
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
 )
@@ -19,8 +24,13 @@ type parker struct {
 }
 
 func (p *parker) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
+func (p *parker) Observe(ctx context.Context, ev runtime.Event)                      { p.ObserveEvent(ctx, &ev) }
 
-func (p *parker) Observe(_ context.Context, ev runtime.Event) {
+// The pointer methods keep the parker's own frames small: it measures the
+// stack of the observers before it.
+func (p *parker) TaskStartingEvent(ctx context.Context, _ *runtime.Event) context.Context { return ctx }
+
+func (p *parker) ObserveEvent(_ context.Context, ev *runtime.Event) {
 	if ev.Kind == runtime.KindTaskFinished {
 		p.arrived <- struct{}{}
 		<-p.release
@@ -50,6 +60,7 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 	}
 
 	var before, after goruntime.MemStats
+	goruntime.GC() // frees cached stacks, so that every stack below is new
 	goruntime.ReadMemStats(&before)
 	for range n {
 		sup.Go("work", noop)
@@ -70,6 +81,9 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 // whole spawn (and doubles an idle task's memory). With tracing off the
 // observer must fit in what the runtime's own path leaves.
 func TestObserverDoesNotGrowTaskStack(t *testing.T) {
+	if !inFixedStackChild(t) {
+		return
+	}
 	// Stacks shrink only at GC; keep it off so a grown stack stays visible.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	tel, err := telemetry.New(telemetry.WithTracerProvider(nil))
@@ -91,6 +105,34 @@ func TestObserverDoesNotGrowTaskStack(t *testing.T) {
 	}
 }
 
+// TestObservedTaskKeepsItsFirstStack: with tracing off, a task goroutine
+// runs its whole finish path, the runtime's and every observer's (metrics,
+// a log observer at the default level, a stream with a subscriber), in the
+// 2 KiB stack it started with. One growth would cost more than the spawn.
+// The race detector's instrumentation needs more stack, so the bound holds
+// only without it (make test runs this test both ways).
+func TestObservedTaskKeepsItsFirstStack(t *testing.T) {
+	if !inFixedStackChild(t) {
+		return
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	tel, err := telemetry.New(telemetry.WithTracerProvider(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := diagnostics.NewStream()
+	sub := stream.Subscribe(t.Context())
+	defer sub.Close()
+	logger := diagnostics.NewLogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	per := stackPerTask(t, tel, logger, stream)
+	t.Logf("stack per parked task with every observer: %.0f B", per)
+	// A grown stack is 4 KiB, plus the 2 KiB one it replaced in the
+	// stack cache; an ungrown one 2 KiB and change.
+	if per > 3072 && !raceEnabled {
+		t.Errorf("observed task goroutines grew their stacks: %.0f B per task, want 2 KiB", per)
+	}
+}
+
 // stackObserveAlone returns the stack per goroutine that made one
 // TaskStarting+Observe(finished) call from its top frame and parked.
 func stackObserveAlone(t *testing.T, tel *telemetry.Telemetry) float64 {
@@ -102,6 +144,7 @@ func stackObserveAlone(t *testing.T, tel *telemetry.Telemetry) float64 {
 	tel.Observe(tel.TaskStarting(context.Background(), spawn), fin) // bind the children
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var before, after goruntime.MemStats
+	goruntime.GC() // frees cached stacks, so that every stack below is new
 	goruntime.ReadMemStats(&before)
 	for range n {
 		go func() {
@@ -116,4 +159,26 @@ func stackObserveAlone(t *testing.T, tel *telemetry.Telemetry) float64 {
 	goruntime.ReadMemStats(&after)
 	close(release)
 	return float64(after.StackInuse-before.StackInuse) / n
+}
+
+// inFixedStackChild runs the calling test again in a child process whose
+// goroutines always start with 2 KiB stacks, and reports whether this is
+// that child (then the test runs; otherwise the parent has checked the
+// child's result). By default the runtime sizes new goroutines' stacks
+// from the average it saw at the last GC, so a stack test would pass or
+// fail depending on what ran before it.
+func inFixedStackChild(t *testing.T) bool {
+	t.Helper()
+	const marker = "TASKSCOPE_FIXED_STACK_CHILD"
+	if os.Getenv(marker) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), marker+"="+t.Name(), "GODEBUG=adaptivestackstart=0")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child with GODEBUG=adaptivestackstart=0:\n%s", out)
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	return false
 }
