@@ -2,10 +2,10 @@ package telemetry_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	goruntime "runtime"
 	"runtime/debug"
 	"testing"
@@ -24,7 +24,7 @@ type parker struct {
 }
 
 func (p *parker) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
-func (p *parker) Observe(ctx context.Context, ev runtime.Event)                      { p.ObserveEvent(ctx, &ev) }
+func (p *parker) Observe(ctx context.Context, ev runtime.Event)                     { p.ObserveEvent(ctx, &ev) }
 
 // The pointer methods keep the parker's own frames small: it measures the
 // stack of the observers before it.
