@@ -9,8 +9,8 @@ import (
 type nopObs struct{}
 
 func (nopObs) TaskStarting(ctx context.Context, ev taskscope.Event) context.Context { return ctx }
-func (nopObs) Observe(ctx context.Context, ev taskscope.Event)                        {}
-func (nopObs) ObserveEvent(ctx context.Context, ev *taskscope.Event)                  {}
+func (nopObs) Observe(ctx context.Context, ev taskscope.Event)                      {}
+func (nopObs) ObserveEvent(ctx context.Context, ev *taskscope.Event)                {}
 
 func init() {
 	peers = append(peers, peer{"zz.nopobs", func(f body) (func(int), func()) {

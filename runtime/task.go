@@ -291,7 +291,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	g.mu.Unlock()
 	if tr.observed() {
 		t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
-		ev := t.goroutineEvent() // the goroutine has not started yet
+		ev := t.goroutineEvent()                        // the goroutine has not started yet
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
 		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
