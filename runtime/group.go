@@ -45,6 +45,33 @@ type Group struct {
 	lastLabel    *taskLabel            // the last name spawned
 	canceledAt   time.Time             // first cancellation that reached the group
 	shutdown     *shutdownState
+	ids          idBlock // task IDs taken from the tree, not yet used
+}
+
+// idBlock is a range of task IDs a group took from its tree: next up to,
+// not including, end. size is the next block's size.
+type idBlock struct {
+	next, end uint64
+	size      uint64
+}
+
+// maxIDBlock bounds the IDs a group takes at once. Blocks double from one,
+// so a group with few tasks leaves few gaps in the numbering, and a busy
+// one touches the tree's shared counter once every 64 spawns.
+const maxIDBlock = 64
+
+// nextIDLocked returns a new task ID, unique in the supervisor. IDs grow
+// with spawn order within a group; across groups they are only unique.
+func (g *Group) nextIDLocked() uint64 {
+	b := &g.ids
+	if b.next == b.end {
+		b.size = min(max(2*b.size, 1), maxIDBlock)
+		b.end = g.tree.ids.Add(b.size) + 1
+		b.next = b.end - b.size
+	}
+	id := b.next
+	b.next++
+	return id
 }
 
 func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {

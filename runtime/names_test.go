@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -98,4 +99,43 @@ func TestBadGroupNamesPanic(t *testing.T) {
 	expectPanic(t, "empty group name", func() { sup.Group("") })
 	expectPanic(t, "contains '.'", func() { sup.Group("a.b") })
 	expectPanic(t, "contains '.'", func() { runtime.New("a.b") })
+}
+
+// TestTaskIDs: IDs are unique in the supervisor, rejected tasks included,
+// even with groups spawning concurrently, and grow with spawn order within
+// a group.
+func TestTaskIDs(t *testing.T) {
+	sup := runtime.New("")
+	const groups, perGroup = 8, 300
+	ids := make([][]uint64, groups)
+	var wg sync.WaitGroup
+	for i := range groups {
+		g := sup.Group("g")
+		wg.Go(func() {
+			for j := range perGroup {
+				if i == 0 && j == perGroup/2 {
+					if err := g.Shutdown(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}
+				ids[i] = append(ids[i], g.Go("t", func(context.Context) error { return nil }).ID())
+			}
+		})
+	}
+	wg.Wait()
+	if err := sup.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for i, group := range ids {
+		for j, id := range group {
+			if id == 0 || seen[id] {
+				t.Fatalf("group %d task %d: ID %d is zero or was already used", i, j, id)
+			}
+			seen[id] = true
+			if j > 0 && id <= group[j-1] {
+				t.Fatalf("group %d: ID %d after %d", i, id, group[j-1])
+			}
+		}
+	}
 }

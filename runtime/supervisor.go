@@ -56,7 +56,7 @@ type tree struct {
 	growStack bool            // an observer is a StackUser that needs stack
 	epoch     time.Time       // task times are monotonic offsets from it
 	seq       atomic.Uint64   // last event sequence number issued
-	ids       atomic.Uint64   // last task ID issued
+	ids       atomic.Uint64   // last task ID handed out to a group (see nextIDLocked)
 	abandoned atomic.Int64    // aborted tasks still running
 	funcNames sync.Map        // fn code pointer → name, for Event.Function
 }

@@ -261,7 +261,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	} else {
 		t = new(Task)
 	}
-	t.id, t.fn, t.started = tr.ids.Add(1), fn, tr.now()
+	t.fn, t.started = fn, tr.now()
 	if tr.observed() {
 		// t.mu is held until observers have seen the spawn, so that a
 		// Cancel or an abort that finds the task once it is linked reports
@@ -271,6 +271,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		t.mu.Lock()
 	}
 	g.mu.Lock()
+	t.id = g.nextIDLocked()
 	if g.closed {
 		g.mu.Unlock()
 		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
