@@ -6,6 +6,9 @@ package bench
 // peer (a new runtime.New supervisor per batch, Wait included) with
 // observers attached:
 //
+//	taskscope+nopobs   an observer that does nothing (nopObserver): what
+//	                   being observed costs in the runtime itself (the
+//	                   task's extras, events, sequence numbers).
 //	taskscope+metrics  telemetry.New on a fresh prometheus.NewRegistry(),
 //	                   WithTracerProvider(nil): tracing off.
 //	taskscope+slogoff  diagnostics.NewLogObserver, JSON handler to io.Discard
@@ -86,6 +89,7 @@ const (
 
 // obsConfig is one combination of observers.
 type obsConfig struct {
+	nop     bool    // nopObserver
 	metrics bool    // telemetry observer (Prometheus metrics, tracing per tp)
 	tp      tracing // its tracer provider (implies metrics when not none)
 	slog    bool    // LogObserver, JSON at level Info (lifecycle disabled)
@@ -96,6 +100,7 @@ var observerConfigs = []struct {
 	name string
 	cfg  obsConfig
 }{
+	{"taskscope+nopobs", obsConfig{nop: true}},
 	{"taskscope+metrics", obsConfig{metrics: true}},
 	{"taskscope+slogoff", obsConfig{slog: true}},
 	{"taskscope+stream", obsConfig{stream: true}},
@@ -156,6 +161,9 @@ type observed struct {
 func observe(cfg obsConfig, logOut io.Writer) *observed {
 	o := &observed{received: map[string]int{}}
 	var stops []func()
+	if cfg.nop {
+		o.opts = append(o.opts, taskscope.WithObserver(nopObserver{}))
+	}
 	if cfg.metrics || cfg.tp != tracingNone {
 		o.reg = prometheus.NewRegistry()
 		var tp trace.TracerProvider // nil: tracing off
@@ -222,6 +230,17 @@ func (o *observed) run(f body) func(n int) {
 		}
 	}
 }
+
+// nopObserver observes nothing, through the pointer interface the
+// library's observers use.
+type nopObserver struct{}
+
+func (nopObserver) TaskStarting(ctx context.Context, _ taskscope.Event) context.Context { return ctx }
+func (nopObserver) Observe(context.Context, taskscope.Event)                            {}
+func (nopObserver) TaskStartingEvent(ctx context.Context, _ *taskscope.Event) context.Context {
+	return ctx
+}
+func (nopObserver) ObserveEvent(context.Context, *taskscope.Event) {}
 
 // spanSDK is the span.sdk row: the SDK span alone, on errgroup.
 type spanSDK struct {
