@@ -2,14 +2,18 @@ package bench
 
 import (
 	"sync"
+	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
+
+	taskscope "github.com/taskscope/taskscope/runtime"
 )
 
 // The model rows price what any supervisor that names and accounts for
 // each task must do, on top of errgroup, without taskscope's code: a
-// per-task record the size of runtime.Task (224 bytes) written by the
+// per-task record the size of runtime.Task (112 bytes) written by the
 // spawner and finished by the task goroutine, the two monotonic clock
 // reads that give its start and duration, and a registry lock both sides
 // take. Read them against the taskscope row to see how much of its cost is
@@ -21,7 +25,7 @@ type record struct {
 	started  time.Duration
 	done     bool
 	err      error
-	_        [160]byte
+	_        [64]byte
 	duration time.Duration
 }
 
@@ -68,5 +72,13 @@ func runModel(f body, clock, lock bool) func(n int) {
 			})
 		}
 		_ = g.Wait()
+	}
+}
+
+// TestModelRecordIsTaskSized keeps the model honest: its record must stay
+// the size of the real task record.
+func TestModelRecordIsTaskSized(t *testing.T) {
+	if got, want := unsafe.Sizeof(record{}), unsafe.Sizeof(taskscope.Task{}); got != want {
+		t.Fatalf("model record is %d bytes, runtime.Task %d", got, want)
 	}
 }
