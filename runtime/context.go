@@ -43,7 +43,6 @@ type taskExtra struct {
 	spawnSeq uint64          // Seq of the spawned event; guarded by group.mu
 	endSeq   uint64          // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
 	exitSeq  uint64          // Seq of the late_exit event; guarded by Task.mu
-	ev       Event           // buffer for the task's end events; see goroutineEvent
 }
 
 // ownContext is a task's own cancelable context, made on first need.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -67,6 +68,22 @@ type Event struct {
 
 	// Drained and Aborted count the tasks of a shutdown_finished event.
 	Drained, Aborted int
+}
+
+// eventPool holds the buffers of the events the runtime delivers on hot
+// paths (spawned, finished, a periodic task's runs). Observers get events
+// by pointer, so an Event on the stack would escape to the heap on every
+// emit; a pool keeps buffers per P, so that a spawner and a task goroutine
+// on another core do not write the same one.
+var eventPool = sync.Pool{New: func() any { return new(Event) }}
+
+// newEvent returns a zero event from the pool. Give it back with freeEvent
+// once every observer has returned (observers must not keep *ev).
+func newEvent() *Event { return eventPool.Get().(*Event) }
+
+func freeEvent(ev *Event) {
+	*ev = Event{}
+	eventPool.Put(ev)
 }
 
 // Level is the severity every channel uses for the event: lifecycle at

@@ -38,10 +38,11 @@ func (t *Task) loop() error {
 		run := e.runs.Add(1)
 		runCtx := ctx
 		if tr.observed() {
-			ev := t.goroutineEvent()
+			ev := newEvent()
 			t.fillEvent(ev, KindTaskRunStarted)
 			ev.Run, ev.Seq, ev.Time = run, tr.nextSeq(), time.Now()
 			runCtx = tr.taskStarting(ctx, ev)
+			freeEvent(ev)
 		}
 		start := time.Now()
 		t.mu.Lock()
@@ -85,16 +86,18 @@ func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
 	e.runCtx = nil
 	t.mu.Unlock()
 	if runCtx != nil {
-		t.reportRun(runCtx, t.goroutineEvent(), e.runs.Load(), outcome, err, time.Since(start), stack)
+		t.reportRun(runCtx, e.runs.Load(), outcome, err, time.Since(start), stack)
 	}
 }
 
-func (t *Task) reportRun(runCtx context.Context, ev *Event, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
+func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
 	tr := t.tree()
 	if !tr.observed() {
 		return
 	}
+	ev := newEvent()
 	t.fillEvent(ev, KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
 	tr.emit(runCtx, ev)
+	freeEvent(ev)
 }

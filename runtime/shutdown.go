@@ -173,7 +173,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, res.Cause, res.Duration, []byte(stack)
 			tr.emit(t.fnContext(), &ev)
 			if run := runs[i]; run.ctx != nil {
-				t.reportRun(run.ctx, new(Event), t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
+				t.reportRun(run.ctx, t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
 			t.reportFinished(t.fnContext(), &res, ev.Stack)
 		}

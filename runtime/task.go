@@ -292,10 +292,11 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	g.mu.Unlock()
 	if tr.observed() {
 		t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
-		ev := t.goroutineEvent()                        // the goroutine has not started yet
+		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
 		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
+		freeEvent(ev)
 		t.mu.Unlock()
 	}
 	// After t.mu is released: an already done context cancels the task
@@ -453,7 +454,7 @@ func (t *Task) failsFast() bool {
 func (t *Task) report(stack []byte) {
 	g, tr, ctx := t.owner(), t.tree(), t.fnContext()
 	if tr.observed() {
-		ev := t.goroutineEvent()
+		ev := newEvent()
 		t.fillEvent(ev, KindTaskFinished)
 		ev.Seq, ev.Time = t.ctx.extra.endSeq, tr.wall(t.started+t.duration)
 		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.err, t.duration, stack
@@ -461,6 +462,7 @@ func (t *Task) report(stack []byte) {
 			t.setCancelInfo(ev)
 		}
 		tr.emit(ctx, ev)
+		freeEvent(ev)
 	}
 	if t.failsFast() {
 		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.err})
@@ -502,19 +504,6 @@ func (t *Task) reportFinished(ctx context.Context, res *Result, stack []byte) {
 	ev := t.event(KindTaskFinished)
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = res.Outcome, res.Err, res.Cause, res.Duration, stack
 	t.tree().emit(ctx, &ev)
-}
-
-// goroutineEvent returns the buffer for the spawned event (before the
-// goroutine starts) and for the events the task goroutine emits (finished,
-// run_started, run_finished). Observers get events by pointer, so an Event
-// on the stack would escape to the heap on every emit; the buffer lives in
-// the extras an observed task has anyway. It is used one event after the
-// other; events emitted elsewhere (an abort, a cancel) get their own.
-func (t *Task) goroutineEvent() *Event {
-	if t.ctx.extra == nil { // only unobserved tasks have no extras
-		return nil
-	}
-	return &t.ctx.extra.ev
 }
 
 func (t *Task) closeDoneLocked(state taskState) {
