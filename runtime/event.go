@@ -77,14 +77,14 @@ type Event struct {
 // on another core do not write the same one.
 var eventPool = sync.Pool{New: func() any { return new(Event) }}
 
-// newEvent returns a zero event from the pool. Give it back with freeEvent
-// once every observer has returned (observers must not keep *ev).
+// newEvent returns an event buffer from the pool, holding a stale event:
+// fill it with Task.fillEvent. Give it back with freeEvent once every
+// observer has returned (observers must not keep *ev). A buffer keeps its
+// last event's error and stack until it is reused or the pool is emptied
+// at a GC: clearing them would cost write barriers on every event.
 func newEvent() *Event { return eventPool.Get().(*Event) }
 
-func freeEvent(ev *Event) {
-	*ev = Event{}
-	eventPool.Put(ev)
-}
+func freeEvent(ev *Event) { eventPool.Put(ev) }
 
 // Level is the severity every channel uses for the event: lifecycle at
 // debug, cancellation at info, errors and aborts at warn, panics at error.

@@ -216,11 +216,11 @@ func (t *Task) event(kind string) (ev Event) {
 // writes in place: on the task goroutine, an Event-sized temporary is
 // stack the goroutine would have to grow for.
 func (t *Task) fillEvent(ev *Event, kind string) {
-	*ev = Event{}
-	ev.Kind, ev.Group, ev.Task, ev.TaskID, ev.Interval = kind, t.Group(), t.Name(), t.id, t.interval()
+	var fnName string
 	if x := t.ctx.extra; x != nil {
-		ev.Function = x.fnName
+		fnName = x.fnName
 	}
+	*ev = Event{Kind: kind, Group: t.Group(), Task: t.Name(), TaskID: t.id, Function: fnName, Interval: t.interval()}
 }
 
 // Go starts fn as a task named name ("" means [DefaultTaskName]) in g and
