@@ -360,14 +360,15 @@ func (t *Task) run() {
 		err = t.fn(t.fnContext())
 	}
 	t.returned = true
+	canceled := t.ctx.Err() != nil
 	outcome := Success
 	switch {
-	case t.ctx.Err() != nil:
+	case canceled:
 		outcome = Canceled
 	case err != nil:
 		outcome = Error
 	}
-	if t.finish(outcome, err) {
+	if t.finish(outcome, err, canceled) {
 		t.report(nil)
 	}
 }
@@ -400,7 +401,7 @@ func (t *Task) exitAbnormally() {
 	if t.periodic() != nil {
 		t.endRun(res.Outcome, res.Err, stack)
 	}
-	if t.finish(res.Outcome, res.Err) {
+	if t.finish(res.Outcome, res.Err, t.ctx.Err() != nil) {
 		t.report(stack)
 	}
 	if r != nil && t.owner().policy == Crash {
@@ -412,7 +413,10 @@ func (t *Task) exitAbnormally() {
 // updates the books and closes Done; otherwise it returns true, and the
 // caller calls report, so that finish's frame is off the stack while the
 // observers run.
-func (t *Task) finish(outcome Outcome, err error) (report bool) {
+//
+// canceled says whether the task's context was done when fn ended (the
+// moment its outcome was decided): Result.Cause is then its cause.
+func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	x := t.ctx.extra
 	if x != nil && x.stopExt != nil {
 		x.stopExt()
@@ -425,8 +429,7 @@ func (t *Task) finish(outcome Outcome, err error) (report bool) {
 		t.lateExit(outcome, err, end)
 		return false
 	}
-	t.outcome, t.err, t.duration = outcome, err, end-t.started
-	t.canceled = outcome == Canceled || t.ctx.Err() != nil
+	t.outcome, t.err, t.duration, t.canceled = outcome, err, end-t.started, canceled
 	if !tr.observed() && !t.failsFast() {
 		// Nothing to report before Done closes: end in one step.
 		t.closeDoneLocked(stateDone)
