@@ -51,7 +51,7 @@ type Stream struct {
 	closed                  bool
 	scratch                 runtime.Event // publish's copy when there is no replay ring
 
-	published atomic.Uint64
+	published uint64 // guarded by mu: publishing holds it anyway
 	dropped   atomic.Uint64
 }
 
@@ -145,8 +145,8 @@ func (s *Stream) publish(ev *runtime.Event) {
 	if e == &s.scratch {
 		*e = runtime.Event{} // let the GC have its error and stack
 	}
+	s.published++
 	s.mu.Unlock()
-	s.published.Add(1)
 }
 
 func (s *Stream) evicted(seq uint64) {
@@ -159,7 +159,11 @@ func (s *Stream) evicted(seq uint64) {
 }
 
 // Published returns the number of events published so far.
-func (s *Stream) Published() uint64 { return s.published.Load() }
+func (s *Stream) Published() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published
+}
 
 // Dropped returns the number of events dropped so far from subscribers'
 // full buffers, summed over all subscriptions, past and present.
