@@ -34,6 +34,12 @@
 // [Group.Snapshot] carries the sequence number it corresponds to, so a
 // consumer can start from a snapshot and follow the events after it.
 //
+// A task's own events are delivered on its goroutine, whose stack starts at
+// 2 KiB; one stack growth costs more than a whole spawn. Observers that
+// implement [EventObserver] get events by pointer, without copies on that
+// stack, and those that need deep stacks say so with [StackUser], so that
+// the growth happens once, early and shallow.
+//
 // # Profiling
 //
 // Task goroutines run under the pprof labels [LabelGroup] and [LabelTask],
