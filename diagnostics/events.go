@@ -135,8 +135,9 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
+	var ev runtime.Event
 	for {
-		ev, res := sub.next(tick)
+		res := sub.next(&ev, tick)
 		if res == gotClosed || ctx.Err() != nil {
 			return
 		}

@@ -55,13 +55,12 @@ func (r *ring) reserve() (slot *runtime.Event, evictedSeq uint64, evicted bool) 
 	return slot, evictedSeq, evicted
 }
 
-// pop removes and returns the oldest event; the ring must not be empty.
-func (r *ring) pop() runtime.Event {
-	ev := r.buf[r.head]
+// popInto moves the oldest event into *ev; the ring must not be empty.
+func (r *ring) popInto(ev *runtime.Event) {
+	*ev = r.buf[r.head]
 	r.buf[r.head] = runtime.Event{} // let the GC have the error and stack
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
-	return ev
 }
 
 func (r *ring) grow() {

@@ -171,9 +171,9 @@ func (sub *Subscription) wakeLocked() {
 // out of the loop leaves the subscription open.
 func (sub *Subscription) Events() iter.Seq[runtime.Event] {
 	return func(yield func(runtime.Event) bool) {
+		var ev runtime.Event
 		for {
-			ev, r := sub.next(nil)
-			if r != gotEvent || !yield(ev) {
+			if sub.next(&ev, nil) != gotEvent || !yield(ev) {
 				return
 			}
 		}
@@ -188,29 +188,31 @@ const (
 	gotClosed
 )
 
-// next returns the next event, waiting for one; or gotTick when tick fires
-// first (for keep-alives), or gotClosed once closed and drained.
-func (sub *Subscription) next(tick <-chan time.Time) (runtime.Event, nextResult) {
+// next stores the next event in *ev, waiting for one, and returns gotEvent;
+// or gotTick when tick fires first (for keep-alives), or gotClosed once
+// closed and drained. The event is moved out of the buffer straight into
+// *ev: events are big, and this runs once per event delivered.
+func (sub *Subscription) next(ev *runtime.Event, tick <-chan time.Time) nextResult {
 	for {
 		sub.mu.Lock()
 		switch {
 		case sub.gap > 0 || sub.resync:
 			// The gap is always at the head: drops remove the oldest event.
-			ev := runtime.Event{
+			*ev = runtime.Event{
 				Kind: KindStreamLagged,
 				Time: time.Now(),
 				Err:  &LaggedError{Missed: sub.gap, Resync: sub.resync},
 			}
 			sub.gap, sub.resync = 0, false
 			sub.mu.Unlock()
-			return ev, gotEvent
+			return gotEvent
 		case sub.buf.len() > 0:
-			ev := sub.buf.pop()
+			sub.buf.popInto(ev)
 			sub.mu.Unlock()
-			return ev, gotEvent
+			return gotEvent
 		case sub.closed:
 			sub.mu.Unlock()
-			return runtime.Event{}, gotClosed
+			return gotClosed
 		}
 		sub.waiting = true
 		sub.mu.Unlock()
@@ -224,7 +226,7 @@ func (sub *Subscription) next(tick <-chan time.Time) (runtime.Event, nextResult)
 			sub.mu.Lock()
 			sub.waiting = false
 			sub.mu.Unlock()
-			return runtime.Event{}, gotTick
+			return gotTick
 		}
 	}
 }
