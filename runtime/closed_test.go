@@ -26,8 +26,8 @@ func TestSpawnOnClosedGroupIsRejected(t *testing.T) {
 			t.Fatal("fn ran on a closed group")
 		}
 		r := task.Result()
-		if r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) {
-			t.Fatalf("Result = %+v, want canceled wrapping ErrClosed", r)
+		if r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) || r.Cause != r.Err {
+			t.Fatalf("Result = %+v, want canceled wrapping ErrClosed, with Err as the Cause", r)
 		}
 		want := []string{runtime.KindTaskSpawned, runtime.KindTaskRejected, runtime.KindTaskFinished}
 		if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {

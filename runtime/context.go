@@ -15,8 +15,11 @@ import (
 type taskContext struct {
 	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
-	extra *taskExtra // nil unless the task has options, observers or a period
+	extra atomic.Pointer[taskExtra] // nil unless the task has options, observers or a period, or ended with an error
 }
+
+// ext returns the task's extras, or nil.
+func (c *taskContext) ext() *taskExtra { return c.extra.Load() }
 
 // taskLabel is what tasks of one name in one group share: it is made once
 // per (group, name) and cached in the group, so that a task record carries
@@ -35,7 +38,10 @@ type taskExtra struct {
 	values  context.Context // WithParent's context, without its cancellation
 	stopExt func() bool     // stops WithCancelOn's watch
 	every   *every          // the period, for Every tasks
-	cause   error           // Result.Cause when it is not the context's (rejected tasks)
+	err     error           // Result.Err; guarded by Task.mu. Out of line: most tasks end without one
+	// rejected: spawned on a closed group. Result.Cause is then Result.Err,
+	// not the context's cause.
+	rejected bool
 
 	// Set only when the supervisor has observers.
 	fnName   string          // fn's name
@@ -79,10 +85,11 @@ func (c *taskContext) Done() <-chan struct{}       { return c.activate().Done() 
 func (c *taskContext) Err() error                  { return c.current().Err() }
 
 func (c *taskContext) Value(key any) any {
-	if v := c.current().Value(key); v != nil || c.extra == nil || c.extra.values == nil {
+	x := c.ext()
+	if v := c.current().Value(key); v != nil || x == nil || x.values == nil {
 		return v
 	}
-	return c.extra.values.Value(key)
+	return x.values.Value(key)
 }
 
 func (c *taskContext) String() string { return "taskscope.taskContext" }

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -28,27 +29,38 @@ func TestOutcomes(t *testing.T) {
 		{"canceled, returned ctx.Err", blockUntilCanceled, true, runtime.Canceled, context.Canceled},
 		{"Goexit is error", func(context.Context) error { goruntime.Goexit(); return nil }, false, runtime.Error, runtime.ErrGoexit},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			bubble(t, func(t *testing.T) {
-				sup, rec := recorded()
-				task := sup.Go("t", tt.fn)
-				if tt.cancel {
-					task.Cancel(nil)
-				}
-				<-task.Done()
-				r := task.Result()
-				if r.Outcome != tt.want || !errors.Is(r.Err, tt.wantErr) || (tt.wantErr == nil && r.Err != nil) {
-					t.Fatalf("Result = %+v, want outcome %v err %v", r, tt.want, tt.wantErr)
-				}
-				if (r.Cause != nil) != tt.cancel {
-					t.Fatalf("Result.Cause = %v, want set iff canceled", r.Cause)
-				}
-				if got := rec.Outcomes(); len(got) != 1 || got[tt.want] != 1 {
-					t.Fatalf("finished events by outcome = %v, want exactly one %v", got, tt.want)
-				}
+	// With and without an observer: unobserved tasks keep their result in
+	// fewer places (the error out of line), and must report the same.
+	for _, observed := range []bool{true, false} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/observed=%v", tt.name, observed), func(t *testing.T) {
+				bubble(t, func(t *testing.T) {
+					testOutcome(t, observed, tt.fn, tt.cancel, tt.want, tt.wantErr)
+				})
 			})
-		})
+		}
+	}
+}
+
+func testOutcome(t *testing.T, observed bool, fn func(context.Context) error, cancel bool, want runtime.Outcome, wantErr error) {
+	sup, rec := recorded()
+	if !observed {
+		sup = runtime.New("")
+	}
+	task := sup.Go("t", fn)
+	if cancel {
+		task.Cancel(nil)
+	}
+	<-task.Done()
+	r := task.Result()
+	if r.Outcome != want || !errors.Is(r.Err, wantErr) || (wantErr == nil && r.Err != nil) {
+		t.Fatalf("Result = %+v, want outcome %v err %v", r, want, wantErr)
+	}
+	if (r.Cause != nil) != cancel {
+		t.Fatalf("Result.Cause = %v, want set iff canceled", r.Cause)
+	}
+	if got := rec.Outcomes(); observed && (len(got) != 1 || got[want] != 1) {
+		t.Fatalf("finished events by outcome = %v, want exactly one %v", got, want)
 	}
 }
 

@@ -133,7 +133,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 			t.mu.Lock()
 			if t.state == stateRunning {
 				t.state = stateAborted
-				if x := t.ctx.extra; x != nil {
+				if x := t.ctx.ext(); x != nil {
 					x.endSeq = g.tree.nextSeq()
 				}
 				res := Result{Outcome: Aborted, Err: ErrAborted, Duration: now - t.started}
@@ -169,7 +169,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)
 			res := t.resultLocked() // final: nobody changes it any more
-			ev.Seq = t.ctx.extra.endSeq
+			ev.Seq = t.ctx.ext().endSeq
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, res.Cause, res.Duration, []byte(stack)
 			tr.emit(t.fnContext(), &ev)
 			if run := runs[i]; run.ctx != nil {

@@ -77,7 +77,7 @@ func (t *Task) runningState(running bool) TaskState {
 func (t *Task) stateAtLocked(seq uint64) TaskState {
 	// Unobserved tasks have no events, so no Seq to agree with: zeros.
 	var spawnSeq, endSeq, exitSeq uint64
-	x := t.ctx.extra
+	x := t.ctx.ext()
 	if x != nil {
 		spawnSeq = x.spawnSeq
 	}

@@ -36,7 +36,7 @@ type Result struct {
 // Task is a handle to one supervised task. Its methods are safe for
 // concurrent use.
 //
-// The record is kept to 112 bytes, rare fields out of line in
+// The record is kept to 96 bytes, rare fields out of line in
 // taskContext.extra: the spawner writes it and the task goroutine, often
 // on another core, finishes it, so its size is paid in allocation, GC and
 // cache misses on every task.
@@ -52,12 +52,11 @@ type Task struct {
 
 	returned bool // fn returned normally; touched only by the task goroutine
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex // guards the fields below, and ctx.ext().err (see setErrLocked)
 	state    taskState
 	final    bool // Done is (or, once made, will be) closed
 	canceled bool // the task's context was done when it ended: Result.Cause is its cause
 	outcome  Outcome
-	err      error
 	duration time.Duration
 	done     chan struct{} // made on demand by Done
 }
@@ -133,19 +132,48 @@ func (t *Task) Result() Result {
 // stored: a context's cause never changes once it is done, so reading it
 // now gives what it was when the task ended.
 func (t *Task) resultLocked() Result {
-	r := Result{Outcome: t.outcome, Err: t.err, Duration: t.duration}
+	x := t.ctx.ext()
+	r := Result{Outcome: t.outcome, Duration: t.duration}
+	if x != nil {
+		r.Err = x.err
+	}
 	switch {
-	case t.ctx.extra != nil && t.ctx.extra.cause != nil:
-		r.Cause = t.ctx.extra.cause
+	case x != nil && x.rejected:
+		r.Cause = x.err
 	case t.canceled:
 		r.Cause = context.Cause(&t.ctx)
 	}
 	return r
 }
 
+// setErrLocked records Result.Err, out of line: a task that ends with an
+// error and had no extras gets them now. Only the task goroutine (or an
+// abort, which holds the lock too) sets it, once.
+func (t *Task) setErrLocked(err error) {
+	if err == nil {
+		return
+	}
+	x := t.ctx.ext()
+	if x == nil {
+		x = &taskExtra{err: err}
+		t.ctx.extra.Store(x)
+		return
+	}
+	x.err = err
+}
+
+// errUnlocked returns Result.Err to the task goroutine, which set it.
+func (t *Task) errUnlocked() error {
+	if x := t.ctx.ext(); x != nil {
+		return x.err
+	}
+	return nil
+}
+
 // setResultLocked records how the task ended.
 func (t *Task) setResultLocked(res *Result) {
-	t.outcome, t.err, t.duration = res.Outcome, res.Err, res.Duration
+	t.outcome, t.duration = res.Outcome, res.Duration
+	t.setErrLocked(res.Err)
 	t.canceled = res.Cause != nil
 }
 
@@ -184,7 +212,7 @@ func (t *Task) tree() *tree { return t.owner().tree }
 // fnContext is what fn receives: the task context, as wrapped by the
 // observers' TaskStarting.
 func (t *Task) fnContext() context.Context {
-	if x := t.ctx.extra; x != nil && x.fnCtx != nil {
+	if x := t.ctx.ext(); x != nil && x.fnCtx != nil {
 		return x.fnCtx
 	}
 	return &t.ctx
@@ -192,7 +220,7 @@ func (t *Task) fnContext() context.Context {
 
 // periodic returns an Every task's period state, nil for plain tasks.
 func (t *Task) periodic() *every {
-	if x := t.ctx.extra; x != nil {
+	if x := t.ctx.ext(); x != nil {
 		return x.every
 	}
 	return nil
@@ -217,7 +245,7 @@ func (t *Task) event(kind string) (ev Event) {
 // stack the goroutine would have to grow for.
 func (t *Task) fillEvent(ev *Event, kind string) {
 	var fnName string
-	if x := t.ctx.extra; x != nil {
+	if x := t.ctx.ext(); x != nil {
 		fnName = x.fnName
 	}
 	*ev = Event{Kind: kind, Group: t.Group(), Task: t.Name(), TaskID: t.id, Function: fnName, Interval: t.interval()}
@@ -250,8 +278,8 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	if len(opts) > 0 || tr.observed() || interval > 0 {
 		tx := new(taskWithExtra) // one allocation for both
 		t = &tx.Task
-		t.ctx.extra = &tx.extra
-		x := t.ctx.extra
+		x := &tx.extra
+		t.ctx.extra.Store(x)
 		if cfg.parent != nil {
 			x.values = context.WithoutCancel(cfg.parent)
 		}
@@ -276,7 +304,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		g.mu.Unlock()
 		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
 		if tr.observed() {
-			t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn)
+			t.ctx.ext().fnName = tr.funcName(t.ctx.lab, fn)
 		}
 		t.reject()
 		if tr.observed() {
@@ -287,15 +315,15 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	t.ctx.lab = g.labelsLocked(name)
 	g.linkLocked(t)
 	if tr.observed() {
-		t.ctx.extra.spawnSeq = tr.nextSeq()
+		t.ctx.ext().spawnSeq = tr.nextSeq()
 	}
 	g.mu.Unlock()
 	if tr.observed() {
-		t.ctx.extra.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
+		t.ctx.ext().fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
-		ev.Seq, ev.Time = t.ctx.extra.spawnSeq, tr.wall(t.started)
-		t.ctx.extra.fnCtx = tr.taskStarting(&t.ctx, ev)
+		ev.Seq, ev.Time = t.ctx.ext().spawnSeq, tr.wall(t.started)
+		t.ctx.ext().fnCtx = tr.taskStarting(&t.ctx, ev)
 		freeEvent(ev)
 		t.mu.Unlock()
 	}
@@ -317,16 +345,16 @@ func (t *Task) watch(ext context.Context) {
 		cancel()
 		return
 	}
-	t.ctx.extra.stopExt = context.AfterFunc(ext, cancel)
+	t.ctx.ext().stopExt = context.AfterFunc(ext, cancel)
 }
 
 // reject ends a task spawned on a closed group without running it.
 func (t *Task) reject() {
 	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.Group(), t.Name(), ErrClosed)
-	if t.ctx.extra == nil {
-		t.ctx.extra = &taskExtra{}
+	if t.ctx.ext() == nil {
+		t.ctx.extra.Store(&taskExtra{})
 	}
-	t.ctx.extra.cause = err
+	t.ctx.ext().rejected = true
 	res := Result{Outcome: Canceled, Err: err, Cause: err}
 	t.setResultLocked(&res)
 	t.state = stateDone
@@ -334,7 +362,7 @@ func (t *Task) reject() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
 		ctx := tr.taskStarting(&t.ctx, &ev)
-		t.ctx.extra.fnCtx = ctx
+		t.ctx.ext().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
 		tr.emit(ctx, &ev)
@@ -349,7 +377,7 @@ func (t *Task) reject() {
 // it must grow, and growing it costs more than the whole spawn.
 func (t *Task) run() {
 	pprof.SetGoroutineLabels(t.ctx.lab.ctx)
-	if t.ctx.extra != nil && t.tree().growStack {
+	if t.ctx.ext() != nil && t.tree().growStack {
 		growStack()
 	}
 	defer t.exitAbnormally()
@@ -417,7 +445,7 @@ func (t *Task) exitAbnormally() {
 // canceled says whether the task's context was done when fn ended (the
 // moment its outcome was decided): Result.Cause is then its cause.
 func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
-	x := t.ctx.extra
+	x := t.ctx.ext()
 	if x != nil && x.stopExt != nil {
 		x.stopExt()
 	}
@@ -429,7 +457,8 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 		t.lateExit(outcome, err, end)
 		return false
 	}
-	t.outcome, t.err, t.duration, t.canceled = outcome, err, end-t.started, canceled
+	t.outcome, t.duration, t.canceled = outcome, end-t.started, canceled
+	t.setErrLocked(err)
 	if !tr.observed() && !t.failsFast() {
 		// Nothing to report before Done closes: end in one step.
 		t.closeDoneLocked(stateDone)
@@ -459,8 +488,8 @@ func (t *Task) report(stack []byte) {
 	if tr.observed() {
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskFinished)
-		ev.Seq, ev.Time = t.ctx.extra.endSeq, tr.wall(t.started+t.duration)
-		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.err, t.duration, stack
+		ev.Seq, ev.Time = t.ctx.ext().endSeq, tr.wall(t.started+t.duration)
+		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.errUnlocked(), t.duration, stack
 		if t.canceled {
 			t.setCancelInfo(ev)
 		}
@@ -468,7 +497,7 @@ func (t *Task) report(stack []byte) {
 		freeEvent(ev)
 	}
 	if t.failsFast() {
-		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.err})
+		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.errUnlocked()})
 	}
 	g.retire(t)
 	t.mu.Lock()
@@ -523,7 +552,7 @@ func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 	if tr.observed() {
 		t.mu.Lock()
 		seq := tr.nextSeq()
-		t.ctx.extra.exitSeq = seq
+		t.ctx.ext().exitSeq = seq
 		t.mu.Unlock()
 		ev := t.event(KindTaskLateExit)
 		ev.Seq = seq
