@@ -188,9 +188,11 @@ func (g *Group) labelsLocked(name string) *taskLabel {
 	l, ok := g.labels[name]
 	if !ok {
 		l = &taskLabel{group: g, name: name, ctx: pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))}
-		if len(g.labels) < maxLabelCache {
+		// Many groups only ever spawn one name, which lastLabel serves:
+		// the map is made for the second.
+		if last := g.lastLabel; last != nil && len(g.labels) < maxLabelCache {
 			if g.labels == nil {
-				g.labels = make(map[string]*taskLabel)
+				g.labels = map[string]*taskLabel{last.name: last}
 			}
 			g.labels[name] = l
 		}

@@ -35,3 +35,22 @@ func TestPprofLabelsInsideFn(t *testing.T) {
 		})
 	}
 }
+
+// TestPprofLabelsPerName: a group that spawns several names, in turns,
+// labels each task with its own.
+func TestPprofLabelsPerName(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		g := runtime.New("svc").Group("mix")
+		for _, name := range []string{"a", "b", "a", "c", "b", "b", "a"} {
+			var got string
+			task := g.Go(name, func(ctx context.Context) error {
+				got, _ = pprof.Label(ctx, runtime.LabelTask)
+				return nil
+			})
+			<-task.Done()
+			if got != name {
+				t.Fatalf("task %q ran under label %q", name, got)
+			}
+		}
+	})
+}
