@@ -9,10 +9,11 @@
 #                      benchstat's comparison, peers side by side, errgroup
 #                      as the base column. The default filter runs batch=100
 #                      only: the peers, taskscope, and taskscope with each
-#                      observer (taskscope+metrics, +slogoff, +stream, +noop,
+#                      observer (taskscope+nopobs, +metrics, +slogoff, +stream, +noop,
 #                      +all, +sdk) next to span.sdk (errgroup plus the same
-#                      SDK span by hand). About 3-4 minutes with the defaults
-#                      (14 rows x 2 CPU counts x 6 runs x 0.5 s).
+#                      SDK span by hand). About 5 minutes with the defaults
+#                      (19 rows, the model.* ones included, x 2 CPU counts
+#                      x 6 runs x 0.5 s).
 #   make bench-check   fail unless, at batch=100 and every CPU count in
 #                      latest.txt (medians), each check holds:
 #                      [spawn]         taskscope ns/op <= 2.0x errgroup,
