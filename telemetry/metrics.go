@@ -1,12 +1,15 @@
 package telemetry
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -42,7 +45,8 @@ var (
 type metrics struct {
 	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
 	duration, cancelLatency, shutdownDuration                          *prometheus.HistogramVec
-	running, abandoned                                                 *prometheus.GaugeVec
+	abandoned                                                          *prometheus.GaugeVec
+	running                                                            *prometheus.Desc // see runningCollector
 
 	overflowGroup, overflowTask, overflowErrorType prometheus.Counter
 }
@@ -97,9 +101,9 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 		shutdownDuration: prometheus.NewHistogramVec(histogramOpts(nameShutdownDuration,
 			"Duration of group shutdowns; result is clean when every task returned, aborted when some were abandoned at the deadline.",
 			shutdownBuckets, constLabels), []string{"group", "result"}),
-		running: gauge(nameRunning,
+		running: prometheus.NewDesc(nameRunning,
 			"Tasks spawned and not yet finished (aborted tasks are not running: see taskscope_tasks_abandoned).",
-			"group", "task"),
+			[]string{"group", "task"}, constLabels),
 		abandoned: gauge(nameAbandoned,
 			"Tasks aborted at a shutdown deadline whose goroutines are still running (Go cannot kill goroutines).",
 			"group", "task"),
@@ -111,11 +115,58 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 	return m
 }
 
-func (m *metrics) collectors() []prometheus.Collector {
+func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 	return []prometheus.Collector{
 		m.started, m.rejected, m.finished, m.cancellations, m.periodicRuns, m.overflow,
-		m.duration, m.cancelLatency, m.shutdownDuration, m.running, m.abandoned,
+		m.duration, m.cancelLatency, m.shutdownDuration, runningCollector{m.running, cache}, m.abandoned,
 	}
+}
+
+// runningCollector reports taskscope_tasks_running at scrape time, as
+// started minus finished per series. Both counters count each task once,
+// so it cannot drift, and no task pays for a gauge (two float additions,
+// each a compare-and-swap loop on a line the spawner and the finishers
+// share).
+type runningCollector struct {
+	desc  *prometheus.Desc
+	cache *seriesCache
+}
+
+func (r runningCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+
+func (r runningCollector) Collect(ch chan<- prometheus.Metric) {
+	r.cache.mu.Lock()
+	all := slices.Collect(maps.Values(r.cache.series))
+	r.cache.mu.Unlock()
+	for _, s := range all {
+		// Finished first: a task that ends between the two reads is then
+		// counted as running, never as less than nothing.
+		finished := s.finishedCount()
+		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
+	}
+}
+
+// finishedCount sums the series' finished children.
+func (s *series) finishedCount() float64 {
+	var n float64
+	for _, c := range s.finished {
+		if c != nil {
+			n += counterValue(c)
+		}
+	}
+	s.errs.Range(func(_, c any) bool {
+		n += counterValue(c.(prometheus.Counter))
+		return true
+	})
+	return n
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0 // a client_golang counter does not fail to write
+	}
+	return m.GetCounter().GetValue()
 }
 
 // outcomeSlots indexes per-outcome children by runtime.Outcome (1..5);
@@ -137,8 +188,8 @@ type series struct {
 	m           *metrics
 	group, task string // label values, after capping
 
-	started            prometheus.Counter
-	running, abandoned prometheus.Gauge
+	started   prometheus.Counter
+	abandoned prometheus.Gauge
 	// finished children for the outcomes whose error_type is fixed; outcome
 	// error has one child per error_type, in errs.
 	finished [outcomeSlots]prometheus.Counter
@@ -158,7 +209,6 @@ func newSeries(m *metrics, group, task string) *series {
 	s := &series{
 		m: m, group: group, task: task,
 		started:   m.started.WithLabelValues(group, task),
-		running:   m.running.WithLabelValues(group, task),
 		abandoned: m.abandoned.WithLabelValues(group, task),
 	}
 	for _, o := range []runtime.Outcome{runtime.Success, runtime.Canceled, runtime.Panic, runtime.Aborted} {

@@ -61,11 +61,12 @@ var (
 func New(opts ...Option) (*Telemetry, error) {
 	c := newConfig(opts)
 	m := newMetrics(c.constLabels)
+	cache := newSeriesCache(m, c.maxLabelValues)
 	t := &Telemetry{
 		links:      c.spanLinks,
 		m:          m,
-		cache:      newSeriesCache(m, c.maxLabelValues),
-		collectors: m.collectors(),
+		cache:      cache,
+		collectors: m.collectors(cache),
 		shutdowns:  make(map[string][]trace.Span),
 	}
 	if c.stream != nil {
@@ -117,7 +118,6 @@ func (t *Telemetry) TaskStartingEvent(ctx context.Context, ev *runtime.Event) co
 	case runtime.KindTaskSpawned:
 		e := t.cache.entry(ev.Group, ev.Task, true)
 		e.s.started.Inc()
-		e.s.running.Inc()
 		if t.tracer != nil {
 			return t.startTask(ctx, ev, e)
 		}
@@ -172,7 +172,6 @@ func (t *Telemetry) groupCancelRequested(ev *runtime.Event) {
 // tracing off it stays in small frames (no span context on the way).
 func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 	s := t.cache.entry(ev.Group, ev.Task, false).s
-	s.running.Dec()
 	errType := runtime.ErrorType(ev.Outcome, ev.Err)
 	s.finishedCounter(ev.Outcome, t.errorTypeLabel(ev.Outcome, errType)).Inc()
 	if t.tracer != nil {
