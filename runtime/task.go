@@ -275,10 +275,10 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	tr := g.tree
 	var t *Task
+	var x *taskExtra // always set for observed tasks
 	if len(opts) > 0 || tr.observed() || interval > 0 {
 		tx := new(taskWithExtra) // one allocation for both
-		t = &tx.Task
-		x := &tx.extra
+		t, x = &tx.Task, &tx.extra
 		t.ctx.extra.Store(x)
 		if cfg.parent != nil {
 			x.values = context.WithoutCancel(cfg.parent)
@@ -304,7 +304,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		g.mu.Unlock()
 		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
 		if tr.observed() {
-			t.ctx.ext().fnName = tr.funcName(t.ctx.lab, fn)
+			x.fnName = tr.funcName(t.ctx.lab, fn)
 		}
 		t.reject()
 		if tr.observed() {
@@ -315,15 +315,15 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	t.ctx.lab = g.labelsLocked(name)
 	g.linkLocked(t)
 	if tr.observed() {
-		t.ctx.ext().spawnSeq = tr.nextSeq()
+		x.spawnSeq = tr.nextSeq()
 	}
 	g.mu.Unlock()
 	if tr.observed() {
-		t.ctx.ext().fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
+		x.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
-		ev.Seq, ev.Time = t.ctx.ext().spawnSeq, tr.wall(t.started)
-		t.ctx.ext().fnCtx = tr.taskStarting(&t.ctx, ev)
+		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.started)
+		x.fnCtx = tr.taskStarting(&t.ctx, ev)
 		freeEvent(ev)
 		t.mu.Unlock()
 	}

@@ -81,14 +81,9 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 // whole spawn (and doubles an idle task's memory). With tracing off the
 // observer must fit in what the runtime's own path leaves.
 func TestObserverDoesNotGrowTaskStack(t *testing.T) {
-	if !inFixedStackChild(t) {
+	tel := fixedStackTelemetry(t)
+	if tel == nil {
 		return
-	}
-	// Stacks shrink only at GC; keep it off so a grown stack stays visible.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	tel, err := telemetry.New(telemetry.WithTracerProvider(nil))
-	if err != nil {
-		t.Fatal(err)
 	}
 	base := stackPerTask(t)
 	with := stackPerTask(t, tel)
@@ -112,13 +107,9 @@ func TestObserverDoesNotGrowTaskStack(t *testing.T) {
 // The race detector's instrumentation needs more stack, so the bound holds
 // only without it (make test runs this test both ways).
 func TestObservedTaskKeepsItsFirstStack(t *testing.T) {
-	if !inFixedStackChild(t) {
+	tel := fixedStackTelemetry(t)
+	if tel == nil {
 		return
-	}
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	tel, err := telemetry.New(telemetry.WithTracerProvider(nil))
-	if err != nil {
-		t.Fatal(err)
 	}
 	stream := diagnostics.NewStream()
 	sub := stream.Subscribe(t.Context())
@@ -159,6 +150,24 @@ func stackObserveAlone(t *testing.T, tel *telemetry.Telemetry) float64 {
 	goruntime.ReadMemStats(&after)
 	close(release)
 	return float64(after.StackInuse-before.StackInuse) / n
+}
+
+// fixedStackTelemetry runs the calling test in a child process with fixed
+// initial stacks (see inFixedStackChild) and returns nil; in that child it
+// returns telemetry with tracing off, with the GC off until the test ends:
+// stacks shrink only at GC, so a grown stack stays visible.
+func fixedStackTelemetry(t *testing.T) *telemetry.Telemetry {
+	t.Helper()
+	if !inFixedStackChild(t) {
+		return nil
+	}
+	gc := debug.SetGCPercent(-1)
+	t.Cleanup(func() { debug.SetGCPercent(gc) })
+	tel, err := telemetry.New(telemetry.WithTracerProvider(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel
 }
 
 // inFixedStackChild runs the calling test again in a child process whose
