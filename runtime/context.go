@@ -15,7 +15,7 @@ import (
 type taskContext struct {
 	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
-	extra atomic.Pointer[taskExtra] // nil unless the task has options, observers or a period, or ended with an error
+	extra atomic.Pointer[taskExtra] // nil unless the task has observers, options or a period, or ended with an error
 }
 
 // ext returns the task's extras, or nil.
@@ -31,24 +31,67 @@ type taskLabel struct {
 	fn    atomic.Pointer[funcName] // the last function spawned under this name, when observed
 }
 
-// taskExtra holds what few tasks need, out of line to keep Task small:
-// every byte of a task record is written by the spawner and read by the
-// task goroutine, often on another core.
+// taskExtra is what observed tasks carry beyond the record, and the way
+// to the rare fields. It is kept to 24 bytes: every observed task has one,
+// allocated with its record (128 bytes together), and at two cores each
+// byte allocated per task shows in the GC's cost.
 type taskExtra struct {
+	// Set only when the supervisor has observers.
+	spawnSeq uint64 // Seq of the spawned event; guarded by group.mu
+	endSeq   uint64 // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
+
+	rare atomic.Pointer[taskRare] // nil unless needed
+}
+
+// taskRare holds what few tasks need, out of line to keep Task small:
+// every byte of a task record is written by the spawner and read by the
+// task goroutine, often on another core. Its fields are set before the
+// task starts, except those guarded by Task.mu.
+type taskRare struct {
 	values  context.Context // WithParent's context, without its cancellation
 	stopExt func() bool     // stops WithCancelOn's watch
 	every   *every          // the period, for Every tasks
-	err     error           // Result.Err; guarded by Task.mu. Out of line: most tasks end without one
+	// fnCtx is what fn receives when observers wrapped the task context;
+	// nil when they returned it unchanged.
+	fnCtx context.Context
+	err   error // Result.Err; guarded by Task.mu. Out of line: most tasks end without one
 	// rejected: spawned on a closed group. Result.Cause is then Result.Err,
-	// not the context's cause.
+	// not the context's cause. Guarded by Task.mu.
 	rejected bool
+	exitSeq  uint64 // Seq of the late_exit event; guarded by Task.mu
+}
 
-	// Set only when the supervisor has observers.
-	fnName   string          // fn's name
-	fnCtx    context.Context // what fn receives: the task context as wrapped by observers
-	spawnSeq uint64          // Seq of the spawned event; guarded by group.mu
-	endSeq   uint64          // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
-	exitSeq  uint64          // Seq of the late_exit event; guarded by Task.mu
+// rare returns the task's rare fields, or nil.
+func (c *taskContext) rare() *taskRare {
+	if x := c.ext(); x != nil {
+		return x.rare.Load()
+	}
+	return nil
+}
+
+// makeRare returns the task's rare fields, making them (and its extras)
+// on first use. Call it before the task is started or with Task.mu held.
+func (c *taskContext) makeRare() *taskRare {
+	x := c.ext()
+	if x == nil {
+		xr := new(extraWithRare) // one allocation for both
+		x = &xr.extra
+		x.rare.Store(&xr.rare)
+		c.extra.Store(x)
+		return &xr.rare
+	}
+	if r := x.rare.Load(); r != nil {
+		return r
+	}
+	r := new(taskRare)
+	x.rare.Store(r)
+	return r
+}
+
+// extraWithRare is extras and rare fields, allocated together.
+type extraWithRare struct {
+	extra taskExtra
+	rare  taskRare
 }
 
 // ownContext is a task's own cancelable context, made on first need.
@@ -85,11 +128,11 @@ func (c *taskContext) Done() <-chan struct{}       { return c.activate().Done() 
 func (c *taskContext) Err() error                  { return c.current().Err() }
 
 func (c *taskContext) Value(key any) any {
-	x := c.ext()
-	if v := c.current().Value(key); v != nil || x == nil || x.values == nil {
+	r := c.rare()
+	if v := c.current().Value(key); v != nil || r == nil || r.values == nil {
 		return v
 	}
-	return x.values.Value(key)
+	return r.values.Value(key)
 }
 
 func (c *taskContext) String() string { return "taskscope.taskContext" }

@@ -87,7 +87,10 @@ func (t *Task) stateAtLocked(seq uint64) TaskState {
 	t.mu.Lock()
 	state := t.state
 	if x != nil {
-		endSeq, exitSeq = x.endSeq, x.exitSeq
+		endSeq = x.endSeq
+		if r := x.rare.Load(); r != nil {
+			exitSeq = r.exitSeq
+		}
 	}
 	t.mu.Unlock()
 	switch {

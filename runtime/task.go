@@ -36,9 +36,9 @@ type Result struct {
 // Task is a handle to one supervised task. Its methods are safe for
 // concurrent use.
 //
-// The record is kept to 96 bytes, rare fields out of line in
-// taskContext.extra: the spawner writes it and the task goroutine, often
-// on another core, finishes it, so its size is paid in allocation, GC and
+// The record is kept to 96 bytes, rare fields out of line (taskExtra,
+// taskRare): the spawner writes it and the task goroutine, often on
+// another core, finishes it, so its size is paid in allocation, GC and
 // cache misses on every task.
 type Task struct {
 	id      uint64
@@ -52,7 +52,7 @@ type Task struct {
 
 	returned bool // fn returned normally; touched only by the task goroutine
 
-	mu       sync.Mutex // guards the fields below, and ctx.ext().err (see setErrLocked)
+	mu       sync.Mutex // guards the fields below, and ctx.rare().err (see setErrLocked)
 	state    taskState
 	final    bool // Done is (or, once made, will be) closed
 	canceled bool // the task's context was done when it ended: Result.Cause is its cause
@@ -61,10 +61,18 @@ type Task struct {
 	done     chan struct{} // made on demand by Done
 }
 
-// taskWithExtra is a task and its extras, allocated together.
+// taskWithExtra is an observed task and its extras, allocated together.
 type taskWithExtra struct {
 	Task
 	extra taskExtra
+}
+
+// taskWithRare is a task with options or a period: record, extras and
+// rare fields, allocated together.
+type taskWithRare struct {
+	Task
+	extra taskExtra
+	rare  taskRare
 }
 
 // every is what only periodic tasks carry.
@@ -132,7 +140,7 @@ func (t *Task) Result() Result {
 // stored: a context's cause never changes once it is done, so reading it
 // now gives what it was when the task ended.
 func (t *Task) resultLocked() Result {
-	x := t.ctx.ext()
+	x := t.ctx.rare()
 	r := Result{Outcome: t.outcome, Duration: t.duration}
 	if x != nil {
 		r.Err = x.err
@@ -147,25 +155,18 @@ func (t *Task) resultLocked() Result {
 }
 
 // setErrLocked records Result.Err, out of line: a task that ends with an
-// error and had no extras gets them now. Only the task goroutine (or an
-// abort, which holds the lock too) sets it, once.
+// error and had no rare fields gets them now. Only the task goroutine (or
+// an abort, which holds the lock too) sets it, once.
 func (t *Task) setErrLocked(err error) {
-	if err == nil {
-		return
+	if err != nil {
+		t.ctx.makeRare().err = err
 	}
-	x := t.ctx.ext()
-	if x == nil {
-		x = &taskExtra{err: err}
-		t.ctx.extra.Store(x)
-		return
-	}
-	x.err = err
 }
 
 // errUnlocked returns Result.Err to the task goroutine, which set it.
 func (t *Task) errUnlocked() error {
-	if x := t.ctx.ext(); x != nil {
-		return x.err
+	if r := t.ctx.rare(); r != nil {
+		return r.err
 	}
 	return nil
 }
@@ -212,16 +213,16 @@ func (t *Task) tree() *tree { return t.owner().tree }
 // fnContext is what fn receives: the task context, as wrapped by the
 // observers' TaskStarting.
 func (t *Task) fnContext() context.Context {
-	if x := t.ctx.ext(); x != nil && x.fnCtx != nil {
-		return x.fnCtx
+	if r := t.ctx.rare(); r != nil && r.fnCtx != nil {
+		return r.fnCtx
 	}
 	return &t.ctx
 }
 
 // periodic returns an Every task's period state, nil for plain tasks.
 func (t *Task) periodic() *every {
-	if x := t.ctx.ext(); x != nil {
-		return x.every
+	if r := t.ctx.rare(); r != nil {
+		return r.every
 	}
 	return nil
 }
@@ -244,10 +245,7 @@ func (t *Task) event(kind string) (ev Event) {
 // writes in place: on the task goroutine, an Event-sized temporary is
 // stack the goroutine would have to grow for.
 func (t *Task) fillEvent(ev *Event, kind string) {
-	var fnName string
-	if x := t.ctx.ext(); x != nil {
-		fnName = x.fnName
-	}
+	fnName := t.tree().funcName(t.ctx.lab, t.fn)
 	*ev = Event{Kind: kind, Group: t.Group(), Task: t.Name(), TaskID: t.id, Function: fnName, Interval: t.interval()}
 }
 
@@ -276,17 +274,23 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	tr := g.tree
 	var t *Task
 	var x *taskExtra // always set for observed tasks
-	if len(opts) > 0 || tr.observed() || interval > 0 {
-		tx := new(taskWithExtra) // one allocation for both
+	switch {
+	case cfg.parent != nil || cfg.cancelOn != nil || interval > 0:
+		tx := new(taskWithRare) // one allocation for all three
 		t, x = &tx.Task, &tx.extra
+		x.rare.Store(&tx.rare)
 		t.ctx.extra.Store(x)
 		if cfg.parent != nil {
-			x.values = context.WithoutCancel(cfg.parent)
+			tx.rare.values = context.WithoutCancel(cfg.parent)
 		}
 		if interval > 0 {
-			x.every = &every{interval: interval}
+			tx.rare.every = &every{interval: interval}
 		}
-	} else {
+	case tr.observed():
+		tx := new(taskWithExtra)
+		t, x = &tx.Task, &tx.extra
+		t.ctx.extra.Store(x)
+	default:
 		t = new(Task)
 	}
 	t.fn, t.started = fn, tr.now()
@@ -303,9 +307,6 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	if g.closed {
 		g.mu.Unlock()
 		t.ctx.lab = &taskLabel{group: g, name: name, ctx: g.ctx}
-		if tr.observed() {
-			x.fnName = tr.funcName(t.ctx.lab, fn)
-		}
 		t.reject()
 		if tr.observed() {
 			t.mu.Unlock()
@@ -319,11 +320,12 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	g.mu.Unlock()
 	if tr.observed() {
-		x.fnName = tr.funcName(t.ctx.lab, fn) // t.mu keeps others from reading it yet
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.started)
-		x.fnCtx = tr.taskStarting(&t.ctx, ev)
+		if ctx := tr.taskStarting(&t.ctx, ev); ctx != context.Context(&t.ctx) {
+			t.ctx.makeRare().fnCtx = ctx // t.mu keeps others from reading it yet
+		}
 		freeEvent(ev)
 		t.mu.Unlock()
 	}
@@ -345,16 +347,13 @@ func (t *Task) watch(ext context.Context) {
 		cancel()
 		return
 	}
-	t.ctx.ext().stopExt = context.AfterFunc(ext, cancel)
+	t.ctx.rare().stopExt = context.AfterFunc(ext, cancel)
 }
 
 // reject ends a task spawned on a closed group without running it.
 func (t *Task) reject() {
 	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.Group(), t.Name(), ErrClosed)
-	if t.ctx.ext() == nil {
-		t.ctx.extra.Store(&taskExtra{})
-	}
-	t.ctx.ext().rejected = true
+	t.ctx.makeRare().rejected = true
 	res := Result{Outcome: Canceled, Err: err, Cause: err}
 	t.setResultLocked(&res)
 	t.state = stateDone
@@ -362,7 +361,7 @@ func (t *Task) reject() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
 		ctx := tr.taskStarting(&t.ctx, &ev)
-		t.ctx.ext().fnCtx = ctx
+		t.ctx.rare().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
 		ev.Err = err
 		tr.emit(ctx, &ev)
@@ -445,10 +444,10 @@ func (t *Task) exitAbnormally() {
 // canceled says whether the task's context was done when fn ended (the
 // moment its outcome was decided): Result.Cause is then its cause.
 func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
-	x := t.ctx.ext()
-	if x != nil && x.stopExt != nil {
-		x.stopExt()
+	if r := t.ctx.rare(); r != nil && r.stopExt != nil {
+		r.stopExt()
 	}
+	x := t.ctx.ext()
 	g, tr := t.owner(), t.tree()
 	end := tr.now()
 	t.mu.Lock()
@@ -552,7 +551,7 @@ func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 	if tr.observed() {
 		t.mu.Lock()
 		seq := tr.nextSeq()
-		t.ctx.ext().exitSeq = seq
+		t.ctx.makeRare().exitSeq = seq
 		t.mu.Unlock()
 		ev := t.event(KindTaskLateExit)
 		ev.Seq = seq
