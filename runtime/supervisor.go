@@ -58,7 +58,6 @@ type tree struct {
 	seq       atomic.Uint64   // last event sequence number issued
 	ids       atomic.Uint64   // last task ID handed out to a group (see nextIDLocked)
 	abandoned atomic.Int64    // aborted tasks still running
-	funcNames sync.Map        // fn code pointer → name, for Event.Function
 }
 
 // now reads the monotonic clock only (time.Now also reads the wall
@@ -197,7 +196,7 @@ func (tr *tree) funcName(l *taskLabel, fn func(context.Context) error) string {
 	if f := l.fn.Load(); f != nil && f.pc == pc {
 		return f.name
 	}
-	name := tr.resolveFunc(pc)
+	name := resolveFunc(pc)
 	l.fn.Store(&funcName{pc, name})
 	return name
 }
@@ -208,14 +207,20 @@ type funcName struct {
 	name string
 }
 
-func (tr *tree) resolveFunc(pc uintptr) string {
-	if name, ok := tr.funcNames.Load(pc); ok {
+// funcNames maps fn code pointers to names, for Event.Function. It is
+// process-wide: a name never changes, the map is bounded by the code in the
+// binary, and a service that makes supervisors as it goes resolves each
+// function once.
+var funcNames sync.Map
+
+func resolveFunc(pc uintptr) string {
+	if name, ok := funcNames.Load(pc); ok {
 		return name.(string)
 	}
 	name := ""
 	if f := goruntime.FuncForPC(pc); f != nil {
 		name = f.Name()
 	}
-	tr.funcNames.Store(pc, name)
+	funcNames.Store(pc, name)
 	return name
 }
