@@ -159,6 +159,35 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	t.Logf("evaluated %d dashboard queries", len(queries))
 
 	s.checkExemplars(t, exemplarPanels, at)
+	s.checkNativeHistogram(t, at)
+}
+
+// checkNativeHistogram: Prometheus ingests the duration histogram as a
+// native histogram too (the dashboards read the classic buckets), and both
+// count the same tasks.
+func (s *stack) checkNativeHistogram(t *testing.T, at time.Time) {
+	sel := fmt.Sprintf(`{job=%q, instance=%q}`, s.job.Job, s.job.Instance)
+	count := func(expr string) float64 {
+		t.Helper()
+		res, err := s.promQuery(t.Context(), expr, at)
+		if err != nil || len(res.Result) != 1 {
+			t.Fatalf("%s: %d series, err %v", expr, len(res.Result), err)
+		}
+		v, err := sampleValue(res.Result[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	native := count(`sum(histogram_count(taskscope_task_duration_seconds` + sel + `))`)
+	classic := count(`sum(taskscope_task_duration_seconds_count` + sel + `)`)
+	if native == 0 || native != classic {
+		t.Errorf("native histograms count %g tasks, classic _count %g", native, classic)
+	}
+	if p99 := count(`histogram_quantile(0.99, sum(taskscope_task_duration_seconds` + sel + `))`); !(p99 > 0) {
+		t.Errorf("native p99 %g, want > 0", p99)
+	}
+	t.Logf("native histogram: %g tasks", native)
 }
 
 var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)

@@ -3,14 +3,11 @@ package telemetry
 import (
 	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
 )
@@ -44,26 +41,11 @@ var (
 // them: it uses the children a [series] bound once per (group, task).
 type metrics struct {
 	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
-	duration, cancelLatency, shutdownDuration                          *prometheus.HistogramVec
+	duration, cancelLatency, shutdownDuration                          *histogramVec
 	abandoned                                                          *prometheus.GaugeVec
 	running                                                            *prometheus.Desc // see runningCollector
 
 	overflowGroup, overflowTask, overflowErrorType prometheus.Counter
-}
-
-func histogramOpts(name, help string, buckets []float64, constLabels prometheus.Labels) prometheus.HistogramOpts {
-	return prometheus.HistogramOpts{
-		Name:        name,
-		Help:        help,
-		ConstLabels: constLabels,
-		Buckets:     buckets,
-		// Native histogram: about 10% relative resolution, at most 160
-		// buckets per series (unbounded would be a memory risk), reset at
-		// most hourly when the bucket limit forces a coarser schema.
-		NativeHistogramBucketFactor:     1.1,
-		NativeHistogramMaxBucketNumber:  160,
-		NativeHistogramMinResetDuration: time.Hour,
-	}
 }
 
 func newMetrics(constLabels prometheus.Labels) *metrics {
@@ -92,15 +74,15 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 		overflow: counter(nameLabelOverflow,
 			"Label values folded into \"_other\" because the label reached its cap: once per spawned task for group and task, once per failed task for error_type, once per group event for group.",
 			"label"),
-		duration: prometheus.NewHistogramVec(histogramOpts(nameDuration,
+		duration: newHistogramVec(nameDuration,
 			"Run time of a task, from spawn to its end (to the abort for aborted tasks).",
-			durationBuckets, constLabels), []string{"group", "task", "outcome"}),
-		cancelLatency: prometheus.NewHistogramVec(histogramOpts(nameCancelLatency,
+			durationBuckets, constLabels, "group", "task", "outcome"),
+		cancelLatency: newHistogramVec(nameCancelLatency,
 			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled; a long tail means tasks ignore their context.",
-			cancelLatencyBuckets, constLabels), []string{"group", "task"}),
-		shutdownDuration: prometheus.NewHistogramVec(histogramOpts(nameShutdownDuration,
+			cancelLatencyBuckets, constLabels, "group", "task"),
+		shutdownDuration: newHistogramVec(nameShutdownDuration,
 			"Duration of group shutdowns; result is clean when every task returned, aborted when some were abandoned at the deadline.",
-			shutdownBuckets, constLabels), []string{"group", "result"}),
+			shutdownBuckets, constLabels, "group", "result"),
 		running: prometheus.NewDesc(nameRunning,
 			"Tasks spawned and not yet finished (aborted tasks are not running: see taskscope_tasks_abandoned).",
 			[]string{"group", "task"}, constLabels),
@@ -196,9 +178,9 @@ type series struct {
 	errs     sync.Map // error_type label → prometheus.Counter
 	cancels  sync.Map // cause kind → prometheus.Counter
 
-	duration [outcomeSlots]lazy[observer]
+	duration [outcomeSlots]lazy[*histogram]
 	runs     [outcomeSlots]lazy[prometheus.Counter]
-	latency  lazy[observer]
+	latency  lazy[*histogram]
 
 	// Entries shared by raw names resolved after the cache budget is spent,
 	// by folded flags (group | task<<1). Guarded by seriesCache.mu.
@@ -247,15 +229,15 @@ func (s *series) finishedCounter(o runtime.Outcome, errType string) prometheus.C
 	return c.(prometheus.Counter)
 }
 
-func (s *series) durationObserver(o runtime.Outcome) *observer {
-	return s.duration[slot(o)].get(func() observer {
-		return newObserver(s.m.duration.WithLabelValues(s.group, s.task, o.String()), durationBuckets)
+func (s *series) durationHistogram(o runtime.Outcome) *histogram {
+	return *s.duration[slot(o)].get(func() *histogram {
+		return s.m.duration.with(s.group, s.task, o.String())
 	})
 }
 
-func (s *series) cancelLatency() *observer {
-	return s.latency.get(func() observer {
-		return newObserver(s.m.cancelLatency.WithLabelValues(s.group, s.task), cancelLatencyBuckets)
+func (s *series) cancelLatency() *histogram {
+	return *s.latency.get(func() *histogram {
+		return s.m.cancelLatency.with(s.group, s.task)
 	})
 }
 
@@ -297,40 +279,4 @@ func (l *lazy[T]) make(mk func() T) *T {
 		return &v
 	}
 	return l.p.Load()
-}
-
-// exemplarInterval is the shortest time between two exemplars of one
-// histogram bucket. Prometheus exposes one exemplar per classic bucket
-// (and a few per native histogram), so more than one a second per bucket
-// only costs: building one allocates a dozen objects and takes the
-// histogram's lock. Rare buckets (the slow outliers worth a click) still
-// get theirs, since the limit is per bucket.
-const exemplarInterval = int64(time.Second)
-
-// observer is a histogram child with its exemplar interface resolved once.
-type observer struct {
-	o       prometheus.Observer
-	eo      prometheus.ExemplarObserver // nil if the child cannot take exemplars
-	buckets []float64                   // classic upper bounds, for the rate limit
-	last    []atomic.Int64              // per bucket (+Inf last): unix ns of its last exemplar
-}
-
-func newObserver(o prometheus.Observer, buckets []float64) observer {
-	eo, _ := o.(prometheus.ExemplarObserver)
-	return observer{o: o, eo: eo, buckets: buckets, last: make([]atomic.Int64, len(buckets)+1)}
-}
-
-// observe records v, with the trace ID as an exemplar when sc is sampled
-// (and the bucket has had none for a second), so that a latency outlier on
-// a dashboard leads to its trace. now is the event's time: no clock read.
-func (h *observer) observe(v float64, sc trace.SpanContext, now time.Time) {
-	if h.eo != nil && sc.IsSampled() {
-		b := &h.last[sort.SearchFloat64s(h.buckets, v)] // upper bounds are inclusive: the first bound >= v
-		ns, last := now.UnixNano(), b.Load()
-		if ns-last >= exemplarInterval && b.CompareAndSwap(last, ns) {
-			h.eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
-			return
-		}
-	}
-	h.o.Observe(v)
 }

@@ -179,9 +179,9 @@ func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 		return
 	}
 	if !t.wasRejected(ev) {
-		s.durationObserver(ev.Outcome).o.Observe(ev.Duration.Seconds())
+		s.durationHistogram(ev.Outcome).observe(ev.Duration)
 		if ev.Outcome == runtime.Canceled {
-			s.cancelLatency().o.Observe(ev.CancelLatency.Seconds())
+			s.cancelLatency().observe(ev.CancelLatency)
 		}
 	}
 }
@@ -210,9 +210,9 @@ func (t *Telemetry) taskFinishedTraced(ctx context.Context, ev *runtime.Event, s
 		if span != nil {
 			sc = span.SpanContext()
 		}
-		s.durationObserver(ev.Outcome).observe(ev.Duration.Seconds(), sc, ev.Time)
+		s.durationHistogram(ev.Outcome).observeTraced(ev.Duration, sc, ev.Time)
 		if ev.Outcome == runtime.Canceled {
-			s.cancelLatency().observe(ev.CancelLatency.Seconds(), sc, ev.Time)
+			s.cancelLatency().observeTraced(ev.CancelLatency, sc, ev.Time)
 		}
 	}
 	if span != nil {
@@ -316,7 +316,7 @@ func (t *Telemetry) shutdownDone(ev *runtime.Event) {
 	if ev.Aborted > 0 {
 		result = "aborted"
 	}
-	obs := newObserver(t.m.shutdownDuration.WithLabelValues(t.cache.groupLabel(ev.Group), result), shutdownBuckets)
+	h := t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result)
 	var span trace.Span
 	if t.tracer != nil {
 		span = t.popShutdown(ev.Group)
@@ -325,7 +325,7 @@ func (t *Telemetry) shutdownDone(ev *runtime.Event) {
 	if span != nil {
 		sc = span.SpanContext()
 	}
-	obs.observe(ev.Duration.Seconds(), sc, ev.Time)
+	h.observeTraced(ev.Duration, sc, ev.Time)
 	if span != nil {
 		endShutdown(span, ev, result)
 	}
