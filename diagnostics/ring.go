@@ -33,9 +33,9 @@ func (r *ring) push(ev *runtime.Event) (evictedSeq uint64, evicted bool) {
 }
 
 // reserve makes room for one event at the end and returns it, to be
-// written in place. When the ring is full it first evicts the oldest
-// event and returns its Seq with true. With max 0 it returns a nil slot:
-// the ring keeps nothing.
+// written in place (the caller overwrites all of it). When the ring is
+// full it first evicts the oldest event and returns its Seq with true.
+// With max 0 it returns a nil slot: the ring keeps nothing.
 func (r *ring) reserve() (slot *runtime.Event, evictedSeq uint64, evicted bool) {
 	if r.max <= 0 {
 		return nil, 0, false
@@ -45,7 +45,6 @@ func (r *ring) reserve() (slot *runtime.Event, evictedSeq uint64, evicted bool) 
 			r.grow()
 		} else {
 			evictedSeq, evicted = r.buf[r.head].Seq, true
-			r.buf[r.head] = runtime.Event{}
 			r.head = (r.head + 1) % len(r.buf)
 			r.n--
 		}
@@ -56,9 +55,12 @@ func (r *ring) reserve() (slot *runtime.Event, evictedSeq uint64, evicted bool) 
 }
 
 // popInto moves the oldest event into *ev; the ring must not be empty.
+// The slot lets go of the event's error, cause and stack, which can be
+// large; its strings (kinds and names) stay until it is overwritten.
 func (r *ring) popInto(ev *runtime.Event) {
-	*ev = r.buf[r.head]
-	r.buf[r.head] = runtime.Event{} // let the GC have the error and stack
+	slot := &r.buf[r.head]
+	*ev = *slot
+	slot.Err, slot.Cause, slot.Stack = nil, nil, nil
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
 }
