@@ -56,9 +56,13 @@
 //	taskscope_label_overflow_total{label}
 //	taskscope_stream_events_total, taskscope_stream_dropped_total, taskscope_stream_subscribers  (with WithStreamStats)
 //
-// Duration (and shutdown duration) observations of sampled spans carry the
-// trace ID as a trace_id exemplar, at most one per histogram bucket per
-// second: Prometheus keeps one per bucket, and building one allocates.
+// The histograms expose classic buckets (for dashboards and any
+// Prometheus) and, in the same series, a native histogram: schema 3
+// (buckets about 9 % wide), at most 160 populated buckets (past that, a
+// coarser schema). Scrape with protobuf to get the native one. Duration
+// (and shutdown duration) observations of sampled spans carry the trace ID
+// as a trace_id exemplar, at most one per histogram bucket per second:
+// Prometheus keeps one per bucket, and building one allocates.
 //
 // outcome is success, error, canceled, panic or aborted. error_type (the
 // error.type attribute on spans) is "panic", "aborted", or for errors
