@@ -4,6 +4,7 @@ package dashboards
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
@@ -26,9 +27,16 @@ func rate(series, sel string) string {
 	return fmt.Sprintf(`rate(%s{%s}[$__rate_interval])`, series, sel)
 }
 
-// quantile of a classic histogram, aggregated by le and the given labels.
-func quantile(q float64, histogram, sel, by string) string {
-	return fmt.Sprintf(`histogram_quantile(%g, sum by (le, %s) (%s))`, q, by, rate(histogram+"_bucket", sel))
+// quantiles are one query per quantile q of a classic histogram,
+// aggregated by le and the labels by, with exemplars; legends read
+// "p<100q> <legend>".
+func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
+	ts := make([]target, len(qs))
+	for i, q := range qs {
+		expr := fmt.Sprintf(`histogram_quantile(%g, sum by (le, %s) (%s))`, q, by, rate(histogram+"_bucket", sel))
+		ts[i] = query(expr, fmt.Sprintf("p%g %s", math.Round(q*100), legend)).withExemplars()
+	}
+	return ts
 }
 
 // failureRatio is failed / finished per `by`, 0 (not absent) where nothing
@@ -139,9 +147,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Task duration p50 / p95 / p99",
 			"Run time of a task attempt per group and task. Exemplars (diamonds) link to the task's trace in Jaeger.",
 			"s", 12,
-			query(quantile(0.5, duration, selTask, "group, task"), "p50 {{group}}/{{task}}").withExemplars(),
-			query(quantile(0.95, duration, selTask, "group, task"), "p95 {{group}}/{{task}}").withExemplars(),
-			query(quantile(0.99, duration, selTask, "group, task"), "p99 {{group}}/{{task}}").withExemplars())).
+			quantiles(duration, selTask, "group, task", "{{group}}/{{task}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Mean task duration by outcome",
 			"Average run time by outcome: a canceled or aborted task's duration includes the time it took to notice cancellation.",
 			"s", 12,
@@ -157,9 +163,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Cancel latency p50 / p95 / p99",
 			"Time from a cancellation request to the task returning: how cooperative tasks are. Exemplars link to the task's trace.",
 			"s", 6,
-			query(quantile(0.5, cancelLatency, selTask, "group"), "p50 {{group}}").withExemplars(),
-			query(quantile(0.95, cancelLatency, selTask, "group"), "p95 {{group}}").withExemplars(),
-			query(quantile(0.99, cancelLatency, selTask, "group"), "p99 {{group}}").withExemplars())).
+			quantiles(cancelLatency, selTask, "group", "{{group}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
 			"Group shutdowns per rate interval: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
 			"short", 6,
@@ -168,8 +172,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Shutdown duration p50 / p99",
 			"Time from a group's shutdown request until all its tasks returned or were abandoned. Exemplars link to the shutdown's trace, which lists aborted tasks.",
 			"s", 6,
-			query(quantile(0.5, shutdown, selGroup, "group"), "p50 {{group}}").withExemplars(),
-			query(quantile(0.99, shutdown, selGroup, "group"), "p99 {{group}}").withExemplars()))
+			quantiles(shutdown, selGroup, "group", "{{group}}", 0.5, 0.99)...))
 
 	// Periodic tasks.
 	d = d.WithRow(b.row("Periodic tasks")).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -26,35 +27,19 @@ BenchmarkSpawn/batch=100/peer=taskscope-2       	 1000000	       940.0 ns/op	   
 `
 
 func TestCheck(t *testing.T) {
-	s := samples{}
-	if err := s.read(strings.NewReader(sample), "sample"); err != nil {
-		t.Fatal(err)
-	}
+	s := readSample(t, sample)
 	if m, n := s.median(key{"100", "taskscope", 1}, "sec/op"); n != 2 || m < 319e-9 || m > 321e-9 {
 		t.Fatalf("median = %v over %d runs, want 320ns over 2", m, n)
 	}
 	c := budget{batch: "100", peer: "taskscope", fast: "errgroup", slow: "suture", maxVsFast: 2, minVsSlow: 4, maxAllocs: 3}
-	var out strings.Builder
-	if c.check(s, &out) {
-		t.Fatalf("check passed, want cpu=2 to fail (3.6× errgroup):\n%s", out.String())
-	}
-	got := out.String()
-	if !strings.Contains(got, "ok   [spawn] cpu=1") || !strings.Contains(got, "FAIL [spawn] cpu=2") {
-		t.Fatalf("unexpected verdicts:\n%s", got)
-	}
+	wantSplit(t, verdicts(t, c, s, false), "spawn") // cpu=2 is 3.6× errgroup
 
 	c.maxVsFast = 4
 	c.minVsSlow = 2
-	out.Reset()
-	if !c.check(s, &out) {
-		t.Fatalf("check failed with loose budget:\n%s", out.String())
-	}
+	verdicts(t, c, s, true) // loose budget
 
 	c.peer = "missing"
-	out.Reset()
-	if c.check(s, &out) {
-		t.Fatal("check passed without results for the peer")
-	}
+	verdicts(t, c, s, false) // no results for the peer
 }
 
 const observerSample = `# run 1/1
@@ -71,47 +56,57 @@ BenchmarkSpawn/batch=100/peer=span.sdk-2        	  300000	      2250 ns/op	    2
 `
 
 func TestObserverChecks(t *testing.T) {
-	s := samples{}
-	if err := s.read(strings.NewReader(observerSample), "sample"); err != nil {
-		t.Fatal(err)
-	}
+	s := readSample(t, observerSample)
 
 	// taskscope+all: 2.5× errgroup at cpu=1, 3.6× at cpu=2.
 	all := allObservers{batch: "100", peer: "taskscope+all", fast: "errgroup", maxVsFast: 3}
-	var out strings.Builder
-	if all.check(s, &out) {
-		t.Fatalf("observers-all passed, want cpu=2 to fail:\n%s", out.String())
-	}
-	if got := out.String(); !strings.Contains(got, "ok   [observers-all] cpu=1") || !strings.Contains(got, "FAIL [observers-all] cpu=2") {
-		t.Fatalf("unexpected verdicts:\n%s", got)
-	}
+	wantSplit(t, verdicts(t, all, s, false), "observers-all")
 
 	// sdk: cpu=1 adds 2200 ns against 1800 (1.22, ok); cpu=2 adds 3000
 	// against 2000 (1.5, fail).
 	sdk := sdkOverhead{batch: "100", peer: "taskscope+sdk", base: "taskscope", span: "span.sdk", fast: "errgroup", maxVsSpan: 1.3}
-	out.Reset()
-	if sdk.check(s, &out) {
-		t.Fatalf("sdk-overhead passed, want cpu=2 to fail:\n%s", out.String())
-	}
-	got := out.String()
-	if !strings.Contains(got, "ok   [sdk-overhead] cpu=1") || !strings.Contains(got, "FAIL [sdk-overhead] cpu=2") || !strings.Contains(got, "ratio 1.22") {
+	got := verdicts(t, sdk, s, false)
+	wantSplit(t, got, "sdk-overhead")
+	if !strings.Contains(got, "ratio 1.22") {
 		t.Fatalf("unexpected verdicts:\n%s", got)
 	}
 	sdk.maxVsSpan = 1.6
-	out.Reset()
-	if !sdk.check(s, &out) {
-		t.Fatalf("sdk-overhead failed with a loose budget:\n%s", out.String())
-	}
+	verdicts(t, sdk, s, true) // loose budget
 
 	// Missing peers fail.
 	sdk.span = "missing"
-	out.Reset()
-	if sdk.check(s, &out) {
-		t.Fatalf("sdk-overhead passed without span rows:\n%s", out.String())
-	}
+	verdicts(t, sdk, s, false)
 	all.peer = "missing"
-	out.Reset()
-	if all.check(s, &out) {
-		t.Fatalf("observers-all passed without its rows:\n%s", out.String())
+	verdicts(t, all, s, false)
+}
+
+func readSample(t *testing.T, text string) samples {
+	t.Helper()
+	s := samples{}
+	if err := s.read(strings.NewReader(text), "sample"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// verdicts runs c on s and returns its report, failing t unless the check
+// as a whole gives want.
+func verdicts(t *testing.T, c interface {
+	check(samples, io.Writer) bool
+}, s samples, want bool) string {
+	t.Helper()
+	var out strings.Builder
+	if got := c.check(s, &out); got != want {
+		t.Fatalf("check = %v, want %v:\n%s", got, want, out.String())
+	}
+	return out.String()
+}
+
+// wantSplit fails t unless the report of check name passes cpu=1 and
+// fails cpu=2.
+func wantSplit(t *testing.T, report, name string) {
+	t.Helper()
+	if !strings.Contains(report, "ok   ["+name+"] cpu=1") || !strings.Contains(report, "FAIL ["+name+"] cpu=2") {
+		t.Fatalf("unexpected verdicts:\n%s", report)
 	}
 }
