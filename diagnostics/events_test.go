@@ -313,7 +313,18 @@ type trackHandler struct {
 	exits chan struct{}
 }
 
-func track(h http.Handler) *trackHandler { return &trackHandler{h: h, exits: make(chan struct{}, 16)} }
+// trackedServer serves a new stream's events with opts on a real server,
+// tracking the requests it finishes. The server closes with the test.
+func trackedServer(t *testing.T, opts ...diagnostics.EventsOption) (*diagnostics.Stream, *trackHandler, *httptest.Server) {
+	s := diagnostics.NewStream()
+	th := &trackHandler{h: diagnostics.EventsHandler(s, opts...), exits: make(chan struct{}, 16)}
+	srv := httptest.NewServer(th)
+	t.Cleanup(func() {
+		srv.Client().CloseIdleConnections()
+		srv.Close()
+	})
+	return s, th, srv
+}
 
 func (th *trackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { th.exits <- struct{}{} }()
@@ -355,11 +366,8 @@ func open(t *testing.T, srv *httptest.Server) (leave func(), status int) {
 // TestEventsDisconnect: a client going away closes its subscription; no
 // goroutine is left behind (goleak checks at the end of the package).
 func TestEventsDisconnect(t *testing.T) {
-	s := diagnostics.NewStream()
 	// No keep-alives: only the request's context can end the handler.
-	th := track(diagnostics.EventsHandler(s, diagnostics.WithKeepAlive(0)))
-	srv := httptest.NewServer(th)
-	defer srv.Close()
+	s, th, srv := trackedServer(t, diagnostics.WithKeepAlive(0))
 
 	cancel, status := open(t, srv)
 	if status != http.StatusOK || s.Subscribers() != 1 {
@@ -370,16 +378,12 @@ func TestEventsDisconnect(t *testing.T) {
 	if n := s.Subscribers(); n != 0 {
 		t.Errorf("%d subscribers after the client left", n)
 	}
-	srv.Client().CloseIdleConnections()
 }
 
 // TestEventsClientCap: streams over the cap get 503; a slot freed by a
 // client leaving is reusable.
 func TestEventsClientCap(t *testing.T) {
-	s := diagnostics.NewStream()
-	th := track(diagnostics.EventsHandler(s, diagnostics.WithMaxClients(2)))
-	srv := httptest.NewServer(th)
-	defer srv.Close()
+	_, th, srv := trackedServer(t, diagnostics.WithMaxClients(2))
 
 	c1, st1 := open(t, srv)
 	c2, st2 := open(t, srv)
@@ -397,5 +401,4 @@ func TestEventsClientCap(t *testing.T) {
 	c2()
 	c4()
 	th.waitExits(t, 2)
-	srv.Client().CloseIdleConnections()
 }

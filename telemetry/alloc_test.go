@@ -93,10 +93,6 @@ func TestMetricsStillCountWithTracingOff(t *testing.T) {
 	for _, l := range lifecycles() {
 		l.play(tel, context.Background())
 	}
-	if got := metricValue(t, reg, "taskscope_tasks_finished_total", nil); got != 5 {
-		t.Errorf("finished = %v, want 5", got)
-	}
-	if got := metricValue(t, reg, "taskscope_periodic_runs_total", nil); got != 1 {
-		t.Errorf("periodic runs = %v, want 1", got)
-	}
+	wantMetric(t, reg, "taskscope_tasks_finished_total", nil, 5, "")
+	wantMetric(t, reg, "taskscope_periodic_runs_total", nil, 1, "")
 }

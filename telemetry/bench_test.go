@@ -33,7 +33,9 @@ func providers() []struct {
 }
 
 // BenchmarkObserver measures the observer alone: one spawn and one finish
-// with prebuilt events, as the runtime delivers them.
+// with prebuilt events, as the runtime delivers them. The cost per task in
+// a real supervisor, in the same run as errgroup and the other peers, is
+// measured by the bench module (bench/observers_test.go).
 func BenchmarkObserver(b *testing.B) {
 	spawn := runtime.Event{Kind: runtime.KindTaskSpawned, Group: "app.g", Task: "work", TaskID: 7, Function: "main.work"}
 	fin := spawn
@@ -66,34 +68,5 @@ func BenchmarkSpanAlone(b *testing.B) {
 			attribute.Int64("taskscope.task.id", int64(i)), attribute.String("code.function.name", "main.work")))
 		s.SetAttributes(attribute.String("taskscope.task.outcome", "success"))
 		s.End()
-	}
-}
-
-// BenchmarkSpawnWait is the end-to-end cost per task in a real supervisor:
-// batches of 100 no-op tasks spawned and waited for.
-func BenchmarkSpawnWait(b *testing.B) {
-	run := func(b *testing.B, opts ...runtime.Option) {
-		const batch = 100
-		sup := runtime.New("app", opts...)
-		ctx := context.Background()
-		noopFn := func(context.Context) error { return nil }
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			sup.Go("noop", noopFn)
-			if i%batch == batch-1 {
-				_ = sup.Wait(ctx)
-			}
-		}
-		_ = sup.Wait(ctx)
-	}
-	b.Run("observer=none", func(b *testing.B) { run(b) })
-	for _, p := range providers() {
-		b.Run("observer=telemetry/"+p.name, func(b *testing.B) {
-			tel, err := telemetry.New(telemetry.WithTracerProvider(p.tp), telemetry.WithRegisterer(prometheus.NewRegistry()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			run(b, runtime.WithObserver(tel))
-		})
 	}
 }

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -154,6 +155,26 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, want map[stri
 		}
 	}
 	return sum
+}
+
+// wantMetric fails t unless metricValue of name over the series with lbls
+// is want; why, when not empty, says what the expectation rests on.
+func wantMetric(t *testing.T, g prometheus.Gatherer, name string, lbls map[string]string, want float64, why string) {
+	t.Helper()
+	got := metricValue(t, g, name, lbls)
+	if got == want {
+		return
+	}
+	pairs := make([]string, 0, len(lbls))
+	for k, v := range lbls {
+		pairs = append(pairs, fmt.Sprintf("%s=%q", k, v))
+	}
+	slices.Sort(pairs)
+	msg := fmt.Sprintf("%s{%s} = %v, want %v", name, strings.Join(pairs, ","), got, want)
+	if why != "" {
+		msg += " (" + why + ")"
+	}
+	t.Error(msg)
 }
 
 func series(t *testing.T, g prometheus.Gatherer, name string) []*dto.Metric {

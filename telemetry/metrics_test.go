@@ -121,9 +121,7 @@ func TestGaugesNeverDrift(t *testing.T) {
 					spawned.Add(1)
 					<-g.Go("late", func(context.Context) error { return nil }).Done()
 				}
-				if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
-					t.Errorf("running = %v after shutdown, want 0", got)
-				}
+				wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "after shutdown")
 				if got, want := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil), float64(h.sup.Abandoned()); got != want {
 					t.Errorf("abandoned = %v, supervisor says %v", got, want)
 				}
@@ -222,9 +220,7 @@ func TestStreamStats(t *testing.T) {
 		"taskscope_stream_dropped_total": 4,
 		"taskscope_stream_subscribers":   2,
 	} {
-		if got := metricValue(t, reg, name, nil); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
+		wantMetric(t, reg, name, nil, want, "")
 	}
 }
 
@@ -246,18 +242,10 @@ func TestTaskLabelCardinalityIsCapped(t *testing.T) {
 				t.Errorf("%s has %d task label values, want at most %d including _other", name, len(values), cap+1)
 			}
 		}
-		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "task")); got != n-float64(cap) {
-			t.Errorf("overflow{label=task} = %v, want %d folded spawns", got, n-cap)
-		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("task", "_other")); got != n-float64(cap) {
-			t.Errorf("finished{task=_other} = %v, want %d", got, n-cap)
-		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_started_total", nil); got != n {
-			t.Errorf("started = %v, want %d: folding must not lose counts", got, n)
-		}
-		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "group")); got != 0 {
-			t.Errorf("overflow{label=group} = %v, want 0", got)
-		}
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "task"), n-float64(cap), "folded spawns")
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "_other"), n-float64(cap), "")
+		wantMetric(t, h.reg, "taskscope_tasks_started_total", nil, n, "folding must not lose counts")
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "group"), 0, "")
 	})
 }
 
@@ -278,12 +266,8 @@ func TestGroupLabelCardinalityIsCapped(t *testing.T) {
 		if len(values) != 4 || values[0] != "_other" {
 			t.Errorf("group values %v, want 3 kept and _other", values)
 		}
-		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "group")); got != 14 {
-			t.Errorf("overflow{label=group} = %v, want 14 (7 groups × 2 spawns)", got)
-		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_running", labels("group", "_other")); got != 0 {
-			t.Errorf("running{group=_other} = %v, want 0", got)
-		}
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "group"), 14, "7 groups × 2 spawns")
+		wantMetric(t, h.reg, "taskscope_tasks_running", labels("group", "_other"), 0, "")
 	})
 }
 
@@ -298,9 +282,7 @@ func TestErrorTypeLabelIsCapped(t *testing.T) {
 		if fmt.Sprint(values) != fmt.Sprint(want) {
 			t.Errorf("error_type values %q, want %q", values, want)
 		}
-		if got := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "error_type")); got != 3 {
-			t.Errorf("overflow{label=error_type} = %v, want 3", got)
-		}
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "error_type"), 3, "")
 	})
 }
 

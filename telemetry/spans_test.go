@@ -70,19 +70,10 @@ func TestOutcomes(t *testing.T) {
 				if s.SpanKind() != trace.SpanKindInternal {
 					t.Errorf("span kind %v, want internal", s.SpanKind())
 				}
-				if got := metricValue(t, h.reg, "taskscope_tasks_finished_total",
-					labels("group", "app.g", "task", "work", "outcome", c.outcome, "error_type", c.errorType)); got != 1 {
-					t.Errorf("finished{outcome=%s,error_type=%q} = %v, want 1", c.outcome, c.errorType, got)
-				}
-				if got := metricValue(t, h.reg, "taskscope_task_duration_seconds", labels("outcome", c.outcome)); got != 1 {
-					t.Errorf("duration{outcome=%s} count = %v, want 1", c.outcome, got)
-				}
-				if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
-					t.Errorf("running = %v after the task ended", got)
-				}
-				if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
-					t.Errorf("abandoned = %v after the late exit", got)
-				}
+				wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app.g", "task", "work", "outcome", c.outcome, "error_type", c.errorType), 1, "")
+				wantMetric(t, h.reg, "taskscope_task_duration_seconds", labels("outcome", c.outcome), 1, "histogram count")
+				wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "after the task ended")
+				wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "after the late exit")
 				h.checkSpansEndedOnce()
 			})
 		})
@@ -184,9 +175,7 @@ func TestCancelRequestIsASpanEvent(t *testing.T) {
 		if s.Status().Code != codes.Unset {
 			t.Errorf("canceled task status %v, want Unset", s.Status().Code)
 		}
-		if got := metricValue(t, h.reg, "taskscope_task_cancellations_total", labels("task", "slow", "cause", "custom")); got != 1 {
-			t.Errorf("cancellations{cause=custom} = %v, want 1", got)
-		}
+		wantMetric(t, h.reg, "taskscope_task_cancellations_total", labels("task", "slow", "cause", "custom"), 1, "")
 		lat := series(t, h.reg, "taskscope_task_cancel_latency_seconds")
 		if len(lat) != 1 || lat[0].Histogram.GetSampleCount() != 1 || lat[0].Histogram.GetSampleSum() != 2 {
 			t.Errorf("cancel latency = %v, want one observation of 2s", lat)
@@ -205,12 +194,8 @@ func TestGroupCancelIsCountedWithEmptyTask(t *testing.T) {
 		if err := g.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if got := metricValue(t, h.reg, "taskscope_task_cancellations_total", labels("group", "app.g", "task", "", "cause", "canceled")); got != 1 {
-			t.Errorf("cancellations{task=\"\",cause=canceled} = %v, want 1 (one request for the group)", got)
-		}
-		if got := metricValue(t, h.reg, "taskscope_task_cancel_latency_seconds", labels("task", "w")); got != 3 {
-			t.Errorf("cancel latency count = %v, want 3", got)
-		}
+		wantMetric(t, h.reg, "taskscope_task_cancellations_total", labels("group", "app.g", "task", "", "cause", "canceled"), 1, "one request for the group")
+		wantMetric(t, h.reg, "taskscope_task_cancel_latency_seconds", labels("task", "w"), 3, "histogram count")
 		for _, s := range h.spans("task w") {
 			if got := attrString(s, "taskscope.cancel.cause"); got != "canceled" {
 				t.Errorf("span cause %q, want canceled", got)
@@ -246,12 +231,8 @@ func TestAbortedSpanEndsAtAbortAndLateExitAddsNothing(t *testing.T) {
 		if got := attrString(s, "taskscope.cancel.cause"); got != "shutdown" {
 			t.Errorf("cause %q, want shutdown", got)
 		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", labels("task", "stuck")); got != 1 {
-			t.Errorf("abandoned = %v before the late exit, want 1", got)
-		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_running", nil); got != 0 {
-			t.Errorf("running = %v, want 0: an aborted task is abandoned, not running", got)
-		}
+		wantMetric(t, h.reg, "taskscope_tasks_abandoned", labels("task", "stuck"), 1, "before the late exit")
+		wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "an aborted task is abandoned, not running")
 
 		// The shutdown span names what it abandoned.
 		sh := h.span("shutdown app")
@@ -265,9 +246,7 @@ func TestAbortedSpanEndsAtAbortAndLateExitAddsNothing(t *testing.T) {
 		if sh.Status().Code != codes.Error || attrString(sh, "taskscope.shutdown.result") != "aborted" {
 			t.Errorf("shutdown span status %v result %s, want Error and aborted", sh.Status().Code, attrString(sh, "taskscope.shutdown.result"))
 		}
-		if got := metricValue(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", "app", "result", "aborted")); got != 1 {
-			t.Errorf("shutdown duration{result=aborted} count = %v, want 1", got)
-		}
+		wantMetric(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", "app", "result", "aborted"), 1, "histogram count")
 
 		before := len(s.Events())
 		close(release)
@@ -275,9 +254,7 @@ func TestAbortedSpanEndsAtAbortAndLateExitAddsNothing(t *testing.T) {
 		if h.sup.Abandoned() != 0 {
 			t.Fatal("the task did not exit")
 		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
-			t.Errorf("abandoned = %v after the late exit, want 0", got)
-		}
+		wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "after the late exit")
 		if n := len(h.spans("task stuck")); n != 1 {
 			t.Errorf("%d spans for the stuck task after its late exit, want 1", n)
 		}
@@ -313,9 +290,7 @@ func TestRejectedSpawnEndsAtOnceAsCanceled(t *testing.T) {
 			"taskscope_task_duration_seconds":       0, // it never ran
 			"taskscope_task_cancel_latency_seconds": 0,
 		} {
-			if got := metricValue(t, h.reg, name, labels("task", "late")); got != want {
-				t.Errorf("%s = %v, want %v", name, got, want)
-			}
+			wantMetric(t, h.reg, name, labels("task", "late"), want, "")
 		}
 		h.checkSpansEndedOnce()
 	})
@@ -415,13 +390,9 @@ func TestPeriodicTasksGetRunSpansOnly(t *testing.T) {
 			}
 		}
 		for outcome, want := range map[string]float64{"success": 2, "error": 1} {
-			if got := metricValue(t, h.reg, "taskscope_periodic_runs_total", labels("task", "tick", "outcome", outcome)); got != want {
-				t.Errorf("periodic_runs_total{outcome=%s} = %v, want %v", outcome, got, want)
-			}
+			wantMetric(t, h.reg, "taskscope_periodic_runs_total", labels("task", "tick", "outcome", outcome), want, "")
 		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("task", "tick", "outcome", "success")); got != 1 {
-			t.Errorf("finished{success} = %v, want 1 (ErrStop ends the task)", got)
-		}
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "tick", "outcome", "success"), 1, "ErrStop ends the task")
 		h.checkSpansEndedOnce()
 	})
 }
@@ -444,12 +415,8 @@ func TestPeriodicRunSpanEndsAtAbort(t *testing.T) {
 		if n := len(h.spans("run stuck")); n != 1 {
 			t.Errorf("%d run spans after the late exit, want 1", n)
 		}
-		if got := metricValue(t, h.reg, "taskscope_periodic_runs_total", nil); got != 1 {
-			t.Errorf("periodic_runs_total = %v, want 1 (the run reported at its late end)", got)
-		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_abandoned", nil); got != 0 {
-			t.Errorf("abandoned = %v, want 0", got)
-		}
+		wantMetric(t, h.reg, "taskscope_periodic_runs_total", nil, 1, "the run reported at its late end")
+		wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "")
 		h.checkSpansEndedOnce()
 	})
 }
@@ -495,9 +462,7 @@ func TestShutdownSpans(t *testing.T) {
 			if s.Status().Code != codes.Unset || s.Parent().SpanID() != op.SpanContext().SpanID() {
 				t.Errorf("%s: status %v parent %v, want Unset and a child of the caller's span", group, s.Status().Code, s.Parent())
 			}
-			if got := metricValue(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", group, "result", "clean")); got != 1 {
-				t.Errorf("%s: shutdown duration{result=clean} count = %v, want 1", group, got)
-			}
+			wantMetric(t, h.reg, "taskscope_group_shutdown_duration_seconds", labels("group", group, "result", "clean"), 1, "histogram count")
 		}
 		h.checkSpansEndedOnce()
 	})
@@ -510,9 +475,7 @@ func TestNotSampledSpansStillEnd(t *testing.T) {
 		if n := len(h.sr.Ended()); n != 0 {
 			t.Errorf("%d spans recorded with NeverSample", n)
 		}
-		if got := metricValue(t, h.reg, "taskscope_tasks_finished_total", labels("outcome", "error")); got != 1 {
-			t.Errorf("finished{error} = %v, want 1", got)
-		}
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("outcome", "error"), 1, "")
 		for _, m := range series(t, h.reg, "taskscope_task_duration_seconds") {
 			if len(m.Histogram.Exemplars) > 0 {
 				t.Error("exemplar recorded for an unsampled span")
