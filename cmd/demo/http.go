@@ -54,12 +54,16 @@ func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus
 	return mux
 }
 
-// printURLs writes where to look, one line per endpoint.
+// printURLs writes where to look, one line per endpoint, in one Write so
+// that the block is never interleaved with log output and a reader that
+// sees the "listening on" line also sees every endpoint.
 func printURLs(w io.Writer, base string) {
-	fmt.Fprintf(w, "taskscope demo listening on %s (Ctrl-C to stop)\n", base)
+	var b strings.Builder
+	fmt.Fprintf(&b, "taskscope demo listening on %s (Ctrl-C to stop)\n", base)
 	for _, e := range endpoints {
-		fmt.Fprintf(w, "  %-40s %s\n", base+e.Path, e.About)
+		fmt.Fprintf(&b, "  %-40s %s\n", base+e.Path, e.About)
 	}
+	io.WriteString(w, b.String())
 }
 
 var landingPage = template.Must(template.New("landing").Funcs(template.FuncMap{
