@@ -402,3 +402,17 @@ func TestEventsClientCap(t *testing.T) {
 	c4()
 	th.waitExits(t, 2)
 }
+
+// TestEventJSONRejected: the wire form says when a task never ran, and
+// says nothing about it otherwise.
+func TestEventJSONRejected(t *testing.T) {
+	for _, rejected := range []bool{true, false} {
+		b, err := json.Marshal(diagnostics.NewEventJSON(runtime.Event{Kind: runtime.KindTaskFinished, Outcome: runtime.Canceled, Rejected: rejected}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `"rejected":true`); got != rejected || strings.Contains(string(b), `"rejected":false`) {
+			t.Errorf("Rejected %v: wire form %s", rejected, b)
+		}
+	}
+}

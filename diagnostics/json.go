@@ -26,8 +26,9 @@ type EventJSON struct {
 	IntervalSeconds float64 `json:"interval_seconds,omitempty"` // periodic tasks
 	Run             uint64  `json:"run,omitempty"`              // periodic run number, from 1
 
-	Outcome   string `json:"outcome,omitempty"` // success, error, canceled, panic, aborted
-	Error     string `json:"error,omitempty"`   // for panics, the panic value; the stack is in Stack
+	Outcome   string `json:"outcome,omitempty"`  // success, error, canceled, panic, aborted
+	Rejected  bool   `json:"rejected,omitempty"` // spawned on a closed group: never ran
+	Error     string `json:"error,omitempty"`    // for panics, the panic value; the stack is in Stack
 	ErrorType string `json:"error_type,omitempty"`
 	Cause     string `json:"cause,omitempty"`      // the cancellation cause's message
 	CauseKind string `json:"cause_kind,omitempty"` // runtime.CauseKind: shutdown, fail_fast, ...
@@ -56,6 +57,7 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 		Function:             ev.Function,
 		IntervalSeconds:      ev.Interval.Seconds(),
 		Run:                  ev.Run,
+		Rejected:             ev.Rejected,
 		ErrorType:            runtime.ErrorType(ev.Outcome, ev.Err),
 		DurationSeconds:      ev.Duration.Seconds(),
 		CancelLatencySeconds: ev.CancelLatency.Seconds(),

@@ -131,6 +131,9 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if ev.Outcome != 0 {
 		a = append(a, slog.String(keyOutcome, ev.Outcome.String()))
 	}
+	if ev.Rejected {
+		a = append(a, slog.Bool(keyRejected, true))
+	}
 	if t := runtime.ErrorType(ev.Outcome, ev.Err); t != "" {
 		a = append(a, slog.String(keyErrorType, t))
 	}

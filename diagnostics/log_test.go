@@ -44,7 +44,12 @@ func TestLogObserverRecords(t *testing.T) {
 		}),
 			slog.LevelDebug, "task finished",
 			map[string]any{"taskscope.task.outcome": "success", "duration": "2s"},
-			[]string{"error.type", "error", "taskscope.cancel.cause"}},
+			[]string{"error.type", "error", "taskscope.cancel.cause", "taskscope.task.rejected"}},
+		{"rejected", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err, e.Cause, e.Rejected = runtime.KindTaskFinished, runtime.Canceled, closed, closed, true
+		}), slog.LevelInfo, "task canceled",
+			map[string]any{"taskscope.task.outcome": "canceled", "taskscope.task.rejected": "true", "taskscope.cancel.cause": "shutdown"},
+			[]string{"duration", "taskscope.cancel.latency"}},
 		{"error", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, errors.New("boom")
 		}),

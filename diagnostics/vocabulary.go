@@ -14,6 +14,7 @@ const (
 	keyTaskID        = runtime.AttrTaskID
 	keyInterval      = runtime.AttrInterval
 	keyOutcome       = runtime.AttrOutcome
+	keyRejected      = runtime.AttrRejected
 	keyTaskStack     = runtime.AttrStack
 	keyRun           = runtime.AttrRun
 	keyCauseKind     = runtime.AttrCause

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/runtime/runtimetest"
@@ -126,5 +127,66 @@ func TestCauseKind(t *testing.T) {
 		if got := runtime.CauseKind(tt.cause); got != tt.want {
 			t.Errorf("CauseKind(%v) = %q, want %q", tt.cause, got, tt.want)
 		}
+	}
+}
+
+// TestCancelLatency: the finished event's CancelLatency runs from the first
+// cancel request that reached the task to fn's return, and for a task
+// spawned into a group canceled earlier, from its spawn.
+func TestCancelLatency(t *testing.T) {
+	const want = 2 * time.Second // fn's time from seeing ctx done to returning
+	exitLate := func(ctx context.Context) error {
+		<-ctx.Done()
+		time.Sleep(want)
+		return ctx.Err()
+	}
+	tests := []struct {
+		name  string
+		spawn func(sup *runtime.Supervisor, g *runtime.Group) *runtime.Task
+	}{
+		{"own cancel", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
+			task := g.Go("t", exitLate)
+			time.Sleep(time.Hour)
+			task.Cancel(nil)
+			return task
+		}},
+		{"group cancel", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
+			task := g.Go("t", exitLate)
+			time.Sleep(time.Hour)
+			g.Cancel(nil)
+			return task
+		}},
+		{"ancestor cancel", func(sup *runtime.Supervisor, g *runtime.Group) *runtime.Task {
+			task := g.Go("t", exitLate)
+			time.Sleep(time.Hour)
+			sup.Cancel(nil)
+			return task
+		}},
+		{"spawned into a canceled group", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
+			g.Cancel(nil)
+			time.Sleep(time.Hour)
+			return g.Go("t", exitLate)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup, rec := recorded()
+				task := tt.spawn(sup, sup.Group("g"))
+				<-task.Done()
+				finished := 0
+				for _, ev := range rec.Events() {
+					if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskFinished {
+						finished++
+						if ev.Outcome != runtime.Canceled || ev.CancelLatency != want {
+							t.Errorf("finished %v, CancelLatency %v; want canceled, %v", ev.Outcome, ev.CancelLatency, want)
+						}
+					}
+				}
+				if finished != 1 {
+					t.Errorf("%d finished events, want 1", finished)
+				}
+			})
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 func TestSpawnOnClosedGroupIsRejected(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup, rec := recorded()
+		<-sup.Go("before", func(context.Context) error { return nil }).Done()
 		if err := sup.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -33,8 +34,13 @@ func TestSpawnOnClosedGroupIsRejected(t *testing.T) {
 		if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
 			t.Fatalf("events %v, want %v", got, want)
 		}
-		if rec.Count(runtime.KindTaskSpawned) != 1 || rec.Outcomes()[runtime.Canceled] != 1 {
+		if rec.Count(runtime.KindTaskSpawned) != 2 || rec.Outcomes()[runtime.Canceled] != 1 {
 			t.Fatal("a rejected spawn must count as spawned and finish canceled")
+		}
+		for _, ev := range rec.Events() {
+			if ev.Rejected != (ev.TaskID == task.ID()) {
+				t.Errorf("%s of task %d: Rejected = %v; only the rejected task's events carry it", ev.Kind, ev.TaskID, ev.Rejected)
+			}
 		}
 	})
 }

@@ -50,6 +50,9 @@ type Event struct {
 	// Outcome is set on finished, run_finished, aborted and late_exit
 	// events.
 	Outcome Outcome
+	// Rejected marks the events of a task spawned on a closed group
+	// (spawned, rejected, finished): it never ran.
+	Rejected bool
 	// Err is what fn returned (a [*PanicError] for panics), the cause of a
 	// cancel request, or a group call's error.
 	Err error
@@ -60,7 +63,8 @@ type Event struct {
 	// events, and the shutdown's duration on shutdown_finished.
 	Duration time.Duration
 	// CancelLatency is the time from the first cancellation request that
-	// reached the task to fn's return; 0 when none was requested.
+	// reached the task (or from its spawn, for a task spawned into a
+	// canceled group) to fn's return; 0 when none was requested.
 	CancelLatency time.Duration
 	// Stack is the panic stack on panic outcomes, and where the goroutine
 	// was stuck on aborted events.

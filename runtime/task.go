@@ -359,11 +359,11 @@ func (t *Task) reject() {
 	t.state = stateDone
 	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
-		ev.Seq, ev.Time = tr.nextSeq(), tr.wall(t.started)
+		ev.Seq, ev.Time, ev.Rejected = tr.nextSeq(), tr.wall(t.started), true
 		ctx := tr.taskStarting(&t.ctx, &ev)
 		t.ctx.rare().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
-		ev.Err = err
+		ev.Err, ev.Rejected = err, true
 		tr.emit(ctx, &ev)
 		t.reportFinished(ctx, &res, nil)
 	}
@@ -505,7 +505,8 @@ func (t *Task) report(stack []byte) {
 }
 
 // setCancelInfo sets the cause and the cancel latency (from the request
-// that reached the task first to its end) of a canceled task's event.
+// that reached the task first, or its spawn when it started canceled, to
+// its end) of a canceled task's event.
 //
 //go:noinline
 func (t *Task) setCancelInfo(ev *Event) {
@@ -515,7 +516,8 @@ func (t *Task) setCancelInfo(ev *Event) {
 		ownAt = o.at
 	}
 	tr := t.tree()
-	ev.CancelLatency = tr.wall(t.started + t.duration).Sub(t.owner().cancelTime(ownAt))
+	from := max(t.owner().cancelTime(ownAt).Sub(tr.epoch), t.started)
+	ev.CancelLatency = t.started + t.duration - from
 }
 
 // cancelTime is the earliest of the task's own cancel time and the group's.
@@ -534,6 +536,9 @@ func (g *Group) cancelTime(own time.Time) time.Time {
 func (t *Task) reportFinished(ctx context.Context, res *Result, stack []byte) {
 	ev := t.event(KindTaskFinished)
 	ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = res.Outcome, res.Err, res.Cause, res.Duration, stack
+	if r := t.ctx.rare(); r != nil {
+		ev.Rejected = r.rejected
+	}
 	t.tree().emit(ctx, &ev)
 }
 

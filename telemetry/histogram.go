@@ -36,6 +36,9 @@ type histogramVec struct {
 	children map[string]*histogram // by label values joined with "\xff"
 }
 
+// bucketLabel is the label the exposition gives classic buckets' bounds.
+const bucketLabel = "le"
+
 const (
 	nativeSchema     = 3
 	maxNativeBuckets = 160 // per series, as client_golang's NativeHistogramMaxBucketNumber

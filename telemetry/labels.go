@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -24,15 +25,19 @@ func newLabelCap(max int) *labelCap {
 }
 
 // admit returns the label value for raw and whether raw was folded.
+// Invalid UTF-8 (a name built from request bytes, an ErrorType method's
+// result) is replaced by U+FFFD first: client_golang panics on such a
+// label value, and the observer would lose the task's metrics and span.
 func (c *labelCap) admit(raw string) (label string, folded bool) {
+	label = strings.ToValidUTF8(raw, "\uFFFD")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.kept[raw]; ok {
-		return raw, false
+	if _, ok := c.kept[label]; ok {
+		return label, false
 	}
 	if len(c.kept) < c.max {
-		c.kept[raw] = struct{}{}
-		return raw, false
+		c.kept[label] = struct{}{}
+		return label, false
 	}
 	return otherLabel, true
 }

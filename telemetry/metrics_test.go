@@ -291,6 +291,30 @@ type classified string
 func (c classified) Error() string     { return string(c) }
 func (c classified) ErrorType() string { return string(c) }
 
+// TestInvalidUTF8LabelValues: names and error types that are not valid
+// UTF-8 (built from request bytes, say) still get their metrics and span,
+// with U+FFFD in the label value; client_golang would panic on them as is.
+func TestInvalidUTF8LabelValues(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Group("in\xffgest").Go("fetch-\xff", func(context.Context) error { return badErrorType{} }).Done()
+		task := labels("group", "app.in\uFFFDgest", "task", "fetch-\uFFFD")
+		wantMetric(t, h.reg, "taskscope_tasks_started_total", task, 1, "")
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "fetch-\uFFFD", "error_type", "bad\uFFFD"), 1, "")
+		wantMetric(t, h.reg, "taskscope_tasks_running", task, 0, "the task has ended")
+		h.checkSpansEndedOnce()
+		if problems, err := testutil.GatherAndLint(h.reg); err != nil || len(problems) > 0 {
+			t.Errorf("lint: %v %v", problems, err)
+		}
+	})
+}
+
+// badErrorType classifies itself with an invalid UTF-8 error type.
+type badErrorType struct{}
+
+func (badErrorType) Error() string     { return "bad" }
+func (badErrorType) ErrorType() string { return "bad\xff" }
+
 func TestWithRegistererConflictIsAnError(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	if _, err := telemetry.New(telemetry.WithRegisterer(reg)); err != nil {
@@ -316,7 +340,7 @@ func TestWithRegistererConflictIsAnError(t *testing.T) {
 }
 
 func TestInvalidConstLabelsAreAnError(t *testing.T) {
-	for _, l := range []prometheus.Labels{{"group": "x"}, {"outcome": "x"}, {"__reserved": "x"}} {
+	for _, l := range []prometheus.Labels{{"group": "x"}, {"outcome": "x"}, {"__reserved": "x"}, {"le": "x"}} {
 		if _, err := telemetry.New(telemetry.WithConstLabels(l)); err == nil {
 			t.Errorf("const labels %v accepted", l)
 		}

@@ -81,7 +81,8 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // WithConstLabels adds labels with fixed values to every metric, to tell
 // several supervisors in one process apart (for example
 // {"supervisor": "ingest"}). Their names must not be one of the metrics'
-// own labels (group, task, outcome, error_type, cause, result, label).
+// own labels (group, task, outcome, error_type, cause, result, label) nor
+// le, the histogram bucket label.
 // Wrapping the registerer with prometheus.WrapRegistererWith does the same.
 func WithConstLabels(l prometheus.Labels) Option {
 	l = maps.Clone(l)

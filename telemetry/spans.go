@@ -198,38 +198,19 @@ func abortEvent(span trace.Span, ev *runtime.Event) {
 	span.AddEvent(runtime.KindTaskAborted, trace.WithAttributes(attrStack.String(string(ev.Stack))))
 }
 
-// startShutdown starts a `shutdown <group>` span as a child of the context
-// given to Shutdown. Several shutdowns may be in flight (of different
-// groups, or of same-named groups): they are matched by group name, first
-// in first out.
-func (t *Telemetry) startShutdown(ctx context.Context, ev *runtime.Event) {
-	_, span := t.tracer.Start(ctx, "shutdown "+ev.Group, trace.WithAttributes(attrGroup.String(ev.Group)))
-	t.shutMu.Lock()
-	t.shutdowns[ev.Group] = append(t.shutdowns[ev.Group], span)
-	t.shutMu.Unlock()
-}
-
-// popShutdown returns the oldest open shutdown span of group, or nil.
-func (t *Telemetry) popShutdown(group string) trace.Span {
-	t.shutMu.Lock()
-	defer t.shutMu.Unlock()
-	open := t.shutdowns[group]
-	if len(open) == 0 {
-		return nil
-	}
-	span := open[0]
-	if len(open) == 1 {
-		delete(t.shutdowns, group)
-	} else {
-		t.shutdowns[group] = open[1:]
-	}
-	return span
-}
-
-func endShutdown(span trace.Span, ev *runtime.Event, result string) {
+// shutdownSpan records a finished shutdown as a `shutdown <group>` span,
+// a child of the context given to Shutdown, and returns it (ended). It is
+// made whole from the shutdown_finished event, backdated to the start:
+// a span is exported only once it ends, so nothing is lost by starting it
+// late, and no state has to match the shutdown's start to its end (names
+// of sibling groups, and of groups in different supervisors, repeat).
+func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result string) trace.Span {
+	_, span := t.tracer.Start(ctx, "shutdown "+ev.Group,
+		trace.WithTimestamp(ev.Time.Add(-ev.Duration)),
+		trace.WithAttributes(attrGroup.String(ev.Group)))
+	defer span.End(trace.WithTimestamp(ev.Time))
 	if !span.IsRecording() {
-		span.End()
-		return
+		return span
 	}
 	attrs := []attribute.KeyValue{
 		attrShutdownDrained.Int(ev.Drained),
@@ -252,5 +233,5 @@ func endShutdown(span trace.Span, ev *runtime.Event, result string) {
 		}
 		span.SetStatus(codes.Error, truncate(msg))
 	}
-	span.End()
+	return span
 }

@@ -3,8 +3,6 @@ package telemetry
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -28,21 +26,6 @@ type Telemetry struct {
 	m          *metrics
 	cache      *seriesCache
 	collectors []prometheus.Collector
-
-	// Rejected tasks get a finished event like any other; these let the
-	// finished handler skip the duration and latency histograms for them
-	// (they never ran). rejecting gates the map lookup, so that the finish
-	// of every other task costs one atomic load.
-	rejecting atomic.Int64
-	rejected  sync.Map // rejectKey → struct{}
-
-	shutMu    sync.Mutex
-	shutdowns map[string][]trace.Span // open shutdown spans by group name
-}
-
-type rejectKey struct {
-	group string
-	id    uint64
 }
 
 var (
@@ -57,9 +40,15 @@ var (
 // defaults to otel.GetTracerProvider(), read once here.
 //
 // New fails when the const labels are invalid or collide with the metrics'
-// own labels, and when registration fails.
+// own labels (or with le, the histogram bucket label), and when
+// registration fails.
 func New(opts ...Option) (*Telemetry, error) {
 	c := newConfig(opts)
+	if _, ok := c.constLabels[bucketLabel]; ok {
+		// The histograms are collected by hand, so client_golang's own
+		// check does not run: the exposition would repeat the label.
+		return nil, fmt.Errorf("telemetry: invalid metrics: const label %q is reserved for histogram buckets", bucketLabel)
+	}
 	m := newMetrics(c.constLabels)
 	cache := newSeriesCache(m, c.maxLabelValues)
 	t := &Telemetry{
@@ -67,7 +56,6 @@ func New(opts ...Option) (*Telemetry, error) {
 		m:          m,
 		cache:      cache,
 		collectors: m.collectors(cache),
-		shutdowns:  make(map[string][]trace.Span),
 	}
 	if c.stream != nil {
 		t.collectors = append(t.collectors, newStreamMetrics(c.stream, c.constLabels))
@@ -153,12 +141,8 @@ func (t *Telemetry) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 		t.runFinished(ctx, ev)
 	case runtime.KindGroupCancelRequested:
 		t.groupCancelRequested(ev)
-	case runtime.KindGroupShutdownStarted:
-		if t.tracer != nil {
-			t.startShutdown(ctx, ev)
-		}
 	case runtime.KindGroupShutdownDone:
-		t.shutdownDone(ev)
+		t.shutdownDone(ctx, ev)
 	}
 }
 
@@ -178,7 +162,7 @@ func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 		t.taskFinishedTraced(ctx, ev, s, errType)
 		return
 	}
-	if !t.wasRejected(ev) {
+	if !ev.Rejected { // it never ran: no duration
 		s.durationHistogram(ev.Outcome).observe(ev.Duration)
 		if ev.Outcome == runtime.Canceled {
 			s.cancelLatency().observe(ev.CancelLatency)
@@ -205,7 +189,7 @@ func (t *Telemetry) taskFinishedTraced(ctx context.Context, ev *runtime.Event, s
 	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
 		span = tc.span // nil for periodic tasks: their runs have spans
 	}
-	if !t.wasRejected(ev) {
+	if !ev.Rejected {
 		var sc trace.SpanContext
 		if span != nil {
 			sc = span.SpanContext()
@@ -220,22 +204,8 @@ func (t *Telemetry) taskFinishedTraced(ctx context.Context, ev *runtime.Event, s
 	}
 }
 
-// wasRejected reports (once) whether ev finishes a rejected task.
-func (t *Telemetry) wasRejected(ev *runtime.Event) bool {
-	if t.rejecting.Load() == 0 {
-		return false
-	}
-	if _, ok := t.rejected.LoadAndDelete(rejectKey{ev.Group, ev.TaskID}); ok {
-		t.rejecting.Add(-1)
-		return true
-	}
-	return false
-}
-
 func (t *Telemetry) taskRejected(ctx context.Context, ev *runtime.Event) {
 	t.cache.entry(ev.Group, ev.Task, false).s.rejected().Inc()
-	t.rejecting.Add(1)
-	t.rejected.Store(rejectKey{ev.Group, ev.TaskID}, struct{}{})
 	if t.tracer != nil {
 		if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil && tc.span != nil {
 			tc.span.SetAttributes(attrRejected.Bool(true))
@@ -286,15 +256,13 @@ func (t *Telemetry) taskAborted(ctx context.Context, ev *runtime.Event) {
 	if tc == nil {
 		return
 	}
+	// The finished event that follows ends the task span. A periodic task
+	// has no task span: when it was stuck in a run, the runtime reports
+	// that run aborted (run_finished) right after this event, and that
+	// ends the run's span; a run that had ended already is reported with
+	// its own outcome, so the abort does not touch it.
 	if tc.span != nil {
-		abortEvent(tc.span, ev) // the finished event that follows ends the span
-		return
-	}
-	// A periodic task stuck in a run: end the run's span now. Its
-	// goroutine may never return, and a span is exported only when it ends.
-	if rs := tc.run.Swap(nil); rs != nil {
-		abortEvent(rs.span, ev)
-		endSpan(rs.span, ev, runtime.ErrorType(runtime.Aborted, nil))
+		abortEvent(tc.span, ev)
 	}
 }
 
@@ -304,31 +272,25 @@ func (t *Telemetry) runFinished(ctx context.Context, ev *runtime.Event) {
 		return
 	}
 	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
-		// Swap: an abort may have ended this run's span already.
 		if rs := tc.run.Swap(nil); rs != nil {
+			if ev.Outcome == runtime.Aborted {
+				abortEvent(rs.span, ev) // with the stack the run is stuck in
+			}
 			endSpan(rs.span, ev, runtime.ErrorType(ev.Outcome, ev.Err))
 		}
 	}
 }
 
-func (t *Telemetry) shutdownDone(ev *runtime.Event) {
+func (t *Telemetry) shutdownDone(ctx context.Context, ev *runtime.Event) {
 	result := "clean"
 	if ev.Aborted > 0 {
 		result = "aborted"
 	}
-	h := t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result)
-	var span trace.Span
-	if t.tracer != nil {
-		span = t.popShutdown(ev.Group)
-	}
 	var sc trace.SpanContext
-	if span != nil {
-		sc = span.SpanContext()
+	if t.tracer != nil {
+		sc = t.shutdownSpan(ctx, ev, result).SpanContext()
 	}
-	h.observeTraced(ev.Duration, sc, ev.Time)
-	if span != nil {
-		endShutdown(span, ev, result)
-	}
+	t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result).observeTraced(ev.Duration, sc, ev.Time)
 }
 
 // Describe implements [prometheus.Collector].
