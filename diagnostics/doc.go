@@ -27,9 +27,10 @@
 // taskscope.task.outcome, taskscope.cancel.cause, error.type, ...). A
 // disabled level costs a level check and no allocation.
 //
-// error.type is set on failed outcomes only: "panic", "aborted",
-// "deadline_exceeded", the value of an ErrorType() string method in the
-// error chain, or "_OTHER".
+// error.type is set on failed outcomes (error, panic, aborted) only, with
+// the value [runtime.ErrorType] gives: "panic", "aborted", the value of an
+// ErrorType() string method in the error chain, "deadline_exceeded",
+// "canceled", "goexit", or the error's Go type name.
 //
 // # Stream
 //

@@ -138,7 +138,7 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 		a = append(a, slog.String(keyErrorType, t))
 	}
 	if ev.Cause != nil {
-		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCause, ev.Cause))
+		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCauseMessage, ev.Cause))
 	}
 	var pe *runtime.PanicError
 	switch {

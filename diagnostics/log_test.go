@@ -65,7 +65,7 @@ func TestLogObserverRecords(t *testing.T) {
 		{"canceled", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err, e.Cause, e.CancelLatency = runtime.KindTaskFinished, runtime.Canceled, context.Canceled, closed, 5*time.Millisecond
 		}), slog.LevelInfo, "task canceled",
-			map[string]any{"taskscope.task.outcome": "canceled", "taskscope.cancel.cause": "shutdown", "cause": closed.Error(), "taskscope.cancel.latency": "5ms"},
+			map[string]any{"taskscope.task.outcome": "canceled", "taskscope.cancel.cause": "shutdown", "taskscope.cancel.message": closed.Error(), "taskscope.cancel.latency": "5ms"},
 			[]string{"error.type"}},
 		{"panic", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err, e.Stack = runtime.KindTaskFinished, runtime.Panic, &runtime.PanicError{Value: "kaboom", Stack: stack}, stack

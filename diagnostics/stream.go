@@ -219,8 +219,14 @@ func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscr
 
 	stop := context.AfterFunc(ctx, sub.Close)
 	sub.mu.Lock()
-	sub.stop = stop
+	closed := sub.closed // by a Stream.Close since s.mu was released
+	if !closed {
+		sub.stop = stop
+	}
 	sub.mu.Unlock()
+	if closed {
+		stop()
+	}
 	return sub
 }
 

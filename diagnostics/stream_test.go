@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/taskscope/taskscope/diagnostics"
 	"github.com/taskscope/taskscope/runtime"
@@ -509,3 +512,39 @@ func BenchmarkStreamPublish(b *testing.B) {
 		})
 	}
 }
+
+// TestSubscribeRacingStreamClose: a Subscribe that races with Stream.Close
+// still lets go of its context once closed. With a context not made by
+// package context, the watch is a goroutine, which goleak sees.
+func TestSubscribeRacingStreamClose(t *testing.T) {
+	ctx := ownContext{done: make(chan struct{})}
+	defer close(ctx.done)
+	ignore := goleak.IgnoreCurrent()
+	for range 2000 {
+		s := diagnostics.NewStream()
+		var wg sync.WaitGroup
+		wg.Go(s.Close)
+		sub := s.Subscribe(ctx)
+		wg.Wait()
+		sub.Close()
+	}
+	if err := goleak.Find(ignore); err != nil {
+		t.Error(err)
+	}
+}
+
+// ownContext is a context not built by package context (as some
+// frameworks have): context.AfterFunc watches it with a goroutine.
+type ownContext struct{ done chan struct{} }
+
+func (ownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c ownContext) Done() <-chan struct{}     { return c.done }
+func (c ownContext) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+func (ownContext) Value(any) any { return nil }

@@ -63,8 +63,8 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	now := time.Now()
-	snap := NewSnapshotJSON(h.sup.Snapshot(), now)
+	tree := h.sup.Snapshot()
+	snap := NewSnapshotJSON(tree, time.Now()) // after the snapshot: no task is younger than 0
 	w.Header().Set("Cache-Control", "no-store")
 	var buf bytes.Buffer
 	if wantsJSON(r) {

@@ -149,3 +149,35 @@ func TestTasksMethod(t *testing.T) {
 		t.Errorf("POST: %d", rec.Code)
 	}
 }
+
+// TestTasksAgesAreNeverNegative: ages are relative to the snapshot's time,
+// which must not come before the snapshot itself, even while tasks are
+// being spawned as the page is served.
+func TestTasksAgesAreNeverNegative(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	h := diagnostics.TasksHandler(sup)
+	stop := make(chan struct{})
+	spawner := sup.Go("spawner", func(context.Context) error {
+		for {
+			select {
+			case <-stop:
+				return nil
+			default:
+				sup.Go("t", func(context.Context) error { return nil })
+			}
+		}
+	})
+	defer func() { close(stop); <-spawner.Done() }()
+	for range 100 {
+		var snap diagnostics.SnapshotJSON
+		if err := json.Unmarshal(get(h, "/debug/tasks?format=json").Body.Bytes(), &snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range snap.Root.Tasks {
+			if task.AgeSeconds < 0 {
+				t.Fatalf("task %d: age %vs (started %v, snapshot time %v)", task.ID, task.AgeSeconds, task.Started, snap.Time)
+			}
+		}
+	}
+}

@@ -18,6 +18,7 @@ const (
 	keyTaskStack     = runtime.AttrStack
 	keyRun           = runtime.AttrRun
 	keyCauseKind     = runtime.AttrCause
+	keyCauseMessage  = runtime.AttrCauseMessage
 	keyCancelLatency = runtime.AttrCancelLatency
 	keyDrained       = runtime.AttrShutdownDrained
 	keyAborted       = runtime.AttrShutdownAborted
@@ -25,7 +26,6 @@ const (
 	keyFunction      = "code.function.name"
 	keyErrorType     = "error.type"
 	keyError         = "error"
-	keyCause         = "cause"
 	keyExcType       = "exception.type"
 	keyExcMessage    = "exception.message"
 	keyExcStack      = "exception.stacktrace"
