@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/taskscope/taskscope/runtime"
 )
@@ -21,6 +22,10 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		{"WithParent nil", "WithParent(nil)", func() { runtime.WithParent(nilCtx) }},
 		{"WithObserver nil", "WithObserver(nil)", func() { runtime.WithObserver(nil) }},
 		{"unknown panic policy", "unknown PanicPolicy", func() { runtime.WithPanicPolicy(runtime.PanicPolicy(7)) }},
+		{"New nil option", "nil Option", func() { runtime.New("x", nil) }},
+		{"Group nil option", "nil GroupOption", func() { sup.Group("x", nil) }},
+		{"Go nil option", "nil TaskOption", func() { sup.Go("x", func(context.Context) error { return nil }, nil) }},
+		{"Every nil option", "nil TaskOption", func() { sup.Every("x", time.Second, func(context.Context) error { return nil }, nil) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { expectPanic(t, tt.want, tt.call) })

@@ -3,7 +3,9 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	goruntime "runtime"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -189,4 +191,96 @@ func TestCancelLatency(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestTaskContextEndsWithTheTask: once fn has returned, its context is
+// done, so that goroutines fn started with it stop; the cause is
+// ErrTaskEnded unless something canceled the task before.
+func TestTaskContextEndsWithTheTask(t *testing.T) {
+	errStop := errors.New("stop")
+	tests := []struct {
+		name      string
+		fn        func(ctx context.Context) error
+		cancel    func(g *runtime.Group, task *runtime.Task)
+		wantCause error
+	}{
+		{"never looked at its context", func(context.Context) error { return nil }, nil, runtime.ErrTaskEnded},
+		{"waited on Done", func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+			default:
+			}
+			return nil
+		}, nil, runtime.ErrTaskEnded},
+		{"canceled", blockUntilCanceled, func(_ *runtime.Group, task *runtime.Task) { task.Cancel(errStop) }, errStop},
+		{"group canceled, polled Err", func(ctx context.Context) error {
+			for ctx.Err() == nil {
+				time.Sleep(time.Second)
+			}
+			return nil
+		}, func(g *runtime.Group, _ *runtime.Task) { g.Cancel(errStop) }, errStop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup := runtime.New("")
+				g := sup.Group("g")
+				ctxs := make(chan context.Context, 1)
+				task := g.Go("t", func(ctx context.Context) error { ctxs <- ctx; return tt.fn(ctx) })
+				ctx := <-ctxs
+				if tt.cancel != nil {
+					synctest.Wait()
+					tt.cancel(g, task)
+				}
+				<-task.Done()
+				select {
+				case <-ctx.Done():
+				default:
+					t.Fatal("the task's context is not done after the task ended")
+				}
+				if !errors.Is(ctx.Err(), context.Canceled) || context.Cause(ctx) != tt.wantCause {
+					t.Errorf("Err %v, Cause %v; want Canceled, %v", ctx.Err(), context.Cause(ctx), tt.wantCause)
+				}
+			})
+		})
+	}
+}
+
+// TestFinishedTasksLeaveNoContextBehind: a task whose fn waited on its
+// context's Done has a context of its own, registered with its group's;
+// a long-lived group must not keep those of finished tasks.
+func TestFinishedTasksLeaveNoContextBehind(t *testing.T) {
+	sup := runtime.New("")
+	defer sup.Shutdown(context.Background())
+	g := sup.Group("long-lived")
+	spawn := func(n int) {
+		for range n {
+			g.Go("poll", func(ctx context.Context) error {
+				select {
+				case <-ctx.Done():
+				default:
+				}
+				return nil
+			})
+		}
+		mustWait(t, g)
+	}
+	const n, rounds = 20_000, 2
+	for range 3 { // what the runtime keeps for reuse (dead goroutines, race detector state) settles
+		spawn(n)
+	}
+	before := heapAlloc()
+	for range rounds {
+		spawn(n)
+	}
+	if grew := int64(heapAlloc()) - int64(before); grew > rounds*n*16 {
+		t.Fatalf("the heap grew by %d B (%d B per finished task) while the group lives", grew, grew/(rounds*n))
+	}
+}
+
+func heapAlloc() uint64 {
+	goruntime.GC()
+	var m goruntime.MemStats
+	goruntime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

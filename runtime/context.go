@@ -11,7 +11,8 @@ import (
 // cancels the task, it is its group's context (with the task's pprof
 // labels) and costs no allocation; the first Done or cancel derives the
 // task's own context.WithCancelCause child, so context.Cause still finds
-// the right cause.
+// the right cause. When fn returns the task's own context is canceled
+// (see end), which also unregisters it from the group's.
 type taskContext struct {
 	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
@@ -101,23 +102,44 @@ type ownContext struct {
 	at     time.Time // when the task's own cancel was requested; guarded by Task.mu
 }
 
+// ended marks, in taskContext.own, a task that ended before anything made
+// its own context.
+var ended = new(ownContext)
+
 // activate returns the task's own context, making it on first use. Two
-// goroutines may race to make it; the loser releases its copy.
+// goroutines may race to make it; the loser releases its copy. Made after
+// the task ended, it is canceled at once, which also unregisters it from
+// the group's context.
 func (c *taskContext) activate() *ownContext {
-	if o := c.own.Load(); o != nil {
-		return o
+	for {
+		o := c.own.Load()
+		if o != nil && o != ended {
+			return o
+		}
+		ctx, cancel := context.WithCancelCause(c.lab.ctx)
+		if o == ended {
+			cancel(ErrTaskEnded)
+		}
+		if n := (&ownContext{Context: ctx, cancel: cancel}); c.own.CompareAndSwap(o, n) {
+			return n
+		}
+		cancel(nil)
 	}
-	ctx, cancel := context.WithCancelCause(c.lab.ctx)
-	o := &ownContext{Context: ctx, cancel: cancel}
-	if c.own.CompareAndSwap(nil, o) {
-		return o
+}
+
+// end cancels the task's own context once fn has returned. Until then the
+// context is registered with its group's, which would otherwise keep it
+// (and a long-lived group every such task) until the group is canceled.
+func (c *taskContext) end() {
+	if !c.own.CompareAndSwap(nil, ended) {
+		c.own.Load().cancel(ErrTaskEnded)
 	}
-	cancel(nil)
-	return c.own.Load()
 }
 
 func (c *taskContext) current() context.Context {
-	if o := c.own.Load(); o != nil {
+	if o := c.own.Load(); o == ended {
+		return c.activate().Context
+	} else if o != nil {
 		return o.Context
 	}
 	return c.lab.ctx

@@ -12,7 +12,9 @@
 // [Group.Go] starts fn as a named task; [Group.Every] starts a periodic
 // one. A task's context is canceled by [Task.Cancel], by [WithCancelOn]'s
 // context, or by its group and every ancestor ([Group.Cancel],
-// [CancelOnError], [Group.Shutdown]); [context.Cause] says which.
+// [CancelOnError], [Group.Shutdown]); [context.Cause] says which. Once fn
+// has returned, its context is canceled too (cause [ErrTaskEnded] if
+// nothing came first), as an http.Request's is when its handler returns.
 // [Group.Wait] waits for a subtree to go idle; [Group.Shutdown] closes it,
 // cancels it, waits until its context ends and then aborts the rest.
 //

@@ -27,6 +27,11 @@ var (
 	// through [WithCancelOn]; the external context's own cause is wrapped
 	// too.
 	ErrExternal = errors.New("taskscope: external context done")
+
+	// ErrTaskEnded is the cancellation cause of a task's context once fn
+	// has returned, when nothing canceled it before: goroutines fn started
+	// with its context see it.
+	ErrTaskEnded = errors.New("taskscope: task ended")
 )
 
 // PanicError is the Result.Err of a task whose fn panicked. Stack is the

@@ -35,6 +35,14 @@ func (t *Task) loop() error {
 	ctx, tr, e := t.fnContext(), t.tree(), t.periodic()
 	var timer *time.Timer
 	for {
+		// t.mu is held from run_started until the run is recorded, so that
+		// an abort either comes first (and no run starts) or finds the run
+		// and reports it, in order.
+		t.mu.Lock()
+		if t.state == stateAborted {
+			t.mu.Unlock()
+			return context.Cause(ctx)
+		}
 		run := e.runs.Add(1)
 		runCtx := ctx
 		if tr.observed() {
@@ -44,9 +52,7 @@ func (t *Task) loop() error {
 			runCtx = tr.taskStarting(ctx, ev)
 			freeEvent(ev)
 		}
-		start := time.Now()
-		t.mu.Lock()
-		e.runCtx, e.runStart = runCtx, start
+		e.runCtx, e.runStart = runCtx, time.Now()
 		t.mu.Unlock()
 		err := t.fn(runCtx)
 		outcome := Success

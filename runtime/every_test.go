@@ -3,12 +3,14 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	goruntime "runtime"
 	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 func TestEveryFixedDelay(t *testing.T) {
@@ -169,4 +171,56 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEveryAbortWhileARunStarts: a shutdown deadline that passes while a
+// run's run_started event is being observed either comes before the run
+// (which then never starts) or reports it (or finds the task ended); the
+// run is never reported after the task's finished event. The observer
+// holds run_started until the shutdown has requested cancellation, then
+// yields until the abort has abandoned the task (or for a bounded number
+// of turns, when the abort must wait for the run to be recorded).
+func TestEveryAbortWhileARunStarts(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		rec := &holdRunStart{canceling: make(chan struct{})}
+		sup := runtime.New("", runtime.WithObserver(rec))
+		rec.sup = sup
+		task := sup.Every("tick", time.Second, func(context.Context) error { return nil })
+		synctest.Wait() // run 1's run_started is being observed
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = sup.Shutdown(ctx) // aborts the task, unless it ends first
+		synctest.Wait()       // a late exit
+		kinds := rec.Kinds(task.ID())
+		finished := slices.Index(kinds, runtime.KindTaskFinished)
+		if after := kinds[finished+1:]; finished < 0 || len(after) > 1 || len(after) == 1 && after[0] != runtime.KindTaskLateExit {
+			t.Fatalf("events %v: only late_exit may follow finished", kinds)
+		}
+	})
+}
+
+// holdRunStart records events and holds the first run_started as
+// TestEveryAbortWhileARunStarts describes.
+type holdRunStart struct {
+	runtimetest.Recorder
+	canceling chan struct{} // closed at the group cancel request, Shutdown's step before its abort
+	sup       *runtime.Supervisor
+}
+
+func (o *holdRunStart) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	ctx = o.Recorder.TaskStarting(ctx, ev)
+	if ev.Kind == runtime.KindTaskRunStarted && ev.Run == 1 {
+		<-o.canceling
+		for i := 0; i < 100_000 && o.sup.Abandoned() == 0; i++ {
+			goruntime.Gosched()
+		}
+	}
+	return ctx
+}
+
+func (o *holdRunStart) Observe(ctx context.Context, ev runtime.Event) {
+	o.Recorder.Observe(ctx, ev)
+	if ev.Kind == runtime.KindGroupCancelRequested {
+		close(o.canceling)
+	}
 }

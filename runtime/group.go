@@ -114,6 +114,7 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	checkGroupName(name)
 	cfg := groupConfig{}
 	for _, o := range opts {
+		mustOption(o, "GroupOption")
 		o.applyGroup(&cfg)
 	}
 	if !cfg.panicPolicySet {
@@ -157,22 +158,31 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 // markCanceled records when cancellation reached each group of the
 // subtree, for tasks' cancel latency.
 func (g *Group) markCanceled(at time.Time) {
-	for _, c := range g.subtree() {
-		c.mu.Lock()
+	g.subtreeLocking(func(c *Group) {
 		if c.canceledAt.IsZero() {
 			c.canceledAt = at
 		}
-		c.mu.Unlock()
-	}
+	})
 }
 
 // subtree lists g and its descendants, parents before children.
-func (g *Group) subtree() []*Group {
+func (g *Group) subtree() []*Group { return g.subtreeLocking(nil) }
+
+// subtreeLocking lists g and its descendants, parents before children,
+// calling visit (when not nil) on each with its lock held, in the same
+// critical section that reads its children: a child created concurrently
+// is either listed or created after its parent was visited (and copies
+// what visit set there).
+func (g *Group) subtreeLocking(visit func(c *Group)) []*Group {
 	out := []*Group{g}
 	for i := 0; i < len(out); i++ {
-		out[i].mu.Lock()
-		out = append(out, out[i].children...)
-		out[i].mu.Unlock()
+		c := out[i]
+		c.mu.Lock()
+		if visit != nil {
+			visit(c)
+		}
+		out = append(out, c.children...)
+		c.mu.Unlock()
 	}
 	return out
 }

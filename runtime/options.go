@@ -39,9 +39,18 @@ type taskConfig struct {
 func newTaskConfig(opts []TaskOption) taskConfig {
 	var c taskConfig
 	for _, o := range opts {
+		mustOption(o, "TaskOption")
 		o.applyTask(&c)
 	}
 	return c
+}
+
+// mustOption panics with a clear message on a nil option (a programming
+// error), rather than with a nil dereference inside the option loop.
+func mustOption(o any, kind string) {
+	if o == nil {
+		panic("taskscope: nil " + kind)
+	}
 }
 
 type supervisorOption func(*supervisorConfig)

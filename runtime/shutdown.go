@@ -97,18 +97,12 @@ func (g *Group) Shutdown(ctx context.Context) error {
 }
 
 // closeSubtree closes g and its descendants and counts their live tasks.
-// Closing and listing children happen under one lock, so a child created
-// concurrently is either listed or born closed.
+// A child created concurrently is either listed or born closed.
 func (g *Group) closeSubtree() (groups []*Group, live int) {
-	groups = []*Group{g}
-	for i := 0; i < len(groups); i++ {
-		c := groups[i]
-		c.mu.Lock()
+	groups = g.subtreeLocking(func(c *Group) {
 		c.closed = true
 		live += c.live
-		groups = append(groups, c.children...)
-		c.mu.Unlock()
-	}
+	})
 	return groups, live
 }
 

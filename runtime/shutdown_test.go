@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -269,4 +270,60 @@ func TestLateExitFollowsTheAbortEvents(t *testing.T) {
 			t.Fatalf("events %v, want %v", got, want)
 		}
 	})
+}
+
+// TestShutdownStacksOfManyStuckTasks: the profile lists the stack most
+// goroutines share first, right after its header; it is that of the
+// stragglers when many tasks of one name are stuck in one place, and each
+// of them must get it.
+func TestShutdownStacksOfManyStuckTasks(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		release := make(chan struct{})
+		for range 20 {
+			sup.Go("stubborn", stuckOnRelease(release))
+		}
+		synctest.Wait()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var ae *runtime.AbortError
+		if err := sup.Shutdown(ctx); !errors.As(err, &ae) || len(ae.Aborted) != 20 {
+			t.Fatalf("Shutdown = %v, want 20 tasks aborted", err)
+		}
+		close(release)
+		synctest.Wait()
+		for _, info := range ae.Aborted {
+			if !strings.Contains(info.Stack, "stuckOnRelease") {
+				t.Fatalf("aborted task %d has no stack (got %q)", info.ID, info.Stack)
+			}
+		}
+	})
+}
+
+// TestShutdownReturnsWithEveryTaskDone: when Shutdown returns, each task's
+// Done is closed and its Result is final, also while observers are being
+// told (readers of Result contend for the task's lock meanwhile).
+func TestShutdownReturnsWithEveryTaskDone(t *testing.T) {
+	for i := range 1000 {
+		sup, _ := recorded()
+		start := make(chan struct{})
+		task := sup.Go("t", func(context.Context) error { <-start; return nil })
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for !stop.Load() {
+					_ = task.Result()
+				}
+			})
+		}
+		close(start)
+		err := sup.Shutdown(context.Background())
+		res := task.Result()
+		stop.Store(true)
+		wg.Wait()
+		if err != nil || res.Outcome == 0 {
+			t.Fatalf("iteration %d: Shutdown returned %v with the task's Result %+v, want nil and a final Result", i, err, res)
+		}
+	}
 }

@@ -21,8 +21,11 @@ func labeledStacks() map[labelKey]string {
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
 		return nil
 	}
+	// The first line is the profile's header ("goroutine profile: total
+	// N"), directly followed by the first record, the most common stack.
+	_, records, _ := strings.Cut(buf.String(), "\n")
 	byKey := map[labelKey][]string{}
-	for _, entry := range strings.Split(buf.String(), "\n\n") {
+	for _, entry := range strings.Split(records, "\n\n") {
 		key, stack, ok := parseProfileEntry(entry)
 		if ok {
 			byKey[key] = append(byKey[key], stack)

@@ -32,6 +32,7 @@ func New(name string, opts ...Option) *Supervisor {
 	checkGroupName(name)
 	var cfg supervisorConfig
 	for _, o := range opts {
+		mustOption(o, "Option")
 		o.applySupervisor(&cfg)
 	}
 	t := &tree{obs: cfg.observers, epoch: time.Now()}
@@ -175,7 +176,11 @@ func (tr *tree) reportPanic(i int, ctx context.Context, ev *Event, r any) {
 		if j != i {
 			func() {
 				defer func() { _ = recover() }()
-				o.Observe(ctx, report)
+				if p := tr.ptrObs[j]; p != nil {
+					p.ObserveEvent(ctx, &report)
+				} else {
+					o.Observe(ctx, report)
+				}
 			}()
 		}
 	}

@@ -252,6 +252,9 @@ func (t *Task) fillEvent(ev *Event, kind string) {
 // Go starts fn as a task named name ("" means [DefaultTaskName]) in g and
 // returns its handle. fn receives a context canceled when the task, the
 // group or an ancestor is canceled or shut down; [context.Cause] says why.
+// Like an http.Request's, the context is also canceled once fn has
+// returned (with cause [ErrTaskEnded], unless it was canceled before), so
+// goroutines fn started with it stop too.
 //
 // On a closed group, Go starts nothing and never calls fn: the returned
 // task is already done with outcome [Canceled] and an error wrapping
@@ -447,6 +450,7 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	if r := t.ctx.rare(); r != nil && r.stopExt != nil {
 		r.stopExt()
 	}
+	t.ctx.end() // after canceled was read: the outcome is decided
 	x := t.ctx.ext()
 	g, tr := t.owner(), t.tree()
 	end := tr.now()
@@ -498,10 +502,12 @@ func (t *Task) report(stack []byte) {
 	if t.failsFast() {
 		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.errUnlocked()})
 	}
-	g.retire(t)
+	// Done first: retiring may make the group idle, and a Shutdown or Wait
+	// that returns then promises that every task of it is done.
 	t.mu.Lock()
 	t.closeDoneLocked(stateDone)
 	t.mu.Unlock()
+	g.retire(t)
 }
 
 // setCancelInfo sets the cause and the cancel latency (from the request
