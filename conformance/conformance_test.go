@@ -103,6 +103,8 @@ func conform(t *testing.T, seed uint64) {
 	agree(t, "finished", spanFinished, metricFinished, streamFinished, logFinished)
 	agree(t, "spawned", spanStarted, metricStarted, streamStarted, logStarted)
 	agree(t, "periodic runs", runSpans, metricRuns, streamRuns, logRuns)
+	allOutcomes(t, "tasks", spanFinished)
+	allOutcomes(t, "periodic runs", runSpans)
 	if sub.Dropped() != 0 {
 		t.Fatalf("the stream dropped %d events with a buffer large enough for all", sub.Dropped())
 	}
@@ -120,7 +122,7 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 	var tasks []*runtime.Task
 	for i := range 300 {
 		g := groups[rng.IntN(len(groups))]
-		switch rng.IntN(8) {
+		switch rng.IntN(10) {
 		case 0, 1:
 			tasks = append(tasks, g.Go("ok", func(ctx context.Context) error { inner(ctx); return nil }))
 		case 2:
@@ -156,11 +158,28 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 			if i%50 == 0 {
 				tasks = append(tasks, g.Go("stubborn", func(context.Context) error { <-release; return nil }))
 			}
+		case 8:
+			n := rng.IntN(3)
+			tasks = append(tasks, g.Every(periodic+"crash", time.Millisecond, func(context.Context) error {
+				if n--; n < 0 {
+					panic("run kaboom")
+				}
+				return nil
+			}))
+		case 9: // its run is in progress at the shutdown: canceled
+			tasks = append(tasks, g.Every(periodic+"patient", time.Millisecond, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }))
 		}
-		if i == 0 { // at least one forced abort with a late exit
-			tasks = append(tasks, g.Go("stubborn", func(context.Context) error { <-release; return nil }))
+		if i == 0 { // at least one forced abort with a late exit, of a task and of a run
+			tasks = append(tasks,
+				g.Go("stubborn", func(context.Context) error { <-release; return nil }),
+				g.Every(periodic+"stubborn", time.Millisecond, func(context.Context) error { <-release; return nil }))
 		}
 	}
+	// Let every task that can end on its own do so (in fake time), and
+	// the short sleeps and some periodic runs go by, before the shutdown
+	// cancels the rest.
+	synctest.Wait()
+	time.Sleep(5 * time.Millisecond)
 	late := sup.Group("late")
 	if err := late.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -174,6 +193,21 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 	}
 	for _, task := range tasks {
 		<-task.Done()
+	}
+}
+
+// allOutcomes fails unless c has every outcome: a channel that mishandles
+// one cannot agree with the others by never seeing it.
+func allOutcomes(t *testing.T, what string, c counts) {
+	t.Helper()
+	seen := map[string]bool{}
+	for k, n := range c {
+		seen[k.outcome] = seen[k.outcome] || n > 0
+	}
+	for _, o := range []runtime.Outcome{runtime.Success, runtime.Error, runtime.Canceled, runtime.Panic, runtime.Aborted} {
+		if !seen[o.String()] {
+			t.Errorf("%s: no %s outcome in this workload", what, o)
+		}
 	}
 }
 
@@ -232,6 +266,7 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 			}
 		case strings.HasPrefix(s.Name(), "run "):
 			runs[k]++
+			checkStatus(t, s, k.outcome)
 		}
 	}
 	for child, parent := range childOf {
@@ -343,6 +378,9 @@ func countLogs(t *testing.T, h *recordingHandler) (finished, started, runs count
 			}
 		case runtime.KindTaskRunFinished:
 			runs[k]++
+			if want := levelFor(k.outcome); r.level != want {
+				t.Errorf("run_finished log with outcome %s at %v, want %v", k.outcome, r.level, want)
+			}
 		}
 	}
 	return finished, started, runs

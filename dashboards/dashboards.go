@@ -44,6 +44,7 @@ type Query struct {
 	RefID     string // the query's refId within the panel (A, B, ...)
 	Legend    string // legend format, e.g. "{{group}}"
 	Exemplar  bool   // Grafana also asks Prometheus for exemplars
+	Unit      string // the panel's unit, e.g. "percentunit" for ratios
 	Raw       string // the expression as stored, with template variables
 	Expr      string // Raw with every template variable substituted
 }
@@ -99,12 +100,21 @@ func DashboardQueries(d dashboard.Dashboard, vars map[string]string) ([]Query, e
 				RefID:     deref(q.RefId),
 				Legend:    deref(q.LegendFormat),
 				Exemplar:  q.Exemplar != nil && *q.Exemplar,
+				Unit:      unit(p),
 				Raw:       q.Expr,
 				Expr:      expr,
 			})
 		}
 	}
 	return out, nil
+}
+
+// unit is p's unit, "" when it has none.
+func unit(p dashboard.Panel) string {
+	if p.FieldConfig == nil {
+		return ""
+	}
+	return deref(p.FieldConfig.Defaults.Unit)
 }
 
 // panels returns every non-row panel of d, including panels nested in rows.

@@ -186,15 +186,11 @@ func (l *linter) panel(p dashboard.Panel) {
 	if !isPromDatasource(p.Datasource) {
 		l.add("panel-datasource-rule", where, "datasource must be {type: prometheus, uid: ${%s}}", DatasourceVar)
 	}
-	unit := ""
-	if p.FieldConfig != nil {
-		unit = deref(p.FieldConfig.Defaults.Unit)
-	}
-	switch {
-	case unit == "":
+	switch u := unit(p); {
+	case u == "":
 		l.add("panel-units-rule", where, "no unit")
-	case !slices.Contains(ValidUnits, unit):
-		l.add("panel-units-rule", where, "unit %q is not one of %v", unit, ValidUnits)
+	case !slices.Contains(ValidUnits, u):
+		l.add("panel-units-rule", where, "unit %q is not one of %v", u, ValidUnits)
 	}
 	if len(p.Targets) == 0 {
 		l.add("panel-no-targets-rule", where, "no queries")

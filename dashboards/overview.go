@@ -39,12 +39,14 @@ func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 	return ts
 }
 
-// failureRatio is failed / finished per `by`, 0 (not absent) where nothing
-// failed, absent only where nothing finished at all.
+// failureRatio is failed / finished per `by`: 0 (not absent) where nothing
+// failed, absent (not NaN) where nothing finished in the window, as with a
+// group of long-running workers or a periodic task slower than the window.
+// failed is the label matcher of the failures.
 func failureRatio(counter, sel, failed, by string) string {
 	all := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel))
-	bad := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel+`, outcome=~"`+failed+`"`))
-	return fmt.Sprintf(`(%s or 0 * %s) / %s`, bad, all, all)
+	bad := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel+`, `+failed))
+	return fmt.Sprintf(`(%s or 0 * %s) / (%s > 0)`, bad, all, all)
 }
 
 // Overview builds the "Task supervision overview" dashboard.
@@ -82,7 +84,7 @@ func Overview() (dashboard.Dashboard, error) {
 			Type("prometheus")).
 		WithVariable(labelVariable("job", "Job", started, "Prometheus job of the supervised service.")).
 		WithVariable(labelVariable("instance", "Instance", started+`{job=~"$job"}`, "Scraped instance (one process).")).
-		WithVariable(labelVariable("group", "Group", started+`{`+selTarget+`}`, "Task group path, e.g. root/ingest.")).
+		WithVariable(labelVariable("group", "Group", started+`{`+selTarget+`}`, "Task group: the dotted group name, e.g. demo.ingest.")).
 		WithVariable(labelVariable("task", "Task", started+`{`+selGroup+`}`, "Task name (static names only; task IDs never become labels)."))
 
 	// Overview: the numbers to look at first.
@@ -104,7 +106,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.statPanel("Failure ratio",
 			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure).",
 			"percentunit", 4,
-			query(failureRatio(finished, selTask, failureOutcomeRE, "job"), "")).
+			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "job"), "")).
 			Thresholds(thresholds("green", 0.01, "orange", 0.1, "red"))).
 		WithPanel(b.statPanel("Goroutines",
 			"All goroutines of the process (Go collector's go_goroutines).",
@@ -129,7 +131,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Failure ratio by group",
 			"Share of finished tasks that failed (error, panic or aborted), per group.",
 			"percentunit", 8,
-			query(failureRatio(finished, selTask, failureOutcomeRE, "group"), "{{group}}")).
+			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group"), "{{group}}")).
 			Max(1)).
 		WithPanel(b.timeseriesPanel("Failures by error type",
 			"Failed tasks per second by group, outcome and error type (the span's error.type).",
@@ -151,7 +153,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Mean task duration by outcome",
 			"Average run time by outcome: a canceled or aborted task's duration includes the time it took to notice cancellation.",
 			"s", 12,
-			query(fmt.Sprintf(`sum by (outcome) (%s) / sum by (outcome) (%s)`,
+			query(fmt.Sprintf(`sum by (outcome) (%s) / (sum by (outcome) (%s) > 0)`,
 				rate(duration+"_sum", selTask), rate(duration+"_count", selTask)), "{{outcome}}")))
 
 	// Cancellation and shutdown.
@@ -183,8 +185,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Periodic run failure ratio",
 			"Share of periodic runs that did not succeed, per task.",
 			"percentunit", 12,
-			query(fmt.Sprintf(`(sum by (group, task) (%[1]s) or 0 * sum by (group, task) (%[2]s)) / sum by (group, task) (%[2]s)`,
-				rate(periodic, selTask+`, outcome!="success"`), rate(periodic, selTask)), "{{group}}/{{task}}")).
+			query(failureRatio(periodic, selTask, `outcome!="success"`, "group, task"), "{{group}}/{{task}}")).
 			Max(1))
 
 	// The diagnostic stream and the telemetry's own health.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -136,6 +137,10 @@ func (s *stack) checkPrometheus(t *testing.T) {
 			t.Errorf("%s: query failed: %v\n  expr: %s", name, err, q.Expr)
 		case len(res.Result) == 0:
 			t.Errorf("%s: instant query returned no series\n  expr: %s", name, q.Expr)
+		default:
+			if err := checkValues(res, q.Unit); err != nil {
+				t.Errorf("%s: %v\n  expr: %s", name, err, q.Expr)
+			}
 		}
 		// Range: what the time-series panel draws over the demo's run.
 		var rr promResult
@@ -249,6 +254,31 @@ func (s *stack) checkExemplars(t *testing.T, panels []dashboards.Query, end time
 }
 
 // sampleValue reads the value of an instant sample [ts, "v"].
+// checkValues fails an instant result that draws nothing (every sample
+// NaN or infinite: a division by zero, not data), and a ratio (unit
+// percentunit) with any sample that is not a number in [0, 1]: where
+// nothing happened, a ratio must be absent, not NaN. (Other panels may
+// have NaN series: a quantile of a histogram with no observations in the
+// window.)
+func checkValues(res promResult, unit string) error {
+	finite := 0
+	for _, r := range res.Result {
+		v, err := sampleValue(r.Value)
+		switch {
+		case err != nil:
+			return err
+		case unit == "percentunit" && !(v >= 0 && v <= 1):
+			return fmt.Errorf("ratio %v is not in [0, 1] for %v", v, r.Metric)
+		case !math.IsNaN(v) && !math.IsInf(v, 0):
+			finite++
+		}
+	}
+	if finite == 0 {
+		return fmt.Errorf("every one of %d series is NaN or infinite", len(res.Result))
+	}
+	return nil
+}
+
 func sampleValue(v []any) (float64, error) {
 	if len(v) != 2 {
 		return 0, fmt.Errorf("malformed sample %v", v)
