@@ -25,8 +25,10 @@ test-lib: vet fmt-check
 	@ext=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./runtime ./diagnostics | grep -v '^github.com/taskscope/taskscope' || true); \
 	  if [ -n "$$ext" ]; then echo "runtime/diagnostics import outside the standard library: $$ext"; exit 1; fi
 
+# Built, then exec'd: `go run` exits 1 when interrupted, so Ctrl-C would
+# end a clean shutdown with a make error.
 demo:
-	$(GO) run ./cmd/demo $(ARGS)
+	$(GO) build -o $(STACK_BIN)/demo ./cmd/demo && exec $(STACK_BIN)/demo $(ARGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -44,6 +44,9 @@ type config struct {
 	traceRatio      float64
 	traceRatioSet   bool     // -trace-ratio given: it wins over OTEL_TRACES_SAMPLER
 	sched           schedule // derived from the flags; tests shorten it
+	// stopSignals, when set, restores the default handling of SIGINT and
+	// SIGTERM; run calls it as the shutdown begins.
+	stopSignals func()
 }
 
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (config, error) {
@@ -76,10 +79,11 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	if cfg.logFormat != "text" && cfg.logFormat != "json" {
 		problems = append(problems, fmt.Errorf("-log-format %q: want text or json", cfg.logFormat))
 	}
-	if cfg.rate < 0 || cfg.rate > 10000 {
-		problems = append(problems, fmt.Errorf("-rate %v: want 0 to 10000 messages per second", cfg.rate))
+	// Written so that NaN fails too.
+	if !(cfg.rate == 0 || cfg.rate >= minRate && cfg.rate <= maxRate) {
+		problems = append(problems, fmt.Errorf("-rate %v: want 0 (no messages) or %v to %v messages per second", cfg.rate, minRate, maxRate))
 	}
-	if cfg.traceRatio < 0 || cfg.traceRatio > 1 {
+	if !(cfg.traceRatio >= 0 && cfg.traceRatio <= 1) {
 		problems = append(problems, fmt.Errorf("-trace-ratio %v: want 0 to 1", cfg.traceRatio))
 	}
 	if cfg.duration < 0 || cfg.shutdownTimeout < 0 {
@@ -93,23 +97,32 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	return cfg, nil
 }
 
-func main() {
-	cfg, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
+// Bounds of -rate: below minRate a message period does not fit a
+// time.Duration.
+const minRate, maxRate = 0.001, 10000
+
+func main() { os.Exit(demo(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
+
+// demo is main, returning the exit status. The first SIGINT or SIGTERM
+// starts the bounded shutdown; once the shutdown has begun, for that or any
+// other reason (-duration), a signal kills the process at once, as if
+// there were no handler.
+func demo(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return
+		return 0
 	}
 	if err != nil {
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// The first signal starts the bounded shutdown; a second one kills the
-	// process at once, as if there were no handler.
-	context.AfterFunc(ctx, stop)
-	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
+	cfg.stopSignals = stop
+	if err := run(ctx, cfg, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
 	}
+	return 0
 }
 
 // run is the whole demo: it serves and runs the workload until ctx is done
@@ -181,6 +194,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		logger.Error("http server failed", "error", serveErr)
 	}
 
+	if cfg.stopSignals != nil {
+		cfg.stopSignals()
+	}
 	logger.Info("shutting down", "deadline", cfg.shutdownTimeout)
 	rep := shutdown(sup, books, cfg.shutdownTimeout)
 

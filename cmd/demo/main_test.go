@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +72,10 @@ func TestParseFlags(t *testing.T) {
 		{"-log-format", "xml"},
 		{"-log-level", "loud"},
 		{"-rate", "-1"},
+		{"-rate", "NaN"},
+		{"-rate", "1e-300"},
 		{"-trace-ratio", "2"},
+		{"-trace-ratio", "NaN"},
 		{"-duration", "-1s"},
 		{"extra"},
 	} {
@@ -77,5 +85,44 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-h"}, env(), io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestSignalDuringShutdownKills: once the bounded shutdown has begun, here
+// because -duration passed, a SIGINT kills the process at once rather than
+// waiting out the shutdown deadline (a minute here: the demo's stubborn
+// task holds it). The demo runs in a child process, which the signal kills.
+func TestSignalDuringShutdownKills(t *testing.T) {
+	if os.Getenv("TASKSCOPE_DEMO_CHILD") == "1" {
+		os.Exit(demo([]string{"-addr", "127.0.0.1:0", "-duration", "100ms", "-shutdown-timeout", "1m", "-rate", "0", "-log-format", "json"},
+			func(string) string { return "" }, io.Discard, os.Stderr))
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSignalDuringShutdownKills$")
+	cmd.Env = append(os.Environ(), "TASKSCOPE_DEMO_CHILD=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := bufio.NewScanner(stderr)
+	for logs.Scan() && !strings.Contains(logs.Text(), `"msg":"shutting down"`) {
+	}
+	exited := make(chan error, 1)
+	go func() { _, _ = io.Copy(io.Discard, stderr); exited <- cmd.Wait() }()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGINT {
+			t.Fatalf("the demo ended with %v, want killed by SIGINT", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatal("a SIGINT during the shutdown did not end the demo")
 	}
 }
