@@ -44,8 +44,8 @@
 //
 // # Profiling
 //
-// Task goroutines run under the pprof labels [LabelGroup] and [LabelTask],
-// so CPU and goroutine profiles attribute work to tasks
+// Task goroutines run under the pprof labels [LabelGroup], [LabelGroupID]
+// and [LabelTask], so CPU and goroutine profiles attribute work to tasks
 // (go tool pprof -tagfocus taskscope.task=fetch). Shutdown uses the same
 // labels to find where aborted tasks are stuck.
 //

@@ -25,6 +25,7 @@ type Group struct {
 	tree     *tree
 	parent   *Group
 	name     string
+	label    string // LabelGroupID: tells apart groups of one name
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	policy   PanicPolicy
@@ -84,6 +85,7 @@ func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
 		tree:     tr,
 		parent:   parent,
 		name:     name,
+		label:    strconv.FormatUint(groupLabels.Add(1), 10),
 		ctx:      ctx,
 		cancel:   cancel,
 		policy:   cfg.panicPolicy,
@@ -197,7 +199,7 @@ func (g *Group) labelsLocked(name string) *taskLabel {
 	}
 	l, ok := g.labels[name]
 	if !ok {
-		l = &taskLabel{group: g, name: name, ctx: pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelTask, name))}
+		l = &taskLabel{group: g, name: name, ctx: pprof.WithLabels(g.ctx, pprof.Labels(LabelGroup, g.name, LabelGroupID, g.label, LabelTask, name))}
 		// Many groups only ever spawn one name, which lastLabel serves:
 		// the map is made for the second.
 		if last := g.lastLabel; last != nil && len(g.labels) < maxLabelCache {
@@ -211,11 +213,17 @@ func (g *Group) labelsLocked(name string) *taskLabel {
 	return l
 }
 
-// pprof label keys set on every task goroutine.
+// pprof label keys set on every task goroutine. LabelGroupID is a number
+// unique in the process: sibling groups (and groups of different
+// supervisors) may share a name.
 const (
-	LabelGroup = "taskscope.group"
-	LabelTask  = "taskscope.task"
+	LabelGroup   = "taskscope.group"
+	LabelGroupID = "taskscope.group.id"
+	LabelTask    = "taskscope.task"
 )
+
+// groupLabels numbers groups for LabelGroupID.
+var groupLabels atomic.Uint64
 
 // linkLocked adds a running task to the group.
 func (g *Group) linkLocked(t *Task) {

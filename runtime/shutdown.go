@@ -157,7 +157,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 	stacks := labeledStacks()
 	infos := make([]TaskInfo, len(tasks))
 	for i, t := range tasks {
-		stack := stacks[labelKey{t.Group(), t.Name()}]
+		stack := stacks[labelKey{t.owner().label, t.Name()}]
 		infos[i] = t.info(Abandoned)
 		infos[i].Stack = stack
 		if tr.observed() {

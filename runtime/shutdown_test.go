@@ -327,3 +327,36 @@ func TestShutdownReturnsWithEveryTaskDone(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownStacksAreTheGroupsOwn: sibling groups may share a name; the
+// stacks an abort reports are those of the aborted group's tasks only.
+func TestShutdownStacksAreTheGroupsOwn(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		release := make(chan struct{})
+		aborted, other := sup.Group("req"), sup.Group("req")
+		aborted.Go("w", stuckOnRelease(release))
+		other.Go("w", func(context.Context) error { return stuckElsewhere(release) })
+		synctest.Wait()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var ae *runtime.AbortError
+		if err := aborted.Shutdown(ctx); !errors.As(err, &ae) || len(ae.Aborted) != 1 {
+			t.Fatalf("Shutdown = %v, want one task aborted", err)
+		}
+		if s := ae.Aborted[0].Stack; !strings.Contains(s, "stuckOnRelease") || strings.Contains(s, "stuckElsewhere") {
+			t.Errorf("the aborted task's stacks include another group's:\n%s", s)
+		}
+		close(release)
+		synctest.Wait()
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+//go:noinline
+func stuckElsewhere(release chan struct{}) error {
+	<-release
+	return nil
+}

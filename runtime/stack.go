@@ -8,14 +8,16 @@ import (
 	"strings"
 )
 
-type labelKey struct{ group, task string }
+// labelKey identifies the goroutines of one task name in one group.
+type labelKey struct{ groupID, task string }
 
 // labeledStacks returns, for every (group, task) label pair, the stacks of
 // the goroutines running under it, formatted like a traceback. It reads one
 // goroutine profile: the standard library cannot read another goroutine's
 // stack directly, and paying for it here, at abort time, keeps spawns
 // cheap. Tasks that share a group and a name share labels, so each of them
-// is shown every stack found under those labels.
+// is shown every stack found under those labels (only that group's: the
+// labels carry its LabelGroupID).
 func labeledStacks() map[labelKey]string {
 	var buf bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
@@ -41,7 +43,7 @@ func labeledStacks() map[labelKey]string {
 // parseProfileEntry reads one record of a debug=1 goroutine profile:
 //
 //	3 @ 0x43a 0x44b
-//	# labels: {"taskscope.group":"runtime.a", "taskscope.task":"b"}
+//	# labels: {"taskscope.group":"runtime.a", "taskscope.group.id":"7", "taskscope.task":"b"}
 //	#	0x43a	main.f+0x2c	/src/main.go:12
 func parseProfileEntry(entry string) (labelKey, string, bool) {
 	lines := strings.Split(strings.TrimSpace(entry), "\n")
@@ -54,8 +56,8 @@ func parseProfileEntry(entry string) (labelKey, string, bool) {
 		return labelKey{}, "", false
 	}
 	m := parseLabels(labels)
-	key := labelKey{m[LabelGroup], m[LabelTask]}
-	if key.group == "" || key.task == "" {
+	key := labelKey{m[LabelGroupID], m[LabelTask]}
+	if key.groupID == "" || key.task == "" {
 		return labelKey{}, "", false
 	}
 	var b strings.Builder
