@@ -40,6 +40,7 @@ func Example_observability() {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))      // live task tree (HTML, ?format=json)
 	mux.Handle("/debug/events", diagnostics.EventsHandler(stream)) // SSE, or NDJSON
+	// README block ends here.
 
 	sup.Go("fetch", func(ctx context.Context) error { return nil })
 	_ = sup.Shutdown(context.Background())

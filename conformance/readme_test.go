@@ -7,7 +7,9 @@ import (
 )
 
 // TestReadmeExamples keeps the README's code blocks the same code as the
-// runnable examples that `go test` compiles and checks.
+// runnable examples that `go test` compiles and checks: each block is the
+// whole body of its example, or the part before a "// README block ends
+// here." line in it. Every go block of the README must be one of them.
 func TestReadmeExamples(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -26,12 +28,20 @@ func TestReadmeExamples(t *testing.T) {
 			if !ok || !ok2 || !ok3 {
 				t.Fatalf("README has no ```go block under %s", tt.section)
 			}
-			if got := strings.TrimSpace(block); !strings.HasPrefix(want, got) {
-				t.Fatalf("README block under %s is not the start of %s in %s:\n--- README\n%s\n--- example\n%s", tt.section, tt.fn, tt.file, got, want)
+			want, _, _ = strings.Cut(want, readmeEnd)
+			if got, want := strings.TrimSpace(block), strings.TrimSpace(want); got != want {
+				t.Fatalf("README block under %s differs from %s in %s:\n--- README\n%s\n--- example\n%s", tt.section, tt.fn, tt.file, got, want)
 			}
 		})
 	}
+	if n := strings.Count(string(readme), "```go\n"); n != len(tests) {
+		t.Errorf("README has %d go blocks; %d are checked against examples", n, len(tests))
+	}
 }
+
+// readmeEnd marks where an example stops being the README's block.
+const readmeEnd = "// README block ends here."
+
 
 // exampleBody returns the body of the function that starts with fn in
 // file, dedented one tab.

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -36,8 +37,17 @@ const maxText = 1024
 // maxAbortedNames bounds the task names listed on a shutdown span.
 const maxAbortedNames = 64
 
-// truncate cuts s to at most maxText bytes without splitting a rune.
+// valid replaces invalid UTF-8 (a name built from request bytes, an error
+// message quoting binary data) with U+FFFD. Everything put on a span goes
+// through it: OTLP is protobuf, whose strings must be UTF-8, and an
+// exporter fails the whole batch over one bad span. Valid strings come back
+// as they are, without allocating.
+func valid(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// truncate cuts s to at most maxText bytes without splitting a rune, and
+// makes it valid UTF-8.
 func truncate(s string) string {
+	s = valid(s)
 	if len(s) <= maxText {
 		return s
 	}

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -26,10 +25,10 @@ func newLabelCap(max int) *labelCap {
 
 // admit returns the label value for raw and whether raw was folded.
 // Invalid UTF-8 (a name built from request bytes, an ErrorType method's
-// result) is replaced by U+FFFD first: client_golang panics on such a
-// label value, and the observer would lose the task's metrics and span.
+// result) is replaced first: client_golang panics on such a label value,
+// and the observer would lose the task's metrics and span.
 func (c *labelCap) admit(raw string) (label string, folded bool) {
-	label = strings.ToValidUTF8(raw, "\uFFFD")
+	label = valid(raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.kept[label]; ok {
@@ -159,7 +158,7 @@ func (c *seriesCache) resolve(group, task string) *taskEntry {
 	if c.budget.Add(-1) < 0 {
 		return s.shared(gf, tf)
 	}
-	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf, taskSpan: "task " + task, runSpan: "run " + task}
+	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf, taskSpan: "task " + valid(task), runSpan: "run " + valid(task)}
 	tasks.Store(task, te)
 	return te
 }

@@ -56,9 +56,11 @@ func newConfig(opts []Option) config {
 // WithTracerProvider sets where task, run and shutdown spans go. The
 // default is otel.GetTracerProvider(); the package never sets a global.
 //
-// A nil provider, or a no-op one (go.opentelemetry.io/otel/trace/noop),
-// turns tracing off: no span is started and no context is wrapped, so a
-// task costs nothing but its metrics. (Even a no-op tracer would cost an
+// A nil provider (also a nil pointer of a provider type, such as an unset
+// *sdktrace.TracerProvider) or a no-op one
+// (go.opentelemetry.io/otel/trace/noop) turns tracing off: no span is
+// started and no context is wrapped, so a task costs nothing but its
+// metrics. (Even a no-op tracer would cost an
 // allocation and about 0.15µs per span.)
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c config) config {

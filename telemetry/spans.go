@@ -76,12 +76,12 @@ func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEnt
 	}
 	name := e.taskSpan
 	if name == "" {
-		name = "task " + ev.Task
+		name = "task " + valid(ev.Task)
 	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
-		attrGroup.String(ev.Group),
-		attrTaskName.String(ev.Task),
+		attrGroup.String(valid(ev.Group)),
+		attrTaskName.String(valid(ev.Task)),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		semconv.CodeFunctionName(ev.Function),
 	)
@@ -99,13 +99,13 @@ func (t *Telemetry) startRun(ctx context.Context, ev *runtime.Event) context.Con
 	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
-		attrGroup.String(ev.Group),
-		attrTaskName.String(ev.Task),
+		attrGroup.String(valid(ev.Group)),
+		attrTaskName.String(valid(ev.Task)),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		attrRun.Int64(int64(ev.Run)),
 		semconv.CodeFunctionName(ev.Function),
 	)
-	name := "run " + ev.Task
+	name := "run " + valid(ev.Task)
 	if e := t.cache.entry(ev.Group, ev.Task, false); e.runSpan != "" {
 		name = e.runSpan
 	}
@@ -162,8 +162,8 @@ func recordPanic(span trace.Span, ev *runtime.Event) {
 	msg := fmt.Sprint(value)
 	span.AddEvent(semconv.ExceptionEventName, trace.WithAttributes(
 		semconv.ExceptionType(fmt.Sprintf("%T", value)),
-		semconv.ExceptionMessage(msg),
-		semconv.ExceptionStacktrace(string(stack)),
+		semconv.ExceptionMessage(valid(msg)),
+		semconv.ExceptionStacktrace(valid(string(stack))),
 	))
 	span.SetStatus(codes.Error, truncate("panic: "+msg))
 }
@@ -195,7 +195,7 @@ func abortEvent(span trace.Span, ev *runtime.Event) {
 	if !span.IsRecording() {
 		return
 	}
-	span.AddEvent(runtime.KindTaskAborted, trace.WithAttributes(attrStack.String(string(ev.Stack))))
+	span.AddEvent(runtime.KindTaskAborted, trace.WithAttributes(attrStack.String(valid(string(ev.Stack)))))
 }
 
 // shutdownSpan records a finished shutdown as a `shutdown <group>` span,
@@ -205,9 +205,10 @@ func abortEvent(span trace.Span, ev *runtime.Event) {
 // late, and no state has to match the shutdown's start to its end (names
 // of sibling groups, and of groups in different supervisors, repeat).
 func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result string) trace.Span {
-	_, span := t.tracer.Start(ctx, "shutdown "+ev.Group,
+	group := valid(ev.Group)
+	_, span := t.tracer.Start(ctx, "shutdown "+group,
 		trace.WithTimestamp(ev.Time.Add(-ev.Duration)),
-		trace.WithAttributes(attrGroup.String(ev.Group)))
+		trace.WithAttributes(attrGroup.String(group)))
 	defer span.End(trace.WithTimestamp(ev.Time))
 	if !span.IsRecording() {
 		return span
@@ -221,7 +222,7 @@ func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result 
 	if errors.As(ev.Err, &ae) {
 		names := make([]string, 0, min(len(ae.Aborted), maxAbortedNames))
 		for _, ti := range ae.Aborted[:min(len(ae.Aborted), maxAbortedNames)] {
-			names = append(names, ti.Group+"/"+ti.Name+"#"+strconv.FormatUint(ti.ID, 10))
+			names = append(names, valid(ti.Group+"/"+ti.Name)+"#"+strconv.FormatUint(ti.ID, 10))
 		}
 		attrs = append(attrs, attrShutdownAbortedTasks.StringSlice(names), semconv.ErrorTypeKey.String("aborted"))
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -597,4 +598,62 @@ func TestNeedsStack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSpanStringsAreValidUTF8: names built from raw bytes and error
+// messages quoting binary data reach spans as valid UTF-8 (U+FFFD in
+// place of bad bytes): OTLP exporters fail a whole batch over one invalid
+// string.
+func TestSpanStringsAreValidUTF8(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		g := h.sup.Group("in\xffgest")
+		<-g.Go("fetch-\xff", func(context.Context) error { return errors.New("bad magic \x89PNG") }).Done()
+		<-g.Go("crash-\xff", func(context.Context) error { panic("value \xfe") }).Done()
+		canceled := g.Go("cancel-\xff", blockUntilCanceled)
+		canceled.Cancel(errors.New("cause \xff"))
+		<-canceled.Done()
+		<-g.Every("tick-\xff", time.Second, func(context.Context) error { return runtime.ErrStop }).Done()
+		release := make(chan struct{})
+		g.Go("stuck-\xff", func(context.Context) error { <-release; return nil })
+		if err := g.Shutdown(timeout(t, time.Second)); err == nil {
+			t.Fatal("Shutdown returned nil, want an AbortError")
+		}
+		close(release)
+		synctest.Wait()
+		for _, s := range h.sr.Ended() {
+			texts := []string{s.Name(), s.Status().Description}
+			for _, kv := range s.Attributes() {
+				texts = append(texts, kv.Value.Emit())
+			}
+			for _, ev := range s.Events() {
+				for _, kv := range ev.Attributes {
+					texts = append(texts, kv.Value.Emit())
+				}
+			}
+			for _, text := range texts {
+				if !utf8.ValidString(text) {
+					t.Errorf("span %q carries invalid UTF-8: %q", s.Name(), text)
+				}
+			}
+		}
+		if n := len(h.sr.Ended()); n < 6 {
+			t.Errorf("%d spans ended, want a task, run or shutdown span each", n)
+		}
+	})
+}
+
+// TestNilSDKProviderTurnsTracingOff: a nil *sdktrace.TracerProvider (a
+// provider left unset because tracing is disabled) is off, like nil.
+func TestNilSDKProviderTurnsTracingOff(t *testing.T) {
+	var tp *sdktrace.TracerProvider
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tel.NeedsStack() {
+		t.Error("tracing is on with a nil provider")
+	}
+	sup := runtime.New("app", runtime.WithObserver(tel))
+	<-sup.Go("t", func(context.Context) error { return nil }).Done()
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/prometheus/client_golang/prometheus"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -78,13 +79,16 @@ func New(opts ...Option) (*Telemetry, error) {
 }
 
 // tracingOn reports whether spans are worth starting: a no-op provider
-// would still cost an allocation per span.
+// would still cost an allocation per span. A nil pointer of a provider type
+// (an SDK provider left unset when tracing is disabled) is off too, like
+// nil.
 func tracingOn(tp trace.TracerProvider) bool {
 	switch tp.(type) {
 	case nil, noop.TracerProvider, *noop.TracerProvider:
 		return false
 	}
-	return true
+	v := reflect.ValueOf(tp)
+	return v.Kind() != reflect.Pointer || !v.IsNil()
 }
 
 // NeedsStack implements [runtime.StackUser]: with tracing on, ending a
