@@ -108,15 +108,20 @@ var ended = new(ownContext)
 
 // activate returns the task's own context, making it on first use. Two
 // goroutines may race to make it; the loser releases its copy. Made after
-// the task ended, it is canceled at once, which also unregisters it from
-// the group's context.
+// the task ended, it is canceled at once with ErrTaskEnded, and detached
+// from the group's cancellation: a cancel of the group after the end must
+// not become its cause.
 func (c *taskContext) activate() *ownContext {
 	for {
 		o := c.own.Load()
 		if o != nil && o != ended {
 			return o
 		}
-		ctx, cancel := context.WithCancelCause(c.lab.ctx)
+		parent := c.lab.ctx
+		if o == ended {
+			parent = context.WithoutCancel(parent)
+		}
+		ctx, cancel := context.WithCancelCause(parent)
 		if o == ended {
 			cancel(ErrTaskEnded)
 		}
@@ -127,11 +132,13 @@ func (c *taskContext) activate() *ownContext {
 	}
 }
 
-// end cancels the task's own context once fn has returned. Until then the
-// context is registered with its group's, which would otherwise keep it
-// (and a long-lived group every such task) until the group is canceled.
-func (c *taskContext) end() {
-	if !c.own.CompareAndSwap(nil, ended) {
+// end cancels the task's own context once fn has returned, unless it was
+// canceled already (canceled: its cause stands, and a canceled context is
+// no longer registered anywhere). Until then the context is registered
+// with its group's, which would otherwise keep it (and a long-lived group
+// every such task) until the group is canceled.
+func (c *taskContext) end(canceled bool) {
+	if !canceled && !c.own.CompareAndSwap(nil, ended) {
 		c.own.Load().cancel(ErrTaskEnded)
 	}
 }

@@ -84,13 +84,14 @@ func (t *Task) loop() error {
 }
 
 // endRun reports the end of the run in progress, unless an abort already
-// reported it.
+// reported it. t.mu is held while observers see it, so that an abort (or
+// a cancel request) comes entirely before or after it.
 func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
 	e := t.periodic()
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	runCtx, start := e.runCtx, e.runStart
 	e.runCtx = nil
-	t.mu.Unlock()
 	if runCtx != nil {
 		t.reportRun(runCtx, e.runs.Load(), outcome, err, time.Since(start), stack)
 	}

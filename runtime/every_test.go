@@ -5,6 +5,7 @@ import (
 	"errors"
 	goruntime "runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -173,54 +174,78 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 	})
 }
 
-// TestEveryAbortWhileARunStarts: a shutdown deadline that passes while a
-// run's run_started event is being observed either comes before the run
-// (which then never starts) or reports it (or finds the task ended); the
-// run is never reported after the task's finished event. The observer
-// holds run_started until the shutdown has requested cancellation, then
-// yields until the abort has abandoned the task (or for a bounded number
-// of turns, when the abort must wait for the run to be recorded).
-func TestEveryAbortWhileARunStarts(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		rec := &holdRunStart{canceling: make(chan struct{})}
-		sup := runtime.New("", runtime.WithObserver(rec))
-		rec.sup = sup
-		task := sup.Every("tick", time.Second, func(context.Context) error { return nil })
-		synctest.Wait() // run 1's run_started is being observed
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = sup.Shutdown(ctx) // aborts the task, unless it ends first
-		synctest.Wait()       // a late exit
-		kinds := rec.Kinds(task.ID())
-		finished := slices.Index(kinds, runtime.KindTaskFinished)
-		if after := kinds[finished+1:]; finished < 0 || len(after) > 1 || len(after) == 1 && after[0] != runtime.KindTaskLateExit {
-			t.Fatalf("events %v: only late_exit may follow finished", kinds)
-		}
-	})
+// TestEveryAbortWhileARunIsObserved: a shutdown deadline that passes while
+// a run's run_started or run_finished event is being observed comes
+// entirely before or after it: before run_started, the run never starts;
+// during the run, the abort reports it; after run_finished, the abort finds
+// no run (or the task ended). A run is never reported after the task's
+// finished event. The observer holds the event until the shutdown has
+// requested cancellation, then yields until the abort is observed (or for
+// a bounded number of turns, when the abort must wait for the event).
+func TestEveryAbortWhileARunIsObserved(t *testing.T) {
+	for _, kind := range []string{runtime.KindTaskRunStarted, runtime.KindTaskRunFinished} {
+		t.Run(kind, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				rec := &holdRun{kind: kind, canceling: make(chan struct{})}
+				sup := runtime.New("", runtime.WithObserver(rec))
+				task := sup.Every("tick", time.Second, func(context.Context) error { return nil })
+				synctest.Wait() // the event of run 1 is being observed
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				_ = sup.Shutdown(ctx) // aborts the task, unless it ends first
+				synctest.Wait()       // a late exit
+				kinds := rec.Kinds(task.ID())
+				finished := slices.Index(kinds, runtime.KindTaskFinished)
+				if after := kinds[finished+1:]; finished < 0 || len(after) > 1 || len(after) == 1 && after[0] != runtime.KindTaskLateExit {
+					t.Fatalf("events %v: only late_exit may follow finished", kinds)
+				}
+				aborted := false
+				for _, ev := range rec.Events() {
+					switch {
+					case ev.TaskID != task.ID():
+					case ev.Kind == runtime.KindTaskAborted:
+						aborted = true
+					case aborted && ev.Kind == runtime.KindTaskRunFinished && ev.Outcome != runtime.Aborted:
+						t.Fatalf("events %v: a run that ended on its own is reported after the abort", kinds)
+					}
+				}
+			})
+		})
+	}
 }
 
-// holdRunStart records events and holds the first run_started as
-// TestEveryAbortWhileARunStarts describes.
-type holdRunStart struct {
+// holdRun records events and holds run 1's event of kind as
+// TestEveryAbortWhileARunIsObserved describes.
+type holdRun struct {
 	runtimetest.Recorder
+	kind      string
 	canceling chan struct{} // closed at the group cancel request, Shutdown's step before its abort
-	sup       *runtime.Supervisor
+	aborted   atomic.Bool   // the task's aborted event arrived
 }
 
-func (o *holdRunStart) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	ctx = o.Recorder.TaskStarting(ctx, ev)
-	if ev.Kind == runtime.KindTaskRunStarted && ev.Run == 1 {
+func (o *holdRun) hold(ev runtime.Event) {
+	if ev.Kind == o.kind && ev.Run == 1 {
 		<-o.canceling
-		for i := 0; i < 100_000 && o.sup.Abandoned() == 0; i++ {
+		for i := 0; i < 100_000 && !o.aborted.Load(); i++ {
 			goruntime.Gosched()
 		}
 	}
-	return ctx
 }
 
-func (o *holdRunStart) Observe(ctx context.Context, ev runtime.Event) {
-	o.Recorder.Observe(ctx, ev)
-	if ev.Kind == runtime.KindGroupCancelRequested {
+// TaskStarting and Observe record after holding: what an observer after
+// this one would see.
+func (o *holdRun) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	o.hold(ev)
+	return o.Recorder.TaskStarting(ctx, ev)
+}
+
+func (o *holdRun) Observe(ctx context.Context, ev runtime.Event) {
+	switch ev.Kind {
+	case runtime.KindGroupCancelRequested:
 		close(o.canceling)
+	case runtime.KindTaskAborted:
+		o.aborted.Store(true)
 	}
+	o.hold(ev)
+	o.Recorder.Observe(ctx, ev)
 }

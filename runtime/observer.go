@@ -14,8 +14,11 @@ import "context"
 // [KindObserverPanicked] event.
 //
 // Some events are delivered while the supervisor holds the task's lock (so
-// that a task's events keep their order): an observer must not call the
-// [Task]'s methods from TaskStarting or Observe.
+// that a task's events keep their order: spawned, run_started,
+// run_finished, cancel_requested): an observer must not call the [Task]'s
+// methods from TaskStarting or Observe, nor the methods of a [Group] or
+// [Supervisor] that read or wait for its tasks (Active, Snapshot, Wait,
+// Shutdown). Hand such work to another goroutine.
 type Observer interface {
 	// TaskStarting runs before fn, on the spawning goroutine, with the
 	// task's [KindTaskSpawned] event (also for tasks rejected by a closed

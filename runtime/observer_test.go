@@ -213,11 +213,24 @@ func TestPanickingObserverIsContained(t *testing.T) {
 		if n := rec.Count(runtime.KindObserverPanicked); n != 2 {
 			t.Fatalf("%d observer.panicked events, want 2 (start and finish)", n)
 		}
+		var kinds []string
+		var last uint64
 		for _, ev := range rec.Events() {
 			var pe *runtime.PanicError
 			if ev.Kind == runtime.KindObserverPanicked && (!errors.As(ev.Err, &pe) || len(pe.Stack) == 0) {
 				t.Fatalf("observer.panicked without PanicError and stack: %+v", ev)
 			}
+			// An observer after the panicking one hears of the panic only
+			// after the event itself: in order, Seqs increasing.
+			kinds = append(kinds, ev.Kind)
+			if ev.Seq <= last {
+				t.Errorf("events %v: Seq %d after %d", kinds, ev.Seq, last)
+			}
+			last = ev.Seq
+		}
+		want := []string{runtime.KindTaskSpawned, runtime.KindObserverPanicked, runtime.KindTaskFinished, runtime.KindObserverPanicked}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("the observer after the panicking one saw %v, want %v", kinds, want)
 		}
 	})
 }

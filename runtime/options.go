@@ -83,8 +83,11 @@ type PanicPolicy int
 const (
 	// Recover keeps the process alive: the task ends with outcome [Panic].
 	Recover PanicPolicy = iota
-	// Crash reports the panic like Recover, then re-panics with the original
-	// value on the task goroutine, so the process dies with the real stack.
+	// Crash reports the panic like Recover (observers get the finished
+	// event), then re-panics with the original value on the task goroutine,
+	// so the process dies with the real stack. The task's Done never
+	// closes, and it stays live in its group: nothing waiting for it can
+	// let the program exit cleanly first.
 	Crash
 )
 

@@ -143,7 +143,6 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 				}
 				runs = append(runs, run)
 				tasks = append(tasks, t)
-				c.retireLocked()
 			}
 			t.mu.Unlock()
 		}
@@ -174,6 +173,13 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 		t.mu.Lock()
 		t.closeDoneLocked(stateAborted)
 		t.mu.Unlock()
+		// Only now, as report does: retiring may make the group idle, and
+		// a Wait or an ancestor's Shutdown that returns then promises
+		// every task done.
+		c := t.owner()
+		c.mu.Lock()
+		c.retireLocked()
+		c.mu.Unlock()
 	}
 	return infos
 }

@@ -360,3 +360,71 @@ func stuckElsewhere(release chan struct{}) error {
 	<-release
 	return nil
 }
+
+// TestWaitersSeeAbortedTasksDone: a Wait of the aborted group and a
+// Shutdown of its parent, running while the abort is being reported,
+// return only once the aborted task is done (its finished event delivered,
+// Done closed). The observer holds the aborted event.
+func TestWaitersSeeAbortedTasksDone(t *testing.T) {
+	tests := []struct {
+		name string
+		wait func(sup *runtime.Supervisor, g *runtime.Group) error
+	}{
+		{"Wait", func(_ *runtime.Supervisor, g *runtime.Group) error { return g.Wait(context.Background()) }},
+		{"parent Shutdown", func(sup *runtime.Supervisor, _ *runtime.Group) error { return sup.Shutdown(context.Background()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				gate := &gateObserver{kind: runtime.KindTaskAborted, reached: make(chan struct{}), release: make(chan struct{})}
+				sup := runtime.New("", runtime.WithObserver(gate))
+				g := sup.Group("g")
+				release := make(chan struct{})
+				task := g.Go("stuck", stuckOnRelease(release))
+				synctest.Wait()
+				expired, cancel := context.WithCancel(context.Background())
+				cancel()
+				go func() { _ = g.Shutdown(expired) }()
+				<-gate.reached // the abort is delivering the aborted event
+				waited := make(chan bool, 1)
+				go func() {
+					err := tt.wait(sup, g)
+					select {
+					case <-task.Done():
+						waited <- err == nil
+					default:
+						waited <- false
+					}
+				}()
+				synctest.Wait()
+				close(gate.release)
+				if !<-waited {
+					t.Error("it returned with the aborted task not done")
+				}
+				close(release)
+				synctest.Wait()
+			})
+		})
+	}
+}
+
+// gateObserver holds the first event of kind until release is closed,
+// after closing reached.
+type gateObserver struct {
+	kind             string
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (o *gateObserver) TaskStarting(ctx context.Context, _ runtime.Event) context.Context {
+	return ctx
+}
+
+func (o *gateObserver) Observe(_ context.Context, ev runtime.Event) {
+	if ev.Kind == o.kind {
+		o.once.Do(func() {
+			close(o.reached)
+			<-o.release
+		})
+	}
+}

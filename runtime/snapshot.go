@@ -29,7 +29,10 @@ type GroupSnapshot struct {
 	// Seq is the event sequence number the snapshot corresponds to: it
 	// reflects every task event with a lower or equal Seq and none with a
 	// higher one, so a stream consumer can start from the snapshot and
-	// apply the events after Seq.
+	// apply the events after Seq. One exception: a task's Running or
+	// Canceling state follows its context when the snapshot reaches it, so
+	// a cancel requested while the snapshot is taken may show before its
+	// cancel_requested event.
 	Seq uint64
 }
 

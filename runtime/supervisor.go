@@ -81,20 +81,23 @@ func (tr *tree) nextSeq() uint64 {
 // taskStarting calls every observer's TaskStarting in order, each with
 // the context the previous one returned, and returns the last one.
 func (tr *tree) taskStarting(ctx context.Context, ev *Event) context.Context {
+	var panics []panicReport
 	for i := 0; i < len(tr.obs); {
-		ctx, i = tr.startFrom(i, ctx, ev)
+		ctx, i = tr.startFrom(i, ctx, ev, &panics)
 	}
+	tr.reportPanics(ctx, panics)
 	return ctx
 }
 
 // startFrom runs TaskStarting from the i-th observer on and returns the
 // context and len(tr.obs), or, when one panics, the context it was given
-// and the index after it. One deferred recover serves the whole loop.
-func (tr *tree) startFrom(i int, ctx context.Context, ev *Event) (out context.Context, next int) {
+// and the index after it, with the panic added to panics. One deferred
+// recover serves the whole loop.
+func (tr *tree) startFrom(i int, ctx context.Context, ev *Event, panics *[]panicReport) (out context.Context, next int) {
 	out = ctx
 	defer func() {
 		if r := recover(); r != nil {
-			tr.reportPanic(next, out, ev, r)
+			*panics = append(*panics, tr.panicked(next, ev, r))
 			next++
 		}
 	}()
@@ -126,18 +129,21 @@ func (tr *tree) emit(ctx context.Context, ev *Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
+	var panics []panicReport
 	for i := 0; i < len(tr.obs); {
-		i = tr.observeFrom(i, ctx, ev)
+		i = tr.observeFrom(i, ctx, ev, &panics)
 	}
+	tr.reportPanics(ctx, panics)
 }
 
 // observeFrom delivers ev to the observers from the i-th on and returns
-// len(tr.obs), or, when one panics, the index after it. One deferred
-// recover for the whole loop keeps the task goroutine's stack shallow.
-func (tr *tree) observeFrom(i int, ctx context.Context, ev *Event) (next int) {
+// len(tr.obs), or, when one panics, the index after it, with the panic
+// added to panics. One deferred recover for the whole loop keeps the task
+// goroutine's stack shallow.
+func (tr *tree) observeFrom(i int, ctx context.Context, ev *Event, panics *[]panicReport) (next int) {
 	defer func() {
 		if r := recover(); r != nil {
-			tr.reportPanic(next, ctx, ev, r)
+			*panics = append(*panics, tr.panicked(next, ev, r))
 			next++
 		}
 	}()
@@ -157,31 +163,46 @@ func (tr *tree) observeFrom(i int, ctx context.Context, ev *Event) (next int) {
 //go:noinline
 func observeValue(o Observer, ctx context.Context, ev *Event) { o.Observe(ctx, *ev) }
 
-// reportPanic tells every observer but the i-th that the i-th panicked on
-// ev. A panic while reporting is dropped: there is nobody left to tell.
-func (tr *tree) reportPanic(i int, ctx context.Context, ev *Event, r any) {
+// panicReport is an observer's panic, to be told to the others.
+type panicReport struct {
+	culprit int // the index of the observer that panicked
+	ev      Event
+}
+
+// panicked is the KindObserverPanicked event for the i-th observer's panic
+// r on ev, with the stack where it panicked. Called while recovering.
+func (tr *tree) panicked(i int, ev *Event, r any) panicReport {
 	buf := make([]byte, 64<<10)
 	buf = buf[:goruntime.Stack(buf, false)]
-	report := Event{
-		Seq:    tr.seq.Add(1),
-		Time:   time.Now(),
+	return panicReport{culprit: i, ev: Event{
 		Kind:   KindObserverPanicked,
 		Group:  ev.Group,
 		Task:   ev.Task,
 		TaskID: ev.TaskID,
 		Err:    &PanicError{Value: observerPanic{Observer: reflect.TypeOf(tr.obs[i]).String(), Event: ev.Kind, Value: r}, Stack: buf},
 		Stack:  buf,
-	}
-	for j, o := range tr.obs {
-		if j != i {
-			func() {
-				defer func() { _ = recover() }()
-				if p := tr.ptrObs[j]; p != nil {
-					p.ObserveEvent(ctx, &report)
-				} else {
-					o.Observe(ctx, report)
-				}
-			}()
+	}}
+}
+
+// reportPanics tells every observer but the one that panicked about each
+// panic, once the event has reached them all: an observer after the
+// panicking one must not hear of the panic before the event itself. A
+// panic while reporting is dropped: there is nobody left to tell.
+func (tr *tree) reportPanics(ctx context.Context, panics []panicReport) {
+	for _, p := range panics {
+		report := p.ev
+		report.Seq, report.Time = tr.seq.Add(1), time.Now()
+		for j, o := range tr.obs {
+			if j != p.culprit {
+				func() {
+					defer func() { _ = recover() }()
+					if p := tr.ptrObs[j]; p != nil {
+						p.ObserveEvent(ctx, &report)
+					} else {
+						o.Observe(ctx, report)
+					}
+				}()
+			}
 		}
 	}
 }

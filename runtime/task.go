@@ -450,7 +450,6 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	if r := t.ctx.rare(); r != nil && r.stopExt != nil {
 		r.stopExt()
 	}
-	t.ctx.end() // after canceled was read: the outcome is decided
 	x := t.ctx.ext()
 	g, tr := t.owner(), t.tree()
 	end := tr.now()
@@ -460,9 +459,12 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 		t.lateExit(outcome, err, end)
 		return false
 	}
+	// Under t.mu with the state change: Snapshot never sees the ended
+	// context of a task it still finds running.
+	t.ctx.end(canceled)
 	t.outcome, t.duration, t.canceled = outcome, end-t.started, canceled
 	t.setErrLocked(err)
-	if !tr.observed() && !t.failsFast() {
+	if !tr.observed() && !t.failsFast() && !t.crashes() {
 		// Nothing to report before Done closes: end in one step.
 		t.closeDoneLocked(stateDone)
 		t.mu.Unlock()
@@ -476,6 +478,11 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	t.mu.Unlock()
 	return true
 }
+
+// crashes reports whether t panicked under the Crash policy: its goroutine
+// re-panics once the panic is reported, before Done closes, so that nobody
+// waiting for the task can end the program first.
+func (t *Task) crashes() bool { return t.outcome == Panic && t.owner().policy == Crash }
 
 // failsFast reports whether t's outcome cancels its group.
 func (t *Task) failsFast() bool {
@@ -501,6 +508,9 @@ func (t *Task) report(stack []byte) {
 	}
 	if t.failsFast() {
 		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.errUnlocked()})
+	}
+	if t.crashes() {
+		return // the caller re-panics: Done never closes
 	}
 	// Done first: retiring may make the group idle, and a Shutdown or Wait
 	// that returns then promises that every task of it is done.

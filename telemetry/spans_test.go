@@ -451,44 +451,6 @@ func TestPeriodicRunSpanEndsAtAbort(t *testing.T) {
 	})
 }
 
-// TestPeriodicRunEndedBeforeTheAbortKeepsItsOutcome: a run that ended
-// (fn returned nil) but was still being reported when the shutdown
-// deadline passed is reported with its own outcome, not as aborted; its
-// span must say the same as the run metric. An observer ahead of
-// Telemetry holds the run's report until the abort has been observed,
-// which makes the window deterministic.
-func TestPeriodicRunEndedBeforeTheAbortKeepsItsOutcome(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		h := newHarness(t)
-		aborted := make(chan struct{})
-		holdRun := onEvent(func(ev runtime.Event) {
-			if ev.Kind == runtime.KindTaskRunFinished && ev.Outcome == runtime.Success {
-				<-aborted
-			}
-		})
-		seeAbort := onEvent(func(ev runtime.Event) {
-			if ev.Kind == runtime.KindTaskAborted {
-				close(aborted)
-			}
-		})
-		h.sup = runtime.New("app", runtime.WithObserver(holdRun), runtime.WithObserver(h.tel), runtime.WithObserver(seeAbort))
-		task := h.sup.Every("tick", time.Hour, func(context.Context) error { return nil })
-		synctest.Wait()
-		if err := h.sup.Shutdown(timeout(t, time.Second)); err == nil {
-			t.Fatal("Shutdown returned nil, want an AbortError")
-		}
-		<-task.Done()
-		synctest.Wait() // the late exit
-		run := h.span("run tick")
-		if got := attrString(run, "taskscope.task.outcome"); got != "success" || run.Status().Code != codes.Unset {
-			t.Errorf("run span outcome %s, status %v; want success and Unset, as the run metric says", got, run.Status().Code)
-		}
-		wantMetric(t, h.reg, "taskscope_periodic_runs_total", labels("outcome", "success"), 1, "fn returned nil")
-		wantMetric(t, h.reg, "taskscope_periodic_runs_total", labels("outcome", "aborted"), 0, "no run was in progress at the abort")
-		h.checkSpansEndedOnce()
-	})
-}
-
 // onEvent is an observer that calls f with every event Observe gets.
 type onEvent func(runtime.Event)
 
