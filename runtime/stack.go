@@ -63,12 +63,22 @@ func parseProfileEntry(entry string) (labelKey, string, bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s goroutine(s) labeled %s:\n", count, labels)
 	for _, l := range lines[2:] {
-		// "#", pc, function+offset, file:line; tabwriter pads with tabs.
-		if f := strings.Fields(l); len(f) == 4 {
-			fmt.Fprintf(&b, "%s\n\t%s\n", f[2], f[3])
+		if fn, fileLine, ok := parseFrame(l); ok {
+			fmt.Fprintf(&b, "%s\n\t%s\n", fn, fileLine)
 		}
 	}
 	return key, b.String(), true
+}
+
+// parseFrame reads one frame line of a record: "#", pc, function+offset,
+// file:line, padded with tabs. The file's path may contain spaces.
+func parseFrame(line string) (fn, fileLine string, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 4 || f[0] != "#" {
+		return "", "", false
+	}
+	_, rest, _ := strings.Cut(line, f[2])
+	return f[2], strings.TrimSpace(rest), true
 }
 
 // parseLabels reads {"k":"v", "k2":"v2"} as printed by runtime/pprof.
