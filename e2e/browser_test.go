@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,40 @@ import (
 // The page's stable DOM (diagnostics/page.html): section.group[data-group]
 // per group, tr[data-task-id][data-state] per task, #status[data-status]
 // "live" while the event stream is connected.
+
+// startBrowser starts headless Chromium, which lives until the test ends,
+// logging to log, and returns its context. The first action starts it.
+// Flags that work on these machines (.library/env/machines/go.md): no
+// sandbox as root, no GPU, no background networking (the network is
+// closed), a fresh profile.
+func startBrowser(t *testing.T, chromium string, log io.Writer) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		chromedp.CombinedOutput(log),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...) // not t.Context(): canceled before cleanups run
+	logf := func(format string, args ...any) { fmt.Fprintf(log, "chromedp: "+format+"\n", args...) }
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
+	t.Cleanup(func() {
+		// Closes the browser and waits for it (and chromedp's goroutines).
+		if err := chromedp.Cancel(bctx); err != nil {
+			t.Logf("closing chromium: %v", err)
+		}
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
 
 // pageRecorder is injected into the page once it is live: it records, from
 // a MutationObserver on #tree, every task row added or removed, every
@@ -57,38 +92,8 @@ func (s *stack) checkBrowser(t *testing.T, chromium string) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
+	bctx := startBrowser(t, chromium, logFile)
 
-	// Flags that work on these machines (.library/env/machines/go.md): no
-	// sandbox as root, no GPU, no background networking (the network is
-	// closed), a fresh profile.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.CombinedOutput(logFile),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelAlloc()
-	logf := func(format string, args ...any) { fmt.Fprintf(logFile, "chromedp: "+format+"\n", args...) }
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
-	defer func() {
-		// Closes the browser and waits for it (and chromedp's goroutines).
-		if err := chromedp.Cancel(bctx); err != nil {
-			t.Logf("closing chromium: %v", err)
-		}
-		cancelBrowser()
-	}()
-
-	// The first action starts the browser, which lives as long as bctx;
-	// later actions run with a deadline.
 	page := s.demoURL("/debug/tasks")
 	must(t, chromedp.Do(bctx, chromedp.Navigate(page)))
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)

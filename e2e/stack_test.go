@@ -55,16 +55,21 @@ type stack struct {
 
 func (s *stack) demoURL(path string) string { return "http://" + s.demoAddr + path }
 
+// chromiumPath is $CHROMIUM, else Debian's chromium.
+func chromiumPath() string {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
 // tools returns the paths of the programs the tests run, failing (or
 // skipping, with E2E_TOOLS=skip) when `make tools` has not installed them.
 func tools(t *testing.T, root string) (prometheus, jaeger, chromium string) {
 	t.Helper()
 	bin := filepath.Join(root, ".cache", "bin")
 	prometheus, jaeger = filepath.Join(bin, "prometheus"), filepath.Join(bin, "jaeger")
-	chromium = os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
+	chromium = chromiumPath()
 	var missing []string
 	for _, p := range []string{prometheus, jaeger, chromium} {
 		if _, err := os.Stat(p); err != nil {

@@ -341,3 +341,27 @@ func heapAlloc() uint64 {
 	goruntime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestSpawnedIntoCanceledGroupSaysSo: the spawned event of a task whose
+// context is done from the start carries the cause, so that a consumer
+// (the task page) shows it canceling without guessing from the group.
+func TestSpawnedIntoCanceledGroupSaysSo(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		stop := errors.New("stop")
+		g := sup.Group("g")
+		live := g.Go("live", blockUntilCanceled)
+		g.Cancel(stop)
+		late := g.Go("late", blockUntilCanceled)
+		<-live.Done()
+		<-late.Done()
+		for _, ev := range rec.Events() {
+			if ev.Kind != runtime.KindTaskSpawned {
+				continue
+			}
+			if want := map[uint64]error{late.ID(): stop}[ev.TaskID]; ev.Cause != want {
+				t.Errorf("spawned event of task %s: Cause %v, want %v", ev.Task, ev.Cause, want)
+			}
+		}
+	})
+}

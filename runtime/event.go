@@ -57,7 +57,8 @@ type Event struct {
 	// cancel request, or a group call's error.
 	Err error
 	// Cause is context.Cause of the task's context when it finished, or the
-	// cause of a cancel request.
+	// cause of a cancel request; on a spawned event, the cause of a context
+	// that was already done (the task was spawned into a canceled group).
 	Cause error
 	// Duration is fn's run time on finished, run_finished and late_exit
 	// events, and the shutdown's duration on shutdown_finished.

@@ -326,6 +326,9 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.started)
+		if base := t.ctx.lab.ctx; base.Err() != nil { // spawned into a canceled group
+			ev.Cause = context.Cause(base)
+		}
 		if ctx := tr.taskStarting(&t.ctx, ev); ctx != context.Context(&t.ctx) {
 			t.ctx.makeRare().fnCtx = ctx // t.mu keeps others from reading it yet
 		}

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// TestTaskPageFollowsTheServer drives a supervisor through what the task
+// page's live updates get wrong most easily, and checks after each step
+// that the page (in headless Chromium, following the event stream) shows
+// exactly the server's tasks and states, and no group the server does not
+// have:
+//   - a group named like a canceled sibling: its tasks run;
+//   - a group made under a canceled parent: its tasks start canceling;
+//   - a shut-down group whose abandoned task exits late: the runtime
+//     detaches it, and a spawn rejected there does not bring it back;
+//   - a shutdown of a group below a detached one: no phantom ancestors.
+func TestTaskPageFollowsTheServer(t *testing.T) {
+	chromium := chromiumPath()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
+	}
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	mux := http.NewServeMux()
+	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
+	mux.Handle("/debug/events", diagnostics.EventsHandler(stream))
+	srv := httptest.NewServer(mux)
+	release := make(chan struct{})
+	defer func() {
+		close(release)
+		stream.Close()
+		srv.Close()
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	bctx := startBrowser(t, chromium, io.Discard)
+	must(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/debug/tasks"))) // starts the browser, for as long as bctx
+	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancel()
+	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+
+	stuck := func(context.Context) error { <-release; return nil }
+	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"sibling of a canceled group", func() {
+			old := sup.Group("job")
+			old.Go("old", waiting)
+			old.Cancel(errors.New("done with it"))
+			sup.Group("job").Go("new", stuck)
+		}},
+		{"child of a canceled group", func() {
+			parent := sup.Group("parent")
+			parent.Go("p", waiting)
+			parent.Cancel(nil)
+			parent.Group("child").Go("c", waiting)
+		}},
+		{"detached after a late exit", func() {
+			g := sup.Group("batch")
+			late := make(chan struct{})
+			g.Go("stubborn", func(context.Context) error { <-late; return nil })
+			deep := g.Group("a").Group("b")
+			expired, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = g.Shutdown(expired) // aborts stubborn
+			close(late)             // its late exit detaches the group
+			must(t, poll(ctx, "app.batch to be detached", 10*time.Second, 10*time.Millisecond, nil, func(context.Context) (bool, error) {
+				return !slices.Contains(serverState(sup).Groups, "app.batch"), nil
+			}))
+			g.Go("rejected", stuck)
+			_ = deep.Shutdown(context.Background())
+		}},
+	}
+	for _, step := range steps {
+		step.do()
+		err := poll(ctx, "the page to show what the server has after: "+step.name, 20*time.Second, 100*time.Millisecond, nil,
+			func(ctx context.Context) (bool, error) {
+				page, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+				if err != nil {
+					return false, err
+				}
+				server := serverState(sup)
+				if !maps.Equal(page.Tasks, server.Tasks) {
+					return false, fmt.Errorf("tasks: page %v, server %v", page.Tasks, server.Tasks)
+				}
+				for _, g := range page.Groups {
+					if !slices.Contains(server.Groups, g) {
+						return false, fmt.Errorf("the page shows group %s; the server has %v", g, server.Groups)
+					}
+				}
+				return true, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pageState is what the page shows: task states by id, and group names.
+type pageState struct {
+	Tasks  map[string]string `json:"tasks"`
+	Groups []string          `json:"groups"`
+}
+
+const pageStateJS = `({
+  tasks: Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.dataset.state])),
+  groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => g.dataset.group),
+})`
+
+func serverState(sup *runtime.Supervisor) pageState {
+	s := pageState{Tasks: map[string]string{}}
+	var walk func(g diagnostics.GroupJSON)
+	walk = func(g diagnostics.GroupJSON) {
+		s.Groups = append(s.Groups, g.Name)
+		for _, t := range g.Tasks {
+			s.Tasks[fmt.Sprint(t.ID)] = t.State
+		}
+		for _, c := range g.Groups {
+			walk(c)
+		}
+	}
+	walk(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root)
+	return s
+}
