@@ -42,7 +42,6 @@ func TestReadmeExamples(t *testing.T) {
 // readmeEnd marks where an example stops being the README's block.
 const readmeEnd = "// README block ends here."
 
-
 // exampleBody returns the body of the function that starts with fn in
 // file, dedented one tab.
 func exampleBody(t *testing.T, file, fn string) string {
