@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/runtime/runtimetest"
@@ -301,45 +303,44 @@ func TestEndingTaskIsNotShownCanceling(t *testing.T) {
 	}
 }
 
-// TestFinishedTasksLeaveNoContextBehind: a task whose fn waited on its
-// context's Done has a context of its own, registered with its group's;
-// a long-lived group must not keep those of finished tasks.
+// TestFinishedTasksLeaveNoContextBehind: a task whose fn registered work
+// on its context (here context.AfterFunc, which also makes the task's own
+// context, a child of the group's) must not leave it reachable from a
+// long-lived group once the task ended: the task's context ends with it,
+// running the work and letting go of it. Weak pointers tell what the
+// garbage collector could free.
 func TestFinishedTasksLeaveNoContextBehind(t *testing.T) {
-	sup := runtime.New("")
-	defer sup.Shutdown(context.Background())
-	g := sup.Group("long-lived")
-	spawn := func(n int) {
-		for range n {
-			g.Go("poll", func(ctx context.Context) error {
-				select {
-				case <-ctx.Done():
-				default:
-				}
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		g := sup.Group("long-lived")
+		const n = 100
+		held := make([]weak.Pointer[[64]byte], n)
+		var ran atomic.Int64
+		for i := range n {
+			g.Go("t", func(ctx context.Context) error {
+				p := new([64]byte)
+				held[i] = weak.Make(p)
+				context.AfterFunc(ctx, func() { ran.Add(1); goruntime.KeepAlive(p) })
 				return nil
 			})
 		}
 		mustWait(t, g)
-	}
-	const n, rounds = 20_000, 2
-	for range 3 { // what the runtime keeps for reuse (dead goroutines, race detector state) settles
-		spawn(n)
-	}
-	before := heapAlloc()
-	for range rounds {
-		spawn(n)
-	}
-	// A leak is about 230 B per task; other tests' leftovers make a few
-	// dozen bytes of noise.
-	if grew := int64(heapAlloc()) - int64(before); grew > rounds*n*100 {
-		t.Fatalf("the heap grew by %d B (%d B per finished task) while the group lives", grew, grew/(rounds*n))
-	}
-}
-
-func heapAlloc() uint64 {
-	goruntime.GC()
-	var m goruntime.MemStats
-	goruntime.ReadMemStats(&m)
-	return m.HeapAlloc
+		synctest.Wait() // the AfterFunc goroutines the ends started
+		goruntime.GC()
+		goruntime.GC()
+		kept := 0
+		for _, w := range held {
+			if w.Value() != nil {
+				kept++
+			}
+		}
+		if ran.Load() != n || kept != 0 {
+			t.Errorf("after %d tasks ended: %d AfterFuncs ran, %d of their closures still reachable from the group", n, ran.Load(), kept)
+		}
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestSpawnedIntoCanceledGroupSaysSo: the spawned event of a task whose
