@@ -112,6 +112,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !canFlush(w) {
+		// An answer of 200 with no events would make an EventSource
+		// reconnect forever without saying why.
+		http.Error(w, "taskscope: streaming is not supported by this ResponseWriter (it cannot flush)", http.StatusInternalServerError)
+		return
+	}
 	ctx := r.Context()
 	sub := h.stream.Subscribe(ctx, opts...)
 	defer sub.Close()
@@ -229,4 +235,19 @@ func subscribeOptionsFrom(r *http.Request) ([]SubscribeOption, error) {
 		opts = append(opts, After(seq))
 	}
 	return opts, nil
+}
+
+// canFlush reports whether w, or a ResponseWriter it wraps (as
+// http.ResponseController looks for them), can flush.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }

@@ -85,15 +85,16 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 }
 
 // errorMessage is err's message, capped as the stream caps it; for a
-// panic, the panic value alone, since the stack has its own field.
+// panic's own error, the panic value alone, since the stack has its own
+// field. (An error wrapping a panic, such as a fail-fast cause, keeps its
+// whole message: it says which task failed.)
 func errorMessage(err error) string {
 	limit := DefaultMaxMessage
 	var ce *cappedError
 	if errors.As(err, &ce) {
 		limit = ce.max
 	}
-	var pe *runtime.PanicError
-	if errors.As(err, &pe) {
+	if pe, ok := panicError(err); ok {
 		return truncateString(fmt.Sprintf("taskscope: panic: %v", pe.Value), limit)
 	}
 	if ce != nil {

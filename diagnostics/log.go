@@ -2,7 +2,6 @@ package diagnostics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -140,10 +139,10 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if ev.Cause != nil {
 		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCauseMessage, ev.Cause))
 	}
-	var pe *runtime.PanicError
+	pe, panicked := panicError(ev.Err)
 	switch {
 	case ev.Err == nil, isCancelRequest(ev.Kind): // a cancel request's Err is its cause, logged above
-	case errors.As(ev.Err, &pe):
+	case panicked:
 		stack := ev.Stack
 		if len(stack) == 0 {
 			stack = pe.Stack

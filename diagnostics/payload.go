@@ -1,6 +1,8 @@
 package diagnostics
 
 import (
+	"errors"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -18,30 +20,56 @@ const (
 // capEvent limits ev's stack and error messages in size. The stack is
 // copied when cut, so that the original's memory can be freed.
 func capEvent(ev *runtime.Event, maxStack, maxMessage int) {
-	orig := ev.Stack
 	if len(ev.Stack) > maxStack {
 		ev.Stack = truncateBytes(ev.Stack, maxStack)
 	}
 	if ev.Err != nil {
-		err := ev.Err
-		// A PanicError holds the same stack: rebuild it with the capped
-		// one, so that errors.As still finds a *PanicError and the full
-		// stack is not retained behind it.
-		if pe, ok := err.(*runtime.PanicError); ok && len(pe.Stack) > maxStack {
-			stack := ev.Stack
-			if !sameBytes(pe.Stack, orig) {
-				stack = truncateBytes(pe.Stack, maxStack)
-			}
-			err = &runtime.PanicError{Value: pe.Value, Stack: stack}
-		}
-		ev.Err = &cappedError{err: err, max: maxMessage}
+		ev.Err = &cappedError{err: capStacks(ev.Err, maxStack), max: maxMessage}
 	}
 	if ev.Cause != nil {
-		ev.Cause = &cappedError{err: ev.Cause, max: maxMessage}
+		ev.Cause = &cappedError{err: capStacks(ev.Cause, maxStack), max: maxMessage}
 	}
 }
 
-func sameBytes(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+// capStacks returns err, or, when its chain holds a *PanicError whose stack
+// is over max (a panic's own error, a fail-fast cause wrapping a sibling's
+// panic, an error wrapping a Result's), a copy of the chain down to it with
+// that stack cut: errors.As still finds a *PanicError, and the full stack
+// is not retained behind the capped event. Wrappers it cannot copy are
+// replaced by one with the same message that unwraps to the copied rest.
+func capStacks(err error, max int) error {
+	var pe *runtime.PanicError
+	if !errors.As(err, &pe) || len(pe.Stack) <= max {
+		return err
+	}
+	switch e := err.(type) {
+	case *runtime.PanicError:
+		return &runtime.PanicError{Value: e.Value, Stack: truncateBytes(e.Stack, max)}
+	case *runtime.TaskError:
+		c := *e
+		c.Err = capStacks(e.Err, max)
+		return &c
+	case interface{ Unwrap() error }:
+		return &rewrapped{msg: err.Error(), errs: []error{capStacks(e.Unwrap(), max)}}
+	case interface{ Unwrap() []error }:
+		errs := slices.Clone(e.Unwrap())
+		for i := range errs {
+			errs[i] = capStacks(errs[i], max)
+		}
+		return &rewrapped{msg: err.Error(), errs: errs}
+	}
+	return err // holds the panic behind an As method of its own: kept whole
+}
+
+// rewrapped stands for a wrapper capStacks could not copy: its message,
+// and the copied chain below it.
+type rewrapped struct {
+	msg  string
+	errs []error
+}
+
+func (e *rewrapped) Error() string   { return e.msg }
+func (e *rewrapped) Unwrap() []error { return e.errs }
 
 // truncateBytes returns a copy of b's first n bytes (cut on a UTF-8
 // boundary) followed by a note of how much was cut.
@@ -94,3 +122,14 @@ func (e *cappedError) Unwrap() error { return e.err }
 // ErrorType classifies the wrapped error, not the wrapper, so that
 // error.type is the same on every channel.
 func (e *cappedError) ErrorType() string { return runtime.ErrorType(runtime.Error, e.err) }
+
+// panicError returns err as a panic's own error: a *PanicError, possibly
+// under the stream's cappedError. An error that merely wraps one (a
+// fail-fast cause) is not: its message says more than the panic value.
+func panicError(err error) (*runtime.PanicError, bool) {
+	if ce, ok := err.(*cappedError); ok {
+		err = ce.err
+	}
+	pe, ok := err.(*runtime.PanicError)
+	return pe, ok
+}

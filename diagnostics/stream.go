@@ -27,7 +27,9 @@ const (
 // Error messages and stacks are capped in size when published (see
 // [WithMaxStack], [WithMaxMessage]): Err and Cause are wrapped in an error
 // that shortens the message and unwraps to the original, so errors.Is and
-// errors.As still work; compare errors with them, not with ==.
+// errors.As still work; compare errors with them, not with ==. A
+// *runtime.PanicError whose stack was cut (also one wrapped in another
+// error) is a copy: find it with errors.As, not errors.Is.
 //
 // One stream serves one supervisor: sequence numbers from two supervisors
 // would collide. Create one with [NewStream]; it is safe for concurrent

@@ -76,6 +76,7 @@ func MinLevel(l slog.Level) SubscribeOption {
 // descendants: "runtime.ingest" matches "runtime.ingest" and
 // "runtime.ingest.kafka", not "runtime.ingester".
 func GroupPrefix(prefix string) SubscribeOption {
+	prefix = strings.TrimSuffix(prefix, ".") // "runtime.ingest." means the same group
 	return subscribeOption(func(c *subscribeConfig) { c.prefixes = append(c.prefixes, prefix) })
 }
 

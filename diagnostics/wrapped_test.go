@@ -1,0 +1,144 @@
+package diagnostics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func bigPanic() *runtime.PanicError {
+	return &runtime.PanicError{Value: "boom", Stack: []byte(strings.Repeat("goroutine 1 [running]:\n", 4000))}
+}
+
+// A fail_fast cause (*TaskError wrapping the sibling's *PanicError) and an
+// error wrapping a panic get their stacks capped too, not only a panic's
+// own error: the full stack must not stay behind the capped wrapper.
+func TestStreamCapsNestedPanicStacks(t *testing.T) {
+	s := diagnostics.NewStream()
+	sub := s.Subscribe(t.Context())
+	pe := bigPanic()
+	publish(s, runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "g", Task: "t", TaskID: 1,
+		Outcome: runtime.Error, Err: fmt.Errorf("child group: %w", pe),
+		Cause: &runtime.TaskError{Group: "g", Task: "sib", TaskID: 2, Err: pe}})
+	evs := collect(sub)
+	var got *runtime.PanicError
+	if errors.As(evs[0].Err, &got) && len(got.Stack) > diagnostics.DefaultMaxStack+64 {
+		t.Errorf("Err: nested PanicError stack is %d bytes, cap is %d", len(got.Stack), diagnostics.DefaultMaxStack)
+	}
+	if errors.As(evs[0].Cause, &got) && len(got.Stack) > diagnostics.DefaultMaxStack+64 {
+		t.Errorf("Cause: nested PanicError stack is %d bytes, cap is %d", len(got.Stack), diagnostics.DefaultMaxStack)
+	}
+}
+
+// The wire form of an error that merely wraps a panic keeps the error's own
+// message: a fail_fast cause says which task failed, a joined error keeps
+// its other members. Only a panic's own error reads "taskscope: panic: …".
+func TestEventJSONKeepsWrapperText(t *testing.T) {
+	pe := &runtime.PanicError{Value: "boom", Stack: []byte("stack")}
+	j := diagnostics.NewEventJSON(runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "g", Task: "t", TaskID: 1,
+		Outcome: runtime.Error, Err: errors.Join(errors.New("db down"), fmt.Errorf("child: %w", pe)),
+		Cause: &runtime.TaskError{Group: "g", Task: "sib", TaskID: 2, Err: pe}})
+	if !strings.Contains(j.Error, "db down") {
+		t.Errorf("Error = %q: lost the joined error's text", j.Error)
+	}
+	if !strings.Contains(j.Cause, "sib") {
+		t.Errorf("Cause = %q: lost which task failed (cause_kind %s)", j.Cause, j.CauseKind)
+	}
+}
+
+// Same in the log observer: an error-outcome event whose error wraps a
+// panic is logged with the error's own text, not as an exception with only
+// the panic value.
+func TestLogKeepsWrapperText(t *testing.T) {
+	rec := &recorder{level: slog.LevelDebug}
+	o := diagnostics.NewLogObserver(slog.New(rec))
+	pe := &runtime.PanicError{Value: "boom", Stack: []byte("stack")}
+	o.Observe(context.Background(), runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "g", Task: "t", TaskID: 1,
+		Outcome: runtime.Error, Err: errors.Join(errors.New("db down"), fmt.Errorf("child: %w", pe))})
+	r := rec.records()[0]
+	var all []string
+	r.Attrs(func(a slog.Attr) bool { all = append(all, a.String()); return true })
+	if s := strings.Join(all, " "); !strings.Contains(s, "db down") {
+		t.Errorf("record attrs %s: the error's message is not logged", s)
+	}
+}
+
+// With a real supervisor: in a CancelOnError group where one task panics,
+// the sibling's finished event carries the panic stack in its Cause capped,
+// and its wire form names the failing task.
+func TestFailFastPanicCauseNamesTheTask(t *testing.T) {
+	s := diagnostics.NewStream()
+	sub := s.Subscribe(t.Context(), diagnostics.Kinds(runtime.KindTaskFinished))
+	sup := runtime.New("svc", runtime.WithObserver(s))
+	g := sup.Group("work", runtime.CancelOnError())
+	started := make(chan struct{})
+	g.Go("sib", func(ctx context.Context) error { close(started); <-ctx.Done(); return ctx.Err() })
+	<-started
+	g.Go("bad", func(context.Context) error { panic(strings.Repeat("x", 10)) })
+	_ = sup.Wait(context.Background())
+	for _, ev := range collect(sub) {
+		if ev.Task != "sib" {
+			continue
+		}
+		var pe *runtime.PanicError
+		if errors.As(ev.Cause, &pe) {
+			t.Logf("sib's Cause carries a PanicError with a %d-byte stack (cap %d with WithMaxStack)", len(pe.Stack), diagnostics.DefaultMaxStack)
+		}
+		j := diagnostics.NewEventJSON(ev)
+		if !strings.Contains(j.Cause, "bad") {
+			t.Errorf("sib cause on the wire = %q (cause_kind %s): does not say task bad failed", j.Cause, j.CauseKind)
+		}
+	}
+}
+
+// noFlushWriter is a ResponseWriter from a middleware that does not expose
+// Flush (nor Unwrap), so the response cannot be streamed.
+type noFlushWriter struct {
+	h      http.Header
+	status int
+	body   strings.Builder
+}
+
+func (w *noFlushWriter) Header() http.Header { return w.h }
+func (w *noFlushWriter) WriteHeader(c int)   { w.status = c }
+func (w *noFlushWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = 200
+	}
+	return w.body.Write(b)
+}
+
+// Behind a writer that cannot flush, the handler answers with an error,
+// not 200 and an empty stream (an EventSource would reconnect forever,
+// and nothing would say streaming is unsupported).
+func TestEventsWithoutFlusherIsAnError(t *testing.T) {
+	s := diagnostics.NewStream()
+	h := diagnostics.EventsHandler(s)
+	w := &noFlushWriter{h: http.Header{}}
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/events?format=ndjson", nil))
+	if w.status == http.StatusOK {
+		t.Errorf("status %d, body %q, Content-Type %q: an empty 'successful' stream instead of an error",
+			w.status, w.body.String(), w.h.Get("Content-Type"))
+	}
+}
+
+// GroupPrefix with a trailing dot ("work.", as ?group=work.) means the
+// group: it matches it and its descendants.
+func TestGroupPrefixTrailingDot(t *testing.T) {
+	s := diagnostics.NewStream()
+	sub := s.Subscribe(t.Context(), diagnostics.GroupPrefix("svc.work."))
+	publish(s,
+		runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "svc.work", Task: "t", TaskID: 1},
+		runtime.Event{Seq: 2, Kind: runtime.KindTaskFinished, Group: "svc.work.db", Task: "t", TaskID: 2})
+	if evs := collect(sub); len(evs) == 0 {
+		t.Errorf("GroupPrefix(%q) matched none of svc.work, svc.work.db", "svc.work.")
+	}
+}
