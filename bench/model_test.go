@@ -33,9 +33,9 @@ var modelEpoch = time.Now()
 
 func init() {
 	peers = append(peers,
-		peer{"model.record", func(f body) (func(int), func()) { return runModel(f, false, false), nothing }},
-		peer{"model.record+clock", func(f body) (func(int), func()) { return runModel(f, true, false), nothing }},
-		peer{"model.record+clock+lock", func(f body) (func(int), func()) { return runModel(f, true, true), nothing }},
+		peer{"model.record", func(f body) (func(int), stopFunc) { return runModel(f, false, false), nothing }},
+		peer{"model.record+clock", func(f body) (func(int), stopFunc) { return runModel(f, true, false), nothing }},
+		peer{"model.record+clock+lock", func(f body) (func(int), stopFunc) { return runModel(f, true, true), nothing }},
 	)
 }
 

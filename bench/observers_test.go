@@ -16,7 +16,9 @@ package bench
 //	                   with success) are Debug, so disabled.
 //	taskscope+stream   diagnostics.NewStream with one subscriber goroutine
 //	                   draining it (started before and stopped after the
-//	                   timed loop).
+//	                   timed loop). At 2 CPUs the subscriber falls behind
+//	                   the spawn loop and its buffer drops events: the
+//	                   row reports them as dropped/op (events per task).
 //	taskscope+noop     telemetry with a go.opentelemetry.io/otel/trace/noop
 //	                   tracer provider (metrics on, tracing detected as off).
 //	taskscope+all      metrics + slog at the default level (Info, lifecycle
@@ -112,14 +114,21 @@ var observerConfigs = []struct {
 func init() {
 	for _, c := range observerConfigs {
 		cfg := c.cfg
-		peers = append(peers, peer{c.name, func(f body) (func(int), func()) {
+		peers = append(peers, peer{c.name, func(f body) (func(int), stopFunc) {
 			o := observe(cfg, io.Discard)
-			return o.run(f), o.stop
+			return o.run(f), func(b *testing.B) {
+				o.stop()
+				if o.sub != nil && b != nil {
+					// At 2 CPUs the subscriber falls behind the spawn loop:
+					// the row then includes the drop path, and says so.
+					b.ReportMetric(float64(o.sub.Dropped())/float64(b.N), "dropped/op")
+				}
+			}
 		}})
 	}
-	peers = append(peers, peer{"span.sdk", func(f body) (func(int), func()) {
+	peers = append(peers, peer{"span.sdk", func(f body) (func(int), stopFunc) {
 		s := newSpanSDK()
-		return s.run(f), s.stop
+		return s.run(f), func(*testing.B) { s.stop() }
 	}})
 }
 

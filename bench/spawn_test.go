@@ -75,18 +75,23 @@ func counting(c *atomic.Int64) body {
 
 // A peer is one way of running tasks. start prepares it for body f and
 // returns run, which starts n tasks in a fresh group and waits for them
-// all, and stop, which releases whatever is long-lived (not timed).
+// all, and stop.
 type peer struct {
 	name  string
-	start func(f body) (run func(n int), stop func())
+	start func(f body) (run func(n int), stop stopFunc)
 }
 
-func nothing() {}
+// stopFunc releases whatever a peer keeps for its runs (not timed) and, when
+// b is not nil, reports the runs' own metrics to it (such as a stream
+// subscriber's drops).
+type stopFunc func(b *testing.B)
+
+func nothing(*testing.B) {}
 
 // peers, errgroup first: benchstat compares every column with the first one
 // it sees, and the budget is stated against errgroup.
 var peers = []peer{
-	{"errgroup", func(f body) (func(int), func()) {
+	{"errgroup", func(f body) (func(int), stopFunc) {
 		fn := f.err
 		return func(n int) {
 			var g errgroup.Group
@@ -98,7 +103,7 @@ var peers = []peer{
 			}
 		}, nothing
 	}},
-	{"raw.go+WaitGroup", func(f body) (func(int), func()) {
+	{"raw.go+WaitGroup", func(f body) (func(int), stopFunc) {
 		fn := f.plain
 		return func(n int) {
 			var wg sync.WaitGroup
@@ -112,7 +117,7 @@ var peers = []peer{
 			wg.Wait()
 		}, nothing
 	}},
-	{"errgroup.WithContext", func(f body) (func(int), func()) {
+	{"errgroup.WithContext", func(f body) (func(int), stopFunc) {
 		fn := f.err
 		return func(n int) {
 			g, _ := errgroup.WithContext(context.Background())
@@ -124,7 +129,7 @@ var peers = []peer{
 			}
 		}, nothing
 	}},
-	{"conc.WaitGroup", func(f body) (func(int), func()) {
+	{"conc.WaitGroup", func(f body) (func(int), stopFunc) {
 		fn := f.plain
 		return func(n int) {
 			var wg conc.WaitGroup
@@ -135,7 +140,7 @@ var peers = []peer{
 		}, nothing
 	}},
 	{"suture", startSuture},
-	{"taskscope", func(f body) (func(int), func()) {
+	{"taskscope", func(f body) (func(int), stopFunc) {
 		fn := f.ctx
 		return func(n int) {
 			s := taskscope.New("bench")
@@ -147,7 +152,7 @@ var peers = []peer{
 			}
 		}, nothing
 	}},
-	{"taskscope.reuse", func(f body) (func(int), func()) {
+	{"taskscope.reuse", func(f body) (func(int), stopFunc) {
 		fn := f.ctx
 		bg := context.Background()
 		s := taskscope.New("bench")
@@ -159,14 +164,14 @@ var peers = []peer{
 				panic(err)
 			}
 		}
-		stop := func() {
+		stop := func(*testing.B) {
 			if err := s.Shutdown(bg); err != nil {
 				panic(err)
 			}
 		}
 		return run, stop
 	}},
-	{"taskscope.subgroup", func(f body) (func(int), func()) {
+	{"taskscope.subgroup", func(f body) (func(int), stopFunc) {
 		fn := f.ctx
 		bg := context.Background()
 		s := taskscope.New("bench")
@@ -182,7 +187,7 @@ var peers = []peer{
 				panic(err)
 			}
 		}
-		stop := func() {
+		stop := func(*testing.B) {
 			if err := s.Shutdown(bg); err != nil {
 				panic(err)
 			}
@@ -208,7 +213,7 @@ func (s *oneShot) Serve(context.Context) error {
 // fmt.Sprintf("%#v") on every Add.
 func (s *oneShot) String() string { return "noop" }
 
-func startSuture(f body) (func(int), func()) {
+func startSuture(f body) (func(int), stopFunc) {
 	sup := suture.New("bench", suture.Spec{EventHook: func(suture.Event) {}})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := sup.ServeBackground(ctx)
@@ -225,7 +230,7 @@ func startSuture(f body) (func(int), func()) {
 			goruntime.Gosched()
 		}
 	}
-	stop := func() {
+	stop := func(*testing.B) {
 		cancel()
 		<-served
 	}
@@ -246,7 +251,7 @@ func BenchmarkSpawn(b *testing.B) {
 						run(min(n, b.N-done))
 					}
 					b.StopTimer()
-					stop()
+					stop(b)
 				})
 			}
 		})
@@ -260,7 +265,7 @@ func TestPeersRunEveryTask(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			var count atomic.Int64
 			run, stop := p.start(counting(&count))
-			defer stop()
+			defer stop(nil)
 			want := int64(0)
 			for _, n := range append(batches, 1, 100) {
 				run(n)
@@ -279,6 +284,6 @@ func TestNoopBodies(t *testing.T) {
 	for _, p := range peers {
 		run, stop := p.start(noop)
 		run(100)
-		stop()
+		stop(nil)
 	}
 }

@@ -70,6 +70,8 @@ func TestObserverChecks(t *testing.T) {
 	if !strings.Contains(got, "ratio 1.22") {
 		t.Fatalf("unexpected verdicts:\n%s", got)
 	}
+	sdk.maxVsSpan = 1.5 // cpu=2 is exactly at it: not under it, so it fails
+	wantSplit(t, verdicts(t, sdk, s, false), "sdk-overhead")
 	sdk.maxVsSpan = 1.6
 	verdicts(t, sdk, s, true) // loose budget
 
