@@ -67,6 +67,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
@@ -161,14 +162,16 @@ type observed struct {
 	exp  *discardExporter          // nil without the SDK
 	sub  *diagnostics.Subscription // nil without a stream
 	// received counts the subscriber's events by kind (lagged notices
-	// included); valid after stop.
+	// included); valid after stop. live is closed at the first event the
+	// subscriber reads.
 	received map[string]int
+	live     chan struct{}
 	stop     func()
 }
 
 // observe builds cfg's observers; slog output goes to logOut.
 func observe(cfg obsConfig, logOut io.Writer) *observed {
-	o := &observed{received: map[string]int{}}
+	o := &observed{received: map[string]int{}, live: make(chan struct{})}
 	var stops []func()
 	if cfg.nop {
 		o.opts = append(o.opts, taskscope.WithObserver(nopObserver{}))
@@ -207,6 +210,9 @@ func observe(cfg obsConfig, logOut io.Writer) *observed {
 		go func() {
 			defer close(done)
 			for ev := range o.sub.Events() {
+				if len(o.received) == 0 {
+					close(o.live)
+				}
 				o.received[ev.Kind]++
 			}
 		}()
@@ -349,6 +355,18 @@ func TestObserversReallyObserve(t *testing.T) {
 				t.Fatal(err)
 			}
 			total++
+			// The supervisor is observed: sequence numbers are only issued
+			// for observers (the nopobs row has nothing else to check).
+			if s.Snapshot().Seq == 0 {
+				t.Error("no observer is attached")
+			}
+			if o.sub != nil {
+				select {
+				case <-o.live: // the subscriber reads while tasks run, not only at stop
+				case <-time.After(10 * time.Second):
+					t.Error("the subscriber has read nothing while the tasks ran")
+				}
+			}
 			o.stop()
 
 			if got := ran.Load(); got != int64(total-1) {
