@@ -24,11 +24,22 @@ func capEvent(ev *runtime.Event, maxStack, maxMessage int) {
 		ev.Stack = truncateBytes(ev.Stack, maxStack)
 	}
 	if ev.Err != nil {
-		ev.Err = &cappedError{err: capStacks(ev.Err, maxStack), max: maxMessage}
+		ev.Err = capError(ev.Err, maxStack, maxMessage)
 	}
 	if ev.Cause != nil {
-		ev.Cause = &cappedError{err: capStacks(ev.Cause, maxStack), max: maxMessage}
+		ev.Cause = capError(ev.Cause, maxStack, maxMessage)
 	}
+}
+
+// capError wraps err in a cappedError, over err's chain with its stacks
+// capped. When that chain is a copy, the error type is taken from the
+// original first, so that error.type is the same on every channel.
+func capError(err error, maxStack, maxMessage int) error {
+	c := &cappedError{err: capStacks(err, maxStack), max: maxMessage}
+	if c.err != err {
+		c.etype = runtime.ErrorType(runtime.Error, err)
+	}
+	return c
 }
 
 // capStacks returns err, or, when its chain holds a *PanicError whose stack
@@ -109,11 +120,12 @@ func runeBoundaryString(s string, n int) int {
 }
 
 // cappedError limits the message of the error it wraps. It keeps Unwrap,
-// so errors.Is and errors.As see the original chain. The message is cut
-// lazily: most events are never rendered.
+// so errors.Is and errors.As see the original chain (or capStacks' copy of
+// it). The message is cut lazily: most events are never rendered.
 type cappedError struct {
-	err error
-	max int
+	err   error
+	max   int
+	etype string // the original's error type, when err is a copy
 }
 
 func (e *cappedError) Error() string { return truncateString(e.err.Error(), e.max) }
@@ -121,7 +133,12 @@ func (e *cappedError) Unwrap() error { return e.err }
 
 // ErrorType classifies the wrapped error, not the wrapper, so that
 // error.type is the same on every channel.
-func (e *cappedError) ErrorType() string { return runtime.ErrorType(runtime.Error, e.err) }
+func (e *cappedError) ErrorType() string {
+	if e.etype != "" {
+		return e.etype
+	}
+	return runtime.ErrorType(runtime.Error, e.err)
+}
 
 // panicError returns err as a panic's own error: a *PanicError, possibly
 // under the stream's cappedError. An error that merely wraps one (a

@@ -28,8 +28,10 @@ const (
 // [WithMaxStack], [WithMaxMessage]): Err and Cause are wrapped in an error
 // that shortens the message and unwraps to the original, so errors.Is and
 // errors.As still work; compare errors with them, not with ==. A
-// *runtime.PanicError whose stack was cut (also one wrapped in another
-// error) is a copy: find it with errors.As, not errors.Is.
+// *runtime.PanicError whose stack was cut is a copy, and so are the errors
+// wrapping it (their messages and error types are kept): find a panic with
+// errors.As, not errors.Is, and do not expect a wrapper of a cut panic to
+// be itself.
 //
 // One stream serves one supervisor: sequence numbers from two supervisors
 // would collide. Create one with [NewStream]; it is safe for concurrent

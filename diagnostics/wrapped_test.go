@@ -142,3 +142,29 @@ func TestGroupPrefixTrailingDot(t *testing.T) {
 		t.Errorf("GroupPrefix(%q) matched none of svc.work, svc.work.db", "svc.work.")
 	}
 }
+
+// classified is an application error with an error type of its own.
+type classified struct{ err error }
+
+func (e *classified) Error() string     { return "dependency: " + e.err.Error() }
+func (e *classified) Unwrap() error     { return e.err }
+func (e *classified) ErrorType() string { return "dependency_failed" }
+
+// TestStreamKeepsErrorTypeOfCutPanics: when the stream copies an error's
+// chain to cut a wrapped panic's stack, error_type stays what logs and
+// telemetry say (the wrapper's own ErrorType, or its chain's).
+func TestStreamKeepsErrorTypeOfCutPanics(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("child: %w", bigPanic()),
+		&classified{err: bigPanic()},
+	} {
+		want := runtime.ErrorType(runtime.Error, err)
+		s := diagnostics.NewStream()
+		sub := s.Subscribe(t.Context())
+		publish(s, runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Group: "g", Task: "t", TaskID: 1,
+			Outcome: runtime.Error, Err: err})
+		if got := diagnostics.NewEventJSON(collect(sub)[0]).ErrorType; got != want {
+			t.Errorf("error_type on the stream = %q, want %q", got, want)
+		}
+	}
+}

@@ -366,3 +366,38 @@ func TestSpawnedIntoCanceledGroupSaysSo(t *testing.T) {
 		}
 	})
 }
+
+// TestSnapshotShowsEndingTasksRunning: a Snapshot taken while many tasks
+// return nil still shows those whose finished events come after its Seq
+// as running, not canceling, though their contexts have ended.
+func TestSnapshotShowsEndingTasksRunning(t *testing.T) {
+	for round := range 10 {
+		sup, _ := recorded()
+		release := make(chan struct{})
+		for range 2000 {
+			sup.Go("w", func(context.Context) error { <-release; return nil })
+		}
+		stop := make(chan struct{})
+		canceling := make(chan int, 1)
+		go func() {
+			defer close(canceling)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if s := sup.Snapshot(); s.Canceling > 0 {
+					canceling <- s.Canceling
+					return
+				}
+			}
+		}()
+		close(release)
+		mustWait(t, sup)
+		close(stop)
+		if n, ok := <-canceling; ok {
+			t.Fatalf("round %d: a Snapshot shows %d tasks canceling; none was canceled", round, n)
+		}
+	}
+}

@@ -15,10 +15,11 @@ import "context"
 //
 // Some events are delivered while the supervisor holds the task's lock (so
 // that a task's events keep their order: spawned, run_started,
-// run_finished, cancel_requested): an observer must not call the [Task]'s
-// methods from TaskStarting or Observe, nor the methods of a [Group] or
-// [Supervisor] that read or wait for its tasks (Active, Snapshot, Wait,
-// Shutdown). Hand such work to another goroutine.
+// run_finished, cancel_requested): an observer must not call methods of a
+// [Task], [Group] or [Supervisor] (Cancel, Go, Group, Active, Snapshot,
+// Wait, Shutdown, ...) from TaskStarting or Observe, which could deadlock
+// against a snapshot or a shutdown taking the same locks in the other
+// order. Hand such work to another goroutine.
 type Observer interface {
 	// TaskStarting runs before fn, on the spawning goroutine, with the
 	// task's [KindTaskSpawned] event (also for tasks rejected by a closed

@@ -58,16 +58,23 @@ func (t *Task) liveStateLocked() TaskState {
 		return 0
 	}
 	t.mu.Lock()
-	running := t.state == stateRunning
-	t.mu.Unlock()
-	return t.runningState(running)
+	defer t.mu.Unlock()
+	if t.state != stateRunning {
+		return 0
+	}
+	return t.runningStateLocked()
 }
 
-func (t *Task) runningState(running bool) TaskState {
-	switch {
-	case !running:
-		return 0
-	case t.ctx.Err() != nil:
+// runningStateLocked is Running or Canceling, for a task shown as running.
+// A task that has returned (shown as running before its end event) has an
+// ended context whatever canceled it: whether it was canceling is what its
+// end recorded. Called with t.mu held.
+func (t *Task) runningStateLocked() TaskState {
+	canceling := t.ctx.Err() != nil
+	if t.state == stateFinishing || t.state == stateDone {
+		canceling = t.canceled
+	}
+	if canceling {
 		return Canceling
 	}
 	return Running
@@ -88,18 +95,17 @@ func (t *Task) stateAtLocked(seq uint64) TaskState {
 		return 0 // the stream reports its spawn after the snapshot
 	}
 	t.mu.Lock()
-	state := t.state
+	defer t.mu.Unlock()
 	if x != nil {
 		endSeq = x.endSeq
 		if r := x.rare.Load(); r != nil {
 			exitSeq = r.exitSeq
 		}
 	}
-	t.mu.Unlock()
 	switch {
-	case state == stateRunning || endSeq > seq:
-		return t.runningState(true)
-	case state == stateAborted && (exitSeq == 0 || exitSeq > seq):
+	case t.state == stateRunning || endSeq > seq:
+		return t.runningStateLocked()
+	case t.state == stateAborted && (exitSeq == 0 || exitSeq > seq):
 		return Abandoned
 	}
 	return 0
