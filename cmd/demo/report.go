@@ -76,11 +76,17 @@ func (b *books) Observe(_ context.Context, ev runtime.Event) {
 	}
 }
 
-// waitReturned waits until no abandoned goroutine is left, or ctx is done.
-func (b *books) waitReturned(ctx context.Context) {
+// waitReturned waits until none of the tasks ids is abandoned any more,
+// or ctx is done.
+func (b *books) waitReturned(ctx context.Context, ids map[uint64]bool) {
 	for {
 		b.mu.Lock()
-		n, changed := len(b.abandoned), b.changed
+		n, changed := 0, b.changed
+		for id := range b.abandoned {
+			if ids[id] {
+				n++
+			}
+		}
 		b.mu.Unlock()
 		if n == 0 {
 			return
@@ -125,16 +131,28 @@ func shutdown(sup *runtime.Supervisor, b *books, timeout time.Duration) report {
 		r.err = err
 	}
 
+	// The report is about this shutdown's aborts: tasks that an earlier
+	// shutdown (of a job's group, say) abandoned are not its business.
+	ids := make(map[uint64]bool, len(r.aborted))
+	for _, ti := range r.aborted {
+		ids[ti.ID] = true
+	}
 	grace, cancelGrace := context.WithTimeout(context.Background(), lateExitGrace)
 	defer cancelGrace()
-	b.waitReturned(grace)
+	b.waitReturned(grace, ids)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r.drained = b.drained
-	r.lateExits = slices.Clone(b.lateExits)
-	for _, ev := range b.abandoned {
-		r.stillRunning = append(r.stillRunning, ev)
+	for _, le := range b.lateExits {
+		if ids[le.id] {
+			r.lateExits = append(r.lateExits, le)
+		}
+	}
+	for id, ev := range b.abandoned {
+		if ids[id] {
+			r.stillRunning = append(r.stillRunning, ev)
+		}
 	}
 	slices.SortFunc(r.stillRunning, func(a, b runtime.Event) int { return cmp.Compare(a.TaskID, b.TaskID) })
 	return r

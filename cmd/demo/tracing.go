@@ -183,9 +183,12 @@ var _ sdktrace.SpanProcessor = (*exportQueue)(nil)
 
 func newExportQueue(exp sdktrace.SpanExporter, logger *slog.Logger) *exportQueue {
 	queueSize := envInt("OTEL_BSP_MAX_QUEUE_SIZE", exportQueueSize)
-	batchSize := min(envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", exportBatchSize), queueSize)
+	capacity := max(queueSize-flushMarkerSlots, 1)
+	// A batch must fill well before the queue does: otherwise exports
+	// start only on the timer, and a burst overflows the queue.
+	batchSize := min(envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", exportBatchSize), max(capacity/2, 1))
 	q := &exportQueue{
-		capacity:  max(queueSize-flushMarkerSlots, 1),
+		capacity:  capacity,
 		batchSize: batchSize,
 		logger:    logger,
 	}

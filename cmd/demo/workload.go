@@ -73,14 +73,21 @@ const (
 	batchShards             = 4       // members of each fail-fast batch
 )
 
-// The demo's failures, each with a recognisable error.type.
+// The demo's failures, each with a recognisable error.type (a plain
+// errors.New would be counted as *errors.errorString, all alike).
 var (
-	errRebalance     = errors.New("partition reassigned by rebalance")
-	errSegmentLocked = errors.New("compaction: segment locked by a reader")
-	errDownstream    = errors.New("health check: downstream p99 above 250ms")
-	errChecksum      = errors.New("shard 2: checksum mismatch")
-	errReportBudget  = fmt.Errorf("report over its 400ms budget: %w", context.DeadlineExceeded)
+	errRebalance     = errors.New("partition reassigned by rebalance") // a cancel cause
+	errSegmentLocked = &demoError{"compaction: segment locked by a reader", "segment_locked"}
+	errDownstream    = &demoError{"health check: downstream p99 above 250ms", "slo_breach"}
+	errChecksum      = &demoError{"shard 2: checksum mismatch", "checksum_mismatch"}
+	errReportBudget  = fmt.Errorf("report over its 400ms budget: %w", context.DeadlineExceeded) // deadline_exceeded
 )
+
+// demoError is a failure with the error type telemetry labels it with.
+type demoError struct{ msg, errorType string }
+
+func (e *demoError) Error() string     { return e.msg }
+func (e *demoError) ErrorType() string { return e.errorType }
 
 // validationError is a rejected message. Its ErrorType names the failure
 // class for telemetry's error_type label, instead of the Go type.
