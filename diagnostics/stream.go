@@ -56,6 +56,7 @@ type Stream struct {
 	scratch                 runtime.Event // publish's copy when there is no replay ring
 
 	published uint64 // guarded by mu: publishing holds it anyway
+	maxSeq    uint64 // the highest Seq published; guarded by mu
 	dropped   atomic.Uint64
 }
 
@@ -150,6 +151,7 @@ func (s *Stream) publish(ev *runtime.Event) {
 		*e = runtime.Event{} // let the GC have its error and stack
 	}
 	s.published++
+	s.maxSeq = max(s.maxSeq, ev.Seq)
 	s.mu.Unlock()
 }
 
@@ -261,6 +263,10 @@ func (s *Stream) replayLocked(sub *Subscription, seq uint64) {
 	r := &s.replay
 	from := r.len() // events at index >= from are replayed whatever their Seq
 	switch {
+	case seq > s.maxSeq+resumeSlack:
+		// A cursor far beyond anything published: a client of a process
+		// that has restarted since. Its view is of another process.
+		sub.resync, from = true, 0
 	case s.maxEvicted > seq:
 		// An event newer than seq is gone.
 		missed := s.maxEvicted - seq
@@ -290,6 +296,10 @@ func (s *Stream) replayLocked(sub *Subscription, seq uint64) {
 		}
 	}
 }
+
+// resumeSlack is how far After's seq may run ahead of the events published:
+// a snapshot's Seq can be ahead of events issued but not yet published.
+const resumeSlack = 1 << 16
 
 // unregister removes sub from the subscriber list.
 func (s *Stream) unregister(sub *Subscription) {

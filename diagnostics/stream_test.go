@@ -548,3 +548,27 @@ func (c ownContext) Err() error {
 	}
 }
 func (ownContext) Value(any) any { return nil }
+
+// TestStreamResumeFromAnotherProcess: a cursor far beyond anything
+// published (a client of a process that restarted) gets a resync notice;
+// one slightly ahead (a snapshot's Seq, before its events are published)
+// resumes normally.
+func TestStreamResumeFromAnotherProcess(t *testing.T) {
+	s := diagnostics.NewStream()
+	publish(s, seqEvents(1, 2, 3, 4, 5)...)
+	restarted := s.Subscribe(t.Context(), diagnostics.After(5_000_000))
+	publish(s, seqEvents(6)...)
+	restarted.Close()
+	evs := collect(restarted)
+	if len(evs) == 0 || !lagged(t, evs[0]).Resync {
+		t.Fatalf("a cursor from another process got %v, want a resync notice first", seqs(evs))
+	}
+	ahead := s.Subscribe(t.Context(), diagnostics.After(8))
+	publish(s, seqEvents(7, 8, 9)...)
+	ahead.Close()
+	for _, ev := range collect(ahead) {
+		if ev.Kind == diagnostics.KindStreamLagged {
+			t.Errorf("a cursor slightly ahead got a lag notice: %v", ev.Err)
+		}
+	}
+}

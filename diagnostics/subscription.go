@@ -98,9 +98,10 @@ func BufferSize(n int) SubscribeOption {
 // and an event near seq may come twice: apply events idempotently, keyed by
 // task ID.
 //
-// If the ring no longer holds what is needed, the subscription starts with
-// a resync notice: a [KindStreamLagged] event whose [LaggedError] has
-// Resync set. The client must then re-fetch a snapshot (and may subscribe
+// If the ring no longer holds what is needed, or seq is far beyond
+// anything published (a client resuming against a process that has
+// restarted since), the subscription starts with a resync notice: a
+// [KindStreamLagged] event whose [LaggedError] has Resync set. The client must then re-fetch a snapshot (and may subscribe
 // again after its Seq).
 func After(seq uint64) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
