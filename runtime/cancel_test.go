@@ -101,8 +101,7 @@ func TestCancelAlreadyCanceledExternalContext(t *testing.T) {
 func testCancelAlreadyCanceledExternalContext(t *testing.T, opts []runtime.Option) {
 	bubble(t, func(t *testing.T) {
 		sup := runtime.New("", opts...)
-		ext, cancel := context.WithCancel(context.Background())
-		cancel()
+		ext := expired()
 		var sawDone bool
 		task := sup.Go("t", func(ctx context.Context) error {
 			sawDone = ctx.Err() != nil
@@ -145,39 +144,33 @@ func TestCancelLatency(t *testing.T) {
 		time.Sleep(want)
 		return ctx.Err()
 	}
+	// cancel requests the cancellation an hour after the spawn, or, with
+	// before, an hour before it.
 	tests := []struct {
-		name  string
-		spawn func(sup *runtime.Supervisor, g *runtime.Group) *runtime.Task
+		name   string
+		before bool
+		cancel func(sup *runtime.Supervisor, g *runtime.Group, task *runtime.Task)
 	}{
-		{"own cancel", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
-			task := g.Go("t", exitLate)
-			time.Sleep(time.Hour)
-			task.Cancel(nil)
-			return task
-		}},
-		{"group cancel", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
-			task := g.Go("t", exitLate)
-			time.Sleep(time.Hour)
-			g.Cancel(nil)
-			return task
-		}},
-		{"ancestor cancel", func(sup *runtime.Supervisor, g *runtime.Group) *runtime.Task {
-			task := g.Go("t", exitLate)
-			time.Sleep(time.Hour)
-			sup.Cancel(nil)
-			return task
-		}},
-		{"spawned into a canceled group", func(_ *runtime.Supervisor, g *runtime.Group) *runtime.Task {
-			g.Cancel(nil)
-			time.Sleep(time.Hour)
-			return g.Go("t", exitLate)
-		}},
+		{"own cancel", false, func(_ *runtime.Supervisor, _ *runtime.Group, task *runtime.Task) { task.Cancel(nil) }},
+		{"group cancel", false, func(_ *runtime.Supervisor, g *runtime.Group, _ *runtime.Task) { g.Cancel(nil) }},
+		{"ancestor cancel", false, func(sup *runtime.Supervisor, _ *runtime.Group, _ *runtime.Task) { sup.Cancel(nil) }},
+		{"spawned into a canceled group", true, func(_ *runtime.Supervisor, g *runtime.Group, _ *runtime.Task) { g.Cancel(nil) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bubble(t, func(t *testing.T) {
 				sup, rec := recorded()
-				task := tt.spawn(sup, sup.Group("g"))
+				g := sup.Group("g")
+				var task *runtime.Task
+				if tt.before {
+					tt.cancel(sup, g, nil)
+					time.Sleep(time.Hour)
+					task = g.Go("t", exitLate)
+				} else {
+					task = g.Go("t", exitLate)
+					time.Sleep(time.Hour)
+					tt.cancel(sup, g, task)
+				}
 				<-task.Done()
 				finished := 0
 				for _, ev := range rec.Events() {

@@ -151,8 +151,7 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 		sup, rec := recorded()
 		release := make(chan struct{})
 		task := sup.Every("stuck", time.Second, func(context.Context) error { <-release; return nil })
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		synctest.Wait()
 		if err := sup.Shutdown(ctx); err == nil {
 			t.Fatal("Shutdown with an expired context: nil, want the run aborted")
@@ -190,8 +189,7 @@ func TestEveryAbortWhileARunIsObserved(t *testing.T) {
 				sup := runtime.New("", runtime.WithObserver(rec))
 				task := sup.Every("tick", time.Second, func(context.Context) error { return nil })
 				synctest.Wait() // the event of run 1 is being observed
-				ctx, cancel := context.WithCancel(context.Background())
-				cancel()
+				ctx := expired()
 				_ = sup.Shutdown(ctx) // aborts the task, unless it ends first
 				synctest.Wait()       // a late exit
 				kinds := rec.Kinds(task.ID())

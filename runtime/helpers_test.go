@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -34,6 +35,27 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// expired is a context that is already done: a Shutdown with it aborts
+// whatever has not returned, with no grace period.
+func expired() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// mustAbort shuts g down with no grace period and returns the AbortError,
+// failing t unless it lists n tasks.
+func mustAbort(t *testing.T, g interface {
+	Shutdown(context.Context) error
+}, n int) *runtime.AbortError {
+	t.Helper()
+	var ae *runtime.AbortError
+	if err := g.Shutdown(expired()); !errors.As(err, &ae) || len(ae.Aborted) != n {
+		t.Fatalf("Shutdown = %v, want %d tasks aborted", err, n)
+	}
+	return ae
 }
 
 func mustWait(t *testing.T, g interface {

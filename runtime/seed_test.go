@@ -84,8 +84,7 @@ func TestForcedAbortEmitsDiagnostic(t *testing.T) {
 			return nil
 		})
 		<-started
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		if err := sup.Shutdown(ctx); err == nil {
 			t.Fatal("Shutdown with an expired context returned nil, want AbortError")
 		}

@@ -120,8 +120,7 @@ func TestShutdownWithExpiredContextHasNoGracePeriod(t *testing.T) {
 		sup := runtime.New("")
 		release := make(chan struct{})
 		stuck := sup.Go("stuck", stuckOnRelease(release))
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		start := time.Now()
 		var ae *runtime.AbortError
 		if err := sup.Shutdown(ctx); !errors.As(err, &ae) || ae.Aborted[0].ID != stuck.ID() {
@@ -186,8 +185,7 @@ func TestShutdownNeverAbortsATaskThatIsReporting(t *testing.T) {
 		task := sup.Go("reporting", func(context.Context) error { return nil })
 		synctest.Wait() // fn returned; its finished event is held
 		done := make(chan error)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		go func() { done <- sup.Shutdown(ctx) }()
 		synctest.Wait()
 		select {
@@ -255,8 +253,7 @@ func TestLateExitFollowsTheAbortEvents(t *testing.T) {
 		sup := runtime.New("", runtime.WithObserver(hold), runtime.WithObserver(rec))
 		release := make(chan struct{})
 		task := sup.Go("stuck", stuckOnRelease(release))
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		done := make(chan error)
 		go func() { done <- sup.Shutdown(ctx) }()
 		synctest.Wait() // the abort is being reported, held by the observer
@@ -284,12 +281,7 @@ func TestShutdownStacksOfManyStuckTasks(t *testing.T) {
 			sup.Go("stubborn", stuckOnRelease(release))
 		}
 		synctest.Wait()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var ae *runtime.AbortError
-		if err := sup.Shutdown(ctx); !errors.As(err, &ae) || len(ae.Aborted) != 20 {
-			t.Fatalf("Shutdown = %v, want 20 tasks aborted", err)
-		}
+		ae := mustAbort(t, sup, 20)
 		close(release)
 		synctest.Wait()
 		for _, info := range ae.Aborted {
@@ -338,12 +330,7 @@ func TestShutdownStacksAreTheGroupsOwn(t *testing.T) {
 		aborted.Go("w", stuckOnRelease(release))
 		other.Go("w", func(context.Context) error { return stuckElsewhere(release) })
 		synctest.Wait()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var ae *runtime.AbortError
-		if err := aborted.Shutdown(ctx); !errors.As(err, &ae) || len(ae.Aborted) != 1 {
-			t.Fatalf("Shutdown = %v, want one task aborted", err)
-		}
+		ae := mustAbort(t, aborted, 1)
 		if s := ae.Aborted[0].Stack; !strings.Contains(s, "stuckOnRelease") || strings.Contains(s, "stuckElsewhere") {
 			t.Errorf("the aborted task's stacks include another group's:\n%s", s)
 		}
@@ -382,8 +369,7 @@ func TestWaitersSeeAbortedTasksDone(t *testing.T) {
 				release := make(chan struct{})
 				task := g.Go("stuck", stuckOnRelease(release))
 				synctest.Wait()
-				expired, cancel := context.WithCancel(context.Background())
-				cancel()
+				expired := expired()
 				go func() { _ = g.Shutdown(expired) }()
 				<-gate.reached // the abort is delivering the aborted event
 				waited := make(chan bool, 1)

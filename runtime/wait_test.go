@@ -14,8 +14,7 @@ func TestWaitIdleWithDeadContext(t *testing.T) {
 		sup := runtime.New("")
 		task := sup.Go("t", func(context.Context) error { return nil })
 		<-task.Done()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx := expired()
 		if err := sup.Wait(ctx); err != nil {
 			t.Fatalf("Wait on an idle group with a dead ctx = %v, want nil", err)
 		}

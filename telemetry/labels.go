@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/taskscope/taskscope/runtime"
 )
 
 // otherLabel replaces label values past the cap.
@@ -82,9 +84,19 @@ type taskEntry struct {
 	// Whether the raw group or task name was folded into "_other", for the
 	// overflow counter, which counts once per spawned task.
 	groupFolded, taskFolded bool
-	// Span names, built once per raw name ("" in shared entries: built per
-	// span then).
-	taskSpan, runSpan string
+	// Span names and the names as span attributes take them (valid UTF-8),
+	// built once per raw name ("" in shared entries: built per span then,
+	// see spanNames).
+	taskSpan, runSpan   string
+	spanGroup, spanTask string
+}
+
+// spanNames returns the group and task names of ev for span attributes.
+func (e *taskEntry) spanNames(ev *runtime.Event) (group, task string) {
+	if e.spanTask != "" {
+		return e.spanGroup, e.spanTask
+	}
+	return valid(ev.Group), valid(ev.Task)
 }
 
 type errTypeLabel struct {
@@ -158,7 +170,9 @@ func (c *seriesCache) resolve(group, task string) *taskEntry {
 	if c.budget.Add(-1) < 0 {
 		return s.shared(gf, tf)
 	}
-	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf, taskSpan: "task " + valid(task), runSpan: "run " + valid(task)}
+	vg, vt := valid(group), valid(task)
+	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf,
+		taskSpan: "task " + vt, runSpan: "run " + vt, spanGroup: vg, spanTask: vt}
 	tasks.Store(task, te)
 	return te
 }

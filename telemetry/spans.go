@@ -74,14 +74,15 @@ func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEnt
 	if ev.Interval > 0 {
 		return &taskCtx{Context: ctx, owner: t, id: ev.TaskID}
 	}
+	group, task := e.spanNames(ev)
 	name := e.taskSpan
 	if name == "" {
-		name = "task " + valid(ev.Task)
+		name = "task " + task
 	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
-		attrGroup.String(valid(ev.Group)),
-		attrTaskName.String(valid(ev.Task)),
+		attrGroup.String(group),
+		attrTaskName.String(task),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		semconv.CodeFunctionName(ev.Function),
 	)
@@ -97,18 +98,20 @@ func (t *Telemetry) startRun(ctx context.Context, ev *runtime.Event) context.Con
 	if tc == nil {
 		return ctx
 	}
+	e := t.cache.entry(ev.Group, ev.Task, false)
+	group, task := e.spanNames(ev)
+	name := e.runSpan
+	if name == "" {
+		name = "run " + task
+	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
-		attrGroup.String(valid(ev.Group)),
-		attrTaskName.String(valid(ev.Task)),
+		attrGroup.String(group),
+		attrTaskName.String(task),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		attrRun.Int64(int64(ev.Run)),
 		semconv.CodeFunctionName(ev.Function),
 	)
-	name := "run " + valid(ev.Task)
-	if e := t.cache.entry(ev.Group, ev.Task, false); e.runSpan != "" {
-		name = e.runSpan
-	}
 	rctx, span := t.tracer.Start(ctx, name, parentOptions(ctx, true, opts)...)
 	tc.run.Store(&runSpan{span: span})
 	return rctx
