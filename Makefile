@@ -16,12 +16,14 @@ vet:
 	$(GO) vet ./...
 
 # The library: race tests (synctest-based, so fast), the wasm build of the
-# core, and the rule that runtime and diagnostics use only the standard library.
+# core, a 32-bit build of everything, and the rule that runtime and
+# diagnostics use only the standard library.
 test-lib: vet fmt-check
 	$(GO) test -race -count=1 ./...
 	@# The stack budgets hold only without the race detector's instrumentation.
 	$(GO) test -count=1 -run 'Stack' ./telemetry
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./runtime/
+	GOARCH=386 $(GO) build ./...
 	@ext=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./runtime ./diagnostics | grep -v '^github.com/taskscope/taskscope' || true); \
 	  if [ -n "$$ext" ]; then echo "runtime/diagnostics import outside the standard library: $$ext"; exit 1; fi
 

@@ -192,8 +192,10 @@ func (c *seriesCache) seriesLocked(group, task string) *series {
 // hotIndex hashes the names' data pointers (not their bytes: that is the
 // point) into a hot cache slot.
 func hotIndex(group, task string) uintptr {
-	h := uintptr(unsafe.Pointer(unsafe.StringData(group)))*0x9E3779B97F4A7C15 ^ uintptr(unsafe.Pointer(unsafe.StringData(task)))*0xC2B2AE3D27D4EB4F
-	return (h >> 32) % hotSlots
+	// In uint64, so that it compiles (and mixes the high bits) on 32-bit
+	// platforms too, where uintptr cannot hold the constants.
+	h := uint64(uintptr(unsafe.Pointer(unsafe.StringData(group))))*0x9E3779B97F4A7C15 ^ uint64(uintptr(unsafe.Pointer(unsafe.StringData(task))))*0xC2B2AE3D27D4EB4F
+	return uintptr((h >> 32) % hotSlots)
 }
 
 // sameString reports whether a and b are the same non-empty string in

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -224,6 +225,32 @@ func TestStreamStats(t *testing.T) {
 	}
 }
 
+// TestNilPointerOptions: a pointer variable left unset (the stream or the
+// registry disabled by configuration) is nil in WithStreamStats, as
+// documented, and a clear error in WithRegisterer, not a panic at New or a
+// failure at every scrape.
+func TestNilPointerOptions(t *testing.T) {
+	var stream *fakeStream // as a *diagnostics.Stream left unset
+	reg := prometheus.NewPedanticRegistry()
+	if _, err := telemetry.New(telemetry.WithTracerProvider(nil), telemetry.WithRegisterer(reg), telemetry.WithStreamStats(stream)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("Gather with a nil *fakeStream: %.200v", err)
+	}
+	var unset *prometheus.Registry
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("New(WithRegisterer(nil *Registry)) panicked: %v", r)
+			}
+		}()
+		if _, err := telemetry.New(telemetry.WithTracerProvider(nil), telemetry.WithRegisterer(unset)); err == nil {
+			t.Error("New accepted a nil *prometheus.Registry")
+		}
+	}()
+}
+
 func TestTaskLabelCardinalityIsCapped(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t, telemetry.WithTracerProvider(nil))
@@ -303,6 +330,12 @@ func TestInvalidUTF8LabelValues(t *testing.T) {
 		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "fetch-\uFFFD", "error_type", "bad\uFFFD"), 1, "")
 		wantMetric(t, h.reg, "taskscope_tasks_running", task, 0, "the task has ended")
 		h.checkSpansEndedOnce()
+		// OTLP exporters reject a whole batch over one invalid string.
+		for _, kv := range h.span("task fetch-\uFFFD").Attributes() {
+			if !utf8.ValidString(kv.Value.Emit()) {
+				t.Errorf("span attribute %s = %q is not valid UTF-8", kv.Key, kv.Value.Emit())
+			}
+		}
 		if problems, err := testutil.GatherAndLint(h.reg); err != nil || len(problems) > 0 {
 			t.Errorf("lint: %v %v", problems, err)
 		}

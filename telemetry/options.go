@@ -72,7 +72,8 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // WithRegisterer makes [New] register the collector on r and return the
 // registration error (for example a [prometheus.AlreadyRegisteredError]
 // when r already has an identical Telemetry) instead of panicking. Without
-// it nothing is registered: register the returned *Telemetry yourself.
+// it nothing is registered: register the returned *Telemetry yourself. A
+// nil pointer in r (a *prometheus.Registry left unset) is an error too.
 func WithRegisterer(r prometheus.Registerer) Option {
 	return optionFunc(func(c config) config {
 		c.reg = r
@@ -126,7 +127,7 @@ func WithSpanLinks() Option {
 // satisfies [StreamStats]; nil is ignored.
 func WithStreamStats(s StreamStats) Option {
 	return optionFunc(func(c config) config {
-		if s != nil {
+		if !isNil(s) { // a nil *diagnostics.Stream too: its methods would panic at every scrape
 			c.stream = s
 		}
 		return c

@@ -131,7 +131,9 @@ func endSpan(span trace.Span, ev *runtime.Event, errType string) {
 		attrs = append(attrs, attrCause.String(runtime.CauseKind(ev.Cause)), attrCauseText.String(truncate(ev.Cause.Error())))
 	}
 	if errType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+		// An ErrorType method may return anything: the metric label is
+		// made valid by the label cap, the attribute here.
+		attrs = append(attrs, semconv.ErrorTypeKey.String(valid(errType)))
 	}
 	span.SetAttributes(attrs...)
 	switch ev.Outcome {

@@ -71,6 +71,9 @@ func New(opts ...Option) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: invalid metrics: %w", err)
 	}
 	if c.reg != nil {
+		if isNil(c.reg) {
+			return nil, fmt.Errorf("telemetry: WithRegisterer: nil %T", c.reg)
+		}
 		if err := c.reg.Register(t); err != nil {
 			return nil, fmt.Errorf("telemetry: registering metrics: %w", err)
 		}
@@ -84,11 +87,20 @@ func New(opts ...Option) (*Telemetry, error) {
 // nil.
 func tracingOn(tp trace.TracerProvider) bool {
 	switch tp.(type) {
-	case nil, noop.TracerProvider, *noop.TracerProvider:
+	case noop.TracerProvider, *noop.TracerProvider:
 		return false
 	}
-	v := reflect.ValueOf(tp)
-	return v.Kind() != reflect.Pointer || !v.IsNil()
+	return !isNil(tp)
+}
+
+// isNil reports whether v is nil or a nil pointer in an interface: an
+// option given a variable of a pointer type that was never set.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // NeedsStack implements [runtime.StackUser]: with tracing on, ending a
