@@ -190,12 +190,45 @@ func wantsNDJSON(r *http.Request) bool {
 	case "sse":
 		return false
 	}
-	for _, a := range strings.Split(r.Header.Get("Accept"), ",") {
-		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(a)); err == nil && mt == "application/x-ndjson" {
-			return true
+	return prefers(r.Header.Get("Accept"), "application/x-ndjson", "text/event-stream")
+}
+
+// prefers reports whether an Accept header asks for alt rather than def:
+// alt is listed by name with a q above 0, and def, by name or through a
+// range that covers it, has no higher q. A q of 0 means "not acceptable"
+// (RFC 9110, section 12.4.2).
+func prefers(accept, alt, def string) bool {
+	altQ, defQ, defSpec := 0.0, 0.0, -1
+	defType, _, _ := strings.Cut(def, "/")
+	for a := range strings.SplitSeq(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(a))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if s, ok := params["q"]; ok {
+			if v, err := strconv.ParseFloat(s, 64); err == nil && v >= 0 && v <= 1 {
+				q = v
+			}
+		}
+		spec := -1
+		switch mt {
+		case alt:
+			altQ = max(altQ, q)
+		case def:
+			spec = 2
+		case defType + "/*":
+			spec = 1
+		case "*/*":
+			spec = 0
+		}
+		if spec > defSpec {
+			defQ, defSpec = q, spec
+		} else if spec == defSpec && spec >= 0 {
+			defQ = max(defQ, q)
 		}
 	}
-	return false
+	return altQ > 0 && altQ >= defQ
 }
 
 // subscribeOptionsFrom reads the filters and the resume point of a request.
@@ -242,7 +275,7 @@ func subscribeOptionsFrom(r *http.Request) ([]SubscribeOption, error) {
 func canFlush(w http.ResponseWriter) bool {
 	for {
 		switch t := w.(type) {
-		case http.Flusher:
+		case interface{ FlushError() error }, http.Flusher:
 			return true
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = t.Unwrap()

@@ -6,9 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"mime"
+	"math"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -90,12 +89,7 @@ func wantsJSON(r *http.Request) bool {
 	case "html":
 		return false
 	}
-	for _, a := range strings.Split(r.Header.Get("Accept"), ",") {
-		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(a)); err == nil && mt == "application/json" {
-			return true
-		}
-	}
-	return false
+	return prefers(r.Header.Get("Accept"), "application/json", "text/html")
 }
 
 //go:embed page.html
@@ -133,5 +127,6 @@ func formatInterval(seconds float64) string {
 	if seconds <= 0 {
 		return ""
 	}
-	return "every " + time.Duration(seconds*float64(time.Second)).String()
+	// Rounded: the float is off by a little (4.35 s is 4.3499999999 s).
+	return "every " + time.Duration(math.Round(seconds*float64(time.Second))).String()
 }

@@ -181,3 +181,24 @@ func TestTasksAgesAreNeverNegative(t *testing.T) {
 		}
 	}
 }
+
+// TestTasksPageIntervals: periods are shown as written, although they
+// travel as float seconds (1.001 s is 1.000999999... s as a float).
+func TestTasksPageIntervals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sup := runtime.New("svc")
+		periods := []time.Duration{1001 * time.Millisecond, 61100 * time.Millisecond, 1500 * time.Microsecond, 2 * time.Hour}
+		for _, d := range periods {
+			sup.Every(d.String(), d, func(context.Context) error { return nil })
+		}
+		page := get(diagnostics.TasksHandler(sup), "/debug/tasks", "Accept", "text/html").Body.String()
+		for _, d := range periods {
+			if want := `<td class="interval">every ` + d.String() + `</td>`; !strings.Contains(page, want) {
+				t.Errorf("page lacks %s", want)
+			}
+		}
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -116,17 +116,69 @@ func (w *noFlushWriter) Write(b []byte) (int, error) {
 	return w.body.Write(b)
 }
 
+// flushErrorWriter flushes only through FlushError, which
+// http.ResponseController tries before http.Flusher.
+type flushErrorWriter struct{ noFlushWriter }
+
+func (*flushErrorWriter) FlushError() error { return nil }
+
 // Behind a writer that cannot flush, the handler answers with an error,
 // not 200 and an empty stream (an EventSource would reconnect forever,
-// and nothing would say streaming is unsupported).
-func TestEventsWithoutFlusherIsAnError(t *testing.T) {
+// and nothing would say streaming is unsupported). A writer that
+// http.ResponseController can flush, through either method, streams.
+func TestEventsNeedAFlusher(t *testing.T) {
 	s := diagnostics.NewStream()
+	s.Close() // the stream ends at once
 	h := diagnostics.EventsHandler(s)
-	w := &noFlushWriter{h: http.Header{}}
-	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/events?format=ndjson", nil))
-	if w.status == http.StatusOK {
-		t.Errorf("status %d, body %q, Content-Type %q: an empty 'successful' stream instead of an error",
-			w.status, w.body.String(), w.h.Get("Content-Type"))
+	for _, tc := range []struct {
+		name   string
+		w      http.ResponseWriter
+		stream bool
+	}{
+		{"no flusher", &noFlushWriter{h: http.Header{}}, false},
+		{"FlushError only", &flushErrorWriter{noFlushWriter{h: http.Header{}}}, true},
+	} {
+		h.ServeHTTP(tc.w, httptest.NewRequest(http.MethodGet, "/events?format=ndjson", nil))
+		if ct := tc.w.Header().Get("Content-Type"); (ct == "application/x-ndjson") != tc.stream {
+			t.Errorf("%s: Content-Type %q, want streaming %v", tc.name, ct, tc.stream)
+		}
+	}
+}
+
+// TestContentNegotiation: the handlers serve their alternative format only
+// when the Accept header prefers it: q=0 means "not acceptable" (RFC 9110,
+// section 12.4.2), and a higher q for the default format keeps it.
+func TestContentNegotiation(t *testing.T) {
+	s := diagnostics.NewStream()
+	s.Close()
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	events, tasks := diagnostics.EventsHandler(s), diagnostics.TasksHandler(sup)
+	for _, tc := range []struct {
+		h      http.Handler
+		accept string
+		want   string
+	}{
+		{events, "", "text/event-stream"},
+		{events, "application/x-ndjson", "application/x-ndjson"},
+		{events, "text/event-stream, application/x-ndjson;q=0", "text/event-stream"},
+		{events, "application/x-ndjson; q=0.0, */*", "text/event-stream"},
+		{events, "text/event-stream, application/x-ndjson;q=0.5", "text/event-stream"},
+		{events, "text/event-stream;q=0.5, application/x-ndjson", "application/x-ndjson"},
+		{tasks, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"},
+		{tasks, "application/json", "application/json"},
+		{tasks, "text/html, application/json;q=0", "text/html"},
+		{tasks, "application/json;q=0, */*;q=0.1", "text/html"},
+		{tasks, "text/html, application/json;q=0.9", "text/html"},
+		{tasks, "*/*;q=0.1, application/json", "application/json"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("Accept", tc.accept)
+		tc.h.ServeHTTP(rec, req)
+		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, tc.want) {
+			t.Errorf("Accept %q: Content-Type %q, want %s", tc.accept, ct, tc.want)
+		}
 	}
 }
 

@@ -112,7 +112,30 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// Periods, written by the page's script for tasks it learns of from
+	// the stream, read as the server writes them (float seconds on the
+	// wire: 61.1 - 60 is 1.1000000000000014).
+	want := map[string]string{}
+	for _, d := range []time.Duration{1001 * time.Millisecond, 61100 * time.Millisecond, 250500 * time.Microsecond, 2 * time.Hour} {
+		task := sup.Group("cron").Every(d.String(), d, func(context.Context) error { return nil })
+		want[fmt.Sprint(task.ID())] = "every " + d.String()
+	}
+	must(t, poll(ctx, "the page to show the periods", 20*time.Second, 100*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](intervalsJS))
+		if err != nil {
+			return false, err
+		}
+		for id, w := range want {
+			if got[id] != w {
+				return false, fmt.Errorf("task %s: page shows %q, want %q", id, got[id], w)
+			}
+		}
+		return true, nil
+	}))
 }
+
+const intervalsJS = `Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.querySelector(".interval").textContent]))`
 
 // pageState is what the page shows: task states by id, and group names.
 type pageState struct {
