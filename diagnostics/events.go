@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -56,12 +57,14 @@ type eventsHandler struct {
 //	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
 //	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
 //
-// Each SSE message has id: the event's Seq (omitted on lag notices),
-// event: its kind and data: its [EventJSON]. A client resumes with the
-// Last-Event-ID header (sent by EventSource on reconnect) or ?after=seq,
-// which subscribes with [After]; the header wins. Lost events are reported
-// in-band as [KindStreamLagged] events; one with "resync":true means the
-// client must re-fetch the snapshot.
+// Each SSE message has id: the event's Seq and the stream's identity, as
+// "seq@stream" (omitted on lag notices), event: its kind and data: its
+// [EventJSON]. A client resumes with the Last-Event-ID header (sent by
+// EventSource on reconnect) or ?after=seq, which subscribes with [After];
+// the header wins. Lost events are reported in-band as [KindStreamLagged]
+// events; one with "resync":true means the client must re-fetch the
+// snapshot. A Last-Event-ID from another stream (the process restarted
+// since, and its sequence numbers began again) gets one at once.
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, repeatable), ?level= (debug, info, warn, error).
@@ -86,7 +89,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	opts, err := subscribeOptionsFrom(r)
+	opts, err := subscribeOptionsFrom(r, h.stream.id)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -156,7 +159,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case ndjson:
 			_ = enc.Encode(NewEventJSON(ev)) // ends with '\n'
 		default:
-			writeSSE(&buf, enc, ev)
+			writeSSE(&buf, enc, ev, h.stream.id)
 		}
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return
@@ -169,10 +172,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeSSE frames ev as one SSE message. JSON has no raw newlines, so the
 // data fits on one data: line.
-func writeSSE(buf *bytes.Buffer, enc *json.Encoder, ev runtime.Event) {
+func writeSSE(buf *bytes.Buffer, enc *json.Encoder, ev runtime.Event, stream string) {
 	if ev.Seq != 0 {
 		buf.WriteString("id: ")
 		buf.WriteString(strconv.FormatUint(ev.Seq, 10))
+		buf.WriteByte('@')
+		buf.WriteString(stream)
 		buf.WriteByte('\n')
 	}
 	buf.WriteString("event: ")
@@ -232,7 +237,7 @@ func prefers(accept, alt, def string) bool {
 }
 
 // subscribeOptionsFrom reads the filters and the resume point of a request.
-func subscribeOptionsFrom(r *http.Request) ([]SubscribeOption, error) {
+func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, error) {
 	q := r.URL.Query()
 	var opts []SubscribeOption
 	var kinds []string
@@ -257,13 +262,19 @@ func subscribeOptionsFrom(r *http.Request) ([]SubscribeOption, error) {
 		opts = append(opts, MinLevel(lvl))
 	}
 	after, src := q.Get("after"), "after"
+	var stream string // the stream a Last-Event-ID comes from
+	var tagged bool
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		after, src = id, "Last-Event-ID"
+		after, stream, tagged = strings.Cut(id, "@")
+		src = "Last-Event-ID"
 	}
 	if after != "" {
 		seq, err := strconv.ParseUint(strings.TrimSpace(after), 10, 64)
 		if err != nil {
 			return nil, errors.New("bad " + src + ": want an event sequence number")
+		}
+		if tagged && stream != streamID {
+			seq = math.MaxUint64 // another stream's cursor: resync
 		}
 		opts = append(opts, After(seq))
 	}

@@ -59,6 +59,7 @@ func serve(t *testing.T, h http.Handler, target string, header http.Header) (*pi
 
 type frame struct {
 	comment, id, event, data string
+	stream                   string // the id's stream part: id is "seq@stream"
 	hasID                    bool
 }
 
@@ -80,7 +81,12 @@ func readFrame(t *testing.T, r *bufio.Reader) frame {
 		case "":
 			f.comment = value
 		case "id":
-			f.id, f.hasID = value, true
+			var tagged bool
+			f.id, f.stream, tagged = strings.Cut(value, "@")
+			f.hasID = true
+			if !tagged || f.stream == "" {
+				t.Errorf("SSE id %q does not say which stream it is from", value)
+			}
 		case "event":
 			f.event = value
 		case "data":
@@ -188,6 +194,53 @@ func TestEventsResume(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestEventsResumeFromAnotherStream: an EventSource reconnecting to a
+// restarted process sends the old process's Last-Event-ID. Its sequence
+// numbers mean nothing to the new stream, which numbers from 1 again: the
+// client is told to resync and gets everything held, not the events after
+// its old cursor (with them it would keep the old process's tasks and miss
+// the new one's first events). Its own stream's cursor resumes as usual.
+func TestEventsResumeFromAnotherStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old := diagnostics.NewStream()
+		_, body := serve(t, diagnostics.EventsHandler(old), "/events", nil)
+		readFrame(t, body)
+		publish(old, seqEvents(1, 2, 3)...)
+		var last frame
+		for range 3 {
+			last = readFrame(t, body)
+		}
+
+		restarted := diagnostics.NewStream()
+		publish(restarted, seqEvents(1, 2, 3, 4, 5)...)
+		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events", lastEventID(last.id+"@"+last.stream))
+		readFrame(t, body)
+		if f := readFrame(t, body); f.event != diagnostics.KindStreamLagged || !decode(t, f.data).Resync {
+			t.Errorf("first frame after resuming with another stream's id: %+v, want a resync notice", f)
+		}
+		var got []string
+		for range 5 {
+			last = readFrame(t, body)
+			got = append(got, last.id)
+		}
+		if !slices.Equal(got, []string{"1", "2", "3", "4", "5"}) {
+			t.Errorf("after the resync notice %v, want everything held", got)
+		}
+
+		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events", lastEventID("3@"+last.stream))
+		readFrame(t, body)
+		if got := ids(t, body, 2); !slices.Equal(got, []string{"4", "5"}) {
+			t.Errorf("resuming with the stream's own id 3: %v, want [4 5]", got)
+		}
+	})
+}
+
+func lastEventID(id string) http.Header {
+	h := http.Header{}
+	h.Set("Last-Event-ID", id)
+	return h
 }
 
 // TestEventsLagNotice: a client that falls behind gets a lag event with no

@@ -3,7 +3,9 @@ package diagnostics
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -39,6 +41,10 @@ const (
 type Stream struct {
 	maxStack, maxMessage int
 	buffer               int
+	// id tells this stream's SSE event ids from another's: a client that
+	// reconnects to a restarted process must not resume from its old
+	// cursor, which means nothing here.
+	id string
 
 	// mu guards the replay ring and the subscriber list. Publishing holds
 	// it while copying the event into each matching subscriber's buffer (an
@@ -101,6 +107,7 @@ func NewStream(opts ...StreamOption) *Stream {
 		maxMessage: DefaultMaxMessage,
 		buffer:     DefaultBufferSize,
 		replay:     newRing(DefaultReplaySize),
+		id:         strconv.FormatUint(rand.Uint64(), 36),
 	}
 	for _, o := range opts {
 		o.applyStream(s)

@@ -98,7 +98,7 @@ func (r *sseReader) next() (sseMessage, error) {
 }
 
 // event decodes an SSE message and checks its framing: event: is the
-// kind, id: the seq (absent on lag notices).
+// kind, id: the seq and the stream (absent on lag notices).
 func (m sseMessage) decode() (streamEvent, error) {
 	var ev streamEvent
 	if err := json.Unmarshal([]byte(m.data), &ev); err != nil {
@@ -107,11 +107,8 @@ func (m sseMessage) decode() (streamEvent, error) {
 	if m.event != ev.Kind {
 		return ev, fmt.Errorf("SSE event: %q but data kind %q", m.event, ev.Kind)
 	}
-	wantID := ""
-	if ev.Seq != 0 {
-		wantID = strconv.FormatUint(ev.Seq, 10)
-	}
-	if m.id != wantID {
+	seq, stream, _ := strings.Cut(m.id, "@") // "seq@stream"
+	if ev.Seq == 0 && m.id != "" || ev.Seq != 0 && (seq != strconv.FormatUint(ev.Seq, 10) || stream == "") {
 		return ev, fmt.Errorf("SSE id: %q for seq %d", m.id, ev.Seq)
 	}
 	return ev, nil
@@ -274,8 +271,8 @@ func (s *stack) checkStream(t *testing.T) {
 	}
 
 	// sse reads an SSE connection until it has seen seq >= until; it
-	// returns the seqs seen and the last id.
-	sse := func(ctx context.Context, until uint64, header ...string) (map[uint64]bool, uint64) {
+	// returns the seqs seen, the highest, and its SSE id.
+	sse := func(ctx context.Context, until uint64, header ...string) (map[uint64]bool, uint64, string) {
 		t.Helper()
 		sctx, scancel := context.WithCancel(ctx)
 		defer scancel()
@@ -287,6 +284,7 @@ func (s *stack) checkStream(t *testing.T) {
 		r := newSSEReader(resp.Body)
 		seqs := map[uint64]bool{}
 		var last uint64
+		var lastID string
 		for last < until {
 			m, err := r.next()
 			if err != nil {
@@ -300,19 +298,21 @@ func (s *stack) checkStream(t *testing.T) {
 				t.Fatalf("SSE client with %v lagged: %+v", header, ev)
 			}
 			seqs[ev.Seq] = true
-			last = max(last, ev.Seq)
+			if ev.Seq > last {
+				last, lastID = ev.Seq, m.id
+			}
 		}
-		return seqs, last
+		return seqs, last, lastID
 	}
 
 	drainC(1)
 	// First SSE connection: read a batch, then disconnect at X.
-	_, x := sse(ctx, cMax+batch)
+	_, x, xID := sse(ctx, cMax+batch)
 	// While it is away, the demo goes on.
 	drainC(x + batch)
 	y := cMax
 	// Reconnect from X, as EventSource does, and read past Y.
-	got, _ := sse(ctx, y+batch, "Last-Event-ID", strconv.FormatUint(x, 10))
+	got, _, _ := sse(ctx, y+batch, "Last-Event-ID", xID)
 	drainC(y + batch)
 
 	var missed []uint64
