@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
@@ -269,9 +270,22 @@ func TestQueries(t *testing.T) {
 		if strings.Contains(q.Expr, "$") {
 			t.Errorf("%s/%s: unsubstituted variable in %s", q.Panel, q.RefID, q.Expr)
 		}
-		if _, err := parser.NewParser(parser.Options{}).ParseExpr(q.Expr); err != nil {
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(q.Expr)
+		if err != nil {
 			t.Errorf("%s/%s: %v", q.Panel, q.RefID, err)
+			continue
 		}
+		// increase over $__rate_interval, plotted at every step (a scrape
+		// interval, a quarter of the window or less), counts each event in
+		// every step whose window covers it: a count per step must be a rate.
+		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			if c, ok := n.(*parser.Call); ok && c.Func.Name == "increase" {
+				if ms, ok := c.Args[0].(*parser.MatrixSelector); ok && ms.Range == 30*time.Second {
+					t.Errorf("%s/%s: increase over $__rate_interval counts each event in several steps: %s", q.Panel, q.RefID, q.Expr)
+				}
+			}
+			return nil
+		})
 		if q.Dashboard != OverviewUID || q.Panel == "" || q.RefID == "" || q.Raw == "" {
 			t.Errorf("incomplete query %+v", q)
 		}

@@ -167,9 +167,9 @@ func Overview() (dashboard.Dashboard, error) {
 			"s", 6,
 			quantiles(cancelLatency, selTask, "group", "{{group}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
-			"Group shutdowns per rate interval: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
-			"short", 6,
-			query(fmt.Sprintf(`sum by (group, result) (increase(%s_count{%s}[$__rate_interval]))`, shutdown, selGroup), "{{group}} {{result}}")).
+			"Group shutdowns per minute: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
+			"opm", 6,
+			query(fmt.Sprintf(`60 * sum by (group, result) (%s)`, rate(shutdown+"_count", selGroup)), "{{group}} {{result}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
 		WithPanel(b.timeseriesPanel("Shutdown duration p50 / p99",
 			"Time from a group's shutdown request until all its tasks returned or were abandoned. Exemplars link to the shutdown's trace, which lists aborted tasks.",
