@@ -54,15 +54,18 @@ func TestChannelsAgree(t *testing.T) {
 
 func conform(t *testing.T, seed uint64) {
 	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer func() { _ = sdk.Shutdown(context.Background()) }()
+	// The SDK ignores a second End, so its recorder cannot see one: count
+	// the calls on the way in.
+	tp := &endCounter{TracerProvider: sdk, ends: map[trace.SpanID]int{}}
 	reg := prometheus.NewPedanticRegistry()
 	stream := diagnostics.NewStream(diagnostics.WithBufferSize(1 << 20))
 	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithRegisterer(reg), telemetry.WithStreamStats(stream))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &recordingHandler{}
+	logs := newRecordingHandler()
 	logObs := diagnostics.NewLogObserver(slog.New(logs))
 
 	subCtx, stopSub := context.WithCancel(context.Background())
@@ -79,14 +82,13 @@ func conform(t *testing.T, seed uint64) {
 
 	sup := runtime.New("app", runtime.WithObserver(tel), runtime.WithObserver(logObs), runtime.WithObserver(stream))
 	tracer := tp.Tracer("conformance")
-	childOf := map[trace.SpanID]trace.SpanID{} // span made in fn → the task span it should nest under
+	childOf := map[trace.SpanID]uint64{} // span made in fn → the ID of the task whose fn made it
 	var childMu sync.Mutex
 	release := make(chan struct{})
-	runWorkload(t, sup, rand.New(rand.NewPCG(seed, 7)), release, func(ctx context.Context) {
-		parent := trace.SpanFromContext(ctx).SpanContext().SpanID()
+	runWorkload(t, sup, rand.New(rand.NewPCG(seed, 7)), release, func(ctx context.Context, id uint64) {
 		_, span := tracer.Start(ctx, "inner")
 		childMu.Lock()
-		childOf[span.SpanContext().SpanID()] = parent
+		childOf[span.SpanContext().SpanID()] = id
 		childMu.Unlock()
 		span.End()
 	})
@@ -97,12 +99,24 @@ func conform(t *testing.T, seed uint64) {
 
 	// Tasks: spans, metrics, stream and logs agree per group and outcome.
 	spanFinished, spanStarted, runSpans := countSpans(t, spans, childOf)
-	metricFinished, metricStarted, metricRuns := countMetrics(t, reg)
-	streamFinished, streamStarted, streamRuns := countEvents(streamed)
-	logFinished, logStarted, logRuns := countLogs(t, logs)
-	agree(t, "finished", spanFinished, metricFinished, streamFinished, logFinished)
-	agree(t, "spawned", spanStarted, metricStarted, streamStarted, logStarted)
-	agree(t, "periodic runs", runSpans, metricRuns, streamRuns, logRuns)
+	tp.check(t)
+	metricFinished, metricStarted, metricRuns := countMetrics(t, reg, false)
+	streamFinished, streamStarted, streamRuns := countEvents(streamed, false)
+	logFinished, logStarted, logRuns := countLogs(t, logs, false)
+	agree(t, "finished", channel{"spans", spanFinished}, channel{"metrics", metricFinished}, channel{"stream", streamFinished}, channel{"logs", logFinished})
+	agree(t, "spawned", channel{"spans", spanStarted}, channel{"metrics", metricStarted}, channel{"stream", streamStarted}, channel{"logs", logStarted})
+	agree(t, "periodic runs", channel{"spans", runSpans}, channel{"metrics", metricRuns}, channel{"stream", streamRuns}, channel{"logs", logRuns})
+	// Periodic tasks have no task span, but the other three channels do
+	// report their spawn and their end: they agree among themselves.
+	pMetricFinished, pMetricStarted, _ := countMetrics(t, reg, true)
+	pStreamFinished, pStreamStarted, _ := countEvents(streamed, true)
+	pLogFinished, pLogStarted, _ := countLogs(t, logs, true)
+	agree(t, "periodic tasks finished", channel{"metrics", pMetricFinished}, channel{"stream", pStreamFinished}, channel{"logs", pLogFinished})
+	agree(t, "periodic tasks spawned", channel{"metrics", pMetricStarted}, channel{"stream", pStreamStarted}, channel{"logs", pLogStarted})
+	// Every event the stream delivered is a log record and the other way
+	// round (the handler enables every level): cancel requests, aborts,
+	// late exits, rejections and group events included.
+	sameEvents(t, streamed, logs)
 	allOutcomes(t, "tasks", spanFinished)
 	allOutcomes(t, "periodic runs", runSpans)
 	if sub.Dropped() != 0 {
@@ -112,11 +126,15 @@ func conform(t *testing.T, seed uint64) {
 	for _, n := range spanFinished {
 		total += n
 	}
-	t.Logf("seed %d: %d tasks (%v), %d runs", seed, total, spanFinished, len(runSpans))
+	runs := 0
+	for _, n := range runSpans {
+		runs += n
+	}
+	t.Logf("seed %d: %d tasks (%v), %d runs", seed, total, spanFinished, runs)
 }
 
 // runWorkload spawns a random mix of every outcome in nested groups.
-func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release chan struct{}, inner func(context.Context)) {
+func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release chan struct{}, inner func(context.Context, uint64)) {
 	groups := []*runtime.Group{sup.Group("ingest"), sup.Group("pipeline")}
 	groups = append(groups, groups[0].Group("kafka"), groups[1].Group("stage").Group("deep"), sup.Group("failfast", runtime.CancelOnError()))
 	var tasks []*runtime.Task
@@ -124,7 +142,10 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 		g := groups[rng.IntN(len(groups))]
 		switch rng.IntN(10) {
 		case 0, 1:
-			tasks = append(tasks, g.Go("ok", func(ctx context.Context) error { inner(ctx); return nil }))
+			id := make(chan uint64, 1) // its own ID, known once Go returns
+			task := g.Go("ok", func(ctx context.Context) error { inner(ctx, <-id); return nil })
+			id <- task.ID()
+			tasks = append(tasks, task)
 		case 2:
 			tasks = append(tasks, g.Go("fail", func(context.Context) error { return errors.New("boom") }))
 		case 3:
@@ -211,17 +232,24 @@ func allOutcomes(t *testing.T, what string, c counts) {
 	}
 }
 
-func agree(t *testing.T, what string, spans, metrics, stream, logs counts) {
+// channel is one channel's counts, named for the failure messages.
+type channel struct {
+	name string
+	c    counts
+}
+
+// agree compares every channel with the first one.
+func agree(t *testing.T, what string, channels ...channel) {
 	t.Helper()
-	channels := map[string]counts{"metrics": metrics, "stream": stream, "logs": logs}
-	for name, c := range channels {
-		for k := range merge(spans, c) {
-			if spans[k] != c[k] {
-				t.Errorf("%s %s/%s: spans %d, %s %d", what, k.group, k.outcome, spans[k], name, c[k])
+	first := channels[0]
+	for _, ch := range channels[1:] {
+		for k := range merge(first.c, ch.c) {
+			if first.c[k] != ch.c[k] {
+				t.Errorf("%s %s/%s: %s %d, %s %d", what, k.group, k.outcome, first.name, first.c[k], ch.name, ch.c[k])
 			}
 		}
 	}
-	if len(spans) == 0 {
+	if len(first.c) == 0 {
 		t.Errorf("%s: no data", what)
 	}
 }
@@ -237,13 +265,13 @@ func merge(a, b counts) counts {
 	return out
 }
 
-func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.SpanID]trace.SpanID) (finished, started, runs counts) {
+func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.SpanID]uint64) (finished, started, runs counts) {
 	finished, started, runs = counts{}, counts{}, counts{}
 	if s, e := len(rec.Started()), len(rec.Ended()); s != e {
 		t.Errorf("%d spans started, %d ended: every span must end exactly once", s, e)
 	}
 	seen := map[trace.SpanID]bool{}
-	taskSpans := map[trace.SpanID]bool{}
+	taskSpans := map[trace.SpanID]string{} // task span → its taskscope.task.id
 	for _, s := range rec.Ended() {
 		id := s.SpanContext().SpanID()
 		if seen[id] {
@@ -257,7 +285,7 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 		k := key{attrs["taskscope.group"], attrs["taskscope.task.outcome"]}
 		switch {
 		case strings.HasPrefix(s.Name(), "task "):
-			taskSpans[id] = true
+			taskSpans[id] = attrs["taskscope.task.id"]
 			started[key{k.group, ""}]++
 			finished[k]++
 			checkStatus(t, s, k.outcome)
@@ -269,15 +297,20 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 			checkStatus(t, s, k.outcome)
 		}
 	}
-	for child, parent := range childOf {
-		if !taskSpans[parent] {
-			t.Errorf("span made in fn (%s) has parent %s, not a task span", child, parent)
+	inner := 0
+	for _, s := range rec.Ended() {
+		if s.Name() != "inner" {
+			continue
+		}
+		inner++
+		want, ok := childOf[s.SpanContext().SpanID()]
+		got, isTask := taskSpans[s.Parent().SpanID()]
+		if !ok || !isTask || got != fmt.Sprint(want) {
+			t.Errorf("span made in fn of task %d has parent %s (a task span: %v, of task %q), not its task's span", want, s.Parent().SpanID(), isTask, got)
 		}
 	}
-	for _, s := range rec.Ended() {
-		if s.Name() == "inner" && !taskSpans[s.Parent().SpanID()] {
-			t.Errorf("inner span's parent %s is not the task's span", s.Parent().SpanID())
-		}
+	if inner != len(childOf) || inner == 0 {
+		t.Errorf("%d spans made in fn ended, %d made", inner, len(childOf))
 	}
 	return finished, started, runs
 }
@@ -303,7 +336,7 @@ func hasStackEvent(s sdktrace.ReadOnlySpan) bool {
 	return false
 }
 
-func countMetrics(t *testing.T, reg *prometheus.Registry) (finished, started, runs counts) {
+func countMetrics(t *testing.T, reg *prometheus.Registry, periodicTasks bool) (finished, started, runs counts) {
 	finished, started, runs = counts{}, counts{}, counts{}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -313,7 +346,7 @@ func countMetrics(t *testing.T, reg *prometheus.Registry) (finished, started, ru
 		for _, m := range mf.GetMetric() {
 			l := labels(m)
 			n := int(m.GetCounter().GetValue())
-			periodicTask := strings.HasPrefix(l["task"], periodic)
+			periodicTask := strings.HasPrefix(l["task"], periodic) != periodicTasks
 			switch mf.GetName() {
 			case "taskscope_tasks_finished_total":
 				if !periodicTask {
@@ -343,10 +376,10 @@ func labels(m *dto.Metric) map[string]string {
 	return out
 }
 
-func countEvents(events []runtime.Event) (finished, started, runs counts) {
+func countEvents(events []runtime.Event, periodicTasks bool) (finished, started, runs counts) {
 	finished, started, runs = counts{}, counts{}, counts{}
 	for _, ev := range events {
-		periodicTask := strings.HasPrefix(ev.Task, periodic)
+		periodicTask := strings.HasPrefix(ev.Task, periodic) != periodicTasks
 		switch {
 		case ev.Kind == runtime.KindTaskFinished && !periodicTask:
 			finished[key{ev.Group, ev.Outcome.String()}]++
@@ -359,10 +392,10 @@ func countEvents(events []runtime.Event) (finished, started, runs counts) {
 	return finished, started, runs
 }
 
-func countLogs(t *testing.T, h *recordingHandler) (finished, started, runs counts) {
+func countLogs(t *testing.T, h *recordingHandler, periodicTasks bool) (finished, started, runs counts) {
 	finished, started, runs = counts{}, counts{}, counts{}
 	for _, r := range h.all() {
-		periodicTask := strings.HasPrefix(r.attrs["taskscope.task.name"], periodic)
+		periodicTask := strings.HasPrefix(r.attrs["taskscope.task.name"], periodic) != periodicTasks
 		k := key{r.attrs["taskscope.group"], r.attrs["taskscope.task.outcome"]}
 		switch r.attrs["event"] {
 		case runtime.KindTaskFinished:
@@ -375,6 +408,17 @@ func countLogs(t *testing.T, h *recordingHandler) (finished, started, runs count
 		case runtime.KindTaskSpawned:
 			if !periodicTask {
 				started[key{k.group, ""}]++
+			}
+			if r.level != slog.LevelDebug {
+				t.Errorf("spawned log at %v, want DEBUG", r.level)
+			}
+		case runtime.KindTaskCancelRequested:
+			if r.level != slog.LevelInfo {
+				t.Errorf("cancel_requested log at %v, want INFO", r.level)
+			}
+		case runtime.KindTaskAborted:
+			if r.level != slog.LevelWarn {
+				t.Errorf("aborted log at %v, want WARN", r.level)
 			}
 		case runtime.KindTaskRunFinished:
 			runs[k]++
@@ -399,8 +443,16 @@ func levelFor(outcome string) slog.Level {
 	return slog.LevelDebug
 }
 
-// recordingHandler keeps every record, flattened to string attributes.
+// recordingHandler keeps every record, flattened to string attributes
+// under the keys a real handler would write: WithGroup prefixes them and
+// WithAttrs adds attributes, as slog.JSONHandler and TextHandler do.
 type recordingHandler struct {
+	store  *recordStore
+	prefix string
+	attrs  []slog.Attr // from WithAttrs, keys already prefixed
+}
+
+type recordStore struct {
 	mu      sync.Mutex
 	records []record
 }
@@ -410,23 +462,134 @@ type record struct {
 	attrs map[string]string
 }
 
+func newRecordingHandler() *recordingHandler { return &recordingHandler{store: &recordStore{}} }
+
 func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *recordingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recordingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = append([]slog.Attr(nil), h.attrs...)
+	for _, a := range as {
+		h2.attrs = append(h2.attrs, slog.Attr{Key: h.prefix + a.Key, Value: a.Value})
+	}
+	return &h2
+}
+func (h *recordingHandler) WithGroup(name string) slog.Handler {
+	h2 := *h
+	h2.prefix = h.prefix + name + "."
+	return &h2
+}
 func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
 	rec := record{level: r.Level, attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		flatten(rec.attrs, "", a)
+	}
 	r.Attrs(func(a slog.Attr) bool {
-		rec.attrs[a.Key] = a.Value.String()
+		flatten(rec.attrs, h.prefix, a)
 		return true
 	})
-	h.mu.Lock()
-	h.records = append(h.records, rec)
-	h.mu.Unlock()
+	h.store.mu.Lock()
+	h.store.records = append(h.store.records, rec)
+	h.store.mu.Unlock()
 	return nil
 }
 
+// flatten writes a under prefix, groups as dotted keys.
+func flatten(into map[string]string, prefix string, a slog.Attr) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "."
+		}
+		for _, g := range v.Group() {
+			flatten(into, p, g)
+		}
+		return
+	}
+	into[prefix+a.Key] = v.String()
+}
+
 func (h *recordingHandler) all() []record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]record(nil), h.records...)
+	h.store.mu.Lock()
+	defer h.store.mu.Unlock()
+	return append([]record(nil), h.store.records...)
+}
+
+// sameEvents fails unless the stream's events and the log records are the
+// same multiset of (kind, group, task, outcome).
+func sameEvents(t *testing.T, events []runtime.Event, h *recordingHandler) {
+	t.Helper()
+	type ek struct{ kind, group, task, outcome string }
+	diff := map[ek]int{}
+	for _, ev := range events {
+		o := ""
+		if ev.Outcome != 0 {
+			o = ev.Outcome.String()
+		}
+		diff[ek{ev.Kind, ev.Group, ev.Task, o}]++
+	}
+	for _, r := range h.all() {
+		diff[ek{r.attrs["event"], r.attrs["taskscope.group"], r.attrs["taskscope.task.name"], r.attrs["taskscope.task.outcome"]}]--
+	}
+	for k, n := range diff {
+		if n != 0 {
+			t.Errorf("%s %s/%s %s: %+d more stream events than log records", k.kind, k.group, k.task, k.outcome, n)
+		}
+	}
+	if len(events) == 0 {
+		t.Error("no stream events")
+	}
+}
+
+// endCounter is a TracerProvider that counts End calls per span.
+type endCounter struct {
+	trace.TracerProvider
+	mu      sync.Mutex
+	started int
+	ends    map[trace.SpanID]int
+}
+
+func (p *endCounter) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return &countingTracer{Tracer: p.TracerProvider.Tracer(name, opts...), p: p}
+}
+
+// check fails unless every span started through p was ended exactly once.
+func (p *endCounter) check(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ends) != p.started {
+		t.Errorf("%d spans started, %d ended", p.started, len(p.ends))
+	}
+	for id, n := range p.ends {
+		if n != 1 {
+			t.Errorf("span %s ended %d times", id, n)
+		}
+	}
+}
+
+type countingTracer struct {
+	trace.Tracer
+	p *endCounter
+}
+
+func (tr *countingTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx, s := tr.Tracer.Start(ctx, name, opts...)
+	tr.p.mu.Lock()
+	tr.p.started++
+	tr.p.mu.Unlock()
+	cs := &countingSpan{Span: s, p: tr.p}
+	return trace.ContextWithSpan(ctx, cs), cs
+}
+
+type countingSpan struct {
+	trace.Span
+	p *endCounter
+}
+
+func (s *countingSpan) End(opts ...trace.SpanEndOption) {
+	s.p.mu.Lock()
+	s.p.ends[s.SpanContext().SpanID()]++
+	s.p.mu.Unlock()
+	s.Span.End(opts...)
 }

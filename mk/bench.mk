@@ -61,6 +61,12 @@ bench:
 
 bench-check:
 	@cd bench && test -s $(BENCH_OUT) || { echo "bench-check: no bench/$(BENCH_OUT); run make bench first"; exit 1; }
+	@# The results must measure the code in this tree: the header names the
+	@# commit they were recorded at (+dirty: uncommitted product changes).
+	@cd bench && rev=$$(sed -n '1s/^# [^ ]* taskscope \([^ ,]*\),.*/\1/p' $(BENCH_OUT)); \
+	  case "$$rev" in ""|*+dirty|unknown) echo "bench-check: bench/$(BENCH_OUT) was not recorded at a clean commit ($$rev); run make bench"; exit 1;; esac; \
+	  git diff --quiet "$$rev" -- ../runtime ../telemetry ../diagnostics ':(glob)*_test.go' go.mod go.sum 2>/dev/null || \
+	  { echo "bench-check: bench/$(BENCH_OUT) measures $$rev; the measured code (runtime/, telemetry/, diagnostics/, bench/*_test.go, bench/go.mod) changed since; run make bench"; exit 1; }
 	cd bench && $(GO) run ./cmd/benchcheck -batch 100 -peer taskscope \
 	  -fast errgroup -max-vs-errgroup 2.0 -slow suture -min-vs-suture 4 \
 	  -max-allocs 3 \

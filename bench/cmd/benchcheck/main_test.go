@@ -112,3 +112,26 @@ func wantSplit(t *testing.T, report, name string) {
 		t.Fatalf("unexpected verdicts:\n%s", report)
 	}
 }
+
+// TestMissingDataFails: a peer whose rows have no ns/op (a dropped column,
+// a unit benchfmt does not normalise) or that lacks a CPU count its
+// companions ran at must fail, not pass with a median of 0.
+func TestMissingDataFails(t *testing.T) {
+	noNs := strings.ReplaceAll(observerSample, "500.0 ns/op", "")
+	noNs = strings.ReplaceAll(noNs, "900.0 ns/op", "")
+	all := allObservers{batch: "100", peer: "taskscope+all", fast: "errgroup", maxVsFast: 100}
+	verdicts(t, all, readSample(t, noNs), false)
+
+	var kept []string
+	for _, l := range strings.Split(observerSample, "\n") {
+		if !strings.Contains(l, "peer=taskscope+all-2") {
+			kept = append(kept, l)
+		}
+	}
+	verdicts(t, all, readSample(t, strings.Join(kept, "\n")), false)
+	verdicts(t, all, readSample(t, observerSample), true) // complete data, loose budget
+
+	c := budget{batch: "100", peer: "taskscope", fast: "errgroup", slow: "suture", maxVsFast: 100, minVsSlow: 0.1, maxAllocs: 3}
+	verdicts(t, c, readSample(t, sample), true)
+	verdicts(t, c, readSample(t, strings.ReplaceAll(strings.ReplaceAll(sample, "300.0 ns/op", ""), "340.0 ns/op", "")), false)
+}
