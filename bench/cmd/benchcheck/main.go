@@ -18,6 +18,11 @@
 //
 // An empty -all-peer or -sdk-peer skips that check. Missing data (no rows for
 // a peer a check needs) is a failure too.
+//
+// With -table it prints the README's Cost table from the results instead;
+// with -readme FILE it checks instead that FILE's Cost table is exactly
+// that one (make test does, so that the README cannot drift from the
+// recorded results).
 package main
 
 import (
@@ -49,6 +54,8 @@ func main() {
 	flag.StringVar(&sdk.peer, "sdk-peer", "taskscope+sdk", "peer tracing every span with the SDK (empty: skip the sdk-overhead check)")
 	flag.StringVar(&sdk.span, "span-peer", "span.sdk", "fast peer plus the same SDK span by hand")
 	flag.Float64Var(&sdk.maxVsSpan, "max-sdk-vs-span", 1.3, "(sdk-peer − peer) must be under this multiple of (span-peer − fast peer)")
+	table := flag.Bool("table", false, "print the README's Cost table from the results, check nothing")
+	readme := flag.String("readme", "", "check only that this file's Cost table is the results' (-table)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchcheck [flags] results.txt...\n")
 		flag.PrintDefaults()
@@ -71,6 +78,27 @@ func main() {
 			fmt.Fprintln(os.Stderr, "benchcheck:", err)
 			os.Exit(2)
 		}
+	}
+	switch {
+	case *table:
+		t, err := s.costTable(c.batch, c.fast, costPeers)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchcheck:", err)
+			os.Exit(1)
+		}
+		fmt.Print(t)
+		return
+	case *readme != "":
+		f, err := os.Open(*readme)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchcheck:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		if !s.checkTable(f, c.batch, c.fast, costPeers, os.Stdout) {
+			os.Exit(1)
+		}
+		return
 	}
 	all.batch, all.fast = c.batch, c.fast
 	sdk.batch, sdk.base, sdk.fast = c.batch, c.peer, c.fast

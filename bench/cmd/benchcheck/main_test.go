@@ -135,3 +135,39 @@ func TestMissingDataFails(t *testing.T) {
 	verdicts(t, c, readSample(t, sample), true)
 	verdicts(t, c, readSample(t, strings.ReplaceAll(strings.ReplaceAll(sample, "300.0 ns/op", ""), "340.0 ns/op", "")), false)
 }
+
+// TestCostTable: the table is the medians (taskscope at 1 CPU: 320 ns,
+// 1.52× errgroup's 210), and a README whose table differs in one number,
+// or lacks it, fails the check.
+func TestCostTable(t *testing.T) {
+	s := readSample(t, sample)
+	peers := []string{"errgroup", "taskscope"}
+	got, err := s.costTable("100", "errgroup", peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "| peer (batch=100) | ns/op 1 CPU | ns/op 2 CPU | × errgroup (1 / 2 CPU) | B/op | allocs/op |\n" +
+		"|---|---:|---:|---:|---:|---:|\n" +
+		"| errgroup | 210 | 255 | 1.00 / 1.00 | 24 | 1 |\n" +
+		"| taskscope | 320 | 920 | 1.52 / 3.61 | 100 | 2 |\n"
+	if got != want {
+		t.Fatalf("table:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := s.costTable("100", "errgroup", []string{"conc.WaitGroup"}); err == nil {
+		t.Error("a peer without results made a row")
+	}
+	for _, tc := range []struct {
+		doc  string
+		pass bool
+	}{
+		{"# Cost\n\n" + want + "\nText.\n", true},
+		{"# Cost\n\n" + strings.Replace(want, "| 920 |", "| 921 |", 1) + "\nText.\n", false},
+		{"# Cost\n\n" + strings.Replace(want, "| errgroup | 210 | 255 | 1.00 / 1.00 | 24 | 1 |\n", "", 1), false},
+		{"# Cost\n\nno table\n", false},
+	} {
+		var out strings.Builder
+		if got := s.checkTable(strings.NewReader(tc.doc), "100", "errgroup", peers, &out); got != tc.pass {
+			t.Errorf("checkTable = %v, want %v, for:\n%s\n%s", got, tc.pass, tc.doc, out.String())
+		}
+	}
+}
