@@ -38,17 +38,27 @@ func (t *Task) loop() error {
 		// t.mu is held from run_started until the run is recorded, so that
 		// an abort either comes first (and no run starts) or finds the run
 		// and reports it, in order.
+		//
+		// The run is counted and its run_started Seq issued under the
+		// group's lock too (taken first, as Snapshot and abort do), so that
+		// a Snapshot, which holds it while it reads Runs, counts exactly
+		// the runs whose run_started Seq is not above its own.
+		g := t.owner()
+		g.mu.Lock()
 		t.mu.Lock()
 		if t.state == stateAborted {
 			t.mu.Unlock()
+			g.mu.Unlock()
 			return context.Cause(ctx)
 		}
 		run := e.runs.Add(1)
+		seq := tr.nextSeq()
+		g.mu.Unlock()
 		runCtx := ctx
 		if tr.observed() {
 			ev := newEvent()
 			t.fillEvent(ev, KindTaskRunStarted)
-			ev.Run, ev.Seq, ev.Time = run, tr.nextSeq(), time.Now()
+			ev.Run, ev.Seq, ev.Time = run, seq, time.Now()
 			runCtx = tr.taskStarting(ctx, ev)
 			freeEvent(ev)
 		}

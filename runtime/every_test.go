@@ -5,6 +5,7 @@ import (
 	"errors"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -246,4 +247,91 @@ func (o *holdRun) Observe(ctx context.Context, ev runtime.Event) {
 	}
 	o.hold(ev)
 	o.Recorder.Observe(ctx, ev)
+}
+
+// runsGate holds A's cancel_requested and E's spawned events, and records
+// the Seq of E's first run_started.
+type runsGate struct {
+	aHeld, releaseA     chan struct{}
+	eSpawning, releaseE chan struct{}
+	runStarted          chan uint64
+}
+
+func (o *runsGate) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	switch {
+	case ev.Kind == runtime.KindTaskSpawned && ev.Task == "e":
+		close(o.eSpawning)
+		<-o.releaseE
+	case ev.Kind == runtime.KindTaskRunStarted && ev.Run == 1:
+		o.runStarted <- ev.Seq
+	}
+	return ctx
+}
+
+func (o *runsGate) Observe(_ context.Context, ev runtime.Event) {
+	if ev.Kind == runtime.KindTaskCancelRequested && ev.Task == "a" {
+		close(o.aHeld)
+		<-o.releaseA
+	}
+}
+
+// waitForStack yields until some goroutine's stack contains fn.
+func waitForStack(fn string) {
+	buf := make([]byte, 1<<20)
+	for {
+		if strings.Contains(string(buf[:goruntime.Stack(buf, true)]), fn) {
+			return
+		}
+		goruntime.Gosched()
+	}
+}
+
+// TestSnapshotRunsMatchSeq: GroupSnapshot.Seq "reflects every task
+// event with a lower or equal Seq and none with a higher one". TaskInfo.Runs
+// counts run_started events, so a snapshot must not count a run whose
+// run_started event has a Seq above the snapshot's.
+func TestSnapshotRunsMatchSeq(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		o := &runsGate{
+			aHeld: make(chan struct{}), releaseA: make(chan struct{}),
+			eSpawning: make(chan struct{}), releaseE: make(chan struct{}),
+			runStarted: make(chan uint64, 1),
+		}
+		sup := runtime.New("", runtime.WithObserver(o))
+		a := sup.Go("a", blockUntilCanceled)
+		go a.Cancel(nil) // held in the observer, with a's lock
+		<-o.aHeld
+		var e atomic.Pointer[runtime.Task]
+		go func() { e.Store(sup.Every("e", time.Hour, func(context.Context) error { return nil })) }()
+		<-o.eSpawning // e is linked; its goroutine has not started
+		snaps := make(chan runtime.GroupSnapshot, 1)
+		go func() { snaps <- sup.Snapshot() }()
+		waitForStack("stateAtLocked") // the snapshot has its Seq and waits for a's lock
+		close(o.releaseE)
+		// Let run 1 start if it can (it cannot if starting a run waits for
+		// the snapshot): yield until it does, for a bounded number of turns.
+		var runSeq uint64
+	wait:
+		for range 100_000 {
+			select {
+			case runSeq = <-o.runStarted:
+				break wait
+			default:
+				goruntime.Gosched()
+			}
+		}
+		close(o.releaseA)
+		snap := <-snaps
+		if runSeq == 0 {
+			runSeq = <-o.runStarted
+		}
+		for _, ti := range snap.Tasks {
+			if ti.Name == "e" && ti.Runs > 0 && runSeq > snap.Seq {
+				t.Errorf("snapshot Seq %d shows e with Runs=%d, but run_started of run 1 has Seq %d > %d", snap.Seq, ti.Runs, runSeq, snap.Seq)
+			}
+		}
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -84,24 +84,38 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	if len(aborted) > 0 {
 		st.err = &AbortError{Group: g.name, Aborted: aborted}
 	}
+	// Tasks aborted by a concurrent shutdown of a descendant did not
+	// return in time either: only those that ended on their own drained.
+	drained := 0
+	for _, t := range live {
+		t.mu.Lock()
+		if t.state != stateAborted {
+			drained++
+		}
+		t.mu.Unlock()
+	}
 	tr.emit(ctx, &Event{
 		Kind:     KindGroupShutdownDone,
 		Group:    g.name,
 		Err:      st.err,
 		Duration: time.Since(start),
-		Drained:  live - len(aborted),
+		Drained:  drained,
 		Aborted:  len(aborted),
 	})
 	close(st.done)
 	return st.err
 }
 
-// closeSubtree closes g and its descendants and counts their live tasks.
+// closeSubtree closes g and its descendants and lists their live tasks.
 // A child created concurrently is either listed or born closed.
-func (g *Group) closeSubtree() (groups []*Group, live int) {
+func (g *Group) closeSubtree() (groups []*Group, live []*Task) {
 	groups = g.subtreeLocking(func(c *Group) {
 		c.closed = true
-		live += c.live
+		for t := c.head; t != nil; t = t.next {
+			if !t.abandoned {
+				live = append(live, t)
+			}
+		}
 	})
 	return groups, live
 }

@@ -414,3 +414,33 @@ func (o *gateObserver) Observe(_ context.Context, ev runtime.Event) {
 		})
 	}
 }
+
+// TestShutdownDrainedExcludesTasksAbortedByAChild: a task aborted by a
+// concurrent Shutdown of a child group did not return in time; the
+// ancestor's shutdown_finished event must not count it as drained.
+func TestShutdownDrainedExcludesTasksAbortedByAChild(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		child := sup.Group("child")
+		release := make(chan struct{})
+		child.Go("stuck", func(context.Context) error { <-release; return nil })
+		synctest.Wait()
+
+		parentDone := make(chan error, 1)
+		go func() { parentDone <- sup.Shutdown(timeout(t, time.Hour)) }()
+		synctest.Wait() // the parent's Shutdown waits for the subtree
+		mustAbort(t, child, 1)
+		if err := <-parentDone; err != nil {
+			t.Fatalf("parent Shutdown: %v", err)
+		}
+		close(release)
+		synctest.Wait()
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindGroupShutdownDone && ev.Group == sup.Name() {
+				if ev.Drained != 0 {
+					t.Fatalf("parent shutdown_finished: drained %d, aborted %d; the only task was aborted by the child's shutdown, not drained", ev.Drained, ev.Aborted)
+				}
+			}
+		}
+	})
+}
