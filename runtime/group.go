@@ -167,23 +167,29 @@ func (g *Group) markCanceled(at time.Time) {
 	})
 }
 
-// subtree lists g and its descendants, parents before children.
+// subtree lists g and its descendants in tree order: depth first, each
+// group before its children, as a Snapshot nests them.
 func (g *Group) subtree() []*Group { return g.subtreeLocking(nil) }
 
-// subtreeLocking lists g and its descendants, parents before children,
-// calling visit (when not nil) on each with its lock held, in the same
-// critical section that reads its children: a child created concurrently
-// is either listed or created after its parent was visited (and copies
-// what visit set there).
+// subtreeLocking lists g and its descendants in tree order, calling visit
+// (when not nil) on each with its lock held, in the same critical section
+// that reads its children: a child created concurrently is either listed
+// or created after its parent was visited (and copies what visit set
+// there).
 func (g *Group) subtreeLocking(visit func(c *Group)) []*Group {
-	out := []*Group{g}
-	for i := 0; i < len(out); i++ {
-		c := out[i]
+	var out []*Group
+	next := []*Group{g} // a stack: the next group to list is on top
+	for len(next) > 0 {
+		c := next[len(next)-1]
+		next = next[:len(next)-1]
+		out = append(out, c)
 		c.mu.Lock()
 		if visit != nil {
 			visit(c)
 		}
-		out = append(out, c.children...)
+		for i := len(c.children) - 1; i >= 0; i-- {
+			next = append(next, c.children[i])
+		}
 		c.mu.Unlock()
 	}
 	return out

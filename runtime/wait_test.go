@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,6 +74,32 @@ func TestWaitReturnsWhenLastTaskEnds(t *testing.T) {
 		mustWait(t, sup)
 		if got := time.Since(start); got != 9*time.Millisecond {
 			t.Fatalf("Wait took %v, want 9ms (the longest task)", got)
+		}
+	})
+}
+
+// TestActiveIsInTreeOrder: Active lists the subtree depth first, a group's
+// tasks before its children's, as Snapshot nests them (and so do a Wait's
+// TimeoutError and a Shutdown's AbortError).
+func TestActiveIsInTreeOrder(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		a := sup.Group("a")
+		a1 := a.Group("a1")
+		b := sup.Group("b")
+		b.Go("tb", blockUntilCanceled)
+		a1.Go("ta1", blockUntilCanceled)
+		a.Go("ta", blockUntilCanceled)
+		sup.Go("root", blockUntilCanceled)
+		var got []string
+		for _, ti := range sup.Active() {
+			got = append(got, ti.Name)
+		}
+		if want := []string{"root", "ta", "ta1", "tb"}; !slices.Equal(got, want) {
+			t.Errorf("Active order %v, want %v", got, want)
+		}
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
