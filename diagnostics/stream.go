@@ -35,6 +35,12 @@ const (
 // errors.As, not errors.Is, and do not expect a wrapper of a cut panic to
 // be itself.
 //
+// A spawned event published after its task's context was canceled (its
+// group was canceled while observers before the stream ran) carries the
+// cancellation's Cause in the stream, as it would had the spawn come
+// later: a client applying events in stream order then shows the task
+// canceling, as a snapshot does.
+//
 // One stream serves one supervisor: sequence numbers from two supervisors
 // would collide. Create one with [NewStream]; it is safe for concurrent
 // use.
@@ -124,28 +130,42 @@ func (s *Stream) TaskStarting(ctx context.Context, ev runtime.Event) context.Con
 // TaskStartingEvent implements [runtime.EventObserver]: TaskStarting
 // without the copy of the event.
 func (s *Stream) TaskStartingEvent(ctx context.Context, ev *runtime.Event) context.Context {
-	s.publish(ev)
+	if ev.Kind == runtime.KindTaskSpawned && ev.Cause == nil && !ev.Rejected {
+		// The runtime decided that the task starts uncanceled before the
+		// observers ran: its group may have been canceled since, and the
+		// group's cancel_requested event published already, so that a
+		// client applying the stream in order would show the task running
+		// for good. publish checks again, in the stream's order.
+		s.publish(ev, ctx)
+	} else {
+		s.publish(ev, nil)
+	}
 	return ctx
 }
 
 // Observe publishes ev.
-func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev) }
+func (s *Stream) Observe(_ context.Context, ev runtime.Event) { s.publish(&ev, nil) }
 
 // ObserveEvent implements [runtime.EventObserver]: Observe without the
 // copy of the event.
-func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) { s.publish(ev) }
+func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) { s.publish(ev, nil) }
 
 // publish runs on the goroutine that caused the event, often a task's, so
 // it keeps its frames small: the event is copied once, straight into its
 // slot in the replay ring, and capped there (it is shared with the other
-// observers, so it is not changed in place).
-func (s *Stream) publish(ev *runtime.Event) {
+// observers, so it is not changed in place). spawnCtx is the task context
+// of a spawned event without a cause (see TaskStartingEvent), or nil:
+// if it is done now, the stream's copy gets its cause.
+func (s *Stream) publish(ev *runtime.Event, spawnCtx context.Context) {
 	s.mu.Lock()
 	e, seq, evicted := s.replay.reserve()
 	if e == nil { // no replay: the event passes through scratch
 		e, seq, evicted = &s.scratch, ev.Seq, true
 	}
 	*e = *ev
+	if spawnCtx != nil && spawnCtx.Err() != nil {
+		e.Cause = context.Cause(spawnCtx)
+	}
 	capEvent(e, s.maxStack, s.maxMessage)
 	if evicted {
 		s.evicted(seq)

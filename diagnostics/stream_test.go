@@ -572,3 +572,59 @@ func TestStreamResumeFromAnotherProcess(t *testing.T) {
 		}
 	}
 }
+
+// holdFirst is an observer placed before the stream that holds the first
+// event of one kind until released, as a slow observer or a preemption
+// would.
+type holdFirst struct {
+	kind              string
+	reached, released chan struct{}
+	once              sync.Once
+}
+
+func newHoldFirst(kind string) *holdFirst {
+	return &holdFirst{kind: kind, reached: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (h *holdFirst) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	h.Observe(ctx, ev)
+	return ctx
+}
+
+func (h *holdFirst) Observe(_ context.Context, ev runtime.Event) {
+	if ev.Kind == h.kind {
+		h.once.Do(func() { close(h.reached); <-h.released })
+	}
+}
+
+// TestStreamSpawnAfterGroupCancel: the runtime decides that a spawned task
+// starts uncanceled, then its group is canceled and the group's
+// cancel_requested event reaches the stream before the task's spawned
+// event. A client applying the stream in order would show the task
+// running for good; the stream's spawned event carries the cause instead.
+func TestStreamSpawnAfterGroupCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stream := diagnostics.NewStream()
+		hold := newHoldFirst(runtime.KindTaskSpawned)
+		sup := runtime.New("svc", runtime.WithObserver(hold), runtime.WithObserver(stream))
+		sub := stream.Subscribe(t.Context())
+		g := sup.Group("g")
+		go g.Go("x", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		<-hold.reached
+		g.Cancel(nil)
+		close(hold.released)
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, ev := range collect(sub) {
+			kinds = append(kinds, ev.Kind)
+			if ev.Kind == runtime.KindTaskSpawned && ev.Cause == nil {
+				t.Errorf("spawned event without a cause after %v: the task would show running", kinds)
+			}
+		}
+		if !slices.Contains(kinds, runtime.KindGroupCancelRequested) {
+			t.Fatalf("no group cancel request in %v", kinds)
+		}
+	})
+}

@@ -92,3 +92,14 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+// observeFunc is an observer that calls f with every event, spawns and
+// run starts included.
+type observeFunc func(context.Context, runtime.Event)
+
+func (f observeFunc) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	f(ctx, ev)
+	return ctx
+}
+
+func (f observeFunc) Observe(ctx context.Context, ev runtime.Event) { f(ctx, ev) }

@@ -57,9 +57,11 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	}
 	start := time.Now()
 	tr := g.tree
-	tr.emit(ctx, &Event{Kind: KindGroupShutdownStarted, Group: g.name})
-
+	// Closed before the event is issued its Seq: a Snapshot at or after
+	// that Seq must show the subtree closed, since a client following the
+	// stream from it will not see the event.
 	groups, live := g.closeSubtree()
+	tr.emit(ctx, &Event{Kind: KindGroupShutdownStarted, Group: g.name})
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
 	var aborted []TaskInfo
 	if idle := g.idleChan(); idle != nil {

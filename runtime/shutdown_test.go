@@ -444,3 +444,33 @@ func TestShutdownDrainedExcludesTasksAbortedByAChild(t *testing.T) {
 		}
 	})
 }
+
+// TestSnapshotAfterShutdownStartedShowsClosed: a Snapshot whose Seq is at
+// or after a shutdown_started event shows the subtree closed: a client
+// following the stream from that Seq never sees the event.
+func TestSnapshotAfterShutdownStartedShowsClosed(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		started := make(chan uint64)
+		release := make(chan struct{})
+		hold := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindGroupShutdownStarted {
+				started <- ev.Seq
+				<-release
+			}
+		})
+		sup := runtime.New("svc", runtime.WithObserver(hold))
+		g := sup.Group("g")
+		g.Go("t", blockUntilCanceled)
+		done := make(chan error)
+		go func() { done <- g.Shutdown(t.Context()) }()
+		seq := <-started
+		snap := sup.Snapshot()
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if gs := snap.Groups[0]; snap.Seq >= seq && !gs.Closed {
+			t.Errorf("snapshot Seq %d (shutdown_started has %d) shows %s open", snap.Seq, seq, gs.Name)
+		}
+	})
+}
