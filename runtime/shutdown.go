@@ -61,7 +61,8 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	// that Seq must show the subtree closed, since a client following the
 	// stream from it will not see the event.
 	groups, live := g.closeSubtree()
-	tr.emit(ctx, &Event{Kind: KindGroupShutdownStarted, Group: g.name})
+	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name}
+	tr.emit(ctx, started)
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
 	var aborted []TaskInfo
 	if idle := g.idleChan(); idle != nil {
@@ -86,12 +87,14 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	if len(aborted) > 0 {
 		st.err = &AbortError{Group: g.name, Aborted: aborted}
 	}
-	// Tasks aborted by a concurrent shutdown of a descendant did not
-	// return in time either: only those that ended on their own drained.
+	// Drained are the tasks that returned on their own after
+	// shutdown_started: not those a descendant's concurrent shutdown
+	// aborted, nor those that had returned before and were still being
+	// retired (their finished event comes first in the stream).
 	drained := 0
 	for _, t := range live {
 		t.mu.Lock()
-		if t.state != stateAborted {
+		if t.state != stateAborted && (!tr.observed() || t.ctx.ext().endSeq > started.Seq) {
 			drained++
 		}
 		t.mu.Unlock()

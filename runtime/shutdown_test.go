@@ -474,3 +474,35 @@ func TestSnapshotAfterShutdownStartedShowsClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownDrainedExcludesTasksFinishedBefore: a task that returned
+// before the shutdown, and whose finished event came first, was not
+// drained by it, even if it was still in its group (between its finished
+// event and its retirement) when the shutdown closed the group.
+func TestShutdownDrainedExcludesTasksFinishedBefore(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		reached, release := make(chan struct{}), make(chan struct{})
+		hold := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindTaskFinished {
+				close(reached)
+				<-release
+			}
+		})
+		sup, rec := recorded(runtime.WithObserver(hold))
+		g := sup.Group("g")
+		g.Go("t", func(context.Context) error { return nil })
+		<-reached // finished is delivered; the task is not retired yet
+		done := make(chan error)
+		go func() { done <- g.Shutdown(t.Context()) }()
+		synctest.Wait() // the shutdown has closed the group and waits
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindGroupShutdownDone && ev.Drained != 0 {
+				t.Errorf("shutdown_finished: drained %d; the only task had finished before", ev.Drained)
+			}
+		}
+	})
+}

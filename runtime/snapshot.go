@@ -67,12 +67,14 @@ func (t *Task) liveStateLocked() TaskState {
 
 // runningStateLocked is Running or Canceling, for a task shown as running.
 // A task that has returned (shown as running before its end event) has an
-// ended context whatever canceled it: whether it was canceling is what its
-// end recorded. Called with t.mu held.
+// ended context whatever canceled it: it was canceling if its end found it
+// canceled, or if a cancel reached it after fn returned and before its end
+// (that cancel_requested event comes before the finished one). Called with
+// t.mu held.
 func (t *Task) runningStateLocked() TaskState {
 	canceling := t.ctx.Err() != nil
 	if t.state == stateFinishing || t.state == stateDone {
-		canceling = t.canceled
+		canceling = t.canceled || t.ctx.canceledBeforeEnd()
 	}
 	if canceling {
 		return Canceling

@@ -1,0 +1,816 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	goruntime "runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// TestRandomizedInvariants has many goroutines do random operations on a
+// random tree of groups (spawns of every kind of task, periodic tasks,
+// cancels, Wait and Shutdown with short or expired deadlines, nested
+// concurrent shutdowns, snapshots), with a checking observer attached;
+// afterwards it replays the event log and checks it against the documented
+// contract: Seq, per-task event grammar, results, snapshots, shutdown
+// counts. RANDOMIZED_SEEDS=n runs more seeds.
+func TestRandomizedInvariants(t *testing.T) {
+	seeds := 12
+	if s, err := strconv.Atoi(os.Getenv("RANDOMIZED_SEEDS")); err == nil {
+		seeds = s
+	}
+	first := uint64(0)
+	if s, err := strconv.ParseUint(os.Getenv("RANDOMIZED_SEED"), 10, 64); err == nil {
+		first, seeds = s, 1
+	}
+	for seed := first; seed < first+uint64(seeds); seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { randRun(t, seed) })
+		})
+	}
+}
+
+// randObserver records every event; it never calls back into the runtime.
+type randObserver struct {
+	mu     sync.Mutex
+	events []runtime.Event
+	byTask map[uint64][]runtime.Event // in delivery order
+}
+
+func (o *randObserver) add(ev runtime.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, ev)
+	if ev.TaskID != 0 {
+		o.byTask[ev.TaskID] = append(o.byTask[ev.TaskID], ev)
+	}
+}
+
+func (o *randObserver) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	o.add(ev)
+	return ctx
+}
+
+func (o *randObserver) Observe(_ context.Context, ev runtime.Event) { o.add(ev) }
+
+type randKind int
+
+const (
+	randOK randKind = iota
+	randErr
+	randPanic
+	randPolite
+	randStubborn
+	randSleepy
+	randGoexit
+	randEvery
+	randKinds
+)
+
+var randKindNames = [...]string{"ok", "err", "panic", "polite", "stubborn", "sleepy", "goexit", "every"}
+
+type randGroup struct {
+	g      *runtime.Group
+	parent *randGroup
+	name   string
+}
+
+func (g *randGroup) within(anc *randGroup) bool {
+	for c := g; c != nil; c = c.parent {
+		if c == anc {
+			return true
+		}
+	}
+	return false
+}
+
+type randTask struct {
+	task  *runtime.Task
+	kind  randKind
+	group *randGroup
+	err   error // what fn returns, for randErr
+}
+
+type randSnap struct {
+	snap  runtime.GroupSnapshot
+	group *randGroup
+}
+
+type randShutdown struct {
+	group *randGroup
+	err   error
+}
+
+type randState struct {
+	t       *testing.T
+	sup     *runtime.Supervisor
+	obs     *randObserver
+	release chan struct{}
+
+	mu        sync.Mutex
+	groups    []*randGroup
+	tasks     []*randTask
+	snaps     []randSnap
+	shutdowns []randShutdown
+	nextName  int
+}
+
+func (s *randState) failf(format string, args ...any) {
+	s.t.Helper()
+	s.t.Errorf(format, args...)
+}
+
+func (s *randState) pickGroup(rng *rand.Rand) *randGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groups[rng.IntN(len(s.groups))]
+}
+
+func (s *randState) pickTask(rng *rand.Rand) *randTask {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tasks) == 0 {
+		return nil
+	}
+	return s.tasks[rng.IntN(len(s.tasks))]
+}
+
+// tasksWithin returns the tasks whose Go has returned, in g's subtree.
+func (s *randState) tasksWithin(g *randGroup) []*randTask {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*randTask
+	for _, rt := range s.tasks {
+		if rt.group.within(g) {
+			out = append(out, rt)
+		}
+	}
+	return out
+}
+
+func (s *randState) newGroup(rng *rand.Rand) {
+	p := s.pickGroup(rng)
+	s.mu.Lock()
+	s.nextName++
+	name := fmt.Sprint("g", s.nextName)
+	s.mu.Unlock()
+	var opts []runtime.GroupOption
+	if rng.IntN(4) == 0 {
+		opts = append(opts, runtime.CancelOnError())
+	}
+	g := p.g.Group(name, opts...)
+	rg := &randGroup{g: g, parent: p, name: g.Name()}
+	s.mu.Lock()
+	s.groups = append(s.groups, rg)
+	s.mu.Unlock()
+}
+
+func (s *randState) spawn(rng *rand.Rand) {
+	g := s.pickGroup(rng)
+	k := randKind(rng.IntN(int(randKinds)))
+	rt := &randTask{kind: k, group: g}
+	name := randKindNames[k]
+	switch k {
+	case randOK:
+		rt.task = g.g.Go(name, func(context.Context) error { return nil })
+	case randErr:
+		rt.err = fmt.Errorf("random failure %d", rng.IntN(1000))
+		err := rt.err
+		rt.task = g.g.Go(name, func(context.Context) error { return err })
+	case randPanic:
+		rt.task = g.g.Go(name, func(context.Context) error { panic("random boom") })
+	case randPolite:
+		rt.task = g.g.Go(name, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	case randStubborn:
+		rel := s.release
+		rt.task = g.g.Go(name, func(context.Context) error { <-rel; return nil })
+	case randSleepy:
+		d := time.Duration(rng.IntN(4)) * time.Millisecond
+		rt.task = g.g.Go(name, func(ctx context.Context) error {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+			return nil
+		})
+	case randGoexit:
+		rt.task = g.g.Go(name, func(context.Context) error { goruntime.Goexit(); return nil })
+	case randEvery:
+		mode := rng.IntN(5)
+		n := 0
+		rt.task = g.g.Every(name, time.Duration(1+rng.IntN(2))*time.Millisecond, func(ctx context.Context) error {
+			n++
+			switch mode {
+			case 0:
+				return nil
+			case 1:
+				return errors.New("run failed")
+			case 2:
+				if n >= 3 {
+					return runtime.ErrStop
+				}
+				return nil
+			case 3:
+				if n >= 2 {
+					panic("random every boom")
+				}
+				return nil
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}
+	s.mu.Lock()
+	s.tasks = append(s.tasks, rt)
+	s.mu.Unlock()
+}
+
+func randDeadline(rng *rand.Rand) (context.Context, context.CancelFunc) {
+	if rng.IntN(3) == 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx, cancel
+	}
+	return context.WithTimeout(context.Background(), time.Duration(rng.IntN(3))*time.Millisecond)
+}
+
+func (s *randState) wait(rng *rand.Rand) {
+	g := s.pickGroup(rng)
+	before := s.tasksWithin(g)
+	ctx, cancel := randDeadline(rng)
+	defer cancel()
+	err := g.g.Wait(ctx)
+	if err == nil {
+		for _, rt := range before {
+			if !randIsDone(rt.task) {
+				s.failf("Wait(%s) = nil while task %d (%s) of its subtree is not done", g.name, rt.task.ID(), randKindNames[rt.kind])
+			}
+		}
+		return
+	}
+	var te *runtime.TimeoutError
+	if !errors.As(err, &te) {
+		s.failf("Wait(%s) = %v, want nil or a *TimeoutError", g.name, err)
+	}
+}
+
+func (s *randState) shutdown(rng *rand.Rand, g *randGroup) {
+	before := s.tasksWithin(g)
+	ctx, cancel := randDeadline(rng)
+	defer cancel()
+	err := g.g.Shutdown(ctx)
+	var ae0 *runtime.AbortError
+	if err != nil && !errors.As(err, &ae0) {
+		before = nil // a later call that gave up waiting (its ctx's cause)
+	}
+	for _, rt := range before {
+		if !randIsDone(rt.task) {
+			s.failf("Shutdown(%s) returned (%v) while task %d (%s) of its subtree is not done", g.name, err, rt.task.ID(), randKindNames[rt.kind])
+		}
+	}
+	if err != nil {
+		var ae *runtime.AbortError
+		if errors.As(err, &ae) {
+			if len(ae.Aborted) == 0 {
+				s.failf("Shutdown(%s): AbortError with no tasks", g.name)
+			}
+		} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			s.failf("Shutdown(%s) = %v", g.name, err)
+		}
+	}
+	s.mu.Lock()
+	s.shutdowns = append(s.shutdowns, randShutdown{group: g, err: err})
+	s.mu.Unlock()
+}
+
+func (s *randState) op(rng *rand.Rand) {
+	switch n := rng.IntN(100); {
+	case n < 40:
+		s.spawn(rng)
+	case n < 48:
+		s.newGroup(rng)
+	case n < 56:
+		if rt := s.pickTask(rng); rt != nil {
+			var cause error
+			if rng.IntN(2) == 0 {
+				cause = fmt.Errorf("random task cancel %d", rng.IntN(100))
+			}
+			rt.task.Cancel(cause)
+		}
+	case n < 60:
+		g := s.pickGroup(rng)
+		if g.parent != nil || rng.IntN(4) == 0 {
+			g.g.Cancel(fmt.Errorf("random group cancel %d", rng.IntN(100)))
+		}
+	case n < 68:
+		s.wait(rng)
+	case n < 72:
+		g := s.pickGroup(rng)
+		if g.parent != nil {
+			s.shutdown(rng, g)
+		}
+	case n < 74: // a group and one of its descendants, concurrently
+		g := s.pickGroup(rng)
+		if g.parent == nil {
+			return
+		}
+		var desc []*randGroup
+		s.mu.Lock()
+		for _, c := range s.groups {
+			if c.within(g) {
+				desc = append(desc, c)
+			}
+		}
+		s.mu.Unlock()
+		d := desc[rng.IntN(len(desc))]
+		r1, r2 := rand.New(rand.NewPCG(rng.Uint64(), 1)), rand.New(rand.NewPCG(rng.Uint64(), 2))
+		var wg sync.WaitGroup
+		wg.Go(func() { s.shutdown(r1, g) })
+		wg.Go(func() { s.shutdown(r2, d) })
+		wg.Wait()
+	case n < 84:
+		g := s.pickGroup(rng)
+		snap := g.g.Snapshot()
+		s.mu.Lock()
+		s.snaps = append(s.snaps, randSnap{snap, g})
+		s.mu.Unlock()
+	case n < 90:
+		g := s.pickGroup(rng)
+		for _, info := range g.g.Active() {
+			if info.State != runtime.Running && info.State != runtime.Canceling {
+				s.failf("Active(%s) lists task %d in state %v", g.name, info.ID, info.State)
+			}
+			if info.Group != g.name && !strings.HasPrefix(info.Group, g.name+".") {
+				s.failf("Active(%s) lists task %d of group %s", g.name, info.ID, info.Group)
+			}
+		}
+	default:
+		time.Sleep(time.Duration(rng.IntN(2)) * time.Millisecond)
+	}
+}
+
+func randIsDone(t *runtime.Task) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func randRun(t *testing.T, seed uint64) {
+	obs := &randObserver{byTask: map[uint64][]runtime.Event{}}
+	sup := runtime.New("random", runtime.WithObserver(obs))
+	s := &randState{t: t, sup: sup, obs: obs, release: make(chan struct{})}
+	top := sup.Group("top")
+	s.groups = []*randGroup{{g: top, name: top.Name()}}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			for range 150 {
+				s.op(rng)
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	_ = sup.Shutdown(ctx)
+	cancel()
+	close(s.release)
+	synctest.Wait()
+	if n := sup.Abandoned(); n != 0 {
+		t.Errorf("Abandoned() = %d after every goroutine returned", n)
+	}
+	s.check()
+}
+
+type randTaskLog struct {
+	spawned, end, late uint64 // Seqs; end is finished or aborted
+	finished           *runtime.Event
+	aborted, rejected  bool
+	runs               []uint64 // Seqs of run_started
+	cancelSeq          uint64
+}
+
+func (s *randState) check() {
+	t := s.t
+	obs := s.obs
+	if t.Failed() {
+		return
+	}
+	seen := map[uint64]runtime.Event{}
+	groupCancel := map[string]uint64{} // group name → Seq of its cancel_requested
+	for _, ev := range obs.events {
+		if prev, ok := seen[ev.Seq]; ok || ev.Seq == 0 {
+			t.Fatalf("Seq %d used twice (or zero): %s and %s", ev.Seq, prev.Kind, ev.Kind)
+		}
+		seen[ev.Seq] = ev
+		if ev.Kind == runtime.KindGroupCancelRequested {
+			if _, ok := groupCancel[ev.Group]; ok {
+				t.Errorf("group %s: two cancel_requested events", ev.Group)
+			}
+			groupCancel[ev.Group] = ev.Seq
+		}
+	}
+	logs := map[uint64]*randTaskLog{}
+	for id, evs := range obs.byTask {
+		logs[id] = s.checkTask(id, evs)
+	}
+	for _, rt := range s.tasks {
+		s.checkResult(rt, logs[rt.task.ID()], obs.byTask[rt.task.ID()])
+	}
+	if len(logs) != len(s.tasks) {
+		t.Errorf("%d tasks have events, %d were spawned", len(logs), len(s.tasks))
+	}
+	if t.Failed() {
+		return
+	}
+	taskGroup := map[uint64]string{}
+	for _, rt := range s.tasks {
+		taskGroup[rt.task.ID()] = rt.task.Group()
+	}
+	for _, sn := range s.snaps {
+		s.checkSnapshot(sn, logs, taskGroup, groupCancel)
+	}
+	s.checkShutdowns(logs, taskGroup, groupCancel, seen)
+	t.Logf("%d tasks, %d groups, %d events, %d snapshots, %d shutdowns",
+		len(s.tasks), len(s.groups), len(obs.events), len(s.snaps), len(s.shutdowns))
+}
+
+// checkTask checks one task's events, in delivery order, against the
+// lifecycle grammar.
+func (s *randState) checkTask(id uint64, evs []runtime.Event) *randTaskLog {
+	t := s.t
+	l := &randTaskLog{}
+	bad := func(format string, args ...any) {
+		t.Helper()
+		var b strings.Builder
+		for _, ev := range evs {
+			fmt.Fprintf(&b, "\n\t%d %s run=%d outcome=%v", ev.Seq, ev.Kind, ev.Run, ev.Outcome)
+		}
+		t.Errorf("task %d: "+format+"%s", append(append([]any{id}, args...), b.String())...)
+	}
+	if len(evs) == 0 || evs[0].Kind != runtime.KindTaskSpawned {
+		bad("first event is not spawned")
+		return l
+	}
+	openRun := uint64(0)
+	for i, ev := range evs {
+		if i > 0 && ev.Seq <= evs[i-1].Seq {
+			bad("events out of Seq order")
+			return l
+		}
+		if i > 0 && ev.Kind == runtime.KindTaskSpawned {
+			bad("second spawned")
+		}
+		if l.late != 0 {
+			bad("event %s after late_exit", ev.Kind)
+		}
+		if l.finished != nil && ev.Kind != runtime.KindTaskLateExit {
+			bad("event %s after finished", ev.Kind)
+		}
+		switch ev.Kind {
+		case runtime.KindTaskSpawned:
+			l.spawned = ev.Seq
+			l.rejected = ev.Rejected
+		case runtime.KindTaskRejected:
+			if !l.rejected || i != 1 {
+				bad("unexpected rejected")
+			}
+		case runtime.KindTaskRunStarted:
+			if l.aborted || l.end != 0 {
+				bad("run_started after the end")
+			}
+			if openRun != 0 {
+				bad("run_started while run %d open", openRun)
+			}
+			l.runs = append(l.runs, ev.Seq)
+			if ev.Run != uint64(len(l.runs)) {
+				bad("run_started numbered %d, want %d", ev.Run, len(l.runs))
+			}
+			openRun = ev.Run
+		case runtime.KindTaskRunFinished:
+			if openRun == 0 || ev.Run != openRun {
+				bad("run_finished %d with open run %d", ev.Run, openRun)
+			}
+			if l.aborted != (ev.Outcome == runtime.Aborted) {
+				bad("run_finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
+			}
+			openRun = 0
+		case runtime.KindTaskCancelRequested:
+			if l.cancelSeq != 0 {
+				bad("second cancel_requested")
+			}
+			if l.end != 0 {
+				bad("cancel_requested after the end")
+			}
+			l.cancelSeq = ev.Seq
+		case runtime.KindTaskAborted:
+			if l.end != 0 {
+				bad("aborted after the end")
+			}
+			l.aborted, l.end = true, ev.Seq
+		case runtime.KindTaskFinished:
+			if openRun != 0 {
+				bad("finished with run %d open", openRun)
+			}
+			if l.aborted != (ev.Outcome == runtime.Aborted) {
+				bad("finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
+			}
+			if ev.Rejected != l.rejected {
+				bad("finished Rejected=%v", ev.Rejected)
+			}
+			if l.end == 0 {
+				l.end = ev.Seq
+			}
+			e := ev
+			l.finished = &e
+		case runtime.KindTaskLateExit:
+			if !l.aborted || l.finished == nil {
+				bad("late_exit of a task not aborted and finished")
+			}
+			l.late = ev.Seq
+		default:
+			bad("unexpected kind %s", ev.Kind)
+		}
+	}
+	if l.finished == nil {
+		bad("no finished event")
+	}
+	if l.aborted && l.late == 0 {
+		bad("aborted, no late_exit after every goroutine returned")
+	}
+	return l
+}
+
+func randSameErr(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a == b || a.Error() == b.Error()
+}
+
+func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Event) {
+	t := s.t
+	id := rt.task.ID()
+	if !randIsDone(rt.task) {
+		t.Errorf("task %d: Done not closed at the end", id)
+		return
+	}
+	if l == nil || l.finished == nil {
+		return
+	}
+	res, fin := rt.task.Result(), l.finished
+	if res.Outcome != fin.Outcome || !randSameErr(res.Err, fin.Err) || !randSameErr(res.Cause, fin.Cause) || res.Duration != fin.Duration {
+		t.Errorf("task %d (%s): Result %+v, finished event outcome=%v err=%v cause=%v duration=%v",
+			id, randKindNames[rt.kind], res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
+	}
+	o := res.Outcome
+	switch {
+	case l.rejected:
+		if o != runtime.Canceled || !errors.Is(res.Err, runtime.ErrClosed) {
+			t.Errorf("task %d: rejected with %v %v", id, o, res.Err)
+		}
+		return
+	case o == runtime.Aborted:
+		if res.Err != runtime.ErrAborted {
+			t.Errorf("task %d: aborted with err %v", id, res.Err)
+		}
+		return
+	}
+	if (o == runtime.Canceled && res.Cause == nil) || ((o == runtime.Success || (o == runtime.Error && rt.kind != randGoexit)) && res.Cause != nil) {
+		t.Errorf("task %d: outcome %v with cause %v", id, o, res.Cause)
+	}
+	want := map[randKind][]runtime.Outcome{
+		randOK:       {runtime.Success, runtime.Canceled},
+		randErr:      {runtime.Error, runtime.Canceled},
+		randPanic:    {runtime.Panic},
+		randPolite:   {runtime.Canceled},
+		randStubborn: {runtime.Canceled},
+		randSleepy:   {runtime.Success, runtime.Canceled},
+		randGoexit:   {runtime.Error},
+		randEvery:    {runtime.Success, runtime.Canceled, runtime.Panic},
+	}[rt.kind]
+	if !slices.Contains(want, o) {
+		t.Errorf("task %d (%s): outcome %v", id, randKindNames[rt.kind], o)
+	}
+	switch {
+	case o == runtime.Error && rt.kind == randErr && res.Err != rt.err,
+		o == runtime.Error && rt.kind == randGoexit && res.Err != runtime.ErrGoexit,
+		o == runtime.Success && res.Err != nil:
+		t.Errorf("task %d (%s): outcome %v with err %v", id, randKindNames[rt.kind], o, res.Err)
+	}
+	if o == runtime.Panic {
+		var pe *runtime.PanicError
+		if !errors.As(res.Err, &pe) {
+			t.Errorf("task %d: panic outcome with err %v", id, res.Err)
+		}
+	}
+	// A task whose cause is the one its own Cancel gave was canceled by that
+	// call, which must have been reported.
+	if res.Cause != nil && strings.HasPrefix(res.Cause.Error(), "random task cancel") && l.cancelSeq == 0 {
+		t.Errorf("task %d: canceled by Task.Cancel (%v) without a cancel_requested event", id, res.Cause)
+	}
+	for _, ev := range evs {
+		if ev.Kind == runtime.KindTaskCancelRequested && (ev.Err == nil || ev.Cause == nil) {
+			t.Errorf("task %d: cancel_requested without err/cause: %v %v", id, ev.Err, ev.Cause)
+		}
+	}
+}
+
+func randWithin(group, root string) bool { return group == root || strings.HasPrefix(group, root+".") }
+
+// canceledBy reports whether a cancel_requested event of group or an
+// ancestor has a Seq <= seq.
+func randCanceledBy(group string, seq uint64, groupCancel map[string]uint64) bool {
+	for name := group; ; {
+		if s, ok := groupCancel[name]; ok && s <= seq {
+			return true
+		}
+		i := strings.LastIndexByte(name, '.')
+		if i < 0 {
+			return false
+		}
+		name = name[:i]
+	}
+}
+
+func (s *randState) checkSnapshot(sn randSnap, logs map[uint64]*randTaskLog, taskGroup map[uint64]string, groupCancel map[string]uint64) {
+	t := s.t
+	snap := sn.snap
+	S := snap.Seq
+	listed := map[uint64]runtime.TaskState{}
+	var walk func(gs runtime.GroupSnapshot) (r, c, a int)
+	walk = func(gs runtime.GroupSnapshot) (r, c, a int) {
+		if gs.Seq != S {
+			t.Errorf("snapshot %s: nested Seq %d != %d", gs.Name, gs.Seq, S)
+		}
+		var lastID uint64
+		for _, info := range gs.Tasks {
+			if info.Group != gs.Name {
+				t.Errorf("snapshot %s lists task %d of group %s", gs.Name, info.ID, info.Group)
+			}
+			if info.ID <= lastID {
+				t.Errorf("snapshot %s: tasks not in spawn order (%d after %d)", gs.Name, info.ID, lastID)
+			}
+			lastID = info.ID
+			if _, dup := listed[info.ID]; dup {
+				t.Errorf("snapshot %s: task %d listed twice", snap.Name, info.ID)
+			}
+			listed[info.ID] = info.State
+			switch info.State {
+			case runtime.Running:
+				r++
+			case runtime.Canceling:
+				c++
+			case runtime.Abandoned:
+				a++
+			}
+			l := logs[info.ID]
+			if l == nil {
+				t.Errorf("snapshot Seq %d lists unknown task %d", S, info.ID)
+				continue
+			}
+			var runs uint64
+			for _, rs := range l.runs {
+				if rs <= S {
+					runs++
+				}
+			}
+			switch {
+			case l.rejected || l.spawned > S:
+				t.Errorf("snapshot Seq %d lists task %d spawned at %d (rejected=%v)", S, info.ID, l.spawned, l.rejected)
+			case info.Runs != runs:
+				t.Errorf("snapshot Seq %d: task %d Runs=%d, %d run_started events <= Seq (runs at %v)", S, info.ID, info.Runs, runs, l.runs)
+			case info.State == runtime.Abandoned:
+				if !l.aborted || l.end > S || (l.late != 0 && l.late <= S) {
+					t.Errorf("snapshot Seq %d: task %d abandoned; aborted=%v end=%d late=%d", S, info.ID, l.aborted, l.end, l.late)
+				}
+			case info.State == runtime.Running || info.State == runtime.Canceling:
+				if l.end <= S {
+					t.Errorf("snapshot Seq %d: task %d %v but ended at Seq %d", S, info.ID, info.State, l.end)
+				}
+				// A group cancel is a group event: it only binds a task whose
+				// context was done when fn returned (outcome canceled/aborted).
+				ctxDone := l.finished != nil && (l.finished.Outcome == runtime.Canceled || l.finished.Outcome == runtime.Aborted)
+				if info.State == runtime.Running && ((l.cancelSeq != 0 && l.cancelSeq <= S) || (ctxDone && randCanceledBy(taskGroup[info.ID], S, groupCancel))) {
+					t.Errorf("snapshot Seq %d: task %d running after a cancel_requested event (task %d)%s", S, info.ID, l.cancelSeq, s.dump(info.ID))
+				}
+			default:
+				t.Errorf("snapshot: task %d in state %v", info.ID, info.State)
+			}
+		}
+		for _, cg := range gs.Groups {
+			cr, cc, ca := walk(cg)
+			r, c, a = r+cr, c+cc, a+ca
+		}
+		if gs.Running != r || gs.Canceling != c || gs.Abandoned != a {
+			t.Errorf("snapshot %s: counts %d/%d/%d, tasks say %d/%d/%d", gs.Name, gs.Running, gs.Canceling, gs.Abandoned, r, c, a)
+		}
+		return r, c, a
+	}
+	walk(snap)
+	// Completeness: every task of the subtree live (or abandoned) at S.
+	for id, l := range logs {
+		if l.rejected || l.spawned > S || !randWithin(taskGroup[id], snap.Name) {
+			continue
+		}
+		live := l.end > S || (l.aborted && (l.late == 0 || l.late > S))
+		if _, ok := listed[id]; live && !ok {
+			t.Errorf("snapshot %s Seq %d misses task %d (spawned %d, end %d, late %d)", snap.Name, S, id, l.spawned, l.end, l.late)
+		}
+	}
+}
+
+func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[uint64]string, groupCancel map[string]uint64, seen map[uint64]runtime.Event) {
+	t := s.t
+	started := map[string]uint64{}
+	for _, ev := range s.obs.events {
+		switch ev.Kind {
+		case runtime.KindGroupShutdownStarted:
+			if _, dup := started[ev.Group]; dup {
+				t.Errorf("group %s: second shutdown_started", ev.Group)
+			}
+			started[ev.Group] = ev.Seq
+		case runtime.KindGroupShutdownDone:
+			st, ok := started[ev.Group]
+			if !ok {
+				t.Errorf("group %s: shutdown_finished without shutdown_started", ev.Group)
+				continue
+			}
+			var ae *runtime.AbortError
+			if errors.As(ev.Err, &ae) != (ev.Aborted > 0) || (ae != nil && len(ae.Aborted) != ev.Aborted) {
+				t.Errorf("group %s: shutdown_finished Aborted=%d err=%v", ev.Group, ev.Aborted, ev.Err)
+			}
+			// Drained: tasks of the subtree that ended on their own during
+			// the shutdown; those that ended after its cancel request (its
+			// own, when it made one) were certainly live at the close.
+			hi, lo := 0, 0
+			cs, hasCancel := groupCancel[ev.Group]
+			if !hasCancel || cs < st || !strings.Contains(seen[cs].Err.Error(), "shut down") {
+				cs = ev.Seq
+			}
+			var abortedIDs []uint64
+			for id, l := range logs {
+				if l.rejected || !randWithin(taskGroup[id], ev.Group) || l.spawned > ev.Seq {
+					continue
+				}
+				if !l.aborted && l.end > st && l.end < ev.Seq {
+					hi++
+					if l.end > cs && l.spawned < st {
+						lo++
+					}
+				}
+				if l.aborted && l.end > st && l.end < ev.Seq {
+					abortedIDs = append(abortedIDs, id)
+				}
+				if l.spawned < st && l.end > ev.Seq {
+					t.Errorf("group %s: task %d (spawned %d) ends at %d, after shutdown_finished %d", ev.Group, id, l.spawned, l.end, ev.Seq)
+				}
+			}
+			if ev.Drained < lo || ev.Drained > hi {
+				t.Errorf("group %s: shutdown_finished Drained=%d, want between %d and %d (started %d, cancel %d, finished %d)", ev.Group, ev.Drained, lo, hi, st, cs, ev.Seq)
+				for id, l := range logs {
+					if randWithin(taskGroup[id], ev.Group) && l.spawned < ev.Seq && l.end > st-20 {
+						t.Logf("  task %d: %s", id, s.dump(id))
+					}
+				}
+			}
+			if ae != nil {
+				for _, info := range ae.Aborted {
+					if !slices.Contains(abortedIDs, info.ID) {
+						sort.Slice(abortedIDs, func(i, j int) bool { return abortedIDs[i] < abortedIDs[j] })
+						t.Errorf("group %s: AbortError lists task %d, aborted events in the shutdown: %v", ev.Group, info.ID, abortedIDs)
+					}
+				}
+			}
+		}
+	}
+	for _, sd := range s.shutdowns {
+		var ae *runtime.AbortError
+		if errors.As(sd.err, &ae) && ae.Group != sd.group.name {
+			t.Errorf("Shutdown(%s) returned an AbortError of %s", sd.group.name, ae.Group)
+		}
+	}
+}
+
+func (s *randState) dump(id uint64) string {
+	var b strings.Builder
+	for _, ev := range s.obs.byTask[id] {
+		fmt.Fprintf(&b, "\n\t%d %s %s run=%d outcome=%v err=%v cause=%v", ev.Seq, ev.Kind, ev.Task, ev.Run, ev.Outcome, ev.Err, ev.Cause)
+	}
+	return b.String()
+}
