@@ -268,7 +268,7 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 		after, stream, tagged = strings.Cut(id, "@")
 		src = "Last-Event-ID"
 	}
-	if after != "" {
+	if after != "" || tagged { // "@stream" alone is as malformed as "abc"
 		seq, err := strconv.ParseUint(strings.TrimSpace(after), 10, 64)
 		if err != nil {
 			return nil, errors.New("bad " + src + ": want an event sequence number")

@@ -326,6 +326,8 @@ func TestEventsFilters(t *testing.T) {
 
 func TestEventsBadRequests(t *testing.T) {
 	h := diagnostics.EventsHandler(diagnostics.NewStream())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // a request taken as valid answers 200 and ends at once
 	for _, tc := range []struct {
 		method, target, lastID string
 		want                   int
@@ -333,9 +335,13 @@ func TestEventsBadRequests(t *testing.T) {
 		{http.MethodGet, "/events?level=loud", "", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=x", "", http.StatusBadRequest},
 		{http.MethodGet, "/events", "abc", http.StatusBadRequest},
+		// A stream's tag without a sequence number is no cursor either
+		// (and the header wins over ?after=).
+		{http.MethodGet, "/events", "@abc", http.StatusBadRequest},
+		{http.MethodGet, "/events?after=2", "@", http.StatusBadRequest},
 		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
 	} {
-		req := httptest.NewRequest(tc.method, tc.target, nil)
+		req := httptest.NewRequestWithContext(ctx, tc.method, tc.target, nil)
 		if tc.lastID != "" {
 			req.Header.Set("Last-Event-ID", tc.lastID)
 		}

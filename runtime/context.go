@@ -143,15 +143,6 @@ func (c *taskContext) end(canceled bool) {
 	}
 }
 
-// canceledBeforeEnd reports whether something canceled the task's own
-// context before its end did: a Cancel (or its group's cancellation) that
-// reached the task after fn returned, before the task locked itself to
-// record its end. Call it once the task has ended.
-func (c *taskContext) canceledBeforeEnd() bool {
-	o := c.own.Load()
-	return o != nil && o != ended && context.Cause(o) != ErrTaskEnded
-}
-
 func (c *taskContext) current() context.Context {
 	if o := c.own.Load(); o == ended {
 		return c.activate().Context

@@ -74,7 +74,7 @@ func (t *Task) liveStateLocked() TaskState {
 func (t *Task) runningStateLocked() TaskState {
 	canceling := t.ctx.Err() != nil
 	if t.state == stateFinishing || t.state == stateDone {
-		canceling = t.canceled || t.ctx.canceledBeforeEnd()
+		canceling = t.canceled || t.lateCancel
 	}
 	if canceling {
 		return Canceling

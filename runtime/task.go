@@ -52,6 +52,12 @@ type Task struct {
 
 	returned bool // fn returned normally; touched only by the task goroutine
 
+	// lateCancel: the task's context was not done when fn returned but was
+	// when the task recorded its end (a Cancel of the task or its group came
+	// in between: its cancel_requested event precedes the finished one).
+	// Guarded by mu; kept here, where the record has room for it.
+	lateCancel bool
+
 	mu       sync.Mutex // guards the fields below, and ctx.rare().err (see setErrLocked)
 	state    taskState
 	final    bool // Done is (or, once made, will be) closed
@@ -464,7 +470,7 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	}
 	// Under t.mu with the state change: Snapshot never sees the ended
 	// context of a task it still finds running.
-	t.ctx.end(canceled)
+	t.endLocked(canceled, tr.observed())
 	t.outcome, t.duration, t.canceled = outcome, end-t.started, canceled
 	t.setErrLocked(err)
 	if !tr.observed() && !t.failsFast() && !t.crashes() {
@@ -480,6 +486,15 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
 	}
 	t.mu.Unlock()
 	return true
+}
+
+// endLocked ends the task's context (see taskContext.end), noting first,
+// for observed tasks, whether a cancel reached it after fn returned: only
+// they have a finished event for a Snapshot to agree with. Called with
+// t.mu held.
+func (t *Task) endLocked(canceled, observed bool) {
+	t.lateCancel = observed && !canceled && t.ctx.Err() != nil
+	t.ctx.end(canceled)
 }
 
 // crashes reports whether t panicked under the Crash policy: its goroutine
