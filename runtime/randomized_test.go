@@ -5,18 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	goruntime "runtime"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/taskscope/taskscope/internal/randomwork"
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 // TestRandomizedInvariants has many goroutines do random operations on a
@@ -27,115 +26,46 @@ import (
 // contract: Seq, per-task event grammar, results, snapshots, shutdown
 // counts. RANDOMIZED_SEEDS=n runs more seeds.
 func TestRandomizedInvariants(t *testing.T) {
-	seeds := 12
-	if s, err := strconv.Atoi(os.Getenv("RANDOMIZED_SEEDS")); err == nil {
-		seeds = s
-	}
-	first := uint64(0)
-	if s, err := strconv.ParseUint(os.Getenv("RANDOMIZED_SEED"), 10, 64); err == nil {
-		first, seeds = s, 1
-	}
-	for seed := first; seed < first+uint64(seeds); seed++ {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { randRun(t, seed) })
-		})
-	}
-}
-
-// randObserver records every event; it never calls back into the runtime.
-type randObserver struct {
-	mu     sync.Mutex
-	events []runtime.Event
-	byTask map[uint64][]runtime.Event // in delivery order
-}
-
-func (o *randObserver) add(ev runtime.Event) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.events = append(o.events, ev)
-	if ev.TaskID != 0 {
-		o.byTask[ev.TaskID] = append(o.byTask[ev.TaskID], ev)
-	}
-}
-
-func (o *randObserver) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	o.add(ev)
-	return ctx
-}
-
-func (o *randObserver) Observe(_ context.Context, ev runtime.Event) { o.add(ev) }
-
-type randKind int
-
-const (
-	randOK randKind = iota
-	randErr
-	randPanic
-	randPolite
-	randStubborn
-	randSleepy
-	randGoexit
-	randEvery
-	randKinds
-)
-
-var randKindNames = [...]string{"ok", "err", "panic", "polite", "stubborn", "sleepy", "goexit", "every"}
-
-type randGroup struct {
-	g      *runtime.Group
-	parent *randGroup
-	name   string
-}
-
-func (g *randGroup) within(anc *randGroup) bool {
-	for c := g; c != nil; c = c.parent {
-		if c == anc {
-			return true
-		}
-	}
-	return false
+	randomwork.Seeds(t, 12, randRun)
 }
 
 type randTask struct {
 	task  *runtime.Task
-	kind  randKind
-	group *randGroup
-	err   error // what fn returns, for randErr
+	kind  randomwork.Kind
+	group *randomwork.Group
+	err   error // what fn returns, for randomwork.Err
 }
 
 type randSnap struct {
 	snap  runtime.GroupSnapshot
-	group *randGroup
+	group *randomwork.Group
 }
 
 type randShutdown struct {
-	group *randGroup
+	group *randomwork.Group
 	err   error
 }
 
 type randState struct {
 	t       *testing.T
 	sup     *runtime.Supervisor
-	obs     *randObserver
+	obs     *runtimetest.Recorder
 	release chan struct{}
 
+	// The recorded events, all and by task in delivery order; set by check.
+	events []runtime.Event
+	byTask map[uint64][]runtime.Event
+
 	mu        sync.Mutex
-	groups    []*randGroup
+	tree      *randomwork.Tree
 	tasks     []*randTask
 	snaps     []randSnap
 	shutdowns []randShutdown
-	nextName  int
 }
 
 func (s *randState) failf(format string, args ...any) {
 	s.t.Helper()
 	s.t.Errorf(format, args...)
-}
-
-func (s *randState) pickGroup(rng *rand.Rand) *randGroup {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.groups[rng.IntN(len(s.groups))]
 }
 
 func (s *randState) pickTask(rng *rand.Rand) *randTask {
@@ -148,146 +78,78 @@ func (s *randState) pickTask(rng *rand.Rand) *randTask {
 }
 
 // tasksWithin returns the tasks whose Go has returned, in g's subtree.
-func (s *randState) tasksWithin(g *randGroup) []*randTask {
+func (s *randState) tasksWithin(g *randomwork.Group) []*randTask {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*randTask
 	for _, rt := range s.tasks {
-		if rt.group.within(g) {
+		if rt.group.Within(g) {
 			out = append(out, rt)
 		}
 	}
 	return out
 }
 
-func (s *randState) newGroup(rng *rand.Rand) {
-	p := s.pickGroup(rng)
-	s.mu.Lock()
-	s.nextName++
-	name := fmt.Sprint("g", s.nextName)
-	s.mu.Unlock()
-	var opts []runtime.GroupOption
-	if rng.IntN(4) == 0 {
-		opts = append(opts, runtime.CancelOnError())
-	}
-	g := p.g.Group(name, opts...)
-	rg := &randGroup{g: g, parent: p, name: g.Name()}
-	s.mu.Lock()
-	s.groups = append(s.groups, rg)
-	s.mu.Unlock()
-}
-
 func (s *randState) spawn(rng *rand.Rand) {
-	g := s.pickGroup(rng)
-	k := randKind(rng.IntN(int(randKinds)))
+	g := s.tree.Pick(rng)
+	k := randomwork.Kind(rng.IntN(int(randomwork.Kinds)))
 	rt := &randTask{kind: k, group: g}
-	name := randKindNames[k]
 	switch k {
-	case randOK:
-		rt.task = g.g.Go(name, func(context.Context) error { return nil })
-	case randErr:
-		rt.err = fmt.Errorf("random failure %d", rng.IntN(1000))
-		err := rt.err
-		rt.task = g.g.Go(name, func(context.Context) error { return err })
-	case randPanic:
-		rt.task = g.g.Go(name, func(context.Context) error { panic("random boom") })
-	case randPolite:
-		rt.task = g.g.Go(name, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-	case randStubborn:
-		rel := s.release
-		rt.task = g.g.Go(name, func(context.Context) error { <-rel; return nil })
-	case randSleepy:
-		d := time.Duration(rng.IntN(4)) * time.Millisecond
-		rt.task = g.g.Go(name, func(ctx context.Context) error {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-			return nil
-		})
-	case randGoexit:
-		rt.task = g.g.Go(name, func(context.Context) error { goruntime.Goexit(); return nil })
-	case randEvery:
-		mode := rng.IntN(5)
-		n := 0
-		rt.task = g.g.Every(name, time.Duration(1+rng.IntN(2))*time.Millisecond, func(ctx context.Context) error {
-			n++
-			switch mode {
-			case 0:
-				return nil
-			case 1:
-				return errors.New("run failed")
-			case 2:
-				if n >= 3 {
-					return runtime.ErrStop
-				}
-				return nil
-			case 3:
-				if n >= 2 {
-					panic("random every boom")
-				}
-				return nil
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		})
+	case randomwork.Every:
+		rt.task = g.G.Every(k.String(), randomwork.Period(rng), randomwork.Run(rng, false, s.release))
+	default:
+		if k == randomwork.Err {
+			rt.err = fmt.Errorf("random failure %d", rng.IntN(1000))
+		}
+		rt.task = g.G.Go(k.String(), randomwork.Body(k, rng, rt.err, s.release))
 	}
 	s.mu.Lock()
 	s.tasks = append(s.tasks, rt)
 	s.mu.Unlock()
 }
 
-func randDeadline(rng *rand.Rand) (context.Context, context.CancelFunc) {
-	if rng.IntN(3) == 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		return ctx, cancel
-	}
-	return context.WithTimeout(context.Background(), time.Duration(rng.IntN(3))*time.Millisecond)
-}
-
 func (s *randState) wait(rng *rand.Rand) {
-	g := s.pickGroup(rng)
+	g := s.tree.Pick(rng)
 	before := s.tasksWithin(g)
-	ctx, cancel := randDeadline(rng)
+	ctx, cancel := randomwork.Deadline(rng)
 	defer cancel()
-	err := g.g.Wait(ctx)
+	err := g.G.Wait(ctx)
 	if err == nil {
 		for _, rt := range before {
 			if !randIsDone(rt.task) {
-				s.failf("Wait(%s) = nil while task %d (%s) of its subtree is not done", g.name, rt.task.ID(), randKindNames[rt.kind])
+				s.failf("Wait(%s) = nil while task %d (%s) of its subtree is not done", g.G.Name(), rt.task.ID(), rt.kind)
 			}
 		}
 		return
 	}
 	var te *runtime.TimeoutError
 	if !errors.As(err, &te) {
-		s.failf("Wait(%s) = %v, want nil or a *TimeoutError", g.name, err)
+		s.failf("Wait(%s) = %v, want nil or a *TimeoutError", g.G.Name(), err)
 	}
 }
 
-func (s *randState) shutdown(rng *rand.Rand, g *randGroup) {
+func (s *randState) shutdown(rng *rand.Rand, g *randomwork.Group) {
 	before := s.tasksWithin(g)
-	ctx, cancel := randDeadline(rng)
+	ctx, cancel := randomwork.Deadline(rng)
 	defer cancel()
-	err := g.g.Shutdown(ctx)
+	err := g.G.Shutdown(ctx)
 	var ae0 *runtime.AbortError
 	if err != nil && !errors.As(err, &ae0) {
 		before = nil // a later call that gave up waiting (its ctx's cause)
 	}
 	for _, rt := range before {
 		if !randIsDone(rt.task) {
-			s.failf("Shutdown(%s) returned (%v) while task %d (%s) of its subtree is not done", g.name, err, rt.task.ID(), randKindNames[rt.kind])
+			s.failf("Shutdown(%s) returned (%v) while task %d (%s) of its subtree is not done", g.G.Name(), err, rt.task.ID(), rt.kind)
 		}
 	}
 	if err != nil {
 		var ae *runtime.AbortError
 		if errors.As(err, &ae) {
 			if len(ae.Aborted) == 0 {
-				s.failf("Shutdown(%s): AbortError with no tasks", g.name)
+				s.failf("Shutdown(%s): AbortError with no tasks", g.G.Name())
 			}
 		} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			s.failf("Shutdown(%s) = %v", g.name, err)
+			s.failf("Shutdown(%s) = %v", g.G.Name(), err)
 		}
 	}
 	s.mu.Lock()
@@ -300,7 +162,7 @@ func (s *randState) op(rng *rand.Rand) {
 	case n < 40:
 		s.spawn(rng)
 	case n < 48:
-		s.newGroup(rng)
+		s.tree.Grow(rng, func(name string) string { return name })
 	case n < 56:
 		if rt := s.pickTask(rng); rt != nil {
 			var cause error
@@ -310,30 +172,23 @@ func (s *randState) op(rng *rand.Rand) {
 			rt.task.Cancel(cause)
 		}
 	case n < 60:
-		g := s.pickGroup(rng)
-		if g.parent != nil || rng.IntN(4) == 0 {
-			g.g.Cancel(fmt.Errorf("random group cancel %d", rng.IntN(100)))
+		g := s.tree.Pick(rng)
+		if g.Parent != nil || rng.IntN(4) == 0 {
+			g.G.Cancel(fmt.Errorf("random group cancel %d", rng.IntN(100)))
 		}
 	case n < 68:
 		s.wait(rng)
 	case n < 72:
-		g := s.pickGroup(rng)
-		if g.parent != nil {
+		g := s.tree.Pick(rng)
+		if g.Parent != nil {
 			s.shutdown(rng, g)
 		}
 	case n < 74: // a group and one of its descendants, concurrently
-		g := s.pickGroup(rng)
-		if g.parent == nil {
+		g := s.tree.Pick(rng)
+		if g.Parent == nil {
 			return
 		}
-		var desc []*randGroup
-		s.mu.Lock()
-		for _, c := range s.groups {
-			if c.within(g) {
-				desc = append(desc, c)
-			}
-		}
-		s.mu.Unlock()
+		desc := s.tree.Within(g)
 		d := desc[rng.IntN(len(desc))]
 		r1, r2 := rand.New(rand.NewPCG(rng.Uint64(), 1)), rand.New(rand.NewPCG(rng.Uint64(), 2))
 		var wg sync.WaitGroup
@@ -341,19 +196,19 @@ func (s *randState) op(rng *rand.Rand) {
 		wg.Go(func() { s.shutdown(r2, d) })
 		wg.Wait()
 	case n < 84:
-		g := s.pickGroup(rng)
-		snap := g.g.Snapshot()
+		g := s.tree.Pick(rng)
+		snap := g.G.Snapshot()
 		s.mu.Lock()
 		s.snaps = append(s.snaps, randSnap{snap, g})
 		s.mu.Unlock()
 	case n < 90:
-		g := s.pickGroup(rng)
-		for _, info := range g.g.Active() {
+		g := s.tree.Pick(rng)
+		for _, info := range g.G.Active() {
 			if info.State != runtime.Running && info.State != runtime.Canceling {
-				s.failf("Active(%s) lists task %d in state %v", g.name, info.ID, info.State)
+				s.failf("Active(%s) lists task %d in state %v", g.G.Name(), info.ID, info.State)
 			}
-			if info.Group != g.name && !strings.HasPrefix(info.Group, g.name+".") {
-				s.failf("Active(%s) lists task %d of group %s", g.name, info.ID, info.Group)
+			if info.Group != g.G.Name() && !strings.HasPrefix(info.Group, g.G.Name()+".") {
+				s.failf("Active(%s) lists task %d of group %s", g.G.Name(), info.ID, info.Group)
 			}
 		}
 	default:
@@ -371,11 +226,11 @@ func randIsDone(t *runtime.Task) bool {
 }
 
 func randRun(t *testing.T, seed uint64) {
-	obs := &randObserver{byTask: map[uint64][]runtime.Event{}}
+	obs := &runtimetest.Recorder{}
 	sup := runtime.New("random", runtime.WithObserver(obs))
 	s := &randState{t: t, sup: sup, obs: obs, release: make(chan struct{})}
 	top := sup.Group("top")
-	s.groups = []*randGroup{{g: top, name: top.Name()}}
+	s.tree = randomwork.NewTree(top)
 	var wg sync.WaitGroup
 	for w := range 6 {
 		rng := rand.New(rand.NewPCG(seed, uint64(w)))
@@ -407,13 +262,18 @@ type randTaskLog struct {
 
 func (s *randState) check() {
 	t := s.t
-	obs := s.obs
 	if t.Failed() {
 		return
 	}
+	s.events, s.byTask = s.obs.Events(), map[uint64][]runtime.Event{}
+	for _, ev := range s.events {
+		if ev.TaskID != 0 {
+			s.byTask[ev.TaskID] = append(s.byTask[ev.TaskID], ev)
+		}
+	}
 	seen := map[uint64]runtime.Event{}
 	groupCancel := map[string]uint64{} // group name → Seq of its cancel_requested
-	for _, ev := range obs.events {
+	for _, ev := range s.events {
 		if prev, ok := seen[ev.Seq]; ok || ev.Seq == 0 {
 			t.Fatalf("Seq %d used twice (or zero): %s and %s", ev.Seq, prev.Kind, ev.Kind)
 		}
@@ -426,11 +286,11 @@ func (s *randState) check() {
 		}
 	}
 	logs := map[uint64]*randTaskLog{}
-	for id, evs := range obs.byTask {
+	for id, evs := range s.byTask {
 		logs[id] = s.checkTask(id, evs)
 	}
 	for _, rt := range s.tasks {
-		s.checkResult(rt, logs[rt.task.ID()], obs.byTask[rt.task.ID()])
+		s.checkResult(rt, logs[rt.task.ID()], s.byTask[rt.task.ID()])
 	}
 	if len(logs) != len(s.tasks) {
 		t.Errorf("%d tasks have events, %d were spawned", len(logs), len(s.tasks))
@@ -447,7 +307,7 @@ func (s *randState) check() {
 	}
 	s.checkShutdowns(logs, taskGroup, groupCancel, seen)
 	t.Logf("%d tasks, %d groups, %d events, %d snapshots, %d shutdowns",
-		len(s.tasks), len(s.groups), len(obs.events), len(s.snaps), len(s.shutdowns))
+		len(s.tasks), s.tree.Len(), len(s.events), len(s.snaps), len(s.shutdowns))
 }
 
 // checkTask checks one task's events, in delivery order, against the
@@ -576,7 +436,7 @@ func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Even
 	res, fin := rt.task.Result(), l.finished
 	if res.Outcome != fin.Outcome || !randSameErr(res.Err, fin.Err) || !randSameErr(res.Cause, fin.Cause) || res.Duration != fin.Duration {
 		t.Errorf("task %d (%s): Result %+v, finished event outcome=%v err=%v cause=%v duration=%v",
-			id, randKindNames[rt.kind], res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
+			id, rt.kind, res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
 	}
 	o := res.Outcome
 	switch {
@@ -591,27 +451,27 @@ func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Even
 		}
 		return
 	}
-	if (o == runtime.Canceled && res.Cause == nil) || ((o == runtime.Success || (o == runtime.Error && rt.kind != randGoexit)) && res.Cause != nil) {
+	if (o == runtime.Canceled && res.Cause == nil) || ((o == runtime.Success || (o == runtime.Error && rt.kind != randomwork.Goexit)) && res.Cause != nil) {
 		t.Errorf("task %d: outcome %v with cause %v", id, o, res.Cause)
 	}
-	want := map[randKind][]runtime.Outcome{
-		randOK:       {runtime.Success, runtime.Canceled},
-		randErr:      {runtime.Error, runtime.Canceled},
-		randPanic:    {runtime.Panic},
-		randPolite:   {runtime.Canceled},
-		randStubborn: {runtime.Canceled},
-		randSleepy:   {runtime.Success, runtime.Canceled},
-		randGoexit:   {runtime.Error},
-		randEvery:    {runtime.Success, runtime.Canceled, runtime.Panic},
+	want := map[randomwork.Kind][]runtime.Outcome{
+		randomwork.OK:       {runtime.Success, runtime.Canceled},
+		randomwork.Err:      {runtime.Error, runtime.Canceled},
+		randomwork.Panic:    {runtime.Panic},
+		randomwork.Polite:   {runtime.Canceled},
+		randomwork.Stubborn: {runtime.Canceled},
+		randomwork.Sleepy:   {runtime.Success, runtime.Canceled},
+		randomwork.Goexit:   {runtime.Error},
+		randomwork.Every:    {runtime.Success, runtime.Canceled, runtime.Panic},
 	}[rt.kind]
 	if !slices.Contains(want, o) {
-		t.Errorf("task %d (%s): outcome %v", id, randKindNames[rt.kind], o)
+		t.Errorf("task %d (%s): outcome %v", id, rt.kind, o)
 	}
 	switch {
-	case o == runtime.Error && rt.kind == randErr && res.Err != rt.err,
-		o == runtime.Error && rt.kind == randGoexit && res.Err != runtime.ErrGoexit,
+	case o == runtime.Error && rt.kind == randomwork.Err && res.Err != rt.err,
+		o == runtime.Error && rt.kind == randomwork.Goexit && res.Err != runtime.ErrGoexit,
 		o == runtime.Success && res.Err != nil:
-		t.Errorf("task %d (%s): outcome %v with err %v", id, randKindNames[rt.kind], o, res.Err)
+		t.Errorf("task %d (%s): outcome %v with err %v", id, rt.kind, o, res.Err)
 	}
 	if o == runtime.Panic {
 		var pe *runtime.PanicError
@@ -738,7 +598,7 @@ func (s *randState) checkSnapshot(sn randSnap, logs map[uint64]*randTaskLog, tas
 func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[uint64]string, groupCancel map[string]uint64, seen map[uint64]runtime.Event) {
 	t := s.t
 	started := map[string]uint64{}
-	for _, ev := range s.obs.events {
+	for _, ev := range s.events {
 		switch ev.Kind {
 		case runtime.KindGroupShutdownStarted:
 			if _, dup := started[ev.Group]; dup {
@@ -801,15 +661,15 @@ func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[u
 	}
 	for _, sd := range s.shutdowns {
 		var ae *runtime.AbortError
-		if errors.As(sd.err, &ae) && ae.Group != sd.group.name {
-			t.Errorf("Shutdown(%s) returned an AbortError of %s", sd.group.name, ae.Group)
+		if errors.As(sd.err, &ae) && ae.Group != sd.group.G.Name() {
+			t.Errorf("Shutdown(%s) returned an AbortError of %s", sd.group.G.Name(), ae.Group)
 		}
 	}
 }
 
 func (s *randState) dump(id uint64) string {
 	var b strings.Builder
-	for _, ev := range s.obs.byTask[id] {
+	for _, ev := range s.byTask[id] {
 		fmt.Fprintf(&b, "\n\t%d %s %s run=%d outcome=%v err=%v cause=%v", ev.Seq, ev.Kind, ev.Task, ev.Run, ev.Outcome, ev.Err, ev.Cause)
 	}
 	return b.String()

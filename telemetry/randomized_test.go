@@ -2,10 +2,8 @@ package telemetry_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	goruntime "runtime"
 	"slices"
 	"sort"
@@ -22,7 +20,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/taskscope/taskscope/internal/randomwork"
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 	"github.com/taskscope/taskscope/telemetry"
 )
 
@@ -34,61 +34,13 @@ import (
 // recorders give at scrapes concurrent with the workload.
 // RANDOMIZED_SEEDS=n runs more seeds, RANDOMIZED_SEED=s one.
 func TestRandomizedTelemetry(t *testing.T) {
-	seeds := 5
-	if s, err := strconv.Atoi(os.Getenv("RANDOMIZED_SEEDS")); err == nil {
-		seeds = s
-	}
-	first := uint64(0)
-	if s, err := strconv.ParseUint(os.Getenv("RANDOMIZED_SEED"), 10, 64); err == nil {
-		first, seeds = s, 1
-	}
-	for seed := first; seed < first+uint64(seeds); seed++ {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { randRun(t, seed) })
-		})
-	}
-}
-
-// randRecorder records every event, in delivery order.
-type randRecorder struct {
-	mu     sync.Mutex
-	events []runtime.Event
-}
-
-func (o *randRecorder) add(ev runtime.Event) {
-	ev.Stack = nil
-	o.mu.Lock()
-	o.events = append(o.events, ev)
-	o.mu.Unlock()
-}
-
-func (o *randRecorder) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
-	o.add(ev)
-	return ctx
-}
-func (o *randRecorder) Observe(_ context.Context, ev runtime.Event) { o.add(ev) }
-
-func (o *randRecorder) len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.events)
-}
-
-func (o *randRecorder) prefix(n int) []runtime.Event {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.events[:n:n]
+	randomwork.Seeds(t, 5, randRun)
 }
 
 type randTypedErr struct{ kind string }
 
 func (e randTypedErr) Error() string     { return "typed failure " + e.kind }
 func (e randTypedErr) ErrorType() string { return e.kind }
-
-type randGroup struct {
-	g      *runtime.Group
-	parent *randGroup
-}
 
 type randState struct {
 	t       *testing.T
@@ -97,11 +49,11 @@ type randState struct {
 
 	flood bool // some ops spawn many uniquely named tasks, past the cache budget
 
-	mu       sync.Mutex
-	groups   []*randGroup
-	tasks    []*runtime.Task
-	nextName int
-	unique   int
+	tree *randomwork.Tree
+
+	mu     sync.Mutex
+	tasks  []*runtime.Task
+	unique int
 }
 
 func (s *randState) addTask(task *runtime.Task) {
@@ -112,7 +64,7 @@ func (s *randState) addTask(task *runtime.Task) {
 
 // floodSpawn spawns uniquely named tasks failing with unique error types.
 func (s *randState) floodSpawn(rng *rand.Rand) {
-	g := s.pickGroup(rng).g
+	g := s.tree.Pick(rng).G
 	for range 100 {
 		s.mu.Lock()
 		s.unique++
@@ -121,12 +73,6 @@ func (s *randState) floodSpawn(rng *rand.Rand) {
 		err := randTypedErr{fmt.Sprint("ue", n%3000)}
 		s.addTask(g.Go(fmt.Sprint("u", n), func(context.Context) error { return err }))
 	}
-}
-
-func (s *randState) pickGroup(rng *rand.Rand) *randGroup {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.groups[rng.IntN(len(s.groups))]
 }
 
 func (s *randState) pickTask(rng *rand.Rand) *runtime.Task {
@@ -152,27 +98,18 @@ func randTaskName(rng *rand.Rand, kind string) string {
 	return kind
 }
 
+// newGroup grows the tree; one group in eight has an invalid UTF-8 name.
 func (s *randState) newGroup(rng *rand.Rand) {
-	p := s.pickGroup(rng)
-	s.mu.Lock()
-	s.nextName++
-	name := fmt.Sprint("g", s.nextName)
-	s.mu.Unlock()
-	if rng.IntN(8) == 0 {
-		name += "\xff"
-	}
-	var opts []runtime.GroupOption
-	if rng.IntN(4) == 0 {
-		opts = append(opts, runtime.CancelOnError())
-	}
-	g := &randGroup{g: p.g.Group(name, opts...), parent: p}
-	s.mu.Lock()
-	s.groups = append(s.groups, g)
-	s.mu.Unlock()
+	s.tree.Grow(rng, func(name string) string {
+		if rng.IntN(8) == 0 {
+			return name + "\xff"
+		}
+		return name
+	})
 }
 
 func (s *randState) spawn(rng *rand.Rand) {
-	s.spawnIn(rng, s.pickGroup(rng).g, nil, 2)
+	s.spawnIn(rng, s.tree.Pick(rng).G, nil, 2)
 }
 
 // spawnIn spawns a random task in g; depth bounds spawner tasks, which
@@ -199,74 +136,22 @@ func (s *randState) spawnIn(rng *rand.Rand, g *runtime.Group, opts []runtime.Tas
 			}
 			return nil
 		}, opts...)
-	case 0:
-		task = g.Go(randTaskName(rng, "ok"), func(context.Context) error { return nil }, opts...)
-	case 1:
-		err := fmt.Errorf("random failure %d", rng.IntN(1000))
-		task = g.Go(randTaskName(rng, "err"), func(context.Context) error { return err }, opts...)
 	case 2:
 		kinds := []string{"et0", "et1", "et2", "et3", "et4", "et5", "et6", "et\xff", "et\xfe"}
 		err := randTypedErr{kinds[rng.IntN(len(kinds))]}
 		task = g.Go(randTaskName(rng, "typed"), func(context.Context) error { return err }, opts...)
-	case 3:
-		task = g.Go(randTaskName(rng, "panic"), func(context.Context) error { panic("random boom") }, opts...)
-	case 4:
-		task = g.Go(randTaskName(rng, "polite"), func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, opts...)
-	case 5:
-		rel := s.release
-		task = g.Go(randTaskName(rng, "stubborn"), func(context.Context) error { <-rel; return nil }, opts...)
-	case 6:
-		d := time.Duration(rng.IntN(4)) * time.Millisecond
-		task = g.Go(randTaskName(rng, "sleepy"), func(ctx context.Context) error {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-			return nil
-		}, opts...)
-	case 7:
-		task = g.Go(randTaskName(rng, "goexit"), func(context.Context) error { goruntime.Goexit(); return nil }, opts...)
 	case 8:
-		mode := rng.IntN(6)
-		n := 0
-		rel := s.release
-		task = g.Every(randTaskName(rng, "every"), time.Duration(1+rng.IntN(2))*time.Millisecond, func(ctx context.Context) error {
-			n++
-			switch mode {
-			case 0:
-				return nil
-			case 1:
-				return errors.New("run failed")
-			case 2:
-				if n >= 3 {
-					return runtime.ErrStop
-				}
-				return nil
-			case 3:
-				if n >= 2 {
-					panic("random every boom")
-				}
-				return nil
-			case 4:
-				if n >= 2 {
-					<-rel // stuck in a run: aborted at a shutdown deadline
-				}
-				return nil
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		}, opts...)
+		task = g.Every(randTaskName(rng, "every"), randomwork.Period(rng), randomwork.Run(rng, true, s.release), opts...)
+	default:
+		kind := [...]randomwork.Kind{0: randomwork.OK, 1: randomwork.Err, 3: randomwork.Panic, 4: randomwork.Polite,
+			5: randomwork.Stubborn, 6: randomwork.Sleepy, 7: randomwork.Goexit}[k]
+		var err error
+		if kind == randomwork.Err {
+			err = fmt.Errorf("random failure %d", rng.IntN(1000))
+		}
+		task = g.Go(randTaskName(rng, kind.String()), randomwork.Body(kind, rng, err, s.release), opts...)
 	}
 	s.addTask(task)
-}
-
-func randDeadline(rng *rand.Rand) (context.Context, context.CancelFunc) {
-	if rng.IntN(3) == 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		return ctx, cancel
-	}
-	return context.WithTimeout(context.Background(), time.Duration(rng.IntN(3))*time.Millisecond)
 }
 
 func (s *randState) op(rng *rand.Rand) {
@@ -287,28 +172,28 @@ func (s *randState) op(rng *rand.Rand) {
 			task.Cancel(cause)
 		}
 	case n < 66:
-		g := s.pickGroup(rng)
-		if g.parent != nil || rng.IntN(4) == 0 {
+		g := s.tree.Pick(rng)
+		if g.Parent != nil || rng.IntN(4) == 0 {
 			var cause error
 			if rng.IntN(2) == 0 {
 				cause = fmt.Errorf("random group cancel %d", rng.IntN(100))
 			}
-			g.g.Cancel(cause)
+			g.G.Cancel(cause)
 		}
 	case n < 72:
-		g := s.pickGroup(rng)
-		ctx, cancel := randDeadline(rng)
-		_ = g.g.Wait(ctx)
+		g := s.tree.Pick(rng)
+		ctx, cancel := randomwork.Deadline(rng)
+		_ = g.G.Wait(ctx)
 		cancel()
 	case n < 78:
-		g := s.pickGroup(rng)
-		if g.parent != nil {
-			ctx, cancel := randDeadline(rng)
-			_ = g.g.Shutdown(ctx)
+		g := s.tree.Pick(rng)
+		if g.Parent != nil {
+			ctx, cancel := randomwork.Deadline(rng)
+			_ = g.G.Shutdown(ctx)
 			cancel()
 		}
 	case n < 84:
-		_ = s.pickGroup(rng).g.Snapshot()
+		_ = s.tree.Pick(rng).G.Snapshot()
 	case n < 86 && s.flood:
 		s.floodSpawn(rng)
 	default:
@@ -327,8 +212,8 @@ type randScrape struct {
 type randHarness struct {
 	t        *testing.T
 	cap      int
-	pre      *randRecorder // before the telemetry
-	post     *randRecorder // after it
+	pre      *runtimetest.Recorder // before the telemetry
+	post     *runtimetest.Recorder // after it
 	reg      *prometheus.Registry
 	sr       *tracetest.SpanRecorder
 	sup      *runtime.Supervisor
@@ -339,7 +224,7 @@ type randHarness struct {
 
 func randRun(t *testing.T, seed uint64) {
 	rng0 := rand.New(rand.NewPCG(seed, 99))
-	h := &randHarness{t: t, cap: 3 + rng0.IntN(10), pre: &randRecorder{}, post: &randRecorder{},
+	h := &randHarness{t: t, cap: 3 + rng0.IntN(10), pre: &runtimetest.Recorder{}, post: &runtimetest.Recorder{},
 		reg: prometheus.NewPedanticRegistry(), sr: tracetest.NewSpanRecorder(), lastSeen: map[string]float64{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.sr))
 	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithRegisterer(h.reg), telemetry.WithMaxLabelValues(h.cap))
@@ -349,7 +234,7 @@ func randRun(t *testing.T, seed uint64) {
 	h.sup = runtime.New("random", runtime.WithObserver(h.pre), runtime.WithObserver(tel), runtime.WithObserver(h.post))
 	s := &randState{t: t, sup: h.sup, release: make(chan struct{}), flood: seed%8 == 3}
 	top := h.sup.Group("top")
-	s.groups = []*randGroup{{g: top}}
+	s.tree = randomwork.NewTree(top)
 
 	// Concurrent scrapes.
 	stop := make(chan struct{})
@@ -398,13 +283,13 @@ func randRun(t *testing.T, seed uint64) {
 	if problems, err := testutil.GatherAndLint(h.reg); err != nil || len(problems) > 0 {
 		t.Errorf("GatherAndLint: %v %v", problems, err)
 	}
-	t.Logf("cap %d: %d events, %d tasks, %d scrapes, %d spans", h.cap, len(h.pre.events), len(s.tasks), len(h.scrapes), len(h.sr.Ended()))
+	t.Logf("cap %d: %d events, %d tasks, %d scrapes, %d spans", h.cap, len(h.pre.Events()), len(s.tasks), len(h.scrapes), len(h.sr.Ended()))
 }
 
 func (h *randHarness) scrape() {
-	lo := h.post.len()
+	lo := len(h.post.Events())
 	mfs, err := h.reg.Gather()
-	hi := h.pre.len()
+	hi := len(h.pre.Events())
 	if err != nil {
 		h.t.Errorf("Gather: %v", err)
 		return
@@ -616,8 +501,8 @@ func (h *randHarness) checkScrapes() {
 		h.t.Fatal(err)
 	}
 	f := h.fold(final)
-	all := h.pre.prefix(h.pre.len())
-	post := h.post.prefix(h.post.len())
+	all := h.pre.Events()
+	post := h.post.Events()
 	bad := 0
 	for i, sc := range h.scrapes {
 		lo := h.expected(post[:sc.lo], f)
@@ -694,8 +579,8 @@ func (h *randHarness) quiescent(when string) {
 		t.Fatalf("%s: Gather: %v", when, err)
 	}
 	h.checkSigns(mfs, when)
-	events := h.pre.prefix(h.pre.len())
-	if n := h.post.len(); n != len(events) {
+	events := h.pre.Events()
+	if n := len(h.post.Events()); n != len(events) {
 		t.Fatalf("%s: recorders saw %d and %d events", when, len(events), n)
 	}
 	f := h.fold(mfs)
@@ -823,7 +708,7 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event) {
 	for _, s := range h.sr.Ended() {
 		a := map[string]string{}
 		for _, kv := range s.Attributes() {
-			a[string(kv.Key)] = kv.Value.Emit()
+			a[string(kv.Key)] = kv.Value.String()
 		}
 		switch {
 		case strings.HasPrefix(s.Name(), "task "):

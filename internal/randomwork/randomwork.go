@@ -1,0 +1,211 @@
+// Package randomwork is the random concurrent workload of the randomized
+// tests (runtime's and telemetry's): seeds, a tree of groups that grows as
+// the workload runs, task bodies of every kind, and the deadlines of its
+// Waits and Shutdowns. Each test adds operations and checks of its own.
+package randomwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// Seeds runs run once per seed, each in a synctest bubble of its own:
+// seeds 0 to n-1, or as many as RANDOMIZED_SEEDS says, or only the seed
+// RANDOMIZED_SEED names.
+func Seeds(t *testing.T, n int, run func(t *testing.T, seed uint64)) {
+	if s, err := strconv.Atoi(os.Getenv("RANDOMIZED_SEEDS")); err == nil {
+		n = s
+	}
+	first := uint64(0)
+	if s, err := strconv.ParseUint(os.Getenv("RANDOMIZED_SEED"), 10, 64); err == nil {
+		first, n = s, 1
+	}
+	for seed := first; seed < first+uint64(n); seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { run(t, seed) })
+		})
+	}
+}
+
+// Group is a group of the tree, with its parent (nil for the root).
+type Group struct {
+	G      *runtime.Group
+	Parent *Group
+}
+
+// Within reports whether g is anc or one of its descendants.
+func (g *Group) Within(anc *Group) bool {
+	for c := g; c != nil; c = c.Parent {
+		if c == anc {
+			return true
+		}
+	}
+	return false
+}
+
+// Tree is the groups the workload made. Safe for concurrent use.
+type Tree struct {
+	mu     sync.Mutex // guards groups, named
+	groups []*Group
+	named  int
+}
+
+// NewTree returns a tree whose only group is root.
+func NewTree(root *runtime.Group) *Tree { return &Tree{groups: []*Group{{G: root}}} }
+
+// Pick returns one of the groups.
+func (tr *Tree) Pick(rng *rand.Rand) *Group {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.groups[rng.IntN(len(tr.groups))]
+}
+
+// Grow makes a child of a random group, named by name from a fresh name
+// ("g1", "g2", ...); a quarter of them cancel on error.
+func (tr *Tree) Grow(rng *rand.Rand, name func(string) string) *Group {
+	p := tr.Pick(rng)
+	tr.mu.Lock()
+	tr.named++
+	n := tr.named
+	tr.mu.Unlock()
+	var opts []runtime.GroupOption
+	if rng.IntN(4) == 0 {
+		opts = append(opts, runtime.CancelOnError())
+	}
+	g := &Group{G: p.G.Group(name(fmt.Sprint("g", n)), opts...), Parent: p}
+	tr.mu.Lock()
+	tr.groups = append(tr.groups, g)
+	tr.mu.Unlock()
+	return g
+}
+
+// Len returns the number of groups.
+func (tr *Tree) Len() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.groups)
+}
+
+// Kind is a kind of task body.
+type Kind int
+
+const (
+	OK       Kind = iota // returns nil
+	Err                  // returns its error
+	Panic                // panics
+	Polite               // returns once canceled
+	Stubborn             // ignores cancellation until released
+	Sleepy               // returns after a few milliseconds, or once canceled
+	Goexit               // calls runtime.Goexit
+	Every                // periodic: see Run
+	Kinds                // the number of kinds
+)
+
+var kindNames = [...]string{"ok", "err", "panic", "polite", "stubborn", "sleepy", "goexit", "every"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Body returns a task body of kind k (not Every). err is what an Err body
+// returns; release ends a Stubborn one.
+func Body(k Kind, rng *rand.Rand, err error, release <-chan struct{}) func(context.Context) error {
+	switch k {
+	case OK:
+		return func(context.Context) error { return nil }
+	case Err:
+		return func(context.Context) error { return err }
+	case Panic:
+		return func(context.Context) error { panic("random boom") }
+	case Polite:
+		return func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	case Stubborn:
+		return func(context.Context) error { <-release; return nil }
+	case Sleepy:
+		d := time.Duration(rng.IntN(4)) * time.Millisecond
+		return func(ctx context.Context) error {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+			return nil
+		}
+	case Goexit:
+		return func(context.Context) error { goruntime.Goexit(); return nil }
+	}
+	panic(fmt.Sprint("randomwork: no plain body of kind ", k))
+}
+
+// Run returns the run of a periodic task: it succeeds, fails, stops the
+// task after a few runs, panics on its second run, returns once canceled,
+// or (with stuck) blocks in its second run until released, to be aborted
+// at a shutdown deadline.
+func Run(rng *rand.Rand, stuck bool, release <-chan struct{}) func(context.Context) error {
+	modes := 5
+	if stuck {
+		modes = 6
+	}
+	mode, n := rng.IntN(modes), 0
+	return func(ctx context.Context) error {
+		n++
+		switch mode {
+		case 0:
+			return nil
+		case 1:
+			return errors.New("run failed")
+		case 2:
+			if n >= 3 {
+				return runtime.ErrStop
+			}
+			return nil
+		case 3:
+			if n >= 2 {
+				panic("random every boom")
+			}
+			return nil
+		case 5:
+			if n >= 2 {
+				<-release
+			}
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
+// Period is a periodic task's interval: 1 or 2 milliseconds.
+func Period(rng *rand.Rand) time.Duration { return time.Duration(1+rng.IntN(2)) * time.Millisecond }
+
+// Deadline returns the context of a Wait or a Shutdown: expired a third of
+// the time, otherwise ending within 0 to 2 milliseconds.
+func Deadline(rng *rand.Rand) (context.Context, context.CancelFunc) {
+	if rng.IntN(3) == 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx, cancel
+	}
+	return context.WithTimeout(context.Background(), time.Duration(rng.IntN(3))*time.Millisecond)
+}
+
+// Within returns anc and its descendants among the groups.
+func (tr *Tree) Within(anc *Group) []*Group {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []*Group
+	for _, g := range tr.groups {
+		if g.Within(anc) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
