@@ -1,0 +1,121 @@
+package randomwork_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/taskscope/taskscope/internal/randomwork"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSeeds(t *testing.T) {
+	for _, tc := range []struct {
+		env, value string
+		want       []uint64
+	}{
+		{"", "", []uint64{0, 1}},
+		{"RANDOMIZED_SEEDS", "3", []uint64{0, 1, 2}},
+		{"RANDOMIZED_SEED", "7", []uint64{7}},
+	} {
+		if tc.env != "" {
+			t.Setenv(tc.env, tc.value)
+		}
+		var got []uint64
+		t.Run(tc.env, func(t *testing.T) {
+			randomwork.Seeds(t, 2, func(_ *testing.T, seed uint64) { got = append(got, seed) })
+		})
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s=%s: seeds %v, want %v", tc.env, tc.value, got, tc.want)
+		}
+	}
+}
+
+// TestTree: groups grow under groups of the tree, named as asked; Within
+// lists a group and its descendants only.
+func TestTree(t *testing.T) {
+	sup := runtime.New("app")
+	defer sup.Shutdown(t.Context())
+	tree := randomwork.NewTree(sup.Group("top"))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 30 {
+		if g := tree.Grow(rng, func(name string) string { return name + "x" }); !strings.HasSuffix(g.G.Name(), "x") {
+			t.Errorf("Grow made %s, not named as asked", g.G.Name())
+		}
+	}
+	if tree.Len() != 31 {
+		t.Fatalf("Len() = %d, want 31", tree.Len())
+	}
+	root := tree.Pick(rng)
+	for root.Parent != nil {
+		root = root.Parent
+	}
+	all := tree.Within(root)
+	if len(all) != tree.Len() {
+		t.Errorf("Within(root) lists %d groups of %d", len(all), tree.Len())
+	}
+	for range 10 {
+		g := tree.Pick(rng)
+		var want []string
+		for _, d := range all {
+			if d.Within(g) {
+				want = append(want, d.G.Name())
+			}
+		}
+		var got []string
+		for _, d := range tree.Within(g) {
+			got = append(got, d.G.Name())
+			if d.G.Name() != g.G.Name() && !strings.HasPrefix(d.G.Name(), g.G.Name()+".") {
+				t.Errorf("Within(%s) lists %s", g.G.Name(), d.G.Name())
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Within(%s) = %v, want %v", g.G.Name(), got, want)
+		}
+	}
+}
+
+// TestBodies: each kind's body does what its name says.
+func TestBodies(t *testing.T) {
+	sup := runtime.New("app")
+	rng := rand.New(rand.NewPCG(1, 2))
+	release := make(chan struct{})
+	boom := errors.New("boom")
+	results := map[randomwork.Kind]runtime.Result{}
+	for k := range randomwork.Every {
+		task := sup.Go(k.String(), randomwork.Body(k, rng, boom, release))
+		if k == randomwork.Polite {
+			task.Cancel(nil)
+		}
+		if k != randomwork.Stubborn {
+			<-task.Done()
+		}
+		results[k] = task.Result()
+	}
+	close(release)
+	if err := sup.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[randomwork.Kind]runtime.Outcome{
+		randomwork.OK: runtime.Success, randomwork.Err: runtime.Error, randomwork.Panic: runtime.Panic,
+		randomwork.Polite: runtime.Canceled, randomwork.Sleepy: runtime.Success, randomwork.Goexit: runtime.Error,
+	} {
+		if got := results[k].Outcome; got != want {
+			t.Errorf("%s: outcome %v, want %v", k, got, want)
+		}
+	}
+	if !errors.Is(results[randomwork.Err].Err, boom) {
+		t.Errorf("err: %v, want boom", results[randomwork.Err].Err)
+	}
+	ctx, cancel := randomwork.Deadline(rng)
+	defer cancel()
+	if _, ok := ctx.Deadline(); !ok && ctx.Err() == nil {
+		t.Error("Deadline gave a context that never ends")
+	}
+}
