@@ -318,7 +318,15 @@ func (s *Stream) replayLocked(sub *Subscription, seq uint64) {
 		}
 	}
 	for i := range r.len() {
-		if ev := r.at(i); i >= from || ev.Seq > seq {
+		if ev := r.at(i); ev.Seq > seq {
+			sub.offer(ev, ev.Level())
+		} else if i >= from {
+			// Replayed for the cursor reading only: for a snapshot's Seq,
+			// a duplicate. It gets room of its own in the buffer, or a
+			// client with a small one would start with a lag notice, and
+			// get the same replay and notice each time it re-snapshots
+			// and subscribes again.
+			sub.buf.max++
 			sub.offer(ev, ev.Level())
 		}
 	}

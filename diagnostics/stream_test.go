@@ -628,3 +628,23 @@ func TestStreamSpawnAfterGroupCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestAfterReplayFitsBuffer: events of other tasks that reached the stream
+// after the one with the snapshot's Seq are replayed (as possible
+// duplicates); when there are more of them than the subscription's buffer
+// holds, dropping them must not make a lag notice, or a client following
+// the documented recovery (re-snapshot, subscribe After its Seq) gets the
+// same notice on every attempt while the supervisor is quiet, for ever.
+func TestAfterReplayFitsBuffer(t *testing.T) {
+	s := diagnostics.NewStream(diagnostics.WithReplaySize(8))
+	publish(s, seqEvents(3, 1, 2)...) // Seq 3 reached the stream first
+	for attempt := range 3 {          // the snapshot's Seq stays 3: nothing happens
+		got := collect(s.Subscribe(t.Context(), diagnostics.After(3), diagnostics.BufferSize(1)))
+		for _, ev := range got {
+			var lag *diagnostics.LaggedError
+			if errors.As(ev.Err, &lag) {
+				t.Fatalf("attempt %d: After(3) with nothing missed gives %v (events %v)", attempt, lag, seqs(got))
+			}
+		}
+	}
+}

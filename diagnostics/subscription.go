@@ -96,7 +96,8 @@ func BufferSize(n int) SubscribeOption {
 // order; After replays every held event with Seq > seq and every one that
 // arrived after the event with Seq == seq, so neither use loses an event,
 // and an event near seq may come twice: apply events idempotently, keyed by
-// task ID.
+// task ID. Those possible duplicates get room beyond the buffer size, so
+// that they never make a lag notice.
 //
 // If the ring no longer holds what is needed, or seq is far beyond
 // anything published (a client resuming against a process that has
