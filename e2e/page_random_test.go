@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -39,10 +37,6 @@ import (
 // alone; PAGE_WORK=duration sets how long the workload runs (default 2.5s);
 // PAGE_NAMES=unique gives every group a name of its own.
 func TestTaskPageFollowsRandomWork(t *testing.T) {
-	chromium := chromiumPath()
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
-	}
 	n, first := uint64(3), uint64(0)
 	if s, err := strconv.ParseUint(os.Getenv("PAGE_SEEDS"), 10, 64); err == nil {
 		n = s
@@ -55,7 +49,7 @@ func TestTaskPageFollowsRandomWork(t *testing.T) {
 		work = d
 	}
 	for seed := first; seed < first+n; seed++ {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { pageRandomRun(t, chromium, seed, work) })
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { pageRandomRun(t, seed, work) })
 	}
 }
 
@@ -250,15 +244,11 @@ const pageResyncsJS = `(() => {
   return true;
 })()`
 
-func pageRandomRun(t *testing.T, chromium string, seed uint64, work time.Duration) {
+func pageRandomRun(t *testing.T, seed uint64, work time.Duration) {
 	start := time.Now()
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
 	events := newKickable(diagnostics.EventsHandler(stream))
-	mux := http.NewServeMux()
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
-	mux.Handle("/debug/events", events)
-	srv := httptest.NewServer(mux)
 	w := &pageWork{
 		unique:  os.Getenv("PAGE_NAMES") == "unique",
 		release: make(chan struct{}),
@@ -274,23 +264,10 @@ func pageRandomRun(t *testing.T, chromium string, seed uint64, work time.Duratio
 		close(w.release)
 		w.mu.Unlock()
 		events.close()
-		stream.Close()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sup.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
 	}()
-
-	bctx := startBrowser(t, chromium, io.Discard)
-	must(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/debug/tasks")))
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
-	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+	ctx := servePage(t, sup, stream, events)
 	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
 	must(t, err)
-	_ = err
 
 	// The workload, and (on two seeds in three) one cut of the page's
 	// event stream at a random moment of it.
@@ -448,30 +425,13 @@ func (w *pageWork) diff(page, server pageState) string {
 // cancel or shutdown to the other, whether it learned of them from the
 // stream (one section per name) or from a snapshot (one per group).
 func TestTaskPageTellsSiblingsApart(t *testing.T) {
-	chromium := chromiumPath()
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
-	}
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
-	mux := http.NewServeMux()
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
-	mux.Handle("/debug/events", diagnostics.EventsHandler(stream))
-	srv := httptest.NewServer(mux)
 	release := make(chan struct{})
-	defer func() {
-		close(release)
-		stream.Close()
-		srv.Close()
-		if err := sup.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	}()
-	bctx := startBrowser(t, chromium, io.Discard)
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
-	open := func() {
-		must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/debug/tasks"),
+	defer close(release)
+	ctx := servePage(t, sup, stream, nil)
+	reload := func() {
+		must(t, chromedp.Do(ctx, chromedp.Reload(),
 			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
 	}
 	check := func(what string) {
@@ -496,7 +456,6 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
 
 	// From the stream: both twins' tasks arrive as events.
-	open()
 	a := sup.Group("twin")
 	a.Go("a", waiting)
 	b := sup.Group("twin")
@@ -510,7 +469,7 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	p1.Go("stubborn", func(context.Context) error { <-late; return nil })
 	p2 := sup.Group("pair")
 	p2.Go("polite", polite)
-	open()
+	reload()
 	expired, cancelExpired := context.WithCancel(context.Background())
 	cancelExpired()
 	_ = p1.Shutdown(expired) // aborts stubborn

@@ -30,30 +30,11 @@ import (
 //     detaches it, and a spawn rejected there does not bring it back;
 //   - a shutdown of a group below a detached one: no phantom ancestors.
 func TestTaskPageFollowsTheServer(t *testing.T) {
-	chromium := chromiumPath()
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
-	}
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
-	mux := http.NewServeMux()
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
-	mux.Handle("/debug/events", diagnostics.EventsHandler(stream))
-	srv := httptest.NewServer(mux)
 	release := make(chan struct{})
-	defer func() {
-		close(release)
-		stream.Close()
-		srv.Close()
-		if err := sup.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	}()
-	bctx := startBrowser(t, chromium, io.Discard)
-	must(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/debug/tasks"))) // starts the browser, for as long as bctx
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
-	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+	defer close(release)
+	ctx := servePage(t, sup, stream, nil)
 
 	stuck := func(context.Context) error { <-release; return nil }
 	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
@@ -136,6 +117,41 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 }
 
 const intervalsJS = `Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.querySelector(".interval").textContent]))`
+
+// servePage serves sup's task page and stream's events (through events
+// when it is not nil) and opens the page, live, in headless Chromium. It
+// returns the browser's context, with a budget of 2 minutes. When the test
+// ends it closes the stream and the server and shuts sup down: release
+// what blocks the tasks first, in a defer.
+func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream, events http.Handler) context.Context {
+	t.Helper()
+	chromium := chromiumPath()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
+	}
+	if events == nil {
+		events = diagnostics.EventsHandler(stream)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
+	mux.Handle("/debug/events", events)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		stream.Close()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sup.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	bctx := startBrowser(t, chromium, io.Discard)
+	must(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/debug/tasks"))) // starts the browser, for as long as bctx
+	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	t.Cleanup(cancel)
+	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+	return ctx
+}
 
 // pageState is what the page shows: task states by id, and group names.
 type pageState struct {
