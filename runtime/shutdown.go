@@ -60,7 +60,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	// Closed before the event is issued its Seq: a Snapshot at or after
 	// that Seq must show the subtree closed, since a client following the
 	// stream from it will not see the event.
-	groups, live := g.closeSubtree()
+	groups, live := g.closeSubtree(tr.observed())
 	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name}
 	tr.emit(ctx, started)
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
@@ -87,35 +87,27 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	if len(aborted) > 0 {
 		st.err = &AbortError{Group: g.name, Aborted: aborted}
 	}
-	// Drained are the tasks that returned on their own after
-	// shutdown_started: not those a descendant's concurrent shutdown
-	// aborted, nor those that had returned before and were still being
-	// retired (their finished event comes first in the stream).
-	drained := 0
-	for _, t := range live {
-		t.mu.Lock()
-		if t.state != stateAborted && (!tr.observed() || t.ctx.ext().endSeq > started.Seq) {
-			drained++
-		}
-		t.mu.Unlock()
-	}
 	tr.emit(ctx, &Event{
 		Kind:     KindGroupShutdownDone,
 		Group:    g.name,
 		Err:      st.err,
 		Duration: time.Since(start),
-		Drained:  drained,
+		Drained:  drainedAfter(live, started.Seq),
 		Aborted:  len(aborted),
 	})
 	close(st.done)
 	return st.err
 }
 
-// closeSubtree closes g and its descendants and lists their live tasks.
-// A child created concurrently is either listed or born closed.
-func (g *Group) closeSubtree() (groups []*Group, live []*Task) {
+// closeSubtree closes g and its descendants and, when observed (only
+// the shutdown_finished event needs them), lists their live tasks. A child
+// created concurrently is either listed or born closed.
+func (g *Group) closeSubtree(observed bool) (groups []*Group, live []*Task) {
 	groups = g.subtreeLocking(func(c *Group) {
 		c.closed = true
+		if !observed {
+			return
+		}
 		for t := c.head; t != nil; t = t.next {
 			if !t.abandoned {
 				live = append(live, t)
@@ -123,6 +115,22 @@ func (g *Group) closeSubtree() (groups []*Group, live []*Task) {
 		}
 	})
 	return groups, live
+}
+
+// drainedAfter counts the tasks of live (observed tasks) that returned on
+// their own after the event with Seq started: not those a descendant's
+// concurrent shutdown aborted, nor those that had returned before and were
+// still being retired (their finished event comes first in the stream).
+func drainedAfter(live []*Task, started uint64) int {
+	drained := 0
+	for _, t := range live {
+		t.mu.Lock()
+		if t.state != stateAborted && t.ctx.ext().endSeq > started {
+			drained++
+		}
+		t.mu.Unlock()
+	}
+	return drained
 }
 
 // abortedRun is the run an aborted Every task was in.
