@@ -57,14 +57,16 @@ type eventsHandler struct {
 //	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
 //	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
 //
-// Each SSE message has id: the event's Seq and the stream's identity, as
-// "seq@stream" (omitted on lag notices), event: its kind and data: its
-// [EventJSON]. A client resumes with the Last-Event-ID header (sent by
-// EventSource on reconnect) or ?after=seq, which subscribes with [After];
-// the header wins. Lost events are reported in-band as [KindStreamLagged]
-// events; one with "resync":true means the client must re-fetch the
-// snapshot. A Last-Event-ID from another stream (the process restarted
-// since, and its sequence numbers began again) gets one at once.
+// Each event's cursor is its Seq and the stream's identity, as
+// "seq@stream" (none on lag notices): the SSE message's id:, and the "id"
+// of its [EventJSON] (the SSE data:, or the NDJSON line). A client resumes
+// with the Last-Event-ID header (sent by EventSource on reconnect) or
+// ?after=, either holding the last cursor it saw, or a bare seq such as a
+// snapshot's; it subscribes with [After], and the header wins. Lost events
+// are reported in-band as [KindStreamLagged] events; one with
+// "resync":true means the client must re-fetch the snapshot. A cursor from
+// another stream (the process restarted since, and its sequence numbers
+// began again) gets one at once.
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, repeatable), ?level= (debug, info, warn, error).
@@ -157,9 +159,9 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case res == gotTick:
 			buf.WriteString(": keep-alive\n\n")
 		case ndjson:
-			_ = enc.Encode(NewEventJSON(ev)) // ends with '\n'
+			_ = enc.Encode(h.eventJSON(ev)) // ends with '\n'
 		default:
-			writeSSE(&buf, enc, ev, h.stream.id)
+			writeSSE(&buf, enc, h.eventJSON(ev))
 		}
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return
@@ -170,20 +172,28 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeSSE frames ev as one SSE message. JSON has no raw newlines, so the
-// data fits on one data: line.
-func writeSSE(buf *bytes.Buffer, enc *json.Encoder, ev runtime.Event, stream string) {
+// eventJSON is ev's wire form with its cursor, "seq@stream" (none on lag
+// notices, which have no Seq).
+func (h *eventsHandler) eventJSON(ev runtime.Event) EventJSON {
+	j := NewEventJSON(ev)
 	if ev.Seq != 0 {
+		j.ID = strconv.FormatUint(ev.Seq, 10) + "@" + h.stream.id
+	}
+	return j
+}
+
+// writeSSE frames j as one SSE message. JSON has no raw newlines, so the
+// data fits on one data: line.
+func writeSSE(buf *bytes.Buffer, enc *json.Encoder, j EventJSON) {
+	if j.ID != "" {
 		buf.WriteString("id: ")
-		buf.WriteString(strconv.FormatUint(ev.Seq, 10))
-		buf.WriteByte('@')
-		buf.WriteString(stream)
+		buf.WriteString(j.ID)
 		buf.WriteByte('\n')
 	}
 	buf.WriteString("event: ")
-	buf.WriteString(ev.Kind)
+	buf.WriteString(j.Kind)
 	buf.WriteString("\ndata: ")
-	_ = enc.Encode(NewEventJSON(ev))
+	_ = enc.Encode(j)
 	buf.Truncate(buf.Len() - 1) // Encode's newline
 	buf.WriteString("\n\n")
 }
@@ -261,13 +271,13 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 		}
 		opts = append(opts, MinLevel(lvl))
 	}
-	after, src := q.Get("after"), "after"
-	var stream string // the stream a Last-Event-ID comes from
-	var tagged bool
+	// A cursor is "seq@stream" (an event's id) or a bare seq, such as a
+	// snapshot's.
+	cursor, src := q.Get("after"), "after"
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		after, stream, tagged = strings.Cut(id, "@")
-		src = "Last-Event-ID"
+		cursor, src = id, "Last-Event-ID"
 	}
+	after, stream, tagged := strings.Cut(cursor, "@")
 	if after != "" || tagged { // "@stream" alone is as malformed as "abc"
 		seq, err := strconv.ParseUint(strings.TrimSpace(after), 10, 64)
 		if err != nil {

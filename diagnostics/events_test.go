@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -237,6 +238,55 @@ func TestEventsResumeFromAnotherStream(t *testing.T) {
 	})
 }
 
+// TestEventsNDJSONResumeFromAnotherStream: an NDJSON line carries the
+// same cursor as the SSE id, and ?after= takes it back: a client of a
+// restarted process is told to resync, a client of the same one resumes.
+func TestEventsNDJSONResumeFromAnotherStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		readLine := func(body *bufio.Reader) diagnostics.EventJSON {
+			t.Helper()
+			line, err := body.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			return decode(t, line)
+		}
+		old := diagnostics.NewStream()
+		_, body := serve(t, diagnostics.EventsHandler(old), "/events?format=ndjson", nil)
+		synctest.Wait() // subscribed: NDJSON writes nothing before the first event
+		publish(old, seqEvents(1, 2, 3)...)
+		var last diagnostics.EventJSON
+		for range 3 {
+			last = readLine(body)
+		}
+		seq, stream, ok := strings.Cut(last.ID, "@")
+		if seq != "3" || !ok || stream == "" {
+			t.Fatalf("last line's id %q, want 3@<stream>", last.ID)
+		}
+
+		restarted := diagnostics.NewStream()
+		publish(restarted, seqEvents(1, 2, 3, 4, 5)...)
+		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events?format=ndjson&after="+url.QueryEscape(last.ID), nil)
+		if j := readLine(body); j.Kind != diagnostics.KindStreamLagged || !j.Resync || j.ID != "" {
+			t.Errorf("first line after resuming with another stream's id: %+v, want a resync notice without id", j)
+		}
+		var got []uint64
+		for range 5 {
+			last = readLine(body)
+			got = append(got, last.Seq)
+		}
+		if !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
+			t.Errorf("after the resync notice %v, want everything held", got)
+		}
+
+		_, stream, _ = strings.Cut(last.ID, "@")
+		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events?format=ndjson&after="+url.QueryEscape("3@"+stream), nil)
+		if got := []uint64{readLine(body).Seq, readLine(body).Seq}; !slices.Equal(got, []uint64{4, 5}) {
+			t.Errorf("resuming with the stream's own id 3: %v, want [4 5]", got)
+		}
+	})
+}
+
 func lastEventID(id string) http.Header {
 	h := http.Header{}
 	h.Set("Last-Event-ID", id)
@@ -339,6 +389,7 @@ func TestEventsBadRequests(t *testing.T) {
 		// (and the header wins over ?after=).
 		{http.MethodGet, "/events", "@abc", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=2", "@", http.StatusBadRequest},
+		{http.MethodGet, "/events?after=@abc", "", http.StatusBadRequest},
 		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
 	} {
 		req := httptest.NewRequestWithContext(ctx, tc.method, tc.target, nil)

@@ -13,6 +13,10 @@ import (
 // are stable, durations are in seconds, and empty fields are left out
 // (absent means zero).
 type EventJSON struct {
+	// ID is "seq@stream" in [EventsHandler]'s responses (the SSE id, also
+	// on NDJSON lines): a cursor that resumes only against the stream that
+	// issued it. Empty on lag notices and outside the handler.
+	ID    string    `json:"id,omitempty"`
 	Seq   uint64    `json:"seq"`  // 0 on lag notices
 	Time  time.Time `json:"time"` // RFC 3339 with nanoseconds
 	Kind  string    `json:"kind"`
