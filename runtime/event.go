@@ -35,9 +35,11 @@ type Event struct {
 	Time time.Time
 	Kind string
 
-	Group  string // full dotted group name
-	Task   string // task name; empty for group events
-	TaskID uint64 // 0 for group events
+	Group string // full dotted group name
+	// GroupID is the group's [Group.ID]: sibling groups may share a name.
+	GroupID uint64
+	Task    string // task name; empty for group events
+	TaskID  uint64 // 0 for group events
 
 	// Function is fn's fully qualified name (for code.function.name),
 	// resolved once per function.

@@ -46,7 +46,7 @@ func TestFillEventWritesEveryField(t *testing.T) {
 	}
 
 	task.fillEvent(&stale, KindTaskFinished)
-	want := Event{Kind: KindTaskFinished, Group: "fill", Task: "named", TaskID: task.ID(), Function: stale.Function}
+	want := Event{Kind: KindTaskFinished, Group: "fill", GroupID: s.ID(), Task: "named", TaskID: task.ID(), Function: stale.Function}
 	if !reflect.DeepEqual(stale, want) {
 		t.Errorf("fillEvent over a stale event:\n got %+v\nwant %+v", stale, want)
 	}

@@ -25,7 +25,8 @@ type Group struct {
 	tree     *tree
 	parent   *Group
 	name     string
-	label    string // LabelGroupID: tells apart groups of one name
+	id       uint64 // see ID
+	label    string // id as a string, for the LabelGroupID pprof label
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	policy   PanicPolicy
@@ -81,11 +82,13 @@ func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
 		base = parent.ctx
 	}
 	ctx, cancel := context.WithCancelCause(base)
+	id := groupIDs.Add(1)
 	return &Group{
 		tree:     tr,
 		parent:   parent,
 		name:     name,
-		label:    strconv.FormatUint(groupLabels.Add(1), 10),
+		id:       id,
+		label:    strconv.FormatUint(id, 10),
 		ctx:      ctx,
 		cancel:   cancel,
 		policy:   cfg.panicPolicy,
@@ -105,6 +108,12 @@ func checkGroupName(name string) {
 // Name returns the group's full dotted name from the root, such as
 // "runtime.ingest.kafka".
 func (g *Group) Name() string { return g.name }
+
+// ID returns the group's number, unique in the process: sibling groups may
+// share a name, so events ([Event.GroupID]) and snapshots
+// ([GroupSnapshot.ID]) carry it too, and task goroutines carry it as the
+// [LabelGroupID] pprof label.
+func (g *Group) ID() uint64 { return g.id }
 
 // Group returns a new child group named name; its [Group.Name] is
 // g.Name()+"."+name. Sibling names need not be unique. A child of a closed
@@ -153,7 +162,7 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 	g.markCanceled(time.Now())
 	g.cancel(cause)
 	if first {
-		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, Cause: context.Cause(g.ctx), Err: cause})
+		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, Cause: context.Cause(g.ctx), Err: cause})
 	}
 }
 
@@ -228,8 +237,9 @@ const (
 	LabelTask    = "taskscope.task"
 )
 
-// groupLabels numbers groups for LabelGroupID.
-var groupLabels atomic.Uint64
+// groupIDs numbers groups (Group.ID), process-wide like their pprof
+// labels.
+var groupIDs atomic.Uint64
 
 // linkLocked adds a running task to the group.
 func (g *Group) linkLocked(t *Task) {

@@ -139,3 +139,47 @@ func TestTaskIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupIDsTellSiblingsApart: two sibling groups of one name have
+// different IDs, and every event about either (its tasks' and its own)
+// and the snapshot carry its ID, so that a consumer can tell them apart.
+func TestGroupIDsTellSiblingsApart(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		a, b := sup.Group("twin"), sup.Group("twin")
+		if a.ID() == b.ID() || a.ID() == sup.ID() || a.ID() == 0 {
+			t.Fatalf("IDs root %d, twins %d and %d: want distinct and non-zero", sup.ID(), a.ID(), b.ID())
+		}
+		release := make(chan struct{})
+		ta := a.Go("work", blockUntilCanceled)
+		tb := b.Go("work", func(context.Context) error { <-release; return nil })
+		snap := sup.Snapshot()
+		if len(snap.Groups) != 2 || snap.ID != sup.ID() || snap.Groups[0].ID != a.ID() || snap.Groups[1].ID != b.ID() {
+			t.Errorf("snapshot IDs: root %d, groups %+v; want %d, then %d and %d", snap.ID, snap.Groups, sup.ID(), a.ID(), b.ID())
+		}
+		a.Cancel(nil)
+		mustWait(t, a)
+		aEvents := len(rec.Events()) // a's group events come before b's shutdown
+		mustAbort(t, b, 1)
+		close(release)
+		mustWait(t, sup) // b's task exits late
+
+		owner := map[uint64]uint64{ta.ID(): a.ID(), tb.ID(): b.ID()}
+		perGroup := map[uint64][]string{}
+		for i, ev := range rec.Events() {
+			want := owner[ev.TaskID]
+			if ev.TaskID == 0 {
+				want = map[bool]uint64{true: a.ID(), false: b.ID()}[i < aEvents]
+			}
+			if ev.GroupID != want {
+				t.Errorf("%s of task %d in %s: GroupID %d, want %d", ev.Kind, ev.TaskID, ev.Group, ev.GroupID, want)
+			}
+			perGroup[ev.GroupID] = append(perGroup[ev.GroupID], ev.Kind)
+		}
+		for id, n := range map[uint64]int{a.ID(): 3, b.ID(): 6} {
+			if len(perGroup[id]) < n {
+				t.Errorf("group %d: events %v, want at least %d", id, perGroup[id], n)
+			}
+		}
+	})
+}

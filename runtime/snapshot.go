@@ -20,6 +20,7 @@ type TaskInfo struct {
 // GroupSnapshot is a consistent picture of a subtree.
 type GroupSnapshot struct {
 	Name     string
+	ID       uint64 // [Group.ID]: tells apart siblings of one name
 	Closed   bool
 	Canceled bool
 	Tasks    []TaskInfo // live and abandoned tasks of this group, in spawn order
@@ -177,7 +178,7 @@ func (g *Group) lockSubtree() []*Group {
 }
 
 func (g *Group) snapshotLocked(seq uint64) GroupSnapshot {
-	s := GroupSnapshot{Name: g.name, Seq: seq, Closed: g.closed, Canceled: g.ctx.Err() != nil}
+	s := GroupSnapshot{Name: g.name, ID: g.id, Seq: seq, Closed: g.closed, Canceled: g.ctx.Err() != nil}
 	for t := g.head; t != nil; t = t.next {
 		state := t.stateAtLocked(seq)
 		if state == 0 {
