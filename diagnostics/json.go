@@ -22,7 +22,8 @@ type EventJSON struct {
 	Kind  string    `json:"kind"`
 	Level string    `json:"level"` // DEBUG, INFO, WARN or ERROR, per DESIGN.md
 
-	Group    string `json:"group,omitempty"` // full dotted name
+	Group    string `json:"group,omitempty"`    // full dotted name
+	GroupID  uint64 `json:"group_id,omitempty"` // tells apart sibling groups of one name
 	Task     string `json:"task,omitempty"`
 	TaskID   uint64 `json:"task_id,omitempty"`
 	Function string `json:"function,omitempty"`
@@ -56,6 +57,7 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 		Kind:                 ev.Kind,
 		Level:                ev.Level().String(),
 		Group:                ev.Group,
+		GroupID:              ev.GroupID,
 		Task:                 ev.Task,
 		TaskID:               ev.TaskID,
 		Function:             ev.Function,
@@ -120,6 +122,7 @@ type SnapshotJSON struct {
 // group's whole subtree; Tasks and Groups are never null.
 type GroupJSON struct {
 	Name      string      `json:"name"` // full dotted name
+	ID        uint64      `json:"id"`   // the events' group_id: sibling groups may share a name
 	Closed    bool        `json:"closed"`
 	Canceled  bool        `json:"canceled"`
 	Running   int         `json:"running"`
@@ -149,6 +152,7 @@ func NewSnapshotJSON(snap runtime.GroupSnapshot, now time.Time) SnapshotJSON {
 func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
 	j := GroupJSON{
 		Name:      g.Name,
+		ID:        g.ID,
 		Closed:    g.Closed,
 		Canceled:  g.Canceled,
 		Running:   g.Running,

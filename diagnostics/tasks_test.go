@@ -77,8 +77,11 @@ func TestTasksJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		root := snap.Root
-		if root.Name != "svc" || snap.Seq == 0 || root.Running != 3 || root.Canceling != 1 || len(root.Groups) != 1 {
+		if root.Name != "svc" || root.ID != sup.ID() || snap.Seq == 0 || root.Running != 3 || root.Canceling != 1 || len(root.Groups) != 1 {
 			t.Fatalf("root %+v", root)
+		}
+		if ingest := root.Groups[0]; ingest.ID == 0 || ingest.ID == root.ID || ingest.ID != sup.Snapshot().Groups[0].ID {
+			t.Errorf("ingest group ID %d (root %d, snapshot %d)", ingest.ID, root.ID, sup.Snapshot().Groups[0].ID)
 		}
 		scrape := root.Tasks[0]
 		if scrape.ID != ids["scrape"] || scrape.IntervalSeconds != 60 || scrape.Runs != 2 || scrape.AgeSeconds != 90 || scrape.State != "running" {
@@ -102,7 +105,9 @@ func TestTasksPage(t *testing.T) {
 			t.Errorf("Content-Type %q", ct)
 		}
 		for _, want := range []string{
-			`data-group="svc"`, `data-group="svc.ingest"`, `data-group="svc.ingest.kafka"`,
+			fmt.Sprintf(`data-group="svc" data-group-id="%d"`, sup.ID()),
+			fmt.Sprintf(`data-group="svc.ingest" data-group-id="%d"`, sup.Snapshot().Groups[0].ID),
+			`data-group="svc.ingest.kafka"`,
 			fmt.Sprintf(`data-task-id="%d" data-state="running"`, ids["fetch"]),
 			fmt.Sprintf(`data-task-id="%d" data-state="running"`, ids["consume"]),
 			fmt.Sprintf(`data-task-id="%d" data-state="canceling"`, ids["stuck"]),

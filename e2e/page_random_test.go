@@ -420,10 +420,10 @@ func (w *pageWork) diff(page, server pageState) string {
 }
 
 // TestTaskPageTellsSiblingsApart is what TestTaskPageFollowsRandomWork
-// found, as scripted steps: sibling groups may share a name, and group
-// events name their group by it. The page must not apply one sibling's
-// cancel or shutdown to the other, whether it learned of them from the
-// stream (one section per name) or from a snapshot (one per group).
+// found, as scripted steps: sibling groups may share a name. The page must
+// not apply one sibling's cancel or shutdown to the other, whether it
+// learned of them from the stream or from a snapshot: events carry the
+// group's id, and the page applies them by it, with no snapshot re-fetch.
 func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
@@ -455,13 +455,26 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	polite := func(ctx context.Context) error { <-ctx.Done(); return nil }
 	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
 
+	countFetches := func() {
+		t.Helper()
+		_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
+		must(t, err)
+	}
 	// From the stream: both twins' tasks arrive as events.
+	countFetches()
 	a := sup.Group("twin")
 	a.Go("a", waiting)
 	b := sup.Group("twin")
 	b.Go("b", waiting)
 	a.Cancel(nil)
 	check("a cancel of one of two groups named app.twin (page live)")
+	noRefetch := func(what string) {
+		t.Helper()
+		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__resyncs`)); err != nil || n != 0 {
+			t.Errorf("%s: the page fetched the snapshot %d times (%v), want none", what, n, err)
+		}
+	}
+	noRefetch("the twins")
 
 	// From a snapshot: the page loads with both pairs' sections.
 	late := make(chan struct{})
@@ -470,6 +483,7 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	p2 := sup.Group("pair")
 	p2.Go("polite", polite)
 	reload()
+	countFetches()
 	expired, cancelExpired := context.WithCancel(context.Background())
 	cancelExpired()
 	_ = p1.Shutdown(expired) // aborts stubborn
@@ -479,4 +493,5 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 		return !slices.Contains(serverState(sup).Groups, "app.pair"), nil
 	}))
 	check("shutdowns of two groups named app.pair (page loaded with both)")
+	noRefetch("the pairs")
 }

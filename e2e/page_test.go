@@ -153,7 +153,8 @@ func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream
 	return ctx
 }
 
-// pageState is what the page shows: task states by id, and group names.
+// pageState is what the page shows: task states by id, and groups as
+// "name#id".
 type pageState struct {
 	Tasks  map[string]string `json:"tasks"`
 	Groups []string          `json:"groups"`
@@ -161,14 +162,14 @@ type pageState struct {
 
 const pageStateJS = `({
   tasks: Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.dataset.state])),
-  groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => g.dataset.group),
+  groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => g.dataset.group + "#" + (g.dataset.groupId || "?")),
 })`
 
 func serverState(sup *runtime.Supervisor) pageState {
 	s := pageState{Tasks: map[string]string{}}
 	var walk func(g diagnostics.GroupJSON)
 	walk = func(g diagnostics.GroupJSON) {
-		s.Groups = append(s.Groups, g.Name)
+		s.Groups = append(s.Groups, fmt.Sprintf("%s#%d", g.Name, g.ID))
 		for _, t := range g.Tasks {
 			s.Tasks[fmt.Sprint(t.ID)] = t.State
 		}
