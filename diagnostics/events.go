@@ -277,11 +277,11 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		cursor, src = id, "Last-Event-ID"
 	}
-	after, stream, tagged := strings.Cut(cursor, "@")
-	if after != "" || tagged { // "@stream" alone is as malformed as "abc"
-		seq, err := strconv.ParseUint(strings.TrimSpace(after), 10, 64)
-		if err != nil {
-			return nil, errors.New("bad " + src + ": want an event sequence number")
+	after, stream, tagged := strings.Cut(strings.TrimSpace(cursor), "@")
+	if after != "" || tagged {
+		seq, err := strconv.ParseUint(after, 10, 64)
+		if err != nil || (tagged && stream == "") { // "@stream" and "5@" are as malformed as "abc"
+			return nil, errors.New("bad " + src + ": want an event sequence number, or an event's seq@stream id")
 		}
 		if tagged && stream != streamID {
 			seq = math.MaxUint64 // another stream's cursor: resync

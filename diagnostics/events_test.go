@@ -280,7 +280,8 @@ func TestEventsNDJSONResumeFromAnotherStream(t *testing.T) {
 		}
 
 		_, stream, _ = strings.Cut(last.ID, "@")
-		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events?format=ndjson&after="+url.QueryEscape("3@"+stream), nil)
+		// Pasted with a trailing newline, the cursor is still this stream's.
+		_, body = serve(t, diagnostics.EventsHandler(restarted), "/events?format=ndjson&after="+url.QueryEscape("3@"+stream+"\n"), nil)
 		if got := []uint64{readLine(body).Seq, readLine(body).Seq}; !slices.Equal(got, []uint64{4, 5}) {
 			t.Errorf("resuming with the stream's own id 3: %v, want [4 5]", got)
 		}
@@ -390,6 +391,7 @@ func TestEventsBadRequests(t *testing.T) {
 		{http.MethodGet, "/events", "@abc", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=2", "@", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=@abc", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?after=5@", "", http.StatusBadRequest},
 		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
 	} {
 		req := httptest.NewRequestWithContext(ctx, tc.method, tc.target, nil)
