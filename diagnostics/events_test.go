@@ -120,15 +120,15 @@ func TestEventsSSE(t *testing.T) {
 		}
 		at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 		publish(s,
-			runtime.Event{Seq: 1, Time: at, Kind: runtime.KindTaskSpawned, Group: "svc.ingest", GroupID: 7, Task: "fetch", TaskID: 3, Function: "pkg.fetch"},
-			runtime.Event{Seq: 2, Time: at, Kind: runtime.KindTaskFinished, Group: "svc.ingest", GroupID: 7, Task: "fetch", TaskID: 3,
+			runtime.Event{Seq: 1, Time: at, Kind: runtime.KindTaskSpawned, Group: "svc.ingest", GroupID: 7, ParentGroupID: 1, Task: "fetch", TaskID: 3, Function: "pkg.fetch"},
+			runtime.Event{Seq: 2, Time: at, Kind: runtime.KindTaskFinished, Group: "svc.ingest", GroupID: 7, ParentGroupID: 1, Task: "fetch", TaskID: 3,
 				Outcome: runtime.Error, Err: errors.New("boom\nline two"), Duration: 1500 * time.Millisecond},
 		)
 		f := readFrame(t, body)
 		if f.id != "1" || f.event != runtime.KindTaskSpawned {
 			t.Errorf("frame %+v", f)
 		}
-		if j := decode(t, f.data); j.Seq != 1 || j.ID != f.id+"@"+f.stream || j.Group != "svc.ingest" || j.GroupID != 7 || j.Task != "fetch" || j.TaskID != 3 || j.Function != "pkg.fetch" || j.Level != "DEBUG" || !j.Time.Equal(at) {
+		if j := decode(t, f.data); j.Seq != 1 || j.ID != f.id+"@"+f.stream || j.Group != "svc.ingest" || j.GroupID != 7 || j.ParentGroupID != 1 || j.Task != "fetch" || j.TaskID != 3 || j.Function != "pkg.fetch" || j.Level != "DEBUG" || !j.Time.Equal(at) {
 			t.Errorf("spawned JSON %+v", j)
 		}
 		f = readFrame(t, body)
@@ -141,7 +141,7 @@ func TestEventsSSE(t *testing.T) {
 		}
 		var raw map[string]any
 		_ = json.Unmarshal([]byte(f.data), &raw)
-		for _, k := range []string{"id", "seq", "time", "kind", "level", "group", "group_id", "task", "task_id", "outcome", "error", "error_type", "duration_seconds"} {
+		for _, k := range []string{"id", "seq", "time", "kind", "level", "group", "group_id", "parent_group_id", "task", "task_id", "outcome", "error", "error_type", "duration_seconds"} {
 			if _, ok := raw[k]; !ok {
 				t.Errorf("JSON lacks %q: %s", k, f.data)
 			}

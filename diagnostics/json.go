@@ -22,11 +22,14 @@ type EventJSON struct {
 	Kind  string    `json:"kind"`
 	Level string    `json:"level"` // DEBUG, INFO, WARN or ERROR, per DESIGN.md
 
-	Group    string `json:"group,omitempty"`    // full dotted name
-	GroupID  uint64 `json:"group_id,omitempty"` // tells apart sibling groups of one name
-	Task     string `json:"task,omitempty"`
-	TaskID   uint64 `json:"task_id,omitempty"`
-	Function string `json:"function,omitempty"`
+	Group   string `json:"group,omitempty"`    // full dotted name
+	GroupID uint64 `json:"group_id,omitempty"` // tells apart sibling groups of one name
+	// ParentGroupID places a group first heard of in the tree (absent for
+	// the root).
+	ParentGroupID uint64 `json:"parent_group_id,omitempty"`
+	Task          string `json:"task,omitempty"`
+	TaskID        uint64 `json:"task_id,omitempty"`
+	Function      string `json:"function,omitempty"`
 
 	IntervalSeconds float64 `json:"interval_seconds,omitempty"` // periodic tasks
 	Run             uint64  `json:"run,omitempty"`              // periodic run number, from 1
@@ -58,6 +61,7 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 		Level:                ev.Level().String(),
 		Group:                ev.Group,
 		GroupID:              ev.GroupID,
+		ParentGroupID:        ev.ParentGroupID,
 		Task:                 ev.Task,
 		TaskID:               ev.TaskID,
 		Function:             ev.Function,

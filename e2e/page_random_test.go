@@ -476,6 +476,16 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	}
 	noRefetch("the twins")
 
+	// A group first heard of under a twin with no task (no section yet):
+	// its parent is known by id, and the root's child needs no guess.
+	x := sup.Group("x")
+	x.Go("t1", waiting)
+	y := sup.Group("x")
+	y.Group("c").Go("t2", waiting)
+	x.Cancel(nil)
+	check("a child of a twin with no section, and a cancel of the other twin")
+	noRefetch("the twin without a section")
+
 	// From a snapshot: the page loads with both pairs' sections.
 	late := make(chan struct{})
 	p1 := sup.Group("pair")

@@ -154,7 +154,8 @@ func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream
 }
 
 // pageState is what the page shows: task states by id, and groups as
-// "name#id".
+// "name#id^parent id", so that a group shown under the wrong parent shows.
+// Page sections without id (groups placed by a guess) read "#?".
 type pageState struct {
 	Tasks  map[string]string `json:"tasks"`
 	Groups []string          `json:"groups"`
@@ -162,21 +163,24 @@ type pageState struct {
 
 const pageStateJS = `({
   tasks: Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.dataset.state])),
-  groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => g.dataset.group + "#" + (g.dataset.groupId || "?")),
+  groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => {
+    const p = g.parentElement.closest("section.group");
+    return g.dataset.group + "#" + (g.dataset.groupId || "?") + "^" + (p ? p.dataset.groupId || "?" : "");
+  }),
 })`
 
 func serverState(sup *runtime.Supervisor) pageState {
 	s := pageState{Tasks: map[string]string{}}
-	var walk func(g diagnostics.GroupJSON)
-	walk = func(g diagnostics.GroupJSON) {
-		s.Groups = append(s.Groups, fmt.Sprintf("%s#%d", g.Name, g.ID))
+	var walk func(g diagnostics.GroupJSON, parent string)
+	walk = func(g diagnostics.GroupJSON, parent string) {
+		s.Groups = append(s.Groups, fmt.Sprintf("%s#%d^%s", g.Name, g.ID, parent))
 		for _, t := range g.Tasks {
 			s.Tasks[fmt.Sprint(t.ID)] = t.State
 		}
 		for _, c := range g.Groups {
-			walk(c)
+			walk(c, fmt.Sprint(g.ID))
 		}
 	}
-	walk(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root)
+	walk(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root, "")
 	return s
 }

@@ -37,9 +37,11 @@ type Event struct {
 
 	Group string // full dotted group name
 	// GroupID is the group's [Group.ID]: sibling groups may share a name.
-	GroupID uint64
-	Task    string // task name; empty for group events
-	TaskID  uint64 // 0 for group events
+	// ParentGroupID is its parent's (0 for the root), so that a consumer
+	// can place a group it first hears of in the tree.
+	GroupID, ParentGroupID uint64
+	Task                   string // task name; empty for group events
+	TaskID                 uint64 // 0 for group events
 
 	// Function is fn's fully qualified name (for code.function.name),
 	// resolved once per function.

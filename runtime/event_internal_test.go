@@ -15,7 +15,8 @@ import (
 // Event and forgotten there would leak from one event into the next.
 func TestFillEventWritesEveryField(t *testing.T) {
 	s := New("fill")
-	task := s.Go("named", func(context.Context) error { return nil })
+	g := s.Group("sub")
+	task := g.Go("named", func(context.Context) error { return nil })
 	<-task.Done()
 
 	var stale Event
@@ -46,7 +47,7 @@ func TestFillEventWritesEveryField(t *testing.T) {
 	}
 
 	task.fillEvent(&stale, KindTaskFinished)
-	want := Event{Kind: KindTaskFinished, Group: "fill", GroupID: s.ID(), Task: "named", TaskID: task.ID(), Function: stale.Function}
+	want := Event{Kind: KindTaskFinished, Group: "fill.sub", GroupID: g.ID(), ParentGroupID: s.ID(), Task: "named", TaskID: task.ID(), Function: stale.Function}
 	if !reflect.DeepEqual(stale, want) {
 		t.Errorf("fillEvent over a stale event:\n got %+v\nwant %+v", stale, want)
 	}

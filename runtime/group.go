@@ -115,6 +115,14 @@ func (g *Group) Name() string { return g.name }
 // [LabelGroupID] pprof label.
 func (g *Group) ID() uint64 { return g.id }
 
+// parentID is the parent's ID, 0 for the root.
+func (g *Group) parentID() uint64 {
+	if g.parent == nil {
+		return 0
+	}
+	return g.parent.id
+}
+
 // Group returns a new child group named name; its [Group.Name] is
 // g.Name()+"."+name. Sibling names need not be unique. A child of a closed
 // group is closed. An empty name or one containing "." panics.
@@ -162,7 +170,7 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 	g.markCanceled(time.Now())
 	g.cancel(cause)
 	if first {
-		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, Cause: context.Cause(g.ctx), Err: cause})
+		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Cause: context.Cause(g.ctx), Err: cause})
 	}
 }
 

@@ -142,7 +142,8 @@ func TestTaskIDs(t *testing.T) {
 
 // TestGroupIDsTellSiblingsApart: two sibling groups of one name have
 // different IDs, and every event about either (its tasks' and its own)
-// and the snapshot carry its ID, so that a consumer can tell them apart.
+// and the snapshot carry its ID and its parent's, so that a consumer can
+// tell them apart and place them.
 func TestGroupIDsTellSiblingsApart(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup, rec := recorded()
@@ -171,8 +172,8 @@ func TestGroupIDsTellSiblingsApart(t *testing.T) {
 			if ev.TaskID == 0 {
 				want = map[bool]uint64{true: a.ID(), false: b.ID()}[i < aEvents]
 			}
-			if ev.GroupID != want {
-				t.Errorf("%s of task %d in %s: GroupID %d, want %d", ev.Kind, ev.TaskID, ev.Group, ev.GroupID, want)
+			if ev.GroupID != want || ev.ParentGroupID != sup.ID() {
+				t.Errorf("%s of task %d in %s: GroupID %d, ParentGroupID %d; want %d, %d", ev.Kind, ev.TaskID, ev.Group, ev.GroupID, ev.ParentGroupID, want, sup.ID())
 			}
 			perGroup[ev.GroupID] = append(perGroup[ev.GroupID], ev.Kind)
 		}

@@ -61,7 +61,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	// that Seq must show the subtree closed, since a client following the
 	// stream from it will not see the event.
 	groups, live := g.closeSubtree(tr.observed())
-	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name, GroupID: g.id}
+	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID()}
 	tr.emit(ctx, started)
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
 	var aborted []TaskInfo
@@ -88,13 +88,14 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		st.err = &AbortError{Group: g.name, Aborted: aborted}
 	}
 	tr.emit(ctx, &Event{
-		Kind:     KindGroupShutdownDone,
-		Group:    g.name,
-		GroupID:  g.id,
-		Err:      st.err,
-		Duration: time.Since(start),
-		Drained:  drainedAfter(live, started.Seq),
-		Aborted:  len(aborted),
+		Kind:          KindGroupShutdownDone,
+		Group:         g.name,
+		GroupID:       g.id,
+		ParentGroupID: g.parentID(),
+		Err:           st.err,
+		Duration:      time.Since(start),
+		Drained:       drainedAfter(live, started.Seq),
+		Aborted:       len(aborted),
 	})
 	close(st.done)
 	return st.err

@@ -175,13 +175,14 @@ func (tr *tree) panicked(i int, ev *Event, r any) panicReport {
 	buf := make([]byte, 64<<10)
 	buf = buf[:goruntime.Stack(buf, false)]
 	return panicReport{culprit: i, ev: Event{
-		Kind:    KindObserverPanicked,
-		Group:   ev.Group,
-		GroupID: ev.GroupID,
-		Task:    ev.Task,
-		TaskID:  ev.TaskID,
-		Err:     &PanicError{Value: observerPanic{Observer: reflect.TypeOf(tr.obs[i]).String(), Event: ev.Kind, Value: r}, Stack: buf},
-		Stack:   buf,
+		Kind:          KindObserverPanicked,
+		Group:         ev.Group,
+		GroupID:       ev.GroupID,
+		ParentGroupID: ev.ParentGroupID,
+		Task:          ev.Task,
+		TaskID:        ev.TaskID,
+		Err:           &PanicError{Value: observerPanic{Observer: reflect.TypeOf(tr.obs[i]).String(), Event: ev.Kind, Value: r}, Stack: buf},
+		Stack:         buf,
 	}}
 }
 

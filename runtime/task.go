@@ -254,7 +254,9 @@ func (t *Task) event(kind string) (ev Event) {
 // Every field is written (TestFillEventWritesEveryField).
 func (t *Task) fillEvent(ev *Event, kind string) {
 	ev.Seq, ev.Time, ev.Kind = 0, time.Time{}, kind
-	ev.Group, ev.GroupID, ev.Task, ev.TaskID = t.Group(), t.owner().id, t.Name(), t.id
+	g := t.owner()
+	ev.Group, ev.GroupID, ev.ParentGroupID = g.name, g.id, g.parentID()
+	ev.Task, ev.TaskID = t.Name(), t.id
 	ev.Function, ev.Interval, ev.Run = t.tree().funcName(t.ctx.lab, t.fn), t.interval(), 0
 	ev.Outcome, ev.Rejected, ev.Err, ev.Cause = 0, false, nil, nil
 	ev.Duration, ev.CancelLatency, ev.Stack = 0, 0, nil

@@ -24,6 +24,6 @@ func (g *Group) Wait(ctx context.Context) error {
 		return nil
 	}
 	err := &TimeoutError{Group: g.name, Active: g.Active()}
-	g.tree.emit(ctx, &Event{Kind: KindGroupWaitTimedOut, Group: g.name, GroupID: g.id, Err: err, Cause: context.Cause(ctx)})
+	g.tree.emit(ctx, &Event{Kind: KindGroupWaitTimedOut, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Err: err, Cause: context.Cause(ctx)})
 	return err
 }
