@@ -53,14 +53,16 @@ func (t *Task) info(state TaskState) TaskInfo {
 }
 
 // liveStateLocked returns t's state now, or 0 if it has ended or been
-// abandoned. Called with t.group.mu held.
+// abandoned. A task whose fn has returned is live until its finished event
+// has been delivered (Done closes then, and a Wait still waits for it).
+// Called with t.group.mu held.
 func (t *Task) liveStateLocked() TaskState {
 	if t.abandoned {
 		return 0
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state != stateRunning {
+	if t.state != stateRunning && t.state != stateFinishing {
 		return 0
 	}
 	return t.runningStateLocked()
@@ -114,8 +116,9 @@ func (t *Task) stateAtLocked(seq uint64) TaskState {
 	return 0
 }
 
-// Active returns the subtree's live tasks (running or canceling), groups in
-// tree order, tasks in spawn order. It holds each group's lock only while
+// Active returns the subtree's live tasks (running or canceling, until
+// their finished event has been delivered), groups in tree order, tasks in
+// spawn order. It holds each group's lock only while
 // copying that group's tasks.
 func (g *Group) Active() []TaskInfo {
 	var out []TaskInfo

@@ -103,3 +103,32 @@ func TestActiveIsInTreeOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitTimeoutListsTasksStillReporting: a task whose fn has returned
+// but whose finished event is still being delivered (a slow observer)
+// keeps Wait waiting, so a Wait that times out then must name it.
+func TestWaitTimeoutListsTasksStillReporting(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		release := make(chan struct{})
+		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindTaskFinished {
+				<-release
+			}
+		})
+		sup := runtime.New("app", runtime.WithObserver(slow))
+		task := sup.Go("reporting", func(context.Context) error { return nil })
+		err := sup.Wait(timeout(t, time.Second))
+		var te *runtime.TimeoutError
+		if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != task.ID() || te.Active[0].State != runtime.Running {
+			t.Errorf("Wait = %v, want a TimeoutError naming task %d as running", err, task.ID())
+		}
+		if active := sup.Active(); len(active) != 1 {
+			t.Errorf("Active = %v, want the task still reporting", active)
+		}
+		close(release)
+		<-task.Done()
+		if active := sup.Active(); len(active) != 0 {
+			t.Errorf("Active after Done = %v, want none", active)
+		}
+	})
+}
