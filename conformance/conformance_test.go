@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -519,21 +520,21 @@ func (h *recordingHandler) all() []record {
 // same multiset of (kind, group, task, outcome).
 func sameEvents(t *testing.T, events []runtime.Event, h *recordingHandler) {
 	t.Helper()
-	type ek struct{ kind, group, task, outcome string }
+	type ek struct{ kind, group, groupID, task, outcome string }
 	diff := map[ek]int{}
 	for _, ev := range events {
 		o := ""
 		if ev.Outcome != 0 {
 			o = ev.Outcome.String()
 		}
-		diff[ek{ev.Kind, ev.Group, ev.Task, o}]++
+		diff[ek{ev.Kind, ev.Group, strconv.FormatUint(ev.GroupID, 10), ev.Task, o}]++
 	}
 	for _, r := range h.all() {
-		diff[ek{r.attrs["event"], r.attrs["taskscope.group"], r.attrs["taskscope.task.name"], r.attrs["taskscope.task.outcome"]}]--
+		diff[ek{r.attrs["event"], r.attrs["taskscope.group"], r.attrs["taskscope.group.id"], r.attrs["taskscope.task.name"], r.attrs["taskscope.task.outcome"]}]--
 	}
 	for k, n := range diff {
 		if n != 0 {
-			t.Errorf("%s %s/%s %s: %+d more stream events than log records", k.kind, k.group, k.task, k.outcome, n)
+			t.Errorf("%s %s#%s/%s %s: %+d more stream events than log records", k.kind, k.group, k.groupID, k.task, k.outcome, n)
 		}
 	}
 	if len(events) == 0 {

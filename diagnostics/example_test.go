@@ -18,7 +18,7 @@ func ExampleNewLogObserver() {
 		Level: slog.LevelInfo, // lifecycle records (debug) cost nothing
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			switch a.Key {
-			case slog.TimeKey, "duration", "code.function.name":
+			case slog.TimeKey, "duration", "code.function.name", runtime.AttrGroupID:
 				return slog.Attr{}
 			}
 			return a

@@ -115,6 +115,9 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if ev.Group != "" {
 		a = append(a, slog.String(keyGroup, ev.Group))
 	}
+	if ev.GroupID != 0 {
+		a = append(a, slog.Int64(keyGroupID, int64(ev.GroupID)))
+	}
 	if ev.TaskID != 0 {
 		a = append(a, slog.String(keyTaskName, ev.Task), slog.Int64(keyTaskID, int64(ev.TaskID)))
 	}

@@ -148,8 +148,8 @@ func TestLogObserverSupervisor(t *testing.T) {
 			t.Fatalf("%d spawned records, want 2", len(spawned))
 		}
 		for _, r := range spawned {
-			if r.Level != slog.LevelDebug || attrs(r)["taskscope.group"].String() != "svc" {
-				t.Errorf("spawned record %v %v", r.Level, attrs(r))
+			if a := attrs(r); r.Level != slog.LevelDebug || a["taskscope.group"].String() != "svc" || a["taskscope.group.id"].Int64() != int64(sup.ID()) {
+				t.Errorf("spawned record %v %v", r.Level, a)
 			}
 		}
 		for _, r := range rec.byKind(runtime.KindTaskFinished) {

@@ -10,6 +10,7 @@ import (
 const (
 	keyEvent         = "event"
 	keyGroup         = runtime.AttrGroup
+	keyGroupID       = runtime.AttrGroupID
 	keyTaskName      = runtime.AttrTaskName
 	keyTaskID        = runtime.AttrTaskID
 	keyInterval      = runtime.AttrInterval

@@ -7,6 +7,7 @@ package runtime
 // OpenTelemetry semantic conventions'.
 const (
 	AttrGroup         = "taskscope.group"          // full dotted group name
+	AttrGroupID       = LabelGroupID               // int64 Group.ID: tells apart sibling groups of one name
 	AttrTaskName      = "taskscope.task.name"      // task name
 	AttrTaskID        = "taskscope.task.id"        // int64, unique per supervisor
 	AttrOutcome       = "taskscope.task.outcome"   // Outcome.String()

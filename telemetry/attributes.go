@@ -14,6 +14,7 @@ import (
 // semconv.
 const (
 	attrGroup     = attribute.Key(runtime.AttrGroup)
+	attrGroupID   = attribute.Key(runtime.AttrGroupID)
 	attrTaskName  = attribute.Key(runtime.AttrTaskName)
 	attrTaskID    = attribute.Key(runtime.AttrTaskID)
 	attrOutcome   = attribute.Key(runtime.AttrOutcome)

@@ -36,8 +36,9 @@
 // group shutdown gets a `shutdown <group>` span with the counts of drained
 // and aborted tasks and the names of the aborted ones.
 //
-// Attributes: taskscope.group, taskscope.task.name, taskscope.task.id,
-// taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
+// Attributes: taskscope.group, taskscope.group.id (the group's number,
+// which tells apart siblings of one name), taskscope.task.name,
+// taskscope.task.id, taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
 // taskscope.cancel.message, code.function.name, error.type, and
 // taskscope.shutdown.* on shutdown spans.
 //

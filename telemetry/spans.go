@@ -82,6 +82,7 @@ func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEnt
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
 		attrGroup.String(group),
+		attrGroupID.Int64(int64(ev.GroupID)),
 		attrTaskName.String(task),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		semconv.CodeFunctionName(ev.Function),
@@ -107,6 +108,7 @@ func (t *Telemetry) startRun(ctx context.Context, ev *runtime.Event) context.Con
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
 		attrGroup.String(group),
+		attrGroupID.Int64(int64(ev.GroupID)),
 		attrTaskName.String(task),
 		attrTaskID.Int64(int64(ev.TaskID)),
 		attrRun.Int64(int64(ev.Run)),
@@ -213,7 +215,7 @@ func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result 
 	group := valid(ev.Group)
 	_, span := t.tracer.Start(ctx, "shutdown "+group,
 		trace.WithTimestamp(ev.Time.Add(-ev.Duration)),
-		trace.WithAttributes(attrGroup.String(group)))
+		trace.WithAttributes(attrGroup.String(group), attrGroupID.Int64(int64(ev.GroupID))))
 	defer span.End(trace.WithTimestamp(ev.Time))
 	if !span.IsRecording() {
 		return span

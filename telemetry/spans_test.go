@@ -84,9 +84,13 @@ func TestOutcomes(t *testing.T) {
 func TestTaskSpanAttributes(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)
-		task := h.sup.Group("g").Group("sub").Go("fetch", fetchUser)
+		sub := h.sup.Group("g").Group("sub")
+		task := sub.Go("fetch", fetchUser)
 		<-task.Done()
 		s := h.span("task fetch")
+		if v, _ := attrOf(s, "taskscope.group.id"); v.Type().String() != "INT64" || v.AsInt64() != int64(sub.ID()) {
+			t.Errorf("taskscope.group.id = %v (%v), want int64 %d", v.String(), v.Type(), sub.ID())
+		}
 		if got := attrString(s, "taskscope.group"); got != "app.g.sub" {
 			t.Errorf("taskscope.group = %q, want the full dotted name app.g.sub", got)
 		}
