@@ -13,7 +13,7 @@ import (
 
 // The model rows price what any supervisor that names and accounts for
 // each task must do, on top of errgroup, without taskscope's code: a
-// per-task record the size of runtime.Task (96 bytes) written by the
+// per-task record the size of runtime.Task (80 bytes) written by the
 // spawner and finished by the task goroutine, the two monotonic clock
 // reads that give its start and duration, and a registry lock both sides
 // take. Read them against the taskscope row to see how much of its cost is
@@ -25,7 +25,7 @@ type record struct {
 	started  time.Duration
 	done     bool
 	err      error
-	_        [48]byte
+	_        [32]byte
 	duration time.Duration
 }
 

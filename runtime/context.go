@@ -17,7 +17,7 @@ import (
 type taskContext struct {
 	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
-	extra atomic.Pointer[taskExtra] // nil unless the task has observers, options or a period, or ended with an error
+	extra atomic.Pointer[taskExtra] // nil unless the task has observers, options or a period, ended with an error, or was waited on with Done
 }
 
 // storeUnpublished sets *p in a task record that no other goroutine can
@@ -45,15 +45,19 @@ type taskLabel struct {
 }
 
 // taskExtra is what observed tasks carry beyond the record, and the way
-// to the rare fields. It is kept to 24 bytes: every observed task has one,
-// allocated with its record (128 bytes together), and at two cores each
-// byte allocated per task shows in the GC's cost.
+// to the rare fields. It is kept to 40 bytes: every observed task has one,
+// allocated with its record (120 bytes together, a 128-byte size class),
+// and at two cores each byte allocated per task shows in the GC's cost.
+// Unobserved tasks get one when they need it (a rare field, or Done called
+// before the end).
 type taskExtra struct {
 	// Set only when the supervisor has observers.
 	spawnSeq uint64 // Seq of the spawned event; guarded by group.mu
 	endSeq   uint64 // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
 
-	rare atomic.Pointer[taskRare] // nil unless needed
+	rare     atomic.Pointer[taskRare] // nil unless needed
+	done     chan struct{}            // made on demand by Task.Done; guarded by Task.mu
+	duration time.Duration            // Result.Duration (see Task.clock); guarded by Task.mu
 }
 
 // taskRare holds what few tasks need, out of line to keep Task small:
@@ -80,6 +84,17 @@ func (c *taskContext) rare() *taskRare {
 		return x.rare.Load()
 	}
 	return nil
+}
+
+// makeExtra returns the task's extras, making them on first use. Call it
+// with Task.mu held.
+func (c *taskContext) makeExtra() *taskExtra {
+	if x := c.ext(); x != nil {
+		return x
+	}
+	x := new(taskExtra)
+	c.extra.Store(x)
+	return x
 }
 
 // makeRare returns the task's rare fields, making them (and its extras)

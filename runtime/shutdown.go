@@ -159,11 +159,12 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 				if x := t.ctx.ext(); x != nil {
 					x.endSeq = g.tree.nextSeq()
 				}
-				res := Result{Outcome: Aborted, Err: ErrAborted, Duration: now - t.started}
+				res := Result{Outcome: Aborted, Err: ErrAborted, Duration: now - t.clock}
 				if t.ctx.Err() != nil {
 					res.Cause = context.Cause(&t.ctx)
 				}
 				t.setResultLocked(&res)
+				t.ctx.ext().duration = res.Duration // it has extras: its error is rare
 				t.abandoned = true
 				var run abortedRun
 				if e := t.periodic(); e != nil {
@@ -186,7 +187,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 	infos := make([]TaskInfo, len(tasks))
 	for i, t := range tasks {
 		stack := stacks[labelKey{t.owner().label, t.Name()}]
-		infos[i] = t.info(Abandoned)
+		infos[i] = t.info(Abandoned, t.clock) // aborted: clock is its spawn time, and stays
 		infos[i].Stack = stack
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)

@@ -37,12 +37,14 @@ type GroupSnapshot struct {
 	Seq uint64
 }
 
-func (t *Task) info(state TaskState) TaskInfo {
+// info describes t in state, with its spawn time read with its state
+// (see Task.clock).
+func (t *Task) info(state TaskState, spawned time.Duration) TaskInfo {
 	info := TaskInfo{
 		ID:       t.id,
 		Name:     t.Name(),
 		Group:    t.Group(),
-		Started:  t.tree().wall(t.started),
+		Started:  t.tree().wall(spawned),
 		State:    state,
 		Interval: t.interval(),
 	}
@@ -52,20 +54,20 @@ func (t *Task) info(state TaskState) TaskInfo {
 	return info
 }
 
-// liveStateLocked returns t's state now, or 0 if it has ended or been
-// abandoned. A task whose fn has returned is live until its finished event
-// has been delivered (Done closes then, and a Wait still waits for it).
-// Called with t.group.mu held.
-func (t *Task) liveStateLocked() TaskState {
+// liveStateLocked returns t's state now and its spawn time, or 0 if it
+// has ended or been abandoned. A task whose fn has returned is live until
+// its finished event has been delivered (Done closes then, and a Wait still
+// waits for it). Called with t.group.mu held.
+func (t *Task) liveStateLocked() (TaskState, time.Duration) {
 	if t.abandoned {
-		return 0
+		return 0, 0
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning && t.state != stateFinishing {
-		return 0
+		return 0, 0
 	}
-	return t.runningStateLocked()
+	return t.runningStateLocked(), t.clock
 }
 
 // runningStateLocked is Running or Canceling, for a task shown as running.
@@ -85,11 +87,13 @@ func (t *Task) runningStateLocked() TaskState {
 	return Running
 }
 
-// stateAtLocked returns t's state as of event sequence number seq, or 0 if
-// it had ended by then: a task whose end (or late exit) event has a later
-// Seq is shown as it was before that event, so that a snapshot and the
-// events after its Seq never disagree. Called with t.group.mu held.
-func (t *Task) stateAtLocked(seq uint64) TaskState {
+// stateAtLocked returns t's state as of event sequence number seq, and its
+// spawn time, or 0 if it had ended by then: a task whose end (or late
+// exit) event has a later Seq is shown as it was before that event, so
+// that a snapshot and the events after its Seq never disagree (such a task
+// is observed, so it keeps its spawn time in clock). Called with
+// t.group.mu held.
+func (t *Task) stateAtLocked(seq uint64) (TaskState, time.Duration) {
 	// Unobserved tasks have no events, so no Seq to agree with: zeros.
 	var spawnSeq, endSeq, exitSeq uint64
 	x := t.ctx.ext()
@@ -97,7 +101,7 @@ func (t *Task) stateAtLocked(seq uint64) TaskState {
 		spawnSeq = x.spawnSeq
 	}
 	if spawnSeq > seq {
-		return 0 // the stream reports its spawn after the snapshot
+		return 0, 0 // the stream reports its spawn after the snapshot
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -109,11 +113,11 @@ func (t *Task) stateAtLocked(seq uint64) TaskState {
 	}
 	switch {
 	case t.state == stateRunning || endSeq > seq:
-		return t.runningStateLocked()
+		return t.runningStateLocked(), t.clock
 	case t.state == stateAborted && (exitSeq == 0 || exitSeq > seq):
-		return Abandoned
+		return Abandoned, t.clock
 	}
-	return 0
+	return 0, 0
 }
 
 // Active returns the subtree's live tasks (running or canceling, until
@@ -125,8 +129,8 @@ func (g *Group) Active() []TaskInfo {
 	for _, c := range g.subtree() {
 		c.mu.Lock()
 		for t := c.head; t != nil; t = t.next {
-			if s := t.liveStateLocked(); s != 0 {
-				out = append(out, t.info(s))
+			if s, spawned := t.liveStateLocked(); s != 0 {
+				out = append(out, t.info(s, spawned))
 			}
 		}
 		c.mu.Unlock()
@@ -183,11 +187,11 @@ func (g *Group) lockSubtree() []*Group {
 func (g *Group) snapshotLocked(seq uint64) GroupSnapshot {
 	s := GroupSnapshot{Name: g.name, ID: g.id, Seq: seq, Closed: g.closed, Canceled: g.ctx.Err() != nil}
 	for t := g.head; t != nil; t = t.next {
-		state := t.stateAtLocked(seq)
+		state, spawned := t.stateAtLocked(seq)
 		if state == 0 {
 			continue
 		}
-		s.Tasks = append(s.Tasks, t.info(state))
+		s.Tasks = append(s.Tasks, t.info(state, spawned))
 		switch state {
 		case Running:
 			s.Running++

@@ -36,15 +36,21 @@ type Result struct {
 // Task is a handle to one supervised task. Its methods are safe for
 // concurrent use.
 //
-// The record is kept to 96 bytes, rare fields out of line (taskExtra,
+// The record is kept to 80 bytes, rare fields out of line (taskExtra,
 // taskRare): the spawner writes it and the task goroutine, often on
 // another core, finishes it, so its size is paid in allocation, GC and
 // cache misses on every task.
 type Task struct {
-	id      uint64
-	fn      func(context.Context) error
-	started time.Duration // since the supervisor's epoch: one monotonic clock read
-	ctx     taskContext   // also holds the group and the name (ctx.lab)
+	id uint64
+	fn func(context.Context) error
+	// clock is the spawn time (since the supervisor's epoch: one monotonic
+	// clock read). A task that ends without extras (unobserved, without
+	// options, error or Done channel) keeps its Result.Duration here
+	// instead, from the change to stateDone on, when nobody reads its
+	// spawn time any more: one field for both saves a size class. The
+	// others keep it in taskExtra.duration. Written under mu.
+	clock time.Duration
+	ctx   taskContext // also holds the group and the name (ctx.lab)
 
 	// Guarded by group.mu.
 	prev, next *Task
@@ -63,8 +69,6 @@ type Task struct {
 	final    bool // Done is (or, once made, will be) closed
 	canceled bool // the task's context was done when it ended: Result.Cause is its cause
 	outcome  Outcome
-	duration time.Duration
-	done     chan struct{} // made on demand by Done
 }
 
 // taskWithExtra is an observed task and its extras, allocated together.
@@ -122,13 +126,18 @@ func (t *Task) owner() *Group { return t.ctx.lab.group }
 func (t *Task) Done() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.done == nil {
-		if t.final {
-			return closedChan
-		}
-		t.done = make(chan struct{})
+	x := t.ctx.ext()
+	if x != nil && x.done != nil {
+		return x.done
 	}
-	return t.done
+	if t.final {
+		return closedChan
+	}
+	if x == nil {
+		x = t.ctx.makeExtra()
+	}
+	x.done = make(chan struct{})
+	return x.done
 }
 
 // Result returns how the task ended. Before [Task.Done] is closed it
@@ -147,7 +156,12 @@ func (t *Task) Result() Result {
 // now gives what it was when the task ended.
 func (t *Task) resultLocked() Result {
 	x := t.ctx.rare()
-	r := Result{Outcome: t.outcome, Duration: t.duration}
+	r := Result{Outcome: t.outcome}
+	if e := t.ctx.ext(); e != nil {
+		r.Duration = e.duration
+	} else {
+		r.Duration = t.clock
+	}
 	if x != nil {
 		r.Err = x.err
 	}
@@ -177,9 +191,10 @@ func (t *Task) errUnlocked() error {
 	return nil
 }
 
-// setResultLocked records how the task ended.
+// setResultLocked records how the task ended, but for Duration (see
+// clock).
 func (t *Task) setResultLocked(res *Result) {
-	t.outcome, t.duration = res.Outcome, res.Duration
+	t.outcome = res.Outcome
 	t.setErrLocked(res.Err)
 	t.canceled = res.Cause != nil
 }
@@ -310,7 +325,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	default:
 		t = new(Task)
 	}
-	t.fn, t.started = fn, tr.now()
+	t.fn, t.clock = fn, tr.now()
 	if tr.observed() {
 		// t.mu is held until observers have seen the spawn, so that a
 		// Cancel or an abort that finds the task once it is linked reports
@@ -339,7 +354,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	if tr.observed() {
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
-		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.started)
+		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.clock)
 		if base := t.ctx.lab.ctx; base.Err() != nil { // spawned into a canceled group
 			ev.Cause = context.Cause(base)
 		}
@@ -379,7 +394,7 @@ func (t *Task) reject() {
 	t.state = stateDone
 	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
-		ev.Seq, ev.Time, ev.Rejected = tr.nextSeq(), tr.wall(t.started), true
+		ev.Seq, ev.Time, ev.Rejected = tr.nextSeq(), tr.wall(t.clock), true
 		ctx := tr.taskStarting(&t.ctx, &ev)
 		t.ctx.rare().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
@@ -387,7 +402,7 @@ func (t *Task) reject() {
 		tr.emit(ctx, &ev)
 		t.reportFinished(ctx, &res, nil)
 	}
-	t.final = true
+	t.final = true // with extras (rare), its duration is 0
 }
 
 // run is the task goroutine. The frames from here to the observers of the
@@ -415,8 +430,8 @@ func (t *Task) run() {
 	case err != nil:
 		outcome = Error
 	}
-	if t.finish(outcome, err, canceled) {
-		t.report(nil)
+	if end, report := t.finish(outcome, err, canceled); report {
+		t.report(nil, end)
 	}
 }
 
@@ -448,8 +463,8 @@ func (t *Task) exitAbnormally() {
 	if t.periodic() != nil {
 		t.endRun(res.Outcome, res.Err, stack)
 	}
-	if t.finish(res.Outcome, res.Err, t.ctx.Err() != nil) {
-		t.report(stack)
+	if end, report := t.finish(res.Outcome, res.Err, t.ctx.Err() != nil); report {
+		t.report(stack, end)
 	}
 	if r != nil && t.owner().policy == Crash {
 		panic(r)
@@ -457,43 +472,43 @@ func (t *Task) exitAbnormally() {
 }
 
 // finish records the outcome. Without observers or fail-fast it also
-// updates the books and closes Done; otherwise it returns true, and the
-// caller calls report, so that finish's frame is off the stack while the
-// observers run.
+// updates the books and closes Done; otherwise it returns the end time and
+// true, and the caller calls report, so that finish's frame is off the
+// stack while the observers run.
 //
 // canceled says whether the task's context was done when fn ended (the
 // moment its outcome was decided): Result.Cause is then its cause.
-func (t *Task) finish(outcome Outcome, err error, canceled bool) (report bool) {
+func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Duration, report bool) {
 	if r := t.ctx.rare(); r != nil && r.stopExt != nil {
 		r.stopExt()
 	}
 	x := t.ctx.ext()
 	g, tr := t.owner(), t.tree()
-	end := tr.now()
+	end = tr.now()
 	t.mu.Lock()
 	if t.state == stateAborted {
 		t.mu.Unlock()
 		t.lateExit(outcome, err, end)
-		return false
+		return end, false
 	}
 	// Under t.mu with the state change: Snapshot never sees the ended
 	// context of a task it still finds running.
 	t.endLocked(canceled, tr.observed())
-	t.outcome, t.duration, t.canceled = outcome, end-t.started, canceled
+	t.outcome, t.canceled = outcome, canceled
 	t.setErrLocked(err)
 	if !tr.observed() && !t.failsFast() && !t.crashes() {
 		// Nothing to report before Done closes: end in one step.
-		t.closeDoneLocked(stateDone)
+		t.doneLocked(end)
 		t.mu.Unlock()
 		g.retire(t)
-		return false
+		return end, false
 	}
 	t.state = stateFinishing
 	if tr.observed() {
 		x.endSeq = tr.nextSeq() // with the state change, for Snapshot
 	}
 	t.mu.Unlock()
-	return true
+	return end, true
 }
 
 // endLocked ends the task's context (see taskContext.end), noting first,
@@ -515,19 +530,19 @@ func (t *Task) failsFast() bool {
 	return t.owner().failFast && (t.outcome == Error || t.outcome == Panic)
 }
 
-// report ends what finish began for a task in stateFinishing: it delivers
-// the finished event, applies fail-fast, updates the books and closes
-// Done. Only the task goroutine writes the result, and it is done writing,
-// so it is read without the lock.
-func (t *Task) report(stack []byte) {
+// report ends what finish began for a task in stateFinishing, which ended
+// at end: it delivers the finished event, applies fail-fast, updates the
+// books and closes Done. Only the task goroutine writes the result, and it
+// is done writing, so it is read without the lock.
+func (t *Task) report(stack []byte, end time.Duration) {
 	g, tr, ctx := t.owner(), t.tree(), t.fnContext()
 	if tr.observed() {
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskFinished)
-		ev.Seq, ev.Time = t.ctx.ext().endSeq, tr.wall(t.started+t.duration)
-		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.errUnlocked(), t.duration, stack
+		ev.Seq, ev.Time = t.ctx.ext().endSeq, tr.wall(end)
+		ev.Outcome, ev.Err, ev.Duration, ev.Stack = t.outcome, t.errUnlocked(), end-t.clock, stack
 		if t.canceled {
-			t.setCancelInfo(ev)
+			t.setCancelInfo(ev, end)
 		}
 		tr.emit(ctx, ev)
 		freeEvent(ev)
@@ -541,7 +556,7 @@ func (t *Task) report(stack []byte) {
 	// Done first: retiring may make the group idle, and a Shutdown or Wait
 	// that returns then promises that every task of it is done.
 	t.mu.Lock()
-	t.closeDoneLocked(stateDone)
+	t.doneLocked(end)
 	t.mu.Unlock()
 	g.retire(t)
 }
@@ -551,15 +566,15 @@ func (t *Task) report(stack []byte) {
 // its end) of a canceled task's event.
 //
 //go:noinline
-func (t *Task) setCancelInfo(ev *Event) {
+func (t *Task) setCancelInfo(ev *Event, end time.Duration) {
 	ev.Cause = context.Cause(&t.ctx)
 	var ownAt time.Time // Cancel writes it only while the task is running
 	if o := t.ctx.own.Load(); o != nil {
 		ownAt = o.at
 	}
 	tr := t.tree()
-	from := max(t.owner().cancelTime(ownAt).Sub(tr.epoch), t.started)
-	ev.CancelLatency = t.started + t.duration - from
+	from := max(t.owner().cancelTime(ownAt).Sub(tr.epoch), t.clock)
+	ev.CancelLatency = end - from
 }
 
 // cancelTime is the earliest of the task's own cancel time and the group's.
@@ -584,10 +599,22 @@ func (t *Task) reportFinished(ctx context.Context, res *Result, stack []byte) {
 	t.tree().emit(ctx, &ev)
 }
 
+// doneLocked ends a task that ended at end: it records its duration (see
+// clock) and closes Done. No extras are made after this: Done then returns
+// a closed channel, and only aborted tasks get rare fields later.
+func (t *Task) doneLocked(end time.Duration) {
+	if x := t.ctx.ext(); x != nil {
+		x.duration = end - t.clock
+	} else {
+		t.clock = end - t.clock
+	}
+	t.closeDoneLocked(stateDone)
+}
+
 func (t *Task) closeDoneLocked(state taskState) {
 	t.state, t.final = state, true
-	if t.done != nil {
-		close(t.done)
+	if x := t.ctx.ext(); x != nil && x.done != nil {
+		close(x.done)
 	}
 }
 
@@ -602,7 +629,7 @@ func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 		t.mu.Unlock()
 		ev := t.event(KindTaskLateExit)
 		ev.Seq = seq
-		ev.Outcome, ev.Err, ev.Duration = Aborted, err, end-t.started
+		ev.Outcome, ev.Err, ev.Duration = Aborted, err, end-t.clock
 		if outcome == Canceled || t.ctx.Err() != nil {
 			ev.Cause = context.Cause(&t.ctx)
 		}
