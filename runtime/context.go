@@ -17,7 +17,7 @@ import (
 type taskContext struct {
 	lab   *taskLabel // the task's group and name, and its base context
 	own   atomic.Pointer[ownContext]
-	extra atomic.Pointer[taskExtra] // nil unless the task has observers, options or a period, ended with an error, or was waited on with Done
+	extra atomic.Pointer[taskExtra] // nil unless the task has observers, options or a period, ended with an error, or Done was called before its end
 }
 
 // storeUnpublished sets *p in a task record that no other goroutine can
@@ -45,18 +45,16 @@ type taskLabel struct {
 }
 
 // taskExtra is what observed tasks carry beyond the record, and the way
-// to the rare fields. It is kept to 40 bytes: every observed task has one,
-// allocated with its record (120 bytes together, a 128-byte size class),
-// and at two cores each byte allocated per task shows in the GC's cost.
-// Unobserved tasks get one when they need it (a rare field, or Done called
-// before the end).
+// to the rare fields. It is kept to 32 bytes: every observed task has one,
+// allocated with its record (112 bytes together), and at two cores each
+// byte allocated per task shows in the GC's cost. Unobserved tasks get one
+// with their rare fields, when they need those.
 type taskExtra struct {
 	// Set only when the supervisor has observers.
 	spawnSeq uint64 // Seq of the spawned event; guarded by group.mu
 	endSeq   uint64 // Seq of the finished (for aborted tasks: aborted) event; guarded by Task.mu
 
 	rare     atomic.Pointer[taskRare] // nil unless needed
-	done     chan struct{}            // made on demand by Task.Done; guarded by Task.mu
 	duration time.Duration            // Result.Duration (see Task.clock); guarded by Task.mu
 }
 
@@ -76,6 +74,9 @@ type taskRare struct {
 	// not the context's cause. Guarded by Task.mu.
 	rejected bool
 	exitSeq  uint64 // Seq of the late_exit event; guarded by Task.mu
+	// done is made by Task.Done when called before the end (after it,
+	// Done returns a closed channel). Guarded by Task.mu.
+	done chan struct{}
 }
 
 // rare returns the task's rare fields, or nil.
@@ -84,17 +85,6 @@ func (c *taskContext) rare() *taskRare {
 		return x.rare.Load()
 	}
 	return nil
-}
-
-// makeExtra returns the task's extras, making them on first use. Call it
-// with Task.mu held.
-func (c *taskContext) makeExtra() *taskExtra {
-	if x := c.ext(); x != nil {
-		return x
-	}
-	x := new(taskExtra)
-	c.extra.Store(x)
-	return x
 }
 
 // makeRare returns the task's rare fields, making them (and its extras)

@@ -126,18 +126,16 @@ func (t *Task) owner() *Group { return t.ctx.lab.group }
 func (t *Task) Done() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	x := t.ctx.ext()
-	if x != nil && x.done != nil {
-		return x.done
+	r := t.ctx.rare()
+	if r != nil && r.done != nil {
+		return r.done
 	}
 	if t.final {
 		return closedChan
 	}
-	if x == nil {
-		x = t.ctx.makeExtra()
-	}
-	x.done = make(chan struct{})
-	return x.done
+	r = t.ctx.makeRare()
+	r.done = make(chan struct{})
+	return r.done
 }
 
 // Result returns how the task ended. Before [Task.Done] is closed it
@@ -613,8 +611,8 @@ func (t *Task) doneLocked(end time.Duration) {
 
 func (t *Task) closeDoneLocked(state taskState) {
 	t.state, t.final = state, true
-	if x := t.ctx.ext(); x != nil && x.done != nil {
-		close(x.done)
+	if r := t.ctx.rare(); r != nil && r.done != nil {
+		close(r.done)
 	}
 }
 
