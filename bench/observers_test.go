@@ -292,7 +292,6 @@ func newSpanSDK() *spanSDK {
 // length the runtime reports for a closure in this package.
 var (
 	attrGroup    = attribute.Key(taskscope.AttrGroup)
-	attrGroupID  = attribute.Key(taskscope.AttrGroupID)
 	attrTaskName = attribute.Key(taskscope.AttrTaskName)
 	attrTaskID   = attribute.Key(taskscope.AttrTaskID)
 	attrFunction = attribute.Key("code.function.name")
@@ -309,7 +308,6 @@ func (s *spanSDK) run(f body) func(n int) {
 			// Started on the spawning goroutine, like telemetry does.
 			ctx, span := s.tr.Start(bg, "task noop", trace.WithAttributes(
 				attrGroup.String("bench"),
-				attrGroupID.Int64(1),
 				attrTaskName.String("noop"),
 				attrTaskID.Int64(s.id),
 				attrFunction.String("github.com/taskscope/taskscope/bench.init.func7"),

@@ -34,11 +34,11 @@
 // days and be exported only at the end: each run gets a short `run <name>`
 // span instead, the root of its own trace, linked to the spawner's span. A
 // group shutdown gets a `shutdown <group>` span with the counts of drained
-// and aborted tasks and the names of the aborted ones.
+// and aborted tasks and the names of the aborted ones, and the group's
+// taskscope.group.id (sibling groups may share a name).
 //
-// Attributes: taskscope.group, taskscope.group.id (the group's number,
-// which tells apart siblings of one name), taskscope.task.name,
-// taskscope.task.id, taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
+// Attributes: taskscope.group, taskscope.task.name, taskscope.task.id,
+// taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
 // taskscope.cancel.message, code.function.name, error.type, and
 // taskscope.shutdown.* on shutdown spans.
 //
