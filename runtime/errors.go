@@ -69,7 +69,9 @@ func (e *TaskError) Error() string {
 func (e *TaskError) Unwrap() error { return e.Err }
 
 // TimeoutError is returned by [Group.Wait] when its context ends before the
-// subtree is idle. Active lists the tasks still running then.
+// subtree is idle. Active lists the tasks it was still waiting for: those
+// [Group.Active] lists, and tasks abandoned at a shutdown deadline whose
+// abort was still reporting them (state Abandoned).
 type TimeoutError struct {
 	Group  string
 	Active []TaskInfo

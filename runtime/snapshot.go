@@ -56,18 +56,20 @@ func (t *Task) info(state TaskState, spawned time.Duration) TaskInfo {
 
 // liveStateLocked returns t's state now and its spawn time, or 0 if it
 // has ended or been abandoned. A task whose fn has returned is live until
-// its finished event has been delivered (Done closes then, and a Wait still
-// waits for it). Called with t.group.mu held.
-func (t *Task) liveStateLocked() (TaskState, time.Duration) {
-	if t.abandoned {
-		return 0, 0
-	}
+// its finished event has been delivered (Done closes then, and a Wait
+// still waits for it). With aborting, so is a task being aborted, as
+// Abandoned, until the abort has delivered its events: a Wait waits for
+// that too. Called with t.group.mu held.
+func (t *Task) liveStateLocked(aborting bool) (TaskState, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state != stateRunning && t.state != stateFinishing {
-		return 0, 0
+	switch {
+	case t.state == stateRunning || t.state == stateFinishing:
+		return t.runningStateLocked(), t.clock
+	case aborting && t.state == stateAborted && !t.final:
+		return Abandoned, t.clock
 	}
-	return t.runningStateLocked(), t.clock
+	return 0, 0
 }
 
 // runningStateLocked is Running or Canceling, for a task shown as running.
@@ -122,14 +124,18 @@ func (t *Task) stateAtLocked(seq uint64) (TaskState, time.Duration) {
 
 // Active returns the subtree's live tasks (running or canceling, until
 // their finished event has been delivered), groups in tree order, tasks in
-// spawn order. It holds each group's lock only while
-// copying that group's tasks.
-func (g *Group) Active() []TaskInfo {
+// spawn order. It holds each group's lock only while copying that group's
+// tasks.
+func (g *Group) Active() []TaskInfo { return g.active(false) }
+
+// active is Active, with the tasks an abort is still reporting when
+// aborting (see liveStateLocked).
+func (g *Group) active(aborting bool) []TaskInfo {
 	var out []TaskInfo
 	for _, c := range g.subtree() {
 		c.mu.Lock()
 		for t := c.head; t != nil; t = t.next {
-			if s, spawned := t.liveStateLocked(); s != 0 {
+			if s, spawned := t.liveStateLocked(aborting); s != 0 {
 				out = append(out, t.info(s, spawned))
 			}
 		}

@@ -132,3 +132,33 @@ func TestWaitTimeoutListsTasksStillReporting(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitTimeoutListsTasksBeingAborted: a task aborted at a shutdown
+// deadline keeps its group busy until the abort has delivered its events;
+// a Wait that times out meanwhile names it, as abandoned.
+func TestWaitTimeoutListsTasksBeingAborted(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		release := make(chan struct{})
+		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindTaskAborted {
+				<-release
+			}
+		})
+		sup := runtime.New("app", runtime.WithObserver(slow))
+		g := sup.Group("g")
+		stuck := g.Go("stuck", func(context.Context) error { time.Sleep(time.Hour); return nil })
+		go func() { _ = g.Shutdown(expired()) }()
+		time.Sleep(time.Millisecond)
+		err := sup.Wait(timeout(t, time.Second))
+		var te *runtime.TimeoutError
+		if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != stuck.ID() || te.Active[0].State != runtime.Abandoned {
+			t.Errorf("Wait = %v, want a TimeoutError naming task %d as abandoned", err, stuck.ID())
+		}
+		close(release)
+		mustWait(t, sup)
+		if active := sup.Active(); len(active) != 0 {
+			t.Errorf("Active once the abort has reported = %v, want none", active)
+		}
+		time.Sleep(2 * time.Hour) // the abandoned goroutine returns
+	})
+}
