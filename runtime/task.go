@@ -153,12 +153,10 @@ func (t *Task) Result() Result {
 // stored: a context's cause never changes once it is done, so reading it
 // now gives what it was when the task ended.
 func (t *Task) resultLocked() Result {
-	x := t.ctx.rare()
-	r := Result{Outcome: t.outcome}
+	r := Result{Outcome: t.outcome, Duration: t.clock}
+	var x *taskRare
 	if e := t.ctx.ext(); e != nil {
-		r.Duration = e.duration
-	} else {
-		r.Duration = t.clock
+		r.Duration, x = e.duration, e.rare.Load()
 	}
 	if x != nil {
 		r.Err = x.err

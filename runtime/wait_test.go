@@ -109,19 +109,10 @@ func TestActiveIsInTreeOrder(t *testing.T) {
 // keeps Wait waiting, so a Wait that times out then must name it.
 func TestWaitTimeoutListsTasksStillReporting(t *testing.T) {
 	bubble(t, func(t *testing.T) {
-		release := make(chan struct{})
-		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
-			if ev.Kind == runtime.KindTaskFinished {
-				<-release
-			}
-		})
+		slow, release := holding(runtime.KindTaskFinished)
 		sup := runtime.New("app", runtime.WithObserver(slow))
 		task := sup.Go("reporting", func(context.Context) error { return nil })
-		err := sup.Wait(timeout(t, time.Second))
-		var te *runtime.TimeoutError
-		if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != task.ID() || te.Active[0].State != runtime.Running {
-			t.Errorf("Wait = %v, want a TimeoutError naming task %d as running", err, task.ID())
-		}
+		wantTimeoutNaming(t, sup.Wait(timeout(t, time.Second)), task, runtime.Running)
 		if active := sup.Active(); len(active) != 1 {
 			t.Errorf("Active = %v, want the task still reporting", active)
 		}
@@ -138,22 +129,13 @@ func TestWaitTimeoutListsTasksStillReporting(t *testing.T) {
 // a Wait that times out meanwhile names it, as abandoned.
 func TestWaitTimeoutListsTasksBeingAborted(t *testing.T) {
 	bubble(t, func(t *testing.T) {
-		release := make(chan struct{})
-		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
-			if ev.Kind == runtime.KindTaskAborted {
-				<-release
-			}
-		})
+		slow, release := holding(runtime.KindTaskAborted)
 		sup := runtime.New("app", runtime.WithObserver(slow))
 		g := sup.Group("g")
 		stuck := g.Go("stuck", func(context.Context) error { time.Sleep(time.Hour); return nil })
 		go func() { _ = g.Shutdown(expired()) }()
 		time.Sleep(time.Millisecond)
-		err := sup.Wait(timeout(t, time.Second))
-		var te *runtime.TimeoutError
-		if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != stuck.ID() || te.Active[0].State != runtime.Abandoned {
-			t.Errorf("Wait = %v, want a TimeoutError naming task %d as abandoned", err, stuck.ID())
-		}
+		wantTimeoutNaming(t, sup.Wait(timeout(t, time.Second)), stuck, runtime.Abandoned)
 		close(release)
 		mustWait(t, sup)
 		if active := sup.Active(); len(active) != 0 {
@@ -161,4 +143,25 @@ func TestWaitTimeoutListsTasksBeingAborted(t *testing.T) {
 		}
 		time.Sleep(2 * time.Hour) // the abandoned goroutine returns
 	})
+}
+
+// holding returns an observer that holds every event of kind until release
+// is closed: a slow observer.
+func holding(kind string) (o runtime.Observer, release chan struct{}) {
+	release = make(chan struct{})
+	return observeFunc(func(_ context.Context, ev runtime.Event) {
+		if ev.Kind == kind {
+			<-release
+		}
+	}), release
+}
+
+// wantTimeoutNaming checks that err is a TimeoutError listing task alone,
+// in state.
+func wantTimeoutNaming(t *testing.T, err error, task *runtime.Task, state runtime.TaskState) {
+	t.Helper()
+	var te *runtime.TimeoutError
+	if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != task.ID() || te.Active[0].State != state {
+		t.Errorf("Wait = %v, want a TimeoutError naming task %d as %v", err, task.ID(), state)
+	}
 }
