@@ -431,7 +431,8 @@ func countLogs(t *testing.T, h *recordingHandler, periodicTasks bool) (finished,
 	return finished, started, runs
 }
 
-// levelFor is DESIGN.md's table.
+// levelFor is the level per outcome, written out independently of
+// runtime.Event.Level so that a change there shows.
 func levelFor(outcome string) slog.Level {
 	switch outcome {
 	case "canceled":

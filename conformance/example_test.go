@@ -40,10 +40,15 @@ func Example_observability() {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))      // live task tree (HTML, ?format=json)
 	mux.Handle("/debug/events", diagnostics.EventsHandler(stream)) // SSE, or NDJSON
+	srv := &http.Server{Addr: ":8080", Handler: mux}
+	// Event streams end only when their client leaves or the stream is
+	// closed: without this, srv.Shutdown waits for every open one.
+	srv.RegisterOnShutdown(stream.Close)
 	// README block ends here.
 
 	sup.Go("fetch", func(ctx context.Context) error { return nil })
 	_ = sup.Shutdown(context.Background())
+	_ = srv.Shutdown(context.Background()) // never started here: returns at once
 	_ = tp.Shutdown(context.Background())
 	n, _ := testutil.GatherAndCount(reg, "taskscope_tasks_started_total")
 	fmt.Println("started series:", n)

@@ -51,8 +51,9 @@ var RuntimeMetrics = []Metric{
 	{Name: "go_goroutines", Type: Gauge},
 }
 
-// Label values, the vocabulary runtime defines once (DESIGN.md, "One
-// vocabulary"); queries that filter on a value use these.
+// Label values, the vocabulary runtime defines once (runtime.Outcome and
+// the cause kinds of runtime.CauseKind); queries that filter on a value use
+// these.
 var (
 	Outcomes         = []string{"success", "error", "canceled", "panic", "aborted"}
 	FailureOutcomes  = []string{"error", "panic", "aborted"}

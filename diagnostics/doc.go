@@ -20,9 +20,9 @@
 //
 // # Logs
 //
-// [LogObserver] writes one record per event, at the level DESIGN.md
-// assigns (lifecycle debug, cancellation info, errors and aborts warn,
-// panics error), with "event" = the event kind and the span attribute keys
+// [LogObserver] writes one record per event, at the event's
+// [runtime.Event.Level] (lifecycle debug, cancellation info, errors and
+// aborts warn, panics error), with "event" = the event kind and the span attribute keys
 // (taskscope.group, taskscope.group.id, taskscope.task.name, taskscope.task.id,
 // taskscope.task.outcome, taskscope.cancel.cause, error.type, ...). A
 // disabled level costs a level check and no allocation.

@@ -20,7 +20,7 @@ type EventJSON struct {
 	Seq   uint64    `json:"seq"`  // 0 on lag notices
 	Time  time.Time `json:"time"` // RFC 3339 with nanoseconds
 	Kind  string    `json:"kind"`
-	Level string    `json:"level"` // DEBUG, INFO, WARN or ERROR, per DESIGN.md
+	Level string    `json:"level"` // DEBUG, INFO, WARN or ERROR: runtime.Event.Level
 
 	Group   string `json:"group,omitempty"`    // full dotted name
 	GroupID uint64 `json:"group_id,omitempty"` // tells apart sibling groups of one name

@@ -20,7 +20,7 @@ func (typedErr) Error() string     { return "connection refused" }
 func (typedErr) ErrorType() string { return "conn_refused" }
 
 // TestLogObserverRecords checks level, message and attributes per kind and
-// outcome against the DESIGN.md vocabulary.
+// outcome against the shared vocabulary (runtime's kinds, outcomes, keys).
 func TestLogObserverRecords(t *testing.T) {
 	task := runtime.Event{Seq: 9, Group: "runtime.ingest", Task: "fetch", TaskID: 7, Function: "example.com/pkg.fetch"}
 	with := func(f func(*runtime.Event)) runtime.Event { ev := task; f(&ev); return ev }

@@ -73,10 +73,10 @@ func MinLevel(l slog.Level) SubscribeOption {
 }
 
 // GroupPrefix keeps only events of the group named prefix and its
-// descendants: "runtime.ingest" matches "runtime.ingest" and
-// "runtime.ingest.kafka", not "runtime.ingester".
+// descendants: "app.ingest" matches "app.ingest" and "app.ingest.kafka",
+// not "app.ingester".
 func GroupPrefix(prefix string) SubscribeOption {
-	prefix = strings.TrimSuffix(prefix, ".") // "runtime.ingest." means the same group
+	prefix = strings.TrimSuffix(prefix, ".") // "app.ingest." means the same group
 	return subscribeOption(func(c *subscribeConfig) { c.prefixes = append(c.prefixes, prefix) })
 }
 

@@ -5,7 +5,8 @@
 //
 // The package imports only the standard library. Telemetry (spans,
 // metrics, logs, the event stream) plugs in through [Observer]; with no
-// observer a task costs about what an errgroup task costs.
+// observer a task costs about twice what an errgroup task costs, a few
+// hundred nanoseconds.
 //
 // # Tasks and groups
 //

@@ -106,7 +106,8 @@ func checkGroupName(name string) {
 }
 
 // Name returns the group's full dotted name from the root, such as
-// "runtime.ingest.kafka".
+// "app.ingest.kafka" for Group("ingest").Group("kafka") of a supervisor
+// named "app".
 func (g *Group) Name() string { return g.name }
 
 // ID returns the group's number, unique in the process: sibling groups may

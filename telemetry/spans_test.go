@@ -21,7 +21,7 @@ import (
 )
 
 // TestOutcomes checks, for every outcome, the task span's status and
-// attributes and the finished counter: the DESIGN.md table.
+// attributes and the finished counter, as the package doc's table says.
 func TestOutcomes(t *testing.T) {
 	cases := []struct {
 		outcome    string

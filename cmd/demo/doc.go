@@ -2,7 +2,11 @@
 // supervised by taskscope, with every observability channel wired: OTel
 // spans, Prometheus metrics, slog logs and the diagnostic event stream.
 //
-//	go run ./cmd/demo            # or: make demo
+//	make demo                    # go build, then run the binary
+//
+// Prefer the built binary to go run: go run exits with status 1 on Ctrl-C
+// whatever the demo returns, and a SIGTERM sent to go run leaves the demo
+// running, holding its port.
 //
 // It needs no other process. On start it prints, on stdout, the line
 // "taskscope demo listening on http://HOST:PORT" and then one line per
