@@ -322,3 +322,31 @@ func TestExpand(t *testing.T) {
 		}
 	}
 }
+
+// Quantile panels read the native histogram where Prometheus has one and
+// fall back to the classic buckets only for series without it: "native
+// or classic", in that order, since "or" keeps its left side's series.
+func TestQuantilesPreferNativeHistograms(t *testing.T) {
+	qs, err := Queries(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, q := range qs {
+		if !strings.Contains(q.Expr, "histogram_quantile") {
+			continue
+		}
+		n++
+		e, err := parser.NewParser(parser.Options{}).ParseExpr(q.Expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		or, ok := e.(*parser.BinaryExpr)
+		if !ok || or.Op != parser.LOR || !readsNative(or.LHS) || readsNative(or.RHS) {
+			t.Errorf("panel %q query %s: want native quantile or classic quantile, got %s", q.Panel, q.RefID, q.Expr)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no quantile queries")
+	}
+}

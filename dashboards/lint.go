@@ -44,7 +44,7 @@ var Rules = []string{
 	"target-instance-rule",                // every selector has instance=~"$instance"
 	"target-counter-agg-rule",             // counters and histogram series only inside rate/irate/increase; gauges never
 	"target-metric-rule",                  // every metric is in Metrics or RuntimeMetrics, every label is one it has
-	"target-histogram-le-rule",            // histogram_quantile over an aggregation keeps le
+	"target-histogram-le-rule",            // histogram_quantile over an aggregation keeps le of classic buckets, not of a native histogram
 }
 
 // ValidUnits are the Grafana unit ids the panels may use.
@@ -237,8 +237,11 @@ func (l *linter) expr(where, raw string) {
 		case *parser.Call:
 			if n.Func.Name == "histogram_quantile" && len(n.Args) == 2 {
 				if agg, ok := unparen(n.Args[1]).(*parser.AggregateExpr); ok {
-					has := slices.Contains(agg.Grouping, "le")
-					if has == agg.Without {
+					keeps := slices.Contains(agg.Grouping, "le") != agg.Without
+					switch native := readsNative(agg); {
+					case native && keeps:
+						l.add("target-histogram-le-rule", where, "histogram_quantile over %s of a native histogram must not keep le (it has none)", agg.Op)
+					case !native && !keeps:
 						l.add("target-histogram-le-rule", where, "histogram_quantile over %s must keep the le label", agg.Op)
 					}
 				}
@@ -251,6 +254,27 @@ func (l *linter) expr(where, raw string) {
 		return nil
 	})
 }
+
+// readsNative reports whether e selects a native histogram: a histogram's
+// bare name.
+func readsNative(e parser.Expr) bool {
+	native := false
+	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok && isNativeHistogram(vs.Name) {
+			native = true
+		}
+		return nil
+	})
+	return native
+}
+
+func isNativeHistogram(name string) bool {
+	m, suffix, ok := LookupSeries(name)
+	return ok && m.Type == Histogram && suffix == ""
+}
+
+// histogramFuncs read native histogram samples into floats.
+var histogramFuncs = []string{"histogram_quantile", "histogram_count", "histogram_sum", "histogram_avg", "histogram_fraction", "histogram_stddev", "histogram_stdvar"}
 
 func unparen(e parser.Expr) parser.Expr {
 	for {
@@ -275,12 +299,15 @@ func (l *linter) selector(where string, vs *parser.VectorSelector, path []parser
 	}
 	metric, suffix, known := LookupSeries(name)
 	if !known {
-		msg := fmt.Sprintf("metric %q is not one taskscope's telemetry exports (dashboards.Metrics) nor a listed runtime metric (dashboards.RuntimeMetrics)", name)
-		if m, _, ok := LookupSeries(name + "_count"); ok && m.Type == Histogram {
-			msg = fmt.Sprintf("%q is a histogram: query its classic series %s_bucket, _sum or _count", name, name)
-		}
-		l.add("target-metric-rule", where, "%s", msg)
+		l.add("target-metric-rule", where, "metric %q is not one taskscope's telemetry exports (dashboards.Metrics) nor a listed runtime metric (dashboards.RuntimeMetrics)", name)
 		return
+	}
+	if isNativeHistogram(name) && !slices.ContainsFunc(path, func(n parser.Node) bool {
+		c, ok := n.(*parser.Call)
+		return ok && slices.Contains(histogramFuncs, c.Func.Name)
+	}) {
+		// Grafana cannot draw histogram samples.
+		l.add("target-metric-rule", where, "%q is a native histogram: read it with histogram_quantile() or another histogram_* function, or query its classic series %s_bucket, _sum or _count", name, name)
 	}
 	have := seriesLabels(metric, suffix)
 	for _, m := range vs.LabelMatchers {

@@ -119,6 +119,8 @@ func TestLintRulesCatchBreakage(t *testing.T) {
 			`sum(rate(taskscope_task_duration_seconds{`+sel+`}[$__rate_interval]))`)},
 		{rule: "target-histogram-le-rule", name: "quantile without le", break_: setExpr("Task duration p50 / p95 / p99",
 			`histogram_quantile(0.5, sum by (group) (rate(taskscope_task_duration_seconds_bucket{`+sel+`}[$__rate_interval])))`)},
+		{rule: "target-histogram-le-rule", name: "native quantile by le", also: []string{"target-metric-rule"}, break_: setExpr("Task duration p50 / p95 / p99",
+			`histogram_quantile(0.5, sum by (le, group) (rate(taskscope_task_duration_seconds{`+sel+`}[$__rate_interval])))`)},
 	}
 
 	covered := map[string]bool{}

@@ -64,14 +64,15 @@ var (
 	failureOutcomeRE = strings.Join(FailureOutcomes, "|")
 )
 
-// LookupSeries resolves a series name as Prometheus stores it (a histogram
-// shows up as name_bucket, name_sum and name_count) to the metric it belongs
-// to. suffix is "_bucket", "_sum", "_count" or "".
+// LookupSeries resolves a series name as Prometheus stores it to the metric
+// it belongs to. A histogram shows up as name_bucket, name_sum and
+// name_count (classic) and as name itself (native, when Prometheus scrapes
+// native histograms). suffix is "_bucket", "_sum", "_count" or "".
 func LookupSeries(series string) (m Metric, suffix string, ok bool) {
 	all := append(append([]Metric(nil), Metrics...), RuntimeMetrics...)
 	for _, m := range all {
 		if m.Name == series {
-			return m, "", m.Type != Histogram // a classic histogram has no bare series
+			return m, "", true
 		}
 	}
 	for _, s := range histogramSeries {

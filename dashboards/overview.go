@@ -27,13 +27,18 @@ func rate(series, sel string) string {
 	return fmt.Sprintf(`rate(%s{%s}[$__rate_interval])`, series, sel)
 }
 
-// quantiles are one query per quantile q of a classic histogram,
-// aggregated by le and the labels by, with exemplars; legends read
-// "p<100q> <legend>".
+// quantiles are one query per quantile q of a histogram, aggregated by the
+// labels by, with exemplars; legends read "p<100q> <legend>". The native
+// histogram answers where Prometheus scrapes it: its buckets are 9 % wide,
+// while the classic buckets, a few per decade, put a quantile near a
+// bucket's upper bound, several times the true value. The classic buckets
+// answer for the series that have no native histogram (a Prometheus that
+// does not scrape them).
 func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 	ts := make([]target, len(qs))
 	for i, q := range qs {
-		expr := fmt.Sprintf(`histogram_quantile(%g, sum by (le, %s) (%s))`, q, by, rate(histogram+"_bucket", sel))
+		expr := fmt.Sprintf(`histogram_quantile(%g, sum by (%s) (%s)) or histogram_quantile(%g, sum by (le, %s) (%s))`,
+			q, by, rate(histogram, sel), q, by, rate(histogram+"_bucket", sel))
 		ts[i] = query(expr, fmt.Sprintf("p%g %s", math.Round(q*100), legend)).withExemplars()
 	}
 	return ts
@@ -104,7 +109,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 4,
 			query(fmt.Sprintf(`sum(%s)`, rate(started, selTask)), ""))).
 		WithPanel(b.statPanel("Failure ratio",
-			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure).",
+			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure). Runs of periodic tasks are not in it: see Periodic run failure ratio.",
 			"percentunit", 4,
 			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "job"), "")).
 			Thresholds(thresholds("green", 0.01, "orange", 0.1, "red"))).
@@ -129,12 +134,12 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 12,
 			query(fmt.Sprintf(`sum by (outcome) (%s)`, rate(finished, selTask)), "{{outcome}}"))).
 		WithPanel(b.timeseriesPanel("Failure ratio by group",
-			"Share of finished tasks that failed (error, panic or aborted), per group.",
+			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio.",
 			"percentunit", 8,
 			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group"), "{{group}}")).
 			Max(1)).
 		WithPanel(b.timeseriesPanel("Failures by error type",
-			"Failed tasks per second by group, outcome and error type (the span's error.type).",
+			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
 			"ops", 8,
 			query(fmt.Sprintf(`sum by (group, outcome, error_type) (%s)`, rate(finished, selTask+`, outcome=~"`+failureOutcomeRE+`"`)),
 				"{{group}} {{outcome}} {{error_type}}"))).
@@ -159,11 +164,11 @@ func Overview() (dashboard.Dashboard, error) {
 	// Cancellation and shutdown.
 	d = d.WithRow(b.row("Cancellation and shutdown")).
 		WithPanel(b.timeseriesPanel("Cancellations by cause",
-			"Cancellation requests signalled to tasks per second, by cause (shutdown, fail_fast, external, deadline, canceled, custom). Compare with the canceled outcome to see how many were honoured.",
+			"Cancellation requests per second, by cause (shutdown, fail_fast, external, deadline, canceled, custom). A request to a whole group (its Cancel, a shutdown, a fail-fast sibling) counts once, with task empty, however many tasks it reaches, so choosing a task shows only requests made to that task.",
 			"ops", 6,
 			query(fmt.Sprintf(`sum by (cause) (%s)`, rate(cancellations, selTask)), "{{cause}}"))).
 		WithPanel(b.timeseriesPanel("Cancel latency p50 / p95 / p99",
-			"Time from a cancellation request to the task returning: how cooperative tasks are. Exemplars link to the task's trace.",
+			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled. Tasks that ignore cancellation until a shutdown deadline aborts them are not in it: they show as Abandoned tasks and as the aborted outcome. Exemplars link to the task's trace.",
 			"s", 6,
 			quantiles(cancelLatency, selTask, "group", "{{group}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
@@ -183,9 +188,9 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 12,
 			query(fmt.Sprintf(`sum by (group, task, outcome) (%s)`, rate(periodic, selTask)), "{{group}}/{{task}} {{outcome}}"))).
 		WithPanel(b.timeseriesPanel("Periodic run failure ratio",
-			"Share of periodic runs that did not succeed, per task.",
+			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
 			"percentunit", 12,
-			query(failureRatio(periodic, selTask, `outcome!="success"`, "group, task"), "{{group}}/{{task}}")).
+			query(failureRatio(periodic, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group, task"), "{{group}}/{{task}}")).
 			Max(1))
 
 	// The diagnostic stream and the telemetry's own health.
@@ -203,7 +208,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"short", 6,
 			query(fmt.Sprintf(`sum(taskscope_stream_subscribers{%s})`, selTarget), "subscribers"))).
 		WithPanel(b.timeseriesPanel("Label overflow",
-			"Label values folded into _other per second because a label hit its cardinality cap. Non-zero means group or task names are too dynamic for metrics.",
+			"Metric updates per second that went to the _other label value because a label (group, task or error_type) reached its cardinality cap: counted per spawned task for group and task, per failed task for error_type, per group event for group. Non-zero means names or error types are too dynamic for metrics, and the per-group and per-task panels merge the folded ones under _other.",
 			"ops", 6,
 			query(fmt.Sprintf(`sum by (label) (%s)`, rate("taskscope_label_overflow_total", selTarget)), "{{label}}")))
 

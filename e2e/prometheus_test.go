@@ -165,6 +165,41 @@ func (s *stack) checkPrometheus(t *testing.T) {
 
 	s.checkExemplars(t, exemplarPanels, at)
 	s.checkNativeHistogram(t, at)
+	s.checkSeriesStartAtZero(t, at)
+}
+
+// checkSeriesStartAtZero: every taskscope counter and histogram count
+// series begins with a zero sample, also those telemetry creates at their
+// first event (cancellations by cause, shutdowns by result, errors by
+// type), so that rate() and increase() count that event. Prometheus adds
+// the zero from the created timestamp the protobuf exposition carries.
+func (s *stack) checkSeriesStartAtZero(t *testing.T, at time.Time) {
+	// taskscope_demo_* are the demo's own metrics, not telemetry's.
+	sel := fmt.Sprintf(`{__name__=~"taskscope_.+(_total|_count)", __name__!~"taskscope_demo_.+", job=%q, instance=%q}`, s.job.Job, s.job.Instance)
+	all, err := s.promQuery(t.Context(), sel+`[1h]`, at) // every sample, oldest first
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy := 0
+	for _, r := range all.Result {
+		if len(r.Values) == 0 {
+			t.Fatalf("%v: no samples", r.Metric)
+		}
+		v, err := sampleValue(r.Values[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != 0 {
+			t.Errorf("%v starts at %g, not 0: rate() and increase() never count its first events", r.Metric, v)
+		}
+		if r.Metric["__name__"] == "taskscope_group_shutdown_duration_seconds_count" || r.Metric["__name__"] == "taskscope_task_cancellations_total" {
+			lazy++
+		}
+	}
+	if lazy == 0 {
+		t.Errorf("no shutdown or cancellation series among %d: nothing created at its first event was checked", len(all.Result))
+	}
+	t.Logf("%d series start at zero, %d of them created at their first event", len(all.Result), lazy)
 }
 
 // checkNativeHistogram: Prometheus ingests the duration histogram as a

@@ -149,7 +149,7 @@ func TestStack(t *testing.T) {
 			"--config.file=" + promCfg,
 			"--storage.tsdb.path=" + t.TempDir(),
 			"--storage.tsdb.retention.time=2d",
-			"--enable-feature=exemplar-storage",
+			"--enable-feature=exemplar-storage,created-timestamp-zero-ingestion",
 			"--web.enable-lifecycle",
 			"--web.listen-address=" + hostPort(promPort),
 		},

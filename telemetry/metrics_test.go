@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
@@ -222,6 +223,22 @@ func TestStreamStats(t *testing.T) {
 		"taskscope_stream_subscribers":   2,
 	} {
 		wantMetric(t, reg, name, nil, want, "")
+	}
+	// The counters have a created timestamp, as client_golang's counters
+	// do, from which Prometheus can add their zero sample.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetType() != dto.MetricType_COUNTER {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter().GetCreatedTimestamp() == nil {
+				t.Errorf("%s has no created timestamp", mf.GetName())
+			}
+		}
 	}
 }
 

@@ -1,6 +1,10 @@
 package telemetry
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // StreamStats is what a diagnostic event stream reports about itself;
 // diagnostics.Stream implements it. It is an interface so that the
@@ -21,14 +25,20 @@ type StreamStats interface {
 
 // streamMetrics exports a StreamStats as const metrics at scrape time:
 // the stream keeps the counts, so there is nothing to update per event.
+// The counters carry a created timestamp, the time they were set up, as
+// client_golang's own counters do: a Prometheus that ingests it adds a
+// zero sample there, so that rate() counts the events published before the
+// first scrape.
 type streamMetrics struct {
 	s                            StreamStats
 	events, dropped, subscribers *prometheus.Desc
+	created                      time.Time
 }
 
 func newStreamMetrics(s StreamStats, constLabels prometheus.Labels) *streamMetrics {
 	return &streamMetrics{
 		s:           s,
+		created:     time.Now(),
 		events:      prometheus.NewDesc("taskscope_stream_events_total", "Events published to the diagnostic stream.", nil, constLabels),
 		dropped:     prometheus.NewDesc("taskscope_stream_dropped_total", "Diagnostic stream events dropped across all subscribers because a subscriber's buffer was full.", nil, constLabels),
 		subscribers: prometheus.NewDesc("taskscope_stream_subscribers", "Open diagnostic stream subscriptions.", nil, constLabels),
@@ -42,7 +52,7 @@ func (m *streamMetrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *streamMetrics) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(m.events, prometheus.CounterValue, float64(m.s.Published()))
-	ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(m.s.Dropped()))
+	ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(m.events, prometheus.CounterValue, float64(m.s.Published()), m.created)
+	ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(m.dropped, prometheus.CounterValue, float64(m.s.Dropped()), m.created)
 	ch <- prometheus.MustNewConstMetric(m.subscribers, prometheus.GaugeValue, float64(m.s.Subscribers()))
 }

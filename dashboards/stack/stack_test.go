@@ -257,8 +257,14 @@ func TestPrometheusScrapesTheDemo(t *testing.T) {
 	if f, _ := flagValue(prom.Command, "config.file"); f != target {
 		t.Errorf("prometheus --config.file=%q, but deploy/prometheus/prometheus.yml is mounted at %q", f, target)
 	}
-	if f, _ := flagValue(prom.Command, "enable-feature"); !strings.Contains(f, "exemplar-storage") {
-		t.Errorf("prometheus runs without --enable-feature=exemplar-storage (the duration panel shows exemplars)")
+	features, _ := flagValue(prom.Command, "enable-feature")
+	for _, f := range []struct{ name, why string }{
+		{"exemplar-storage", "the quantile panels show exemplars"},
+		{"created-timestamp-zero-ingestion", "rate() misses the first events of a series created at first use, such as a group's first aborted shutdown"},
+	} {
+		if !slices.Contains(strings.Split(features, ","), f.name) {
+			t.Errorf("prometheus runs without --enable-feature=%s (%s)", f.name, f.why)
+		}
 	}
 
 	var cfg promConfig
