@@ -20,6 +20,9 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		{"Shutdown nil ctx", "nil context", func() { _ = sup.Shutdown(nilCtx) }},
 		{"WithCancelOn nil", "WithCancelOn(nil)", func() { runtime.WithCancelOn(nilCtx) }},
 		{"WithParent nil", "WithParent(nil)", func() { runtime.WithParent(nilCtx) }},
+		{"WithParent twice", "WithParent given twice", func() {
+			sup.Go("x", func(context.Context) error { return nil }, runtime.WithParent(context.Background()), runtime.WithParent(context.Background()))
+		}},
 		{"WithObserver nil", "WithObserver(nil)", func() { runtime.WithObserver(nil) }},
 		{"unknown panic policy", "unknown PanicPolicy", func() { runtime.WithPanicPolicy(runtime.PanicPolicy(7)) }},
 		{"New nil option", "nil Option", func() { runtime.New("x", nil) }},

@@ -114,6 +114,29 @@ func testCancelAlreadyCanceledExternalContext(t *testing.T, opts []runtime.Optio
 	})
 }
 
+// TestWithCancelOnSeveral: each WithCancelOn context cancels the task, not
+// only the last one given.
+func TestWithCancelOnSeveral(t *testing.T) {
+	for which := range 2 {
+		bubble(t, func(t *testing.T) {
+			sup := runtime.New("")
+			exts := make([]context.Context, 2)
+			cancels := make([]context.CancelFunc, 2)
+			for i := range exts {
+				exts[i], cancels[i] = context.WithCancel(t.Context())
+				defer cancels[i]()
+			}
+			task := sup.Go("t", blockUntilCanceled, runtime.WithCancelOn(exts[0]), runtime.WithCancelOn(exts[1]))
+			synctest.Wait()
+			cancels[which]()
+			<-task.Done()
+			if res := task.Result(); res.Outcome != runtime.Canceled || !errors.Is(res.Cause, runtime.ErrExternal) {
+				t.Fatalf("canceling WithCancelOn context %d: outcome %v, cause %v", which, res.Outcome, res.Cause)
+			}
+		})
+	}
+}
+
 func TestCauseKind(t *testing.T) {
 	tests := []struct {
 		cause error
@@ -126,6 +149,9 @@ func TestCauseKind(t *testing.T) {
 		{context.DeadlineExceeded, "deadline"},
 		{context.Canceled, "canceled"},
 		{errors.New("mine"), "custom"},
+		// The outer reason wins over what it wraps.
+		{fmt.Errorf("%w: %w", runtime.ErrExternal, fmt.Errorf("group x shut down: %w", runtime.ErrClosed)), "external"},
+		{&runtime.TaskError{Err: fmt.Errorf("spawn: %w", runtime.ErrClosed)}, "fail_fast"},
 	}
 	for _, tt := range tests {
 		if got := runtime.CauseKind(tt.cause); got != tt.want {

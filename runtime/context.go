@@ -64,7 +64,7 @@ type taskExtra struct {
 // task starts, except those guarded by Task.mu.
 type taskRare struct {
 	values  context.Context // WithParent's context, without its cancellation
-	stopExt func() bool     // stops WithCancelOn's watch
+	stopExt func()          // stops the WithCancelOn watches
 	every   *every          // the period, for Every tasks
 	// fnCtx is what fn receives when observers wrapped the task context;
 	// nil when they returned it unchanged.

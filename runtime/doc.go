@@ -53,7 +53,8 @@
 // # Concurrency
 //
 // Every method of [Supervisor], [Group] and [Task] is safe for concurrent
-// use. The package starts no goroutine of its own beyond the tasks, and
+// use. The package starts no goroutine of its own beyond the tasks (and
+// the callbacks of [context.AfterFunc] that [WithCancelOn] registers), and
 // every wait is a channel select, so it works inside testing/synctest
 // bubbles.
 package runtime

@@ -71,10 +71,13 @@ func (e *TaskError) Unwrap() error { return e.Err }
 // TimeoutError is returned by [Group.Wait] when its context ends before the
 // subtree is idle. Active lists the tasks it was still waiting for: those
 // [Group.Active] lists, and tasks abandoned at a shutdown deadline whose
-// abort was still reporting them (state Abandoned).
+// abort was still reporting them (state Abandoned). It unwraps to Cause,
+// so errors.Is(err, context.DeadlineExceeded) holds when the context's
+// deadline passed.
 type TimeoutError struct {
 	Group  string
 	Active []TaskInfo
+	Cause  error // context.Cause of Wait's context
 }
 
 func (e *TimeoutError) Error() string {
@@ -82,17 +85,30 @@ func (e *TimeoutError) Error() string {
 		e.Group, len(e.Active), describeTasks(e.Active, time.Now()))
 }
 
+func (e *TimeoutError) Unwrap() error { return e.Cause }
+
 // AbortError is returned by [Group.Shutdown] when its context ended before
 // every task returned. Aborted lists the abandoned tasks; each
 // TaskInfo.Stack holds where its goroutine was stuck. %+v prints the stacks.
+// It unwraps to [ErrAborted] and to Cause, so errors.Is(err,
+// context.DeadlineExceeded) holds when the context's deadline passed, as
+// with http.Server.Shutdown's error.
 type AbortError struct {
 	Group   string
 	Aborted []TaskInfo
+	Cause   error // context.Cause of Shutdown's context
 }
 
 func (e *AbortError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: shutdown aborted %d task(s): %s",
 		e.Group, len(e.Aborted), describeTasks(e.Aborted, time.Now()))
+}
+
+func (e *AbortError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{ErrAborted}
+	}
+	return []error{ErrAborted, e.Cause}
 }
 
 // Format prints each straggler's stack with the %+v verb.
@@ -120,20 +136,23 @@ func describeTasks(tasks []TaskInfo, now time.Time) string {
 }
 
 // CauseKind classifies a cancellation cause into a short, low-cardinality
-// name for metric labels and span attributes: "shutdown" ([ErrClosed]),
-// "fail_fast" ([*TaskError]), "external" ([ErrExternal]), "deadline"
+// name for metric labels and span attributes: "external" ([ErrExternal]),
+// "fail_fast" ([*TaskError]), "shutdown" ([ErrClosed]), "deadline"
 // (context.DeadlineExceeded), "canceled" (context.Canceled, the cause of
-// Cancel(nil)), "custom" for any other cause, and "" for nil.
+// Cancel(nil)), "custom" for any other cause, and "" for nil. The first
+// that the cause's chain holds, in that order, names it: an external
+// context that ended because its own supervisor shut down is "external",
+// and a fail-fast sibling whose error wraps ErrClosed is "fail_fast".
 func CauseKind(cause error) string {
 	switch _, failFast := errors.AsType[*TaskError](cause); {
 	case cause == nil:
 		return ""
-	case errors.Is(cause, ErrClosed):
-		return "shutdown"
-	case failFast:
-		return "fail_fast"
 	case errors.Is(cause, ErrExternal):
 		return "external"
+	case failFast:
+		return "fail_fast"
+	case errors.Is(cause, ErrClosed):
+		return "shutdown"
 	case errors.Is(cause, context.DeadlineExceeded):
 		return "deadline"
 	case errors.Is(cause, context.Canceled):

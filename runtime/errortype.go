@@ -23,7 +23,8 @@ import (
 //     context.Canceled anywhere in the chain (a task that failed on a
 //     context of its own, not on a cancellation of the task);
 //     otherwise the Go type of the error, after unwrapping fmt.Errorf
-//     wrappers, as semconv.ErrorType names it: "package/path.Type" for
+//     wrappers of a single %w (errors.Join and a fmt.Errorf with several
+//     %w are named by their own types), as semconv.ErrorType names it: "package/path.Type" for
 //     named types, the type's string (such as "*errors.errorString") for
 //     others.
 //

@@ -51,6 +51,14 @@ func (t *Task) loop() error {
 			g.mu.Unlock()
 			return context.Cause(ctx)
 		}
+		if timer != nil && ctx.Err() != nil {
+			// Canceled as the next run fell due, and the wait saw the
+			// timer first. Checked under t.mu, which Cancel holds: a run
+			// never starts once Cancel has returned.
+			t.mu.Unlock()
+			g.mu.Unlock()
+			return nil
+		}
 		run := e.runs.Add(1)
 		seq := tr.nextSeq()
 		g.mu.Unlock()

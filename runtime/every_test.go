@@ -81,6 +81,34 @@ func TestEveryCancelMidWaitIsPrompt(t *testing.T) {
 	})
 }
 
+// TestEveryStartsNoRunAfterCancel: once Cancel has returned, no run
+// starts, also when the next run fell due at the same moment and the wait
+// saw the timer rather than the cancellation.
+func TestEveryStartsNoRunAfterCancel(t *testing.T) {
+	for range 200 {
+		bubble(t, func(t *testing.T) {
+			sup := runtime.New("")
+			var canceled atomic.Bool
+			late := 0
+			task := sup.Every("tick", time.Second, func(context.Context) error {
+				if canceled.Load() {
+					late++
+				}
+				return nil
+			})
+			go func() {
+				time.Sleep(time.Second) // as the second run falls due
+				task.Cancel(nil)
+				canceled.Store(true)
+			}()
+			<-task.Done()
+			if late > 0 {
+				t.Fatalf("%d run(s) started after Cancel returned", late)
+			}
+		})
+	}
+}
+
 func TestEveryPanicEndsTheLoop(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup, rec := recorded()

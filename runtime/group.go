@@ -18,7 +18,8 @@ const maxLabelCache = 1024
 
 // Group owns tasks and child groups. Canceling a group cancels its whole
 // subtree; a group is idle when its tasks and every descendant's tasks are
-// done. Make one with [Group.Group] or, for the root, [New].
+// done. Make one with [Group.Group] or, for the root, [New]; the zero
+// Group is not usable.
 //
 // All methods are safe for concurrent use.
 type Group struct {

@@ -23,8 +23,8 @@ import "context"
 type Observer interface {
 	// TaskStarting runs before fn, on the spawning goroutine, with the
 	// task's [KindTaskSpawned] event (also for tasks rejected by a closed
-	// group), and for each run of an [Group.Every] task with a
-	// [KindTaskRunStarted] event. The context it returns is the one fn (or
+	// group), and, on the task's goroutine, before each run of an
+	// [Group.Every] task with a [KindTaskRunStarted] event. The context it returns is the one fn (or
 	// the run) receives and the one the task's later events are observed
 	// with; return ctx unchanged when there is nothing to add.
 	TaskStarting(ctx context.Context, ev Event) context.Context

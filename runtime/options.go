@@ -32,7 +32,7 @@ type groupConfig struct {
 }
 
 type taskConfig struct {
-	cancelOn context.Context
+	cancelOn []context.Context
 	parent   context.Context
 }
 
@@ -110,21 +110,28 @@ func CancelOnError() GroupOption {
 
 // WithCancelOn also cancels the task when ctx is done; the cause wraps
 // [ErrExternal] and ctx's own cause. Typical use: tie background work to a
-// request's context.
+// request's context. Given several times, it cancels the task when any of
+// the contexts is done (the first one's cause stands).
 func WithCancelOn(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithCancelOn(nil)")
 	}
-	return taskOption(func(c *taskConfig) { c.cancelOn = ctx })
+	return taskOption(func(c *taskConfig) { c.cancelOn = append(c.cancelOn, ctx) })
 }
 
 // WithParent makes ctx's values (a trace span, request-scoped values)
 // visible in the task's context and to observers, so that telemetry can
 // make the task's span a child of the spawning one. ctx's cancellation is
-// not inherited; combine with [WithCancelOn] for that.
+// not inherited; combine with [WithCancelOn] for that. A task has one
+// parent: WithParent given twice panics.
 func WithParent(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithParent(nil)")
 	}
-	return taskOption(func(c *taskConfig) { c.parent = ctx })
+	return taskOption(func(c *taskConfig) {
+		if c.parent != nil {
+			panic("taskscope: WithParent given twice (a task's context has one parent for its values)")
+		}
+		c.parent = ctx
+	})
 }

@@ -26,6 +26,10 @@ type shutdownState struct {
 // [Supervisor.Abandoned], and gets a [KindTaskLateExit] event when it
 // finally returns.
 //
+// Shutdowns of nested groups may overlap: a task is aborted once, by the
+// Shutdown whose deadline passed first, and only that call's AbortError
+// lists it; the other may return nil.
+//
 // When Shutdown returns, every task of the subtree is done. With a ctx that
 // is already done, it aborts whatever has not returned, with no grace
 // period. Shutdown is idempotent: later calls wait for the first one and
@@ -85,7 +89,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		c.maybeDetach()
 	}
 	if len(aborted) > 0 {
-		st.err = &AbortError{Group: g.name, Aborted: aborted}
+		st.err = &AbortError{Group: g.name, Aborted: aborted, Cause: context.Cause(ctx)}
 	}
 	tr.emit(ctx, &Event{
 		Kind:          KindGroupShutdownDone,

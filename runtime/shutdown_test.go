@@ -506,3 +506,34 @@ func TestShutdownDrainedExcludesTasksFinishedBefore(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeoutErrorsMatchTheirCause: Shutdown's *AbortError and Wait's
+// *TimeoutError match the context's cause with errors.Is, as
+// http.Server.Shutdown's ctx.Err() does, and the AbortError ErrAborted.
+func TestTimeoutErrorsMatchTheirCause(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		release := make(chan struct{})
+		sup.Go("stuck", func(context.Context) error { <-release; return nil })
+		defer close(release)
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		werr := sup.Wait(ctx)
+		var te *runtime.TimeoutError
+		if !errors.As(werr, &te) || !errors.Is(werr, context.DeadlineExceeded) {
+			t.Errorf("Wait = %v: want a *TimeoutError matching context.DeadlineExceeded", werr)
+		}
+
+		ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		serr := sup.Shutdown(ctx)
+		var ae *runtime.AbortError
+		if !errors.As(serr, &ae) || !errors.Is(serr, context.DeadlineExceeded) || !errors.Is(serr, runtime.ErrAborted) {
+			t.Errorf("Shutdown = %v: want an *AbortError matching context.DeadlineExceeded and ErrAborted", serr)
+		}
+		if errors.Is(serr, context.Canceled) {
+			t.Errorf("Shutdown = %v matches context.Canceled", serr)
+		}
+	})
+}

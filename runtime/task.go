@@ -33,7 +33,8 @@ type Result struct {
 	Duration time.Duration // from spawn to the end (for aborted tasks: to the abort)
 }
 
-// Task is a handle to one supervised task. Its methods are safe for
+// Task is a handle to one supervised task, returned by [Group.Go] and
+// [Group.Every]; the zero Task is not usable. Its methods are safe for
 // concurrent use.
 //
 // The record is kept to 80 bytes, rare fields out of line (taskExtra,
@@ -303,7 +304,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	var t *Task
 	var x *taskExtra // always set for observed tasks
 	switch {
-	case cfg.parent != nil || cfg.cancelOn != nil || interval > 0:
+	case cfg.parent != nil || len(cfg.cancelOn) > 0 || interval > 0:
 		tx := new(taskWithRare) // one allocation for all three
 		t, x = &tx.Task, &tx.extra
 		storeUnpublished(&x.rare, &tx.rare)
@@ -362,23 +363,31 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	// After t.mu is released: an already done context cancels the task
 	// here, and Cancel takes t.mu.
-	if cfg.cancelOn != nil {
+	if len(cfg.cancelOn) > 0 {
 		t.watch(cfg.cancelOn)
 	}
 	go t.run()
 	return t
 }
 
-// watch cancels t when ext is done.
-func (t *Task) watch(ext context.Context) {
-	cancel := func() {
-		t.cancelWith(fmt.Errorf("%w: %w", ErrExternal, context.Cause(ext)), time.Now())
+// watch cancels t when any of exts is done.
+func (t *Task) watch(exts []context.Context) {
+	stops := make([]func() bool, 0, len(exts))
+	for _, ext := range exts {
+		cancel := func() {
+			t.cancelWith(fmt.Errorf("%w: %w", ErrExternal, context.Cause(ext)), time.Now())
+		}
+		if ext.Err() != nil {
+			cancel()
+			break
+		}
+		stops = append(stops, context.AfterFunc(ext, cancel))
 	}
-	if ext.Err() != nil {
-		cancel()
-		return
+	t.ctx.rare().stopExt = func() {
+		for _, stop := range stops {
+			stop()
+		}
 	}
-	t.ctx.rare().stopExt = context.AfterFunc(ext, cancel)
 }
 
 // reject ends a task spawned on a closed group without running it.

@@ -236,10 +236,9 @@ func causeKind(ev *runtime.Event) string {
 	if cause == nil {
 		cause = ev.Err
 	}
-	// runtime.CauseKind calls errors.As, which allocates; the plain
+	// runtime.CauseKind walks the cause's chain several times; the plain
 	// Cancel(nil) and deadline causes are recognized here first, with the
-	// same answer. (Shutdown causes are found by CauseKind before its
-	// errors.As.)
+	// same answer.
 	switch cause {
 	case context.Canceled:
 		return "canceled"
