@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"mime"
@@ -57,7 +58,10 @@ type eventsHandler struct {
 //	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
 //	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
 //
-// Each event's cursor is its Seq and the stream's identity, as
+// An SSE message's event: field is the event's kind (such as
+// taskscope.task.finished, or taskscope.stream.lagged for a lag notice), so
+// a browser's EventSource delivers it to addEventListener(kind, ...), not
+// to onmessage. Each event's cursor is its Seq and the stream's identity, as
 // "seq@stream" (none on lag notices): the SSE message's id:, and the "id"
 // of its [EventJSON] (the SSE data:, or the NDJSON line). A client resumes
 // with the Last-Event-ID header (sent by EventSource on reconnect) or
@@ -69,7 +73,10 @@ type eventsHandler struct {
 // began again) gets one at once.
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
-// its descendants, repeatable), ?level= (debug, info, warn, error).
+// its descendants, repeatable), ?level= (debug, info, warn, error). A
+// ?level=, ?after=, ?format= or Last-Event-ID it cannot read is a 400; a
+// request after [Stream.Close] is a 503, which makes an EventSource stop
+// rather than reconnect.
 //
 // Each client is an ordinary [Subscription]: a slow client lags and is
 // told so, it never slows the supervisor. The response ends when the client
@@ -78,8 +85,12 @@ type eventsHandler struct {
 // deadline for the response and flushes after each event through
 // http.ResponseController; it starts no goroutine of its own.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
+	if s == nil {
+		panic("taskscope/diagnostics: EventsHandler(nil Stream)")
+	}
 	h := &eventsHandler{stream: s, keepAlive: DefaultKeepAlive, maxClients: DefaultMaxClients}
 	for _, o := range opts {
+		mustOption(o, "EventsOption")
 		o.applyEvents(h)
 	}
 	return h
@@ -96,7 +107,17 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	ndjson := wantsNDJSON(r)
+	ndjson, err := wantsFormat(r, "sse", "ndjson", "text/event-stream", "application/x-ndjson")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.stream.isClosed() {
+		// An empty 200 would make an EventSource reconnect at once, and
+		// again; a 503 makes it stop.
+		http.Error(w, "taskscope: the event stream is closed (the server is shutting down)", http.StatusServiceUnavailable)
+		return
+	}
 	if n := h.clients.Add(1); h.maxClients > 0 && n > h.maxClients {
 		h.clients.Add(-1)
 		w.Header().Set("Retry-After", "5")
@@ -198,14 +219,21 @@ func writeSSE(buf *bytes.Buffer, enc *json.Encoder, j EventJSON) {
 	buf.WriteString("\n\n")
 }
 
-func wantsNDJSON(r *http.Request) bool {
-	switch r.URL.Query().Get("format") {
-	case "ndjson":
-		return true
-	case "sse":
-		return false
+// wantsFormat reports whether r asks for the alternative representation
+// alt rather than def: by ?format= (def or alt; anything else is an error,
+// so that a typo does not silently give the other one), else by its Accept
+// header, where they are the media types defType and altType.
+func wantsFormat(r *http.Request, def, alt, defType, altType string) (bool, error) {
+	switch f := r.URL.Query().Get("format"); f {
+	case alt:
+		return true, nil
+	case def:
+		return false, nil
+	case "":
+		return prefers(r.Header.Get("Accept"), altType, defType), nil
+	default:
+		return false, fmt.Errorf("taskscope: unknown format %q: want %s or %s", f, def, alt)
 	}
-	return prefers(r.Header.Get("Accept"), "application/x-ndjson", "text/event-stream")
 }
 
 // prefers reports whether an Accept header asks for alt rather than def:

@@ -392,6 +392,8 @@ func TestEventsBadRequests(t *testing.T) {
 		{http.MethodGet, "/events?after=2", "@", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=@abc", "", http.StatusBadRequest},
 		{http.MethodGet, "/events?after=5@", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?format=json", "", http.StatusBadRequest}, // a typo must not give SSE
+		{http.MethodGet, "/events?format=sse", "", http.StatusOK},
 		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
 	} {
 		req := httptest.NewRequestWithContext(ctx, tc.method, tc.target, nil)
@@ -406,15 +408,23 @@ func TestEventsBadRequests(t *testing.T) {
 	}
 }
 
-// TestEventsStreamClose: closing the stream ends the response.
+// TestEventsStreamClose: closing the stream ends the response, and a
+// request that comes later gets a 503 (an EventSource then stops), not an
+// empty stream it would reconnect to at once.
 func TestEventsStreamClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := diagnostics.NewStream()
-		_, body := serve(t, diagnostics.EventsHandler(s), "/events", nil)
+		h := diagnostics.EventsHandler(s)
+		_, body := serve(t, h, "/events", nil)
 		readFrame(t, body)
 		s.Close()
 		if rest, err := io.ReadAll(body); err != nil || len(rest) != 0 {
 			t.Errorf("after Stream.Close: %q, %v", rest, err)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events", nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("a request after Stream.Close: %d, want 503", rec.Code)
 		}
 	})
 }

@@ -69,6 +69,7 @@ func NewLogObserver(l *slog.Logger, opts ...LogOption) *LogObserver {
 	}
 	o := &LogObserver{logger: l}
 	for _, opt := range opts {
+		mustOption(opt, "LogOption")
 		opt.applyLog(o)
 	}
 	return o

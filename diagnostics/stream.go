@@ -116,6 +116,7 @@ func NewStream(opts ...StreamOption) *Stream {
 		id:         strconv.FormatUint(rand.Uint64(), 36),
 	}
 	for _, o := range opts {
+		mustOption(o, "StreamOption")
 		o.applyStream(s)
 	}
 	return s
@@ -202,6 +203,13 @@ func (s *Stream) Published() uint64 {
 // full buffers, summed over all subscriptions, past and present.
 func (s *Stream) Dropped() uint64 { return s.dropped.Load() }
 
+// isClosed reports whether Close was called.
+func (s *Stream) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // Subscribers returns the number of open subscriptions.
 func (s *Stream) Subscribers() int {
 	s.mu.Lock()
@@ -230,6 +238,7 @@ func (s *Stream) Close() {
 func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscription {
 	cfg := subscribeConfig{buffer: s.buffer, minLevel: math.MinInt}
 	for _, o := range opts {
+		mustOption(o, "SubscribeOption")
 		o.applySubscribe(&cfg)
 	}
 	sub := &Subscription{

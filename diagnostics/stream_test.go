@@ -648,3 +648,20 @@ func TestAfterReplayFitsBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestLaggedErrorMessages: a resync notice for a cursor of another stream
+// (nothing counted) does not claim "about 0 events missed".
+func TestLaggedErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		err  diagnostics.LaggedError
+		want string
+	}{
+		{diagnostics.LaggedError{Missed: 3}, "lagged: 3 events dropped"},
+		{diagnostics.LaggedError{Missed: 3, Resync: true}, "about 3 events missed"},
+		{diagnostics.LaggedError{Resync: true}, "not known to this stream"},
+	} {
+		if got := tc.err.Error(); !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q, want it to say %q", tc.err, got, tc.want)
+		}
+	}
+}

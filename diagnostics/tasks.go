@@ -49,8 +49,12 @@ type tasksHandler struct {
 // group is a section with data-group="<dotted name>", each task a row with
 // data-task-id and data-state.
 func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
+	if sup == nil {
+		panic("taskscope/diagnostics: TasksHandler(nil Supervisor)")
+	}
 	h := &tasksHandler{sup: sup, eventsURL: DefaultEventsURL}
 	for _, o := range opts {
+		mustOption(o, "TasksOption")
 		o.applyTasks(h)
 	}
 	return h
@@ -62,11 +66,16 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	asJSON, err := wantsFormat(r, "html", "json", "text/html", "application/json")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	tree := h.sup.Snapshot()
 	snap := NewSnapshotJSON(tree, time.Now()) // after the snapshot: no task is younger than 0
 	w.Header().Set("Cache-Control", "no-store")
 	var buf bytes.Buffer
-	if wantsJSON(r) {
+	if asJSON {
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(&buf).Encode(snap); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -80,16 +89,6 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_, _ = w.Write(buf.Bytes())
-}
-
-func wantsJSON(r *http.Request) bool {
-	switch r.URL.Query().Get("format") {
-	case "json":
-		return true
-	case "html":
-		return false
-	}
-	return prefers(r.Header.Get("Accept"), "application/json", "text/html")
 }
 
 //go:embed page.html

@@ -55,6 +55,17 @@ func get(h http.Handler, target string, header ...string) *httptest.ResponseReco
 	return rec
 }
 
+// TestTasksUnknownFormat: a ?format= typo is a 400 naming the formats,
+// not the HTML page in place of the JSON a script asked for.
+func TestTasksUnknownFormat(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	rec := get(diagnostics.TasksHandler(sup), "/debug/tasks?format=jsn")
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "html or json") {
+		t.Errorf("?format=jsn: %d %q, want 400 naming html and json", rec.Code, rec.Body.String())
+	}
+}
+
 // TestTasksJSON: the JSON form is the supervisor's snapshot.
 func TestTasksJSON(t *testing.T) {
 	withTree(t, func(sup *runtime.Supervisor, ids map[string]uint64) {

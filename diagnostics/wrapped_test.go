@@ -127,9 +127,7 @@ func (*flushErrorWriter) FlushError() error { return nil }
 // and nothing would say streaming is unsupported). A writer that
 // http.ResponseController can flush, through either method, streams.
 func TestEventsNeedAFlusher(t *testing.T) {
-	s := diagnostics.NewStream()
-	s.Close() // the stream ends at once
-	h := diagnostics.EventsHandler(s)
+	h := diagnostics.EventsHandler(diagnostics.NewStream())
 	for _, tc := range []struct {
 		name   string
 		w      http.ResponseWriter
@@ -138,7 +136,7 @@ func TestEventsNeedAFlusher(t *testing.T) {
 		{"no flusher", &noFlushWriter{h: http.Header{}}, false},
 		{"FlushError only", &flushErrorWriter{noFlushWriter{h: http.Header{}}}, true},
 	} {
-		h.ServeHTTP(tc.w, httptest.NewRequest(http.MethodGet, "/events?format=ndjson", nil))
+		h.ServeHTTP(tc.w, endedRequest(t, "/events?format=ndjson"))
 		if ct := tc.w.Header().Get("Content-Type"); (ct == "application/x-ndjson") != tc.stream {
 			t.Errorf("%s: Content-Type %q, want streaming %v", tc.name, ct, tc.stream)
 		}
@@ -149,11 +147,9 @@ func TestEventsNeedAFlusher(t *testing.T) {
 // when the Accept header prefers it: q=0 means "not acceptable" (RFC 9110,
 // section 12.4.2), and a higher q for the default format keeps it.
 func TestContentNegotiation(t *testing.T) {
-	s := diagnostics.NewStream()
-	s.Close()
 	sup := runtime.New("svc")
 	defer sup.Shutdown(context.Background())
-	events, tasks := diagnostics.EventsHandler(s), diagnostics.TasksHandler(sup)
+	events, tasks := diagnostics.EventsHandler(diagnostics.NewStream()), diagnostics.TasksHandler(sup)
 	for _, tc := range []struct {
 		h      http.Handler
 		accept string
@@ -173,7 +169,7 @@ func TestContentNegotiation(t *testing.T) {
 		{tasks, "*/*;q=0.1, application/json", "application/json"},
 	} {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req := endedRequest(t, "/")
 		req.Header.Set("Accept", tc.accept)
 		tc.h.ServeHTTP(rec, req)
 		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, tc.want) {
@@ -219,4 +215,12 @@ func TestStreamKeepsErrorTypeOfCutPanics(t *testing.T) {
 			t.Errorf("error_type on the stream = %q, want %q", got, want)
 		}
 	}
+}
+
+// endedRequest is a GET whose client has gone already: the events handler
+// answers it with its headers and ends at once.
+func endedRequest(t *testing.T, target string) *http.Request {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -413,4 +414,11 @@ func TestConstLabelsOnEveryMetric(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestNilOption: a nil Option is an error from New, not ignored.
+func TestNilOption(t *testing.T) {
+	if _, err := telemetry.New(telemetry.WithTracerProvider(nil), nil); err == nil || !strings.Contains(err.Error(), "option 1 of New is nil") {
+		t.Errorf("New with a nil option: %v", err)
+	}
 }

@@ -41,9 +41,7 @@ func (f optionFunc) apply(c config) config { return f(c) }
 func newConfig(opts []Option) config {
 	c := config{maxLabelValues: DefaultMaxLabelValues}
 	for _, o := range opts {
-		if o != nil {
-			c = o.apply(c)
-		}
+		c = o.apply(c)
 	}
 	if !c.tpSet {
 		// The global is a delegating provider: tracers taken from it now
@@ -70,8 +68,9 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 }
 
 // WithRegisterer makes [New] register the collector on r and return the
-// registration error (for example a [prometheus.AlreadyRegisteredError]
-// when r already has an identical Telemetry) instead of panicking. Without
+// registration error, wrapped (errors.As finds a
+// [prometheus.AlreadyRegisteredError] when r already has an identical
+// Telemetry), instead of panicking. Without
 // it nothing is registered: register the returned *Telemetry yourself. A
 // nil pointer in r (a *prometheus.Registry left unset) is an error too.
 func WithRegisterer(r prometheus.Registerer) Option {
@@ -86,7 +85,9 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // {"supervisor": "ingest"}). Their names must not be one of the metrics'
 // own labels (group, task, outcome, error_type, cause, result, label) nor
 // le, the histogram bucket label.
-// Wrapping the registerer with prometheus.WrapRegistererWith does the same.
+// Wrapping the registerer with prometheus.WrapRegistererWith does the same,
+// but New cannot see those labels: a wrapped le breaks the histograms'
+// exposition without an error here.
 func WithConstLabels(l prometheus.Labels) Option {
 	l = maps.Clone(l)
 	return optionFunc(func(c config) config {

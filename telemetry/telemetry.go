@@ -16,8 +16,10 @@ import (
 // Telemetry turns a supervisor's events into OpenTelemetry spans and
 // Prometheus metrics. It is a [runtime.Observer] (pass it to
 // runtime.WithObserver) and a [prometheus.Collector]. One Telemetry may
-// observe several supervisors; use [WithConstLabels] or separate
-// registries to tell their metrics apart.
+// observe several supervisors: their series are told apart by the group
+// label, which begins with the supervisor's name, so give them distinct
+// names. Supervisors that share a name need a Telemetry each, with its own
+// [WithConstLabels] (or registry).
 //
 // All methods are safe for concurrent use. Make one with [New]; the zero
 // Telemetry is not usable.
@@ -42,8 +44,13 @@ var (
 //
 // New fails when the const labels are invalid or collide with the metrics'
 // own labels (or with le, the histogram bucket label), and when
-// registration fails.
+// registration fails, and when an option is nil.
 func New(opts ...Option) (*Telemetry, error) {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("telemetry: option %d of New is nil", i)
+		}
+	}
 	c := newConfig(opts)
 	if _, ok := c.constLabels[bucketLabel]; ok {
 		// The histograms are collected by hand, so client_golang's own

@@ -1,0 +1,40 @@
+package diagnostics_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// TestProgrammingErrorsPanicAtTheCall: a nil option, stream or supervisor
+// panics in the constructor, naming what was nil, not with a nil
+// dereference later (for the handlers: on every request).
+func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
+	s := diagnostics.NewStream()
+	tests := []struct {
+		name, want string
+		call       func()
+	}{
+		{"NewStream nil option", "nil StreamOption", func() { diagnostics.NewStream(nil) }},
+		{"Subscribe nil option", "nil SubscribeOption", func() { s.Subscribe(context.Background(), nil).Close() }},
+		{"NewLogObserver nil option", "nil LogOption", func() { diagnostics.NewLogObserver(nil, nil) }},
+		{"EventsHandler nil option", "nil EventsOption", func() { diagnostics.EventsHandler(s, nil) }},
+		{"EventsHandler nil stream", "EventsHandler(nil Stream)", func() { diagnostics.EventsHandler(nil) }},
+		{"TasksHandler nil option", "nil TasksOption", func() { diagnostics.TasksHandler(runtime.New("svc"), nil) }},
+		{"TasksHandler nil supervisor", "TasksHandler(nil Supervisor)", func() { diagnostics.TasksHandler(nil) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if s, _ := r.(string); !strings.Contains(s, tt.want) {
+					t.Fatalf("panic %v, want one mentioning %q", r, tt.want)
+				}
+			}()
+			tt.call()
+		})
+	}
+}
