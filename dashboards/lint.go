@@ -168,6 +168,10 @@ func (l *linter) variables(d dashboard.Dashboard) {
 			l.add("template-label-promql-rule", where, "metric %q is not exported (see Metrics)", vs.Name)
 			continue
 		}
+		if isNativeHistogram(vs.Name) {
+			l.add("template-label-promql-rule", where, "%q is a native histogram, absent where Prometheus does not scrape them: use %s_count", vs.Name, vs.Name)
+			continue
+		}
 		if !seriesLabels(metric, suffix)[m[2]] {
 			l.add("template-label-promql-rule", where, "metric %q has no label %q", vs.Name, m[2])
 		}

@@ -58,6 +58,9 @@ func TestLintRulesCatchBreakage(t *testing.T) {
 		{rule: "template-label-promql-rule", name: "variable on an unknown metric", break_: func(t *testing.T, d *dashboard.Dashboard) {
 			variable(d, "group").Query.String = cog.ToPtr(`label_values(taskscope_groups_total, group)`)
 		}},
+		{rule: "template-label-promql-rule", name: "variable on a native histogram", break_: func(t *testing.T, d *dashboard.Dashboard) {
+			variable(d, "group").Query.String = cog.ToPtr(`label_values(taskscope_task_duration_seconds, group)`)
+		}},
 		{rule: "template-label-promql-rule", name: "variable selector does not parse", break_: func(t *testing.T, d *dashboard.Dashboard) {
 			variable(d, "task").Query.String = cog.ToPtr(`label_values(taskscope_tasks_started_total{job=~"$job", task, task)`)
 		}},

@@ -20,7 +20,9 @@ const KindStreamLagged = runtime.KindStreamLagged
 // With Resync, the resume point given with [After] is no longer held by
 // the stream's replay ring. The events that follow are everything the ring
 // still holds, then live events, but some in between are lost; Missed is
-// an estimate of how many (counted from sequence numbers, before filters).
+// an estimate of how many (counted from sequence numbers, before filters),
+// or 0 when the resume point is not one of this stream's (a cursor from a
+// process that has restarted since).
 // A consumer keeping state must discard it and start over from a fresh
 // snapshot, as a Kubernetes watcher does on "410 Gone".
 type LaggedError struct {

@@ -36,9 +36,10 @@ type tasksHandler struct {
 }
 
 // TasksHandler serves sup's task tree: as JSON (a [SnapshotJSON]) for
-// ?format=json or "Accept: application/json", otherwise as a small
-// self-contained HTML page (no external assets) showing the group tree,
-// tasks, their states and ages.
+// ?format=json or "Accept: application/json", otherwise (or for
+// ?format=html) as a small self-contained HTML page (no external assets)
+// showing the group tree, tasks, their states and ages. Any other
+// ?format= is a 400.
 //
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's

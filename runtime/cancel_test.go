@@ -149,7 +149,7 @@ func TestCauseKind(t *testing.T) {
 		{context.DeadlineExceeded, "deadline"},
 		{context.Canceled, "canceled"},
 		{errors.New("mine"), "custom"},
-		// The outer reason wins over what it wraps.
+		// In CauseKind's order: external, then fail_fast, then shutdown.
 		{fmt.Errorf("%w: %w", runtime.ErrExternal, fmt.Errorf("group x shut down: %w", runtime.ErrClosed)), "external"},
 		{&runtime.TaskError{Err: fmt.Errorf("spawn: %w", runtime.ErrClosed)}, "fail_fast"},
 	}

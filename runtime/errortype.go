@@ -24,9 +24,9 @@ import (
 //     context of its own, not on a cancellation of the task);
 //     otherwise the Go type of the error, after unwrapping fmt.Errorf
 //     wrappers of a single %w (errors.Join and a fmt.Errorf with several
-//     %w are named by their own types), as semconv.ErrorType names it: "package/path.Type" for
-//     named types, the type's string (such as "*errors.errorString") for
-//     others.
+//     %w are named by their own types), as semconv.ErrorType names it:
+//     "package/path.Type" for named types, the type's string (such as
+//     "*errors.errorString") for others.
 //
 // Go types are bounded by the program, but the metric label is capped
 // anyway (see telemetry.WithMaxLabelValues), because ErrorType methods may not be.

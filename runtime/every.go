@@ -11,8 +11,10 @@ import (
 // each run ends (fixed delay, so runs never overlap). A run's error is
 // reported as a [KindTaskRunFinished] event and the loop goes on; fn
 // returning [ErrStop] ends the task with outcome [Success]; cancellation
-// ends it promptly, even between runs; a panic ends it with outcome
-// [Panic].
+// ends it promptly, even between runs, and no further run starts once
+// [Task.Cancel] has returned (the first run always starts, with a canceled
+// context if need be, as a [Group.Go] task's fn does); a panic ends it
+// with outcome [Panic].
 //
 // Each run is observable on its own: observers get a [KindTaskRunStarted]
 // event through [Observer.TaskStarting] (the context it returns is the
@@ -53,8 +55,8 @@ func (t *Task) loop() error {
 		}
 		if timer != nil && ctx.Err() != nil {
 			// Canceled as the next run fell due, and the wait saw the
-			// timer first. Checked under t.mu, which Cancel holds: a run
-			// never starts once Cancel has returned.
+			// timer first. Checked under t.mu, which Cancel holds: no
+			// further run starts once Cancel has returned.
 			t.mu.Unlock()
 			g.mu.Unlock()
 			return nil

@@ -81,29 +81,24 @@ func TestEveryCancelMidWaitIsPrompt(t *testing.T) {
 	})
 }
 
-// TestEveryStartsNoRunAfterCancel: once Cancel has returned, no run
-// starts, also when the next run fell due at the same moment and the wait
-// saw the timer rather than the cancellation.
+// TestEveryStartsNoRunAfterCancel: once Cancel has taken effect, no
+// further run starts, also when the next run fell due at the same moment
+// and the wait saw the timer rather than the cancellation. Both events are
+// delivered under the task's lock, so their order in the recorder is the
+// order in which they happened.
 func TestEveryStartsNoRunAfterCancel(t *testing.T) {
 	for range 200 {
 		bubble(t, func(t *testing.T) {
-			sup := runtime.New("")
-			var canceled atomic.Bool
-			late := 0
-			task := sup.Every("tick", time.Second, func(context.Context) error {
-				if canceled.Load() {
-					late++
-				}
-				return nil
-			})
+			sup, rec := recorded()
+			task := sup.Every("tick", time.Second, func(context.Context) error { return nil })
 			go func() {
 				time.Sleep(time.Second) // as the second run falls due
 				task.Cancel(nil)
-				canceled.Store(true)
 			}()
 			<-task.Done()
-			if late > 0 {
-				t.Fatalf("%d run(s) started after Cancel returned", late)
+			kinds := rec.Kinds(task.ID())
+			if i := slices.Index(kinds, runtime.KindTaskCancelRequested); i < 0 || slices.Contains(kinds[i:], runtime.KindTaskRunStarted) {
+				t.Fatalf("events %v: a run started after the cancel request", kinds)
 			}
 		})
 	}

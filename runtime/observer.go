@@ -24,9 +24,10 @@ type Observer interface {
 	// TaskStarting runs before fn, on the spawning goroutine, with the
 	// task's [KindTaskSpawned] event (also for tasks rejected by a closed
 	// group), and, on the task's goroutine, before each run of an
-	// [Group.Every] task with a [KindTaskRunStarted] event. The context it returns is the one fn (or
-	// the run) receives and the one the task's later events are observed
-	// with; return ctx unchanged when there is nothing to add.
+	// [Group.Every] task with a [KindTaskRunStarted] event. The context it
+	// returns is the one fn (or the run) receives and the one the task's
+	// later events are observed with; return ctx unchanged when there is
+	// nothing to add.
 	TaskStarting(ctx context.Context, ev Event) context.Context
 	// Observe receives every other event: a task's own events with the
 	// context TaskStarting returned, in order per task, and group events

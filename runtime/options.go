@@ -111,7 +111,7 @@ func CancelOnError() GroupOption {
 // WithCancelOn also cancels the task when ctx is done; the cause wraps
 // [ErrExternal] and ctx's own cause. Typical use: tie background work to a
 // request's context. Given several times, it cancels the task when any of
-// the contexts is done (the first one's cause stands).
+// the contexts is done (the cause of the first to end stands).
 func WithCancelOn(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithCancelOn(nil)")

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// ErrAborted is the Result.Err of a task aborted at a shutdown deadline.
+// ErrAborted is the Result.Err of a task aborted at a shutdown deadline;
+// a Shutdown's [*AbortError] matches it too.
 var ErrAborted = errors.New("taskscope: task aborted at shutdown deadline (goroutine abandoned)")
 
 type shutdownState struct {

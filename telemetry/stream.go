@@ -25,10 +25,11 @@ type StreamStats interface {
 
 // streamMetrics exports a StreamStats as const metrics at scrape time:
 // the stream keeps the counts, so there is nothing to update per event.
-// The counters carry a created timestamp, the time they were set up, as
-// client_golang's own counters do: a Prometheus that ingests it adds a
+// The counters carry a created timestamp, the time they were set up (New),
+// as client_golang's own counters do: a Prometheus that ingests it adds a
 // zero sample there, so that rate() counts the events published before the
-// first scrape.
+// first scrape. (Events a stream published before New fall after that
+// zero too: make the stream and the Telemetry before the supervisor.)
 type streamMetrics struct {
 	s                            StreamStats
 	events, dropped, subscribers *prometheus.Desc
