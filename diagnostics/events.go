@@ -9,6 +9,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -74,7 +75,8 @@ type eventsHandler struct {
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, repeatable), ?level= (debug, info, warn, error). A
-// ?level=, ?after=, ?format= or Last-Event-ID it cannot read is a 400; a
+// ?kind= that names no event kind, and a ?level=, ?after=, ?format= or
+// Last-Event-ID it cannot read, is a 400; a
 // request after [Stream.Close] is a 503, which makes an EventSource stop
 // rather than reconnect.
 //
@@ -274,6 +276,18 @@ func prefers(accept, alt, def string) bool {
 	return altQ > 0 && altQ >= defQ
 }
 
+// eventKinds lists every event kind a stream carries, for ?kind=: a typo
+// there is a 400, not a stream that stays silent. TestEventKindsAreRuntimes
+// keeps it equal to runtime's Kind constants.
+var eventKinds = []string{
+	runtime.KindTaskSpawned, runtime.KindTaskCancelRequested, runtime.KindTaskFinished,
+	runtime.KindTaskAborted, runtime.KindTaskLateExit, runtime.KindTaskRejected,
+	runtime.KindTaskRunStarted, runtime.KindTaskRunFinished,
+	runtime.KindGroupCancelRequested, runtime.KindGroupShutdownStarted,
+	runtime.KindGroupShutdownDone, runtime.KindGroupWaitTimedOut,
+	runtime.KindObserverPanicked, KindStreamLagged,
+}
+
 // subscribeOptionsFrom reads the filters and the resume point of a request.
 func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, error) {
 	q := r.URL.Query()
@@ -282,6 +296,9 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 	for _, k := range q["kind"] {
 		for k := range strings.SplitSeq(k, ",") {
 			if k = strings.TrimSpace(k); k != "" {
+				if !slices.Contains(eventKinds, k) {
+					return nil, fmt.Errorf("unknown kind %q: want one of %s", k, strings.Join(eventKinds, ", "))
+				}
 				kinds = append(kinds, k)
 			}
 		}

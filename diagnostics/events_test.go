@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -535,6 +539,59 @@ func TestEventJSONRejected(t *testing.T) {
 		}
 		if got := strings.Contains(string(b), `"rejected":true`); got != rejected || strings.Contains(string(b), `"rejected":false`) {
 			t.Errorf("Rejected %v: wire form %s", rejected, b)
+		}
+	}
+}
+
+// TestEventKindsAreRuntimes: ?kind= accepts every Kind constant the
+// runtime package declares (read from its source, so that a kind added
+// there and not here fails), and answers a typo with a 400 naming them.
+func TestEventKindsAreRuntimes(t *testing.T) {
+	files, err := filepath.Glob("../runtime/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, s := range g.Specs {
+					vs := s.(*ast.ValueSpec)
+					for i, id := range vs.Names {
+						if i >= len(vs.Values) || !strings.HasPrefix(id.Name, "Kind") {
+							continue
+						}
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
+							kinds = append(kinds, strings.Trim(lit.Value, `"`))
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(kinds) < 10 {
+		t.Fatalf("found only %d Kind constants in ../runtime: %v", len(kinds), kinds)
+	}
+	h := diagnostics.EventsHandler(diagnostics.NewStream())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // an accepted request answers 200 and ends at once
+	for _, k := range append(kinds, "taskscope.task.finishd") {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/events?kind="+k, nil))
+		want := http.StatusOK
+		if k == "taskscope.task.finishd" {
+			want = http.StatusBadRequest
+		}
+		if rec.Code != want {
+			t.Errorf("?kind=%s: %d, want %d", k, rec.Code, want)
 		}
 	}
 }
