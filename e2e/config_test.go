@@ -80,6 +80,15 @@ func prometheusConfigCopy(t *testing.T, root string, a *artifacts, target string
 	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The rule files the config names, next to the copy as next to the
+	// original.
+	rules, err := os.ReadFile(filepath.Join(root, filepath.Dir(prometheusConfig), "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.path("alerts.yml"), rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return path, job
 }
 

@@ -166,6 +166,39 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	s.checkExemplars(t, exemplarPanels, at)
 	s.checkNativeHistogram(t, at)
 	s.checkSeriesStartAtZero(t, at)
+	s.checkAlertRules(t)
+}
+
+// checkAlertRules: Prometheus loaded deploy/prometheus/alerts.yml and
+// evaluates every rule against the demo's series without an error.
+// (promtool test rules, in make test-stack, checks when each one fires.)
+func (s *stack) checkAlertRules(t *testing.T) {
+	var rules struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Name      string `json:"name"`
+				Type      string `json:"type"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := s.promAPI(t.Context(), "/api/v1/rules", &rules); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Type != "alerting" || r.Health != "ok" {
+				t.Errorf("rule %s/%s: %s rule, health %q, last error %q", g.Name, r.Name, r.Type, r.Health, r.LastError)
+			}
+		}
+	}
+	if n < 7 {
+		t.Errorf("Prometheus has %d rules loaded, want the 7 alerts of alerts.yml", n)
+	}
 }
 
 // checkSeriesStartAtZero: every taskscope counter and histogram count

@@ -6,7 +6,8 @@
 #   make dashboards       regenerate dashboards/*.json
 #   make test-dashboards  vet + race tests of the dashboards module (generator, golden JSON, lint)
 #   make test-stack       validate docker-compose.yml and deploy/ offline (docker-compose config,
-#                         promtool check config, jaeger validate, mounts, ports, provisioning)
+#                         promtool check config, promtool check/test rules, jaeger validate,
+#                         mounts, ports, provisioning)
 
 # Built binaries live here (gitignored). Pinned versions:
 #   Jaeger      github.com/jaegertracing/jaeger v1.76.0 (= Jaeger v2.13.0)      tools/go.mod

@@ -1,0 +1,101 @@
+package stack
+
+import (
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/taskscope/taskscope/dashboards"
+)
+
+// The alerting rules are valid, each fires when it should and only then
+// (testdata/alerts.test.yml), and the Prometheus of the compose stack loads them.
+func TestAlertRules(t *testing.T) {
+	bin := tool(t, "PROMTOOL", "promtool")
+	if out, err := run(t, nil, bin, "check", "rules", "deploy/prometheus/alerts.yml"); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	if out, err := run(t, nil, bin, "test", "rules", "dashboards/stack/testdata/alerts.test.yml"); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+
+	// The config names the rules next to itself; compose mounts them there.
+	var cfg struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	loadYAML(t, "deploy/prometheus/prometheus.yml", &cfg)
+	c := loadCompose(t)
+	dir := path.Dir(mountOf(t, c, "prometheus", "deploy/prometheus/prometheus.yml"))
+	for _, f := range cfg.RuleFiles {
+		src := filepath.Join("deploy/prometheus", f)
+		if target := mountOf(t, c, "prometheus", src); target != path.Join(dir, f) {
+			t.Errorf("rule file %s is mounted at %s, but the config looks for it at %s", src, target, path.Join(dir, f))
+		}
+	}
+	if len(cfg.RuleFiles) == 0 {
+		t.Error("prometheus.yml loads no rule files")
+	}
+}
+
+// Every series an alert reads is one taskscope's telemetry exports, with
+// the labels it has (dashboards.Metrics, which an e2e test compares with
+// telemetry's exposition).
+func TestAlertRulesReadTelemetrysMetrics(t *testing.T) {
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+			if err != nil {
+				t.Errorf("%s: %v", r.Alert, err)
+				continue
+			}
+			parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+				switch n := node.(type) {
+				case *parser.VectorSelector:
+					if _, _, ok := dashboards.LookupSeries(n.Name); !ok || !strings.HasPrefix(n.Name, "taskscope_") {
+						t.Errorf("%s reads %s, which telemetry does not export", r.Alert, n.Name)
+					}
+				case *parser.AggregateExpr:
+					for _, l := range n.Grouping {
+						if l != "job" && l != "instance" && !hasLabel(n.Expr, l) {
+							t.Errorf("%s: %s by %s, a label its series lack", r.Alert, n.Op, l)
+						}
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alerting rules")
+	}
+}
+
+// hasLabel reports whether every selector under e has label l.
+func hasLabel(e parser.Expr, l string) bool {
+	has := true
+	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			m, _, _ := dashboards.LookupSeries(vs.Name)
+			if !slices.Contains(m.Labels, l) {
+				has = false
+			}
+		}
+		return nil
+	})
+	return has
+}
