@@ -424,6 +424,8 @@ func (w *pageWork) diff(page, server pageState) string {
 // not apply one sibling's cancel or shutdown to the other, whether it
 // learned of them from the stream or from a snapshot: events carry the
 // group's id, and the page applies them by it, with no snapshot re-fetch.
+// (Group flags are compared too: a group canceled before the page had a
+// section for it must show canceled.)
 func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
@@ -485,6 +487,15 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	x.Cancel(nil)
 	check("a child of a twin with no section, and a cancel of the other twin")
 	noRefetch("the twin without a section")
+
+	// A group canceled before the page had a section for it: the spawn
+	// that makes the section carries its group's cause, and the section
+	// shows the group canceled, as the snapshot does.
+	early := sup.Group("early")
+	early.Cancel(nil)
+	early.Go("t", waiting)
+	check("a spawn into a group canceled before it had a section")
+	noRefetch("the group canceled early")
 
 	// From a snapshot: the page loads with both pairs' sections.
 	late := make(chan struct{})

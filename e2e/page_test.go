@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,7 +166,8 @@ const pageStateJS = `({
   tasks: Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.dataset.state])),
   groups: Array.from(document.querySelectorAll("#tree section.group")).map(g => {
     const p = g.parentElement.closest("section.group");
-    return g.dataset.group + "#" + (g.dataset.groupId || "?") + "^" + (p ? p.dataset.groupId || "?" : "");
+    return g.dataset.group + "#" + (g.dataset.groupId || "?") + "^" + (p ? p.dataset.groupId || "?" : "") +
+      (g.dataset.canceled === "true" ? " canceled" : "") + (g.dataset.closed === "true" ? " closed" : "");
   }),
 })`
 
@@ -173,7 +175,14 @@ func serverState(sup *runtime.Supervisor) pageState {
 	s := pageState{Tasks: map[string]string{}}
 	var walk func(g diagnostics.GroupJSON, parent string)
 	walk = func(g diagnostics.GroupJSON, parent string) {
-		s.Groups = append(s.Groups, fmt.Sprintf("%s#%d^%s", g.Name, g.ID, parent))
+		flags := ""
+		if g.Canceled {
+			flags += " canceled"
+		}
+		if g.Closed {
+			flags += " closed"
+		}
+		s.Groups = append(s.Groups, fmt.Sprintf("%s#%d^%s%s", g.Name, g.ID, parent, flags))
 		for _, t := range g.Tasks {
 			s.Tasks[fmt.Sprint(t.ID)] = t.State
 		}
@@ -183,4 +192,30 @@ func serverState(sup *runtime.Supervisor) pageState {
 	}
 	walk(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root, "")
 	return s
+}
+
+// TestTaskPageBacksOffARefusedStream: once the stream is closed (the
+// server shutting down) the events endpoint answers 503, and the page,
+// shown stale, retries less and less often instead of every 2 seconds.
+func TestTaskPageBacksOffARefusedStream(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	var tries atomic.Int32
+	events := diagnostics.EventsHandler(stream)
+	ctx := servePage(t, sup, stream, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		events.ServeHTTP(w, r)
+	}))
+	stream.Close() // ends the page's stream; every retry gets a 503
+	start := tries.Load()
+	const window = 12 * time.Second
+	time.Sleep(window) // the page's own timers run in the browser
+	// Every 2 s would be 6 retries; 2, 4 then 8 s apart is 3.
+	if n := tries.Load() - start; n > 4 || n == 0 {
+		t.Errorf("%d connection attempts in %v after the stream closed, want 1 to 4", n, window)
+	}
+	stale, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("tree").dataset.stale`))
+	if err != nil || stale != "true" {
+		t.Errorf("the tree is not shown stale while the stream is refused (%q, %v)", stale, err)
+	}
 }

@@ -60,7 +60,8 @@ type Event struct {
 	// Err is what fn returned (a [*PanicError] for panics), the cause of a
 	// cancel request, or a group call's error.
 	Err error
-	// Cause is context.Cause of the task's context when it finished, or the
+	// Cause is context.Cause of the task's context when it finished (on a
+	// run_finished event, when the run was canceled or aborted), or the
 	// cause of a cancel request; on a spawned event, the cause of a context
 	// that was already done (the task was spawned into a canceled group).
 	Cause error

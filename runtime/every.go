@@ -125,6 +125,9 @@ func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, er
 	ev := newEvent()
 	t.fillEvent(ev, KindTaskRunFinished)
 	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
+	if outcome == Canceled || outcome == Aborted {
+		ev.Cause = context.Cause(&t.ctx) // why, as a task's finished event says
+	}
 	tr.emit(runCtx, ev)
 	freeEvent(ev)
 }

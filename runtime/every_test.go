@@ -104,6 +104,29 @@ func TestEveryStartsNoRunAfterCancel(t *testing.T) {
 	}
 }
 
+// TestEveryCanceledRunSaysWhy: a run canceled mid-way reports the cause on
+// its run_finished event, as a task's finished event does, so that its run
+// span and log record say why.
+func TestEveryCanceledRunSaysWhy(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		stop := errors.New("operator said stop")
+		task := sup.Every("tick", time.Hour, blockUntilCanceled)
+		synctest.Wait() // in the first run
+		task.Cancel(stop)
+		<-task.Done()
+		var run *runtime.Event
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskRunFinished {
+				run = &ev
+			}
+		}
+		if run == nil || run.Outcome != runtime.Canceled || !errors.Is(run.Cause, stop) {
+			t.Fatalf("run_finished %+v: want outcome canceled with the cancel's cause", run)
+		}
+	})
+}
+
 func TestEveryPanicEndsTheLoop(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup, rec := recorded()

@@ -39,8 +39,10 @@
 //
 // Attributes: taskscope.group, taskscope.task.name, taskscope.task.id,
 // taskscope.task.outcome, taskscope.task.run, taskscope.cancel.cause,
-// taskscope.cancel.message, code.function.name, error.type, and
-// taskscope.shutdown.* on shutdown spans.
+// taskscope.cancel.message (on a canceled or aborted task or run: why),
+// code.function.name, error.type, taskscope.task.rejected (a spawn on a
+// closed group: the span ends at once, canceled), and taskscope.shutdown.*
+// on shutdown spans.
 //
 // # Metrics
 //
