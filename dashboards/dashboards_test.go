@@ -136,9 +136,10 @@ func TestOverviewContents(t *testing.T) {
 
 	var names []string
 	for _, v := range d.Templating.List {
-		names = append(names, v.Name)
+		names = append(names, v.Name+":"+string(v.Type))
 	}
-	if want := []string{"datasource", "job", "instance", "group", "task"}; !slices.Equal(names, want) {
+	// filters: ad hoc label filters, for the const labels a service sets.
+	if want := []string{"datasource:datasource", "job:query", "instance:query", "group:query", "task:query", "filters:adhoc"}; !slices.Equal(names, want) {
 		t.Errorf("variables = %v, want %v", names, want)
 	}
 

@@ -90,7 +90,14 @@ func Overview() (dashboard.Dashboard, error) {
 		WithVariable(labelVariable("job", "Job", started, "Prometheus job of the supervised service.")).
 		WithVariable(labelVariable("instance", "Instance", started+`{job=~"$job"}`, "Scraped instance (one process).")).
 		WithVariable(labelVariable("group", "Group", started+`{`+selTarget+`}`, "Task group: the dotted group name, e.g. demo.ingest.")).
-		WithVariable(labelVariable("task", "Task", started+`{`+selGroup+`}`, "Task name (static names only; task IDs never become labels)."))
+		WithVariable(labelVariable("task", "Task", started+`{`+selGroup+`}`, "Task name (static names only; task IDs never become labels).")).
+		// Group names begin with the supervisor's: supervisors of one
+		// process that share a name are told apart by a const label
+		// (telemetry.WithConstLabels), whose name only the service knows.
+		WithVariable(dashboard.NewAdHocVariableBuilder("filters").
+			Label("Filters").
+			Description("Label filters added to every query, e.g. the const label (telemetry.WithConstLabels) that tells apart supervisors whose groups share names.").
+			Datasource(promDatasource()))
 
 	// Overview: the numbers to look at first.
 	d = d.WithRow(b.row("Overview")).
