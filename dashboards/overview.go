@@ -96,7 +96,7 @@ func Overview() (dashboard.Dashboard, error) {
 		// (telemetry.WithConstLabels), whose name only the service knows.
 		WithVariable(dashboard.NewAdHocVariableBuilder("filters").
 			Label("Filters").
-			Description("Label filters added to every query, e.g. the const label (telemetry.WithConstLabels) that tells apart supervisors whose groups share names.").
+			Description("Label filters added to every query, e.g. the const label (telemetry.WithConstLabels) that tells apart supervisors whose groups share names. The goroutine panels (go_goroutines) have no such label: they go empty while one is set.").
 			Datasource(promDatasource()))
 
 	// Overview: the numbers to look at first.

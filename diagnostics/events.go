@@ -75,8 +75,9 @@ type eventsHandler struct {
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, repeatable), ?level= (debug, info, warn, error). A
-// ?kind= that names no event kind, and a ?level=, ?after=, ?format= or
-// Last-Event-ID it cannot read, is a 400; a
+// ?kind= that names no event kind this version knows (a typo, or a kind of
+// a newer version), and a ?level=, ?after=, ?format= or Last-Event-ID it
+// cannot read, is a 400; a
 // request after [Stream.Close] is a 503, which makes an EventSource stop
 // rather than reconnect.
 //

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -569,9 +570,15 @@ func TestEventKindsAreRuntimes(t *testing.T) {
 						if i >= len(vs.Values) || !strings.HasPrefix(id.Name, "Kind") {
 							continue
 						}
-						if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
-							kinds = append(kinds, strings.Trim(lit.Value, `"`))
+						lit, ok := vs.Values[i].(*ast.BasicLit)
+						if !ok || lit.Kind != token.STRING {
+							t.Fatalf("%s: %s is not a string literal: read it some other way", name, id.Name)
 						}
+						k, err := strconv.Unquote(lit.Value)
+						if err != nil {
+							t.Fatal(err)
+						}
+						kinds = append(kinds, k)
 					}
 				}
 			}

@@ -124,6 +124,23 @@ func TestEveryCanceledRunSaysWhy(t *testing.T) {
 		if run == nil || run.Outcome != runtime.Canceled || !errors.Is(run.Cause, stop) {
 			t.Fatalf("run_finished %+v: want outcome canceled with the cancel's cause", run)
 		}
+
+		// A run stuck past a shutdown deadline: aborted, because of the
+		// shutdown.
+		release := make(chan struct{})
+		defer close(release)
+		stuck := sup.Every("stuck", time.Hour, func(context.Context) error { <-release; return nil })
+		synctest.Wait()
+		_ = sup.Shutdown(expired())
+		run = nil
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskRunFinished && ev.TaskID == stuck.ID() {
+				run = &ev
+			}
+		}
+		if run == nil || run.Outcome != runtime.Aborted || !errors.Is(run.Cause, runtime.ErrClosed) {
+			t.Fatalf("run_finished %+v: want outcome aborted with the shutdown's cause", run)
+		}
 	})
 }
 
