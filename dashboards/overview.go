@@ -66,6 +66,8 @@ func Overview() (dashboard.Dashboard, error) {
 	cancellations := "taskscope_task_cancellations_total"
 	shutdown := "taskscope_group_shutdown_duration_seconds"
 	periodic := "taskscope_periodic_runs_total"
+	lastSuccess := "taskscope_periodic_last_success_timestamp_seconds"
+	interval := "taskscope_periodic_interval_seconds"
 
 	// Per process: all goroutines, running tasks, and abandoned tasks (0,
 	// not absent, until the first abort creates the series).
@@ -192,13 +194,18 @@ func Overview() (dashboard.Dashboard, error) {
 	d = d.WithRow(b.row("Periodic tasks")).
 		WithPanel(b.timeseriesPanel("Periodic runs by outcome",
 			"Runs of periodic (Every) tasks per second, by task and outcome.",
-			"ops", 12,
+			"ops", 8,
 			query(fmt.Sprintf(`sum by (group, task, outcome) (%s)`, rate(periodic, selTask)), "{{group}}/{{task}} {{outcome}}"))).
 		WithPanel(b.timeseriesPanel("Periodic run failure ratio",
 			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
-			"percentunit", 12,
+			"percentunit", 8,
 			query(failureRatio(periodic, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group, task"), "{{group}}/{{task}}")).
-			Max(1))
+			Max(1)).
+		WithPanel(b.timeseriesPanel("Time since last success",
+			"Per periodic task: time since its last successful run (since its spawn before the first), against its period. A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",
+			"s", 8,
+			query(fmt.Sprintf(`time() - max by (group, task) (%s{%s})`, lastSuccess, selTask), "{{group}}/{{task}}"),
+			query(fmt.Sprintf(`max by (group, task) (%s{%s})`, interval, selTask), "period {{group}}/{{task}}")))
 
 	// The diagnostic stream and the telemetry's own health.
 	d = d.WithRow(b.row("Diagnostic stream and telemetry health")).

@@ -41,6 +41,10 @@ func TestDashboardMetricsAreTelemetrys(t *testing.T) {
 		_ = sup.Shutdown(ctx)
 		sup.Go("rejected", func(context.Context) error { return nil })
 		close(release)
+		// The periodic gauges are exported while a periodic task lives.
+		live := runtime.New("n", runtime.WithObserver(tel))
+		live.Every("live", time.Hour, func(context.Context) error { return nil })
+		defer live.Shutdown(context.Background())
 		synctest.Wait()
 
 		mfs, err := reg.Gather()

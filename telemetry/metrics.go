@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -25,6 +26,8 @@ const (
 	nameAbandoned        = "taskscope_tasks_abandoned"
 	nameShutdownDuration = "taskscope_group_shutdown_duration_seconds"
 	namePeriodicRuns     = "taskscope_periodic_runs_total"
+	nameLastSuccess      = "taskscope_periodic_last_success_timestamp_seconds"
+	nameInterval         = "taskscope_periodic_interval_seconds"
 	nameLabelOverflow    = "taskscope_label_overflow_total"
 )
 
@@ -43,7 +46,7 @@ type metrics struct {
 	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
 	duration, cancelLatency, shutdownDuration                          *histogramVec
 	abandoned                                                          *prometheus.GaugeVec
-	running                                                            *prometheus.Desc // see runningCollector
+	running, lastSuccess, interval                                     *prometheus.Desc // see runningCollector, periodicCollector
 
 	overflowGroup, overflowTask, overflowErrorType prometheus.Counter
 }
@@ -89,6 +92,12 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 		abandoned: gauge(nameAbandoned,
 			"Tasks aborted at a shutdown deadline whose goroutines are still running (Go cannot kill goroutines).",
 			"group", "task"),
+		lastSuccess: prometheus.NewDesc(nameLastSuccess,
+			"Unix time of the last successful run of a periodic (Every) task, or of its spawn before its first success; exported while such a task lives. Compared with taskscope_periodic_interval_seconds, it finds a periodic task that is stuck in a run or keeps failing.",
+			[]string{"group", "task"}, constLabels),
+		interval: prometheus.NewDesc(nameInterval,
+			"Period of a periodic (Every) task (of the first of that name, when several live), exported while one lives.",
+			[]string{"group", "task"}, constLabels),
 	}
 	// Pre-created so that a dashboard sees 0, not a missing series.
 	m.overflowGroup = m.overflow.WithLabelValues("group")
@@ -101,6 +110,7 @@ func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 	return []prometheus.Collector{
 		m.started, m.rejected, m.finished, m.cancellations, m.periodicRuns, m.overflow,
 		m.duration, m.cancelLatency, m.shutdownDuration, runningCollector{m.running, cache}, m.abandoned,
+		periodicCollector{m.lastSuccess, m.interval, cache},
 	}
 }
 
@@ -125,6 +135,34 @@ func (r runningCollector) Collect(ch chan<- prometheus.Metric) {
 		// counted as running, never as less than nothing.
 		finished := s.finishedCount()
 		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
+	}
+}
+
+// periodicCollector reports the periodic gauges at scrape time, for the
+// label pairs with a live periodic task: the event path only writes two
+// fields, and a stopped task's gauges go without a Delete.
+type periodicCollector struct {
+	lastSuccess, interval *prometheus.Desc
+	cache                 *seriesCache
+}
+
+func (p periodicCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- p.lastSuccess
+	ch <- p.interval
+}
+
+func (p periodicCollector) Collect(ch chan<- prometheus.Metric) {
+	p.cache.mu.Lock()
+	all := slices.Collect(maps.Values(p.cache.series))
+	p.cache.mu.Unlock()
+	for _, s := range all {
+		s.periodicMu.Lock()
+		live, last, interval := s.periodicLive, s.lastSuccess, s.interval
+		s.periodicMu.Unlock()
+		if live > 0 {
+			ch <- prometheus.MustNewConstMetric(p.lastSuccess, prometheus.GaugeValue, last, s.group, s.task)
+			ch <- prometheus.MustNewConstMetric(p.interval, prometheus.GaugeValue, interval, s.group, s.task)
+		}
 	}
 }
 
@@ -185,6 +223,14 @@ type series struct {
 	// Entries shared by raw names resolved after the cache budget is spent,
 	// by folded flags (group | task<<1). Guarded by seriesCache.mu.
 	sharedEntries [4]*taskEntry
+
+	// The pair's live periodic tasks, whose gauges are exported while
+	// there are any (a stopped task must not look stuck for ever), with
+	// their values (see periodicCollector). Periodic tasks are few: a
+	// lock, no fast path.
+	periodicMu            sync.Mutex
+	periodicLive          int     // guarded by periodicMu
+	lastSuccess, interval float64 // guarded by periodicMu: unix seconds, seconds
 }
 
 func newSeries(m *metrics, group, task string) *series {
@@ -254,6 +300,36 @@ func (s *series) cancellations(cause string) prometheus.Counter {
 	c, _ := s.cancels.LoadOrStore(cause, s.m.cancellations.WithLabelValues(s.group, s.task, cause))
 	return c.(prometheus.Counter)
 }
+
+// periodicStarted counts a periodic task of the pair, spawned at ev.Time,
+// as live. The first one's spawn is the reference until a success.
+func (s *series) periodicStarted(ev *runtime.Event) {
+	s.periodicMu.Lock()
+	defer s.periodicMu.Unlock()
+	if s.periodicLive == 0 {
+		s.lastSuccess, s.interval = unixSeconds(ev.Time), ev.Interval.Seconds()
+	}
+	s.periodicLive++
+}
+
+// periodicSucceeded records a successful run that ended at t. The latest
+// wins whatever order concurrent runs report in.
+func (s *series) periodicSucceeded(t time.Time) {
+	s.periodicMu.Lock()
+	defer s.periodicMu.Unlock()
+	if s.periodicLive > 0 {
+		s.lastSuccess = max(s.lastSuccess, unixSeconds(t))
+	}
+}
+
+// periodicEnded counts a periodic task of the pair as ended.
+func (s *series) periodicEnded() {
+	s.periodicMu.Lock()
+	defer s.periodicMu.Unlock()
+	s.periodicLive--
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func (s *series) rejected() prometheus.Counter {
 	// Rejections are rare (they happen at shutdown): no pre-binding.

@@ -422,3 +422,46 @@ func TestNilOption(t *testing.T) {
 		t.Errorf("New with a nil option: %v", err)
 	}
 }
+
+// TestPeriodicGauges: a periodic task's last success is its spawn until a
+// run succeeds, then that run's end; the gauges are exported while a task
+// of the label pair lives, and go with the last one.
+func TestPeriodicGauges(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		lbl := map[string]string{"group": "app", "task": "tick"}
+		exported := func() int { return len(series(t, h.reg, "taskscope_periodic_last_success_timestamp_seconds")) }
+		unix := func(at time.Time) float64 { return float64(at.UnixNano()) / 1e9 }
+
+		var fail atomic.Bool
+		fail.Store(true)
+		spawned := time.Now()
+		a := h.sup.Every("tick", time.Minute, func(context.Context) error {
+			if fail.Load() {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		synctest.Wait() // run 1 failed
+		wantMetric(t, h.reg, "taskscope_periodic_last_success_timestamp_seconds", lbl, unix(spawned), "no success yet: the spawn")
+		wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 60, "")
+
+		fail.Store(false)
+		time.Sleep(time.Minute)
+		synctest.Wait() // run 2 succeeded
+		wantMetric(t, h.reg, "taskscope_periodic_last_success_timestamp_seconds", lbl, unix(spawned.Add(time.Minute)), "run 2's end")
+
+		b := h.sup.Every("tick", time.Hour, func(context.Context) error { return nil })
+		synctest.Wait()
+		a.Cancel(nil)
+		<-a.Done()
+		if exported() != 1 {
+			t.Errorf("with one tick task left: %d series, want 1", exported())
+		}
+		b.Cancel(nil)
+		<-b.Done()
+		if n := exported(); n != 0 || len(series(t, h.reg, "taskscope_periodic_interval_seconds")) != 0 {
+			t.Errorf("no tick task left, yet %d last-success series are exported", n)
+		}
+	})
+}

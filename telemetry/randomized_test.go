@@ -527,8 +527,8 @@ func (h *randHarness) checkScrapes() {
 			keys[k] = true
 		}
 		for k := range keys {
-			if strings.HasPrefix(k, "taskscope_stream") {
-				continue
+			if strings.HasPrefix(k, "taskscope_stream") || isPeriodicGauge(k) {
+				continue // the periodic gauges hold times: see quiescent
 			}
 			v := got[k]
 			if v < lower[k] || v > upper[k] {
@@ -570,6 +570,65 @@ func gaugeBounds(lo, hi []runtime.Event, f randFold, lower, upper map[string]flo
 
 // quiescent checks everything exactly, with the workload stopped and every
 // goroutine of the bubble blocked.
+func isPeriodicGauge(k string) bool {
+	return strings.HasPrefix(k, "taskscope_periodic_last_success_timestamp_seconds{") ||
+		strings.HasPrefix(k, "taskscope_periodic_interval_seconds{")
+}
+
+// checkPeriodicGauges checks the periodic gauges at a quiescent point,
+// whatever order concurrent events of one label pair reached telemetry
+// in: a pair has them exactly while one of its periodic tasks lives, the
+// last success no earlier than the pair's first periodic spawn and no
+// later than its last event, the interval one of its tasks'.
+// (TestPeriodicGauges checks the values themselves.)
+func (h *randHarness) checkPeriodicGauges(events []runtime.Event, f randFold, got map[string]float64, when string) {
+	type pair struct {
+		live        int
+		first, last float64
+		intervals   []float64
+	}
+	pairs := map[string]*pair{}
+	for i := range events {
+		ev := &events[i]
+		if ev.Interval <= 0 || ev.Rejected {
+			continue
+		}
+		g, _ := randLabel(f.groups, ev.Group)
+		tk, _ := randLabel(f.tasks, ev.Task)
+		k := randKey("", "group", g, "task", tk)
+		p := pairs[k]
+		if p == nil {
+			p = &pair{first: float64(ev.Time.UnixNano()) / 1e9}
+			pairs[k] = p
+		}
+		p.last = max(p.last, float64(ev.Time.UnixNano())/1e9)
+		switch ev.Kind {
+		case runtime.KindTaskSpawned:
+			p.live++
+			p.intervals = append(p.intervals, ev.Interval.Seconds())
+		case runtime.KindTaskFinished:
+			p.live--
+		}
+	}
+	for k, p := range pairs {
+		last, hasLast := got["taskscope_periodic_last_success_timestamp_seconds"+k]
+		interval, hasInterval := got["taskscope_periodic_interval_seconds"+k]
+		switch {
+		case p.live == 0 && (hasLast || hasInterval):
+			h.t.Errorf("%s: %s has no live periodic task, but its gauges are exported", when, k)
+		case p.live > 0 && (!hasLast || !hasInterval):
+			h.t.Errorf("%s: %s has %d live periodic task(s), but no gauges", when, k, p.live)
+		case p.live > 0 && (last < p.first || last > p.last || !slices.Contains(p.intervals, interval)):
+			h.t.Errorf("%s: %s: last success %v outside [%v, %v], or interval %v not one of %v", when, k, last, p.first, p.last, interval, p.intervals)
+		}
+	}
+	for k := range got {
+		if rest, ok := strings.CutPrefix(k, "taskscope_periodic_interval_seconds"); ok && pairs[rest] == nil {
+			h.t.Errorf("%s: %s exported for a pair with no periodic task", when, k)
+		}
+	}
+}
+
 func (h *randHarness) quiescent(when string) {
 	t := h.t
 	t.Helper()
@@ -593,8 +652,12 @@ func (h *randHarness) quiescent(when string) {
 	for k := range want {
 		keys[k] = true
 	}
+	h.checkPeriodicGauges(events, f, got, when)
 	bad := 0
 	for _, k := range slices.Sorted(mapsKeys(keys)) {
+		if isPeriodicGauge(k) {
+			continue // checked above
+		}
 		if got[k] != want[k] {
 			if bad < 15 {
 				t.Errorf("%s: %s = %v, events say %v", when, k, got[k], want[k])

@@ -129,6 +129,9 @@ func (t *Telemetry) TaskStartingEvent(ctx context.Context, ev *runtime.Event) co
 	case runtime.KindTaskSpawned:
 		e := t.cache.entry(ev.Group, ev.Task, true)
 		e.s.started.Inc()
+		if ev.Interval > 0 && !ev.Rejected {
+			e.s.periodicStarted(ev)
+		}
 		if t.tracer != nil {
 			return t.startTask(ctx, ev, e)
 		}
@@ -181,6 +184,9 @@ func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 	s := t.cache.entry(ev.Group, ev.Task, false).s
 	errType := runtime.ErrorType(ev.Outcome, ev.Err)
 	s.finishedCounter(ev.Outcome, t.errorTypeLabel(ev.Outcome, errType)).Inc()
+	if ev.Interval > 0 && !ev.Rejected {
+		s.periodicEnded() // out of line: a task goroutine's frames stay small
+	}
 	if t.tracer != nil {
 		t.taskFinishedTraced(ctx, ev, s, errType)
 		return
@@ -289,7 +295,11 @@ func (t *Telemetry) taskAborted(ctx context.Context, ev *runtime.Event) {
 }
 
 func (t *Telemetry) runFinished(ctx context.Context, ev *runtime.Event) {
-	t.cache.entry(ev.Group, ev.Task, false).s.periodicRuns(ev.Outcome).Inc()
+	s := t.cache.entry(ev.Group, ev.Task, false).s
+	s.periodicRuns(ev.Outcome).Inc()
+	if ev.Outcome == runtime.Success {
+		s.periodicSucceeded(ev.Time)
+	}
 	if t.tracer == nil {
 		return
 	}
