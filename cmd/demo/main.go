@@ -159,14 +159,19 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return errors.Join(err, tr.shutdown(context.Background()))
 	}
 	books := newBooks("demo")
+	logs := diagnostics.NewLogObserver(logger, diagnostics.WithTraceIDs(traceIDs))
 	sup := runtime.New("demo",
 		// telemetry first: task contexts carry the task's span by the time
 		// the log observer sees them, so log lines get its trace_id.
 		runtime.WithObserver(tel),
-		runtime.WithObserver(diagnostics.NewLogObserver(logger, diagnostics.WithTraceIDs(traceIDs))),
+		runtime.WithObserver(logs),
 		runtime.WithObserver(stream),
 		runtime.WithObserver(books),
 	)
+	// The HTTP server is supervised too, by a supervisor of its own: it
+	// must outlive the workload's shutdown (below). It has no stream: one
+	// stream serves one supervisor.
+	web := runtime.New("demo-http", runtime.WithObserver(tel), runtime.WithObserver(logs))
 
 	srv := &http.Server{
 		Handler:           newMux(sup, stream, reg, tr.zpages, tr.summary),
@@ -175,8 +180,13 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	// Ends the event streams, which would otherwise hold srv.Shutdown.
 	srv.RegisterOnShutdown(stream.Close)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Serve does not take a context: srv.Shutdown, below, ends it.
+	serving := web.Go("serve", func(context.Context) error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 
 	printURLs(stdout, "http://"+ln.Addr().String())
 	logger.Info("demo running", "rate", cfg.rate, "traces", tr.summary)
@@ -190,14 +200,20 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case serveErr = <-served:
+	case <-serving.Done():
+		serveErr = serving.Result().Err
 		logger.Error("http server failed", "error", serveErr)
 	}
 
 	if cfg.stopSignals != nil {
 		cfg.stopSignals()
 	}
-	logger.Info("shutting down", "deadline", cfg.shutdownTimeout)
+	// The workload first, the HTTP server after it: /metrics, the task
+	// page and the event stream show the shutdown as it happens (the
+	// stream ends with srv.Shutdown). A service whose handlers spawn tasks
+	// would first stop taking traffic (fail its readiness check): spawns
+	// on a closed group are rejected.
+	logger.Info("shutting down", "cause", context.Cause(ctx), "deadline", cfg.shutdownTimeout.String())
 	rep := shutdown(sup, books, cfg.shutdownTimeout)
 
 	hctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
@@ -206,14 +222,15 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		logger.Warn("http shutdown", "error", err)
 		srv.Close()
 	}
-	if serveErr == nil {
-		<-served // http.ErrServerClosed, once Shutdown has begun
+	<-serving.Done() // Serve returns at once once Shutdown has begun
+	if err := web.Shutdown(hctx); err != nil {
+		logger.Warn("http supervisor shutdown", "error", err)
 	}
 
 	fctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
 	defer cancel()
 	rep.flushErr = tr.shutdown(fctx)
-	rep.spans = tr.counts()
+	rep.spans, rep.exportDesc = tr.counts(), tr.exportDesc
 	if rep.spans.dropped > 0 {
 		logger.Warn("spans were dropped", "dropped", rep.spans.dropped, "queued", rep.spans.queued)
 	}

@@ -45,15 +45,25 @@ func newBooks(root string) *books {
 	return &books{root: root, abandoned: map[uint64]runtime.Event{}, changed: make(chan struct{})}
 }
 
-var _ runtime.Observer = (*books)(nil)
+var (
+	_ runtime.Observer      = (*books)(nil)
+	_ runtime.EventObserver = (*books)(nil)
+)
 
 func (b *books) TaskStarting(ctx context.Context, _ runtime.Event) context.Context { return ctx }
 
-func (b *books) Observe(_ context.Context, ev runtime.Event) {
+// TaskStartingEvent and ObserveEvent take events by pointer, as
+// runtime.EventObserver offers: an observer sees every event on task
+// goroutines, whose stacks should not grow for a copy of it.
+func (b *books) TaskStartingEvent(ctx context.Context, _ *runtime.Event) context.Context { return ctx }
+
+func (b *books) Observe(ctx context.Context, ev runtime.Event) { b.ObserveEvent(ctx, &ev) }
+
+func (b *books) ObserveEvent(_ context.Context, ev *runtime.Event) {
 	switch ev.Kind {
 	case runtime.KindTaskAborted:
 		b.mu.Lock()
-		b.abandoned[ev.TaskID] = ev
+		b.abandoned[ev.TaskID] = *ev // a copy: *ev is not ours to keep
 		b.mu.Unlock()
 	case runtime.KindTaskLateExit:
 		b.mu.Lock()
@@ -109,7 +119,8 @@ type report struct {
 	lateExits     []lateExit
 	stillRunning  []runtime.Event // aborted tasks whose goroutine never returned
 	spans         spanCounts
-	flushErr      error // the trace flush at exit did not complete
+	flushErr      error  // the trace flush at exit did not complete
+	exportDesc    string // where spans go, as the startup output said
 }
 
 // shutdown stops the supervisor within timeout, then waits up to
@@ -187,12 +198,15 @@ func (r report) write(w io.Writer) {
 		p("  still running: %s/%s id=%d did not return within %s of the shutdown", ev.Group, ev.Task, ev.TaskID, lateExitGrace)
 	}
 	if !r.spans.exporting {
-		p("  spans: not exported (no OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT); zpages only")
+		p("  spans: not exported: %s", r.exportDesc)
 		return
 	}
 	s := r.spans
 	p("  spans: %d queued, %d exported, %d export failures, %d dropped (queue full)", s.queued, s.exported, s.failed, s.dropped)
-	if r.flushErr != nil || s.pending > 0 {
-		p("  spans: flush at exit incomplete (%v): %d spans still queued or in flight are lost", r.flushErr, s.pending)
+	switch {
+	case s.pending > 0 || errors.Is(r.flushErr, context.DeadlineExceeded):
+		p("  spans: flush at exit ran out of time (%v): %d spans still queued or in flight are lost", r.flushErr, s.pending)
+	case r.flushErr != nil:
+		p("  spans: flush at exit failed (%v): the spans it could not export are among the export failures", r.flushErr)
 	}
 }

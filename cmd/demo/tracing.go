@@ -46,8 +46,9 @@ type tracing struct {
 	tp     *sdktrace.TracerProvider
 	zpages *zpages.SpanProcessor
 	export *exportQueue // nil when spans are only shown by zpages
-	// summary describes the sampler and the export for the startup output.
-	summary string
+	// summary describes the sampler and the export for the startup output;
+	// exportDesc, the export alone.
+	summary, exportDesc string
 }
 
 // newTracing builds the tracer provider: zpages always (traces with no
@@ -61,10 +62,12 @@ func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing,
 		resource.WithFromEnv(),
 	)
 	// A malformed OTEL_RESOURCE_ATTRIBUTES gives a partial resource: keep
-	// what parsed, as the specification asks (the SDK has reported the
-	// error through the error handler).
+	// what parsed, as the specification asks, and say so.
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("tracing resource: %w", err)
+	}
+	if err != nil {
+		logger.Warn("tracing resource: kept what parsed", "error", err)
 	}
 	t := &tracing{zpages: zpages.NewSpanProcessor()}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.zpages)}
@@ -90,7 +93,7 @@ func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing,
 		}
 	}
 	t.tp = sdktrace.NewTracerProvider(opts...)
-	t.summary = fmt.Sprintf("sampler %s; export %s", sampler, export)
+	t.summary, t.exportDesc = fmt.Sprintf("sampler %s; export %s", sampler, export), export
 	return t, nil
 }
 

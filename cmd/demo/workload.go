@@ -374,7 +374,8 @@ func (w *workload) jobRound(ctx context.Context) error {
 	// event naming them.
 	wctx, cancelWait := context.WithTimeout(ctx, patience*3/5)
 	defer cancelWait()
-	if err := job.Wait(wctx); ctx.Err() != nil {
+	err := job.Wait(wctx) // a *TimeoutError, as intended: the events report it
+	if ctx.Err() != nil {
 		return err
 	}
 	// Then it is shut down with a short deadline: fetch stops, flush does
