@@ -64,6 +64,7 @@ var (
 	targetLabels     = []string{"job", "instance"}
 	histogramSeries  = []string{"_bucket", "_sum", "_count"}
 	failureOutcomeRE = strings.Join(FailureOutcomes, "|")
+	matchFailed      = `outcome=~"` + failureOutcomeRE + `"` // the failed outcomes, as a label matcher
 )
 
 // LookupSeries resolves a series name as Prometheus stores it to the metric

@@ -44,13 +44,13 @@ func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 	return ts
 }
 
-// failureRatio is failed / finished per `by`: 0 (not absent) where nothing
-// failed, absent (not NaN) where nothing finished in the window, as with a
-// group of long-running workers or a periodic task slower than the window.
-// failed is the label matcher of the failures.
-func failureRatio(counter, sel, failed, by string) string {
+// failureRatio is failed / finished per `by` (failed: the outcomes
+// matchFailed selects): 0 (not absent) where nothing failed, absent (not
+// NaN) where nothing finished in the window, as with a group of
+// long-running workers or a periodic task slower than the window.
+func failureRatio(counter, sel, by string) string {
 	all := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel))
-	bad := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel+`, `+failed))
+	bad := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel+`, `+matchFailed))
 	return fmt.Sprintf(`(%s or 0 * %s) / (%s > 0)`, bad, all, all)
 }
 
@@ -120,7 +120,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.statPanel("Failure ratio",
 			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure). Runs of periodic tasks are not in it: see Periodic run failure ratio.",
 			"percentunit", 4,
-			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "job"), "")).
+			query(failureRatio(finished, selTask, "job"), "")).
 			Thresholds(thresholds("green", 0.01, "orange", 0.1, "red"))).
 		WithPanel(b.statPanel("Goroutines",
 			"All goroutines of the process (Go collector's go_goroutines).",
@@ -145,12 +145,12 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Failure ratio by group",
 			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio.",
 			"percentunit", 8,
-			query(failureRatio(finished, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group"), "{{group}}")).
+			query(failureRatio(finished, selTask, "group"), "{{group}}")).
 			Max(1)).
 		WithPanel(b.timeseriesPanel("Failures by error type",
 			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
 			"ops", 8,
-			query(fmt.Sprintf(`sum by (group, outcome, error_type) (%s)`, rate(finished, selTask+`, outcome=~"`+failureOutcomeRE+`"`)),
+			query(fmt.Sprintf(`sum by (group, outcome, error_type) (%s)`, rate(finished, selTask+", "+matchFailed)),
 				"{{group}} {{outcome}} {{error_type}}"))).
 		WithPanel(b.timeseriesPanel("Running and abandoned tasks by group",
 			"Running tasks and abandoned (aborted but still running) tasks per group.",
@@ -199,7 +199,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Periodic run failure ratio",
 			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
 			"percentunit", 8,
-			query(failureRatio(periodic, selTask, `outcome=~"`+failureOutcomeRE+`"`, "group, task"), "{{group}}/{{task}}")).
+			query(failureRatio(periodic, selTask, "group, task"), "{{group}}/{{task}}")).
 			Max(1)).
 		WithPanel(b.timeseriesPanel("Time since last success",
 			"Per periodic task: time since its last successful run (since its spawn before the first), against its period. A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",

@@ -53,6 +53,7 @@ func prometheusConfigCopy(t *testing.T, root string, a *artifacts, target string
 	// The copy must still be the same configuration: one job, whose only
 	// static target is ours.
 	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
 			StaticConfigs []struct {
@@ -82,12 +83,14 @@ func prometheusConfigCopy(t *testing.T, root string, a *artifacts, target string
 	}
 	// The rule files the config names, next to the copy as next to the
 	// original.
-	rules, err := os.ReadFile(filepath.Join(root, filepath.Dir(prometheusConfig), "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(a.path("alerts.yml"), rules, 0o644); err != nil {
-		t.Fatal(err)
+	for _, f := range cfg.RuleFiles {
+		rules, err := os.ReadFile(filepath.Join(root, filepath.Dir(prometheusConfig), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(a.path(f), rules, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return path, job
 }

@@ -46,7 +46,7 @@ type metrics struct {
 	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
 	duration, cancelLatency, shutdownDuration                          *histogramVec
 	abandoned                                                          *prometheus.GaugeVec
-	running, lastSuccess, interval                                     *prometheus.Desc // see runningCollector, periodicCollector
+	running, lastSuccess, interval                                     *prometheus.Desc // see scrapeCollector
 
 	overflowGroup, overflowTask, overflowErrorType prometheus.Counter
 }
@@ -109,59 +109,48 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 	return []prometheus.Collector{
 		m.started, m.rejected, m.finished, m.cancellations, m.periodicRuns, m.overflow,
-		m.duration, m.cancelLatency, m.shutdownDuration, runningCollector{m.running, cache}, m.abandoned,
-		periodicCollector{m.lastSuccess, m.interval, cache},
+		m.duration, m.cancelLatency, m.shutdownDuration, m.abandoned,
+		scrapeCollector{m.running, m.lastSuccess, m.interval, cache},
 	}
 }
 
-// runningCollector reports taskscope_tasks_running at scrape time, as
-// started minus finished per series. Both counters count each task once,
-// so it cannot drift, and no task pays for a gauge (two float additions,
-// each a compare-and-swap loop on a line the spawner and the finishers
-// share).
-type runningCollector struct {
-	desc  *prometheus.Desc
-	cache *seriesCache
+// scrapeCollector reports, at scrape time, the gauges read from the
+// series rather than kept per event, in one pass over them:
+//
+//   - taskscope_tasks_running, as started minus finished per series. Both
+//     counters count each task once, so it cannot drift, and no task pays
+//     for a gauge (two float additions, each a compare-and-swap loop on a
+//     line the spawner and the finishers share).
+//   - the periodic gauges, for the label pairs with a live periodic task:
+//     the event path only writes two fields, and a stopped task's gauges
+//     go without a Delete.
+type scrapeCollector struct {
+	running, lastSuccess, interval *prometheus.Desc
+	cache                          *seriesCache
 }
 
-func (r runningCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.running
+	ch <- c.lastSuccess
+	ch <- c.interval
+}
 
-func (r runningCollector) Collect(ch chan<- prometheus.Metric) {
-	r.cache.mu.Lock()
-	all := slices.Collect(maps.Values(r.cache.series))
-	r.cache.mu.Unlock()
+func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.cache.mu.Lock()
+	all := slices.Collect(maps.Values(c.cache.series))
+	c.cache.mu.Unlock()
 	for _, s := range all {
 		// Finished first: a task that ends between the two reads is then
 		// counted as running, never as less than nothing.
 		finished := s.finishedCount()
-		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
-	}
-}
+		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
 
-// periodicCollector reports the periodic gauges at scrape time, for the
-// label pairs with a live periodic task: the event path only writes two
-// fields, and a stopped task's gauges go without a Delete.
-type periodicCollector struct {
-	lastSuccess, interval *prometheus.Desc
-	cache                 *seriesCache
-}
-
-func (p periodicCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- p.lastSuccess
-	ch <- p.interval
-}
-
-func (p periodicCollector) Collect(ch chan<- prometheus.Metric) {
-	p.cache.mu.Lock()
-	all := slices.Collect(maps.Values(p.cache.series))
-	p.cache.mu.Unlock()
-	for _, s := range all {
 		s.periodicMu.Lock()
 		live, last, interval := s.periodicLive, s.lastSuccess, s.interval
 		s.periodicMu.Unlock()
 		if live > 0 {
-			ch <- prometheus.MustNewConstMetric(p.lastSuccess, prometheus.GaugeValue, last, s.group, s.task)
-			ch <- prometheus.MustNewConstMetric(p.interval, prometheus.GaugeValue, interval, s.group, s.task)
+			ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, last, s.group, s.task)
+			ch <- prometheus.MustNewConstMetric(c.interval, prometheus.GaugeValue, interval, s.group, s.task)
 		}
 	}
 }
@@ -226,7 +215,7 @@ type series struct {
 
 	// The pair's live periodic tasks, whose gauges are exported while
 	// there are any (a stopped task must not look stuck for ever), with
-	// their values (see periodicCollector). Periodic tasks are few: a
+	// their values (see scrapeCollector). Periodic tasks are few: a
 	// lock, no fast path.
 	periodicMu            sync.Mutex
 	periodicLive          int     // guarded by periodicMu
