@@ -72,8 +72,9 @@ type taskRare struct {
 	err   error // Result.Err; guarded by Task.mu. Out of line: most tasks end without one
 	// rejected: spawned on a closed group. Result.Cause is then Result.Err,
 	// not the context's cause. Guarded by Task.mu.
-	rejected bool
-	exitSeq  uint64 // Seq of the late_exit event; guarded by Task.mu
+	rejected    bool
+	longRunning bool   // LongRunning; set before the task is started
+	exitSeq     uint64 // Seq of the late_exit event; guarded by Task.mu
 	// done is made by Task.Done when called before the end (after it,
 	// Done returns a closed channel). Guarded by Task.mu.
 	done chan struct{}

@@ -57,6 +57,8 @@ type Event struct {
 	// Rejected marks the events of a task spawned on a closed group
 	// (spawned, rejected, finished): it never ran.
 	Rejected bool
+	// LongRunning marks the events of a task spawned with [LongRunning].
+	LongRunning bool
 	// Err is what fn returned (a [*PanicError] for panics), the cause of a
 	// cancel request, or a group call's error.
 	Err error

@@ -284,3 +284,29 @@ func TestEventObserversGetPointers(t *testing.T) {
 		}
 	})
 }
+
+func TestLongRunningMarksEveryEventOfTheTask(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("app", runtime.WithObserver(rec))
+		service := sup.Go("consumer", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, runtime.LongRunning())
+		work := sup.Go("job", func(context.Context) error { return nil })
+		<-work.Done()
+		service.Cancel(nil)
+		<-service.Done()
+		want := map[uint64][]string{
+			service.ID(): {runtime.KindTaskSpawned, runtime.KindTaskCancelRequested, runtime.KindTaskFinished},
+			work.ID():    {runtime.KindTaskSpawned, runtime.KindTaskFinished},
+		}
+		for id, kinds := range want {
+			if got := rec.Kinds(id); !slices.Equal(got, kinds) {
+				t.Errorf("task %d: events %v, want %v", id, got, kinds)
+			}
+		}
+		for _, ev := range rec.Events() {
+			if ev.LongRunning != (ev.TaskID == service.ID()) {
+				t.Errorf("%s of task %d (%s): LongRunning = %v", ev.Kind, ev.TaskID, ev.Task, ev.LongRunning)
+			}
+		}
+	})
+}

@@ -32,8 +32,9 @@ type groupConfig struct {
 }
 
 type taskConfig struct {
-	cancelOn []context.Context
-	parent   context.Context
+	cancelOn    []context.Context
+	parent      context.Context
+	longRunning bool
 }
 
 func newTaskConfig(opts []TaskOption) taskConfig {
@@ -117,6 +118,19 @@ func WithCancelOn(ctx context.Context) TaskOption {
 		panic("taskscope: WithCancelOn(nil)")
 	}
 	return taskOption(func(c *taskConfig) { c.cancelOn = append(c.cancelOn, ctx) })
+}
+
+// LongRunning marks a task that runs for the life of its group, such as an
+// accept loop or a queue consumer: a service rather than a unit of work.
+// Its events carry [Event.LongRunning], so that observers need not keep
+// per-task state open for it: telemetry starts no span for it (a span is
+// exported only when it ends, and one open for days is never seen) and
+// gives fn a context without a current span, so that the spans fn makes
+// per request or message start traces of their own instead of joining one
+// endless trace. Metrics, logs and the stream report it as any other task.
+// [Group.Every] tasks need no such mark: their runs are the units of work.
+func LongRunning() TaskOption {
+	return taskOption(func(c *taskConfig) { c.longRunning = true })
 }
 
 // WithParent makes ctx's values (a trace span, request-scoped values)

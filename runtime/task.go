@@ -269,7 +269,13 @@ func (t *Task) fillEvent(ev *Event, kind string) {
 	g := t.owner()
 	ev.Group, ev.GroupID, ev.ParentGroupID = g.name, g.id, g.parentID()
 	ev.Task, ev.TaskID = t.Name(), t.id
-	ev.Function, ev.Interval, ev.Run = t.tree().funcName(t.ctx.lab, t.fn), t.interval(), 0
+	ev.Function, ev.Interval, ev.Run, ev.LongRunning = t.tree().funcName(t.ctx.lab, t.fn), 0, 0, false
+	if r := t.ctx.rare(); r != nil {
+		ev.LongRunning = r.longRunning
+		if r.every != nil {
+			ev.Interval = r.every.interval
+		}
+	}
 	ev.Outcome, ev.Rejected, ev.Err, ev.Cause = 0, false, nil, nil
 	ev.Duration, ev.CancelLatency, ev.Stack = 0, 0, nil
 	ev.Drained, ev.Aborted = 0, 0
@@ -304,7 +310,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	var t *Task
 	var x *taskExtra // always set for observed tasks
 	switch {
-	case cfg.parent != nil || len(cfg.cancelOn) > 0 || interval > 0:
+	case cfg.parent != nil || len(cfg.cancelOn) > 0 || interval > 0 || cfg.longRunning:
 		tx := new(taskWithRare) // one allocation for all three
 		t, x = &tx.Task, &tx.extra
 		storeUnpublished(&x.rare, &tx.rare)
@@ -315,6 +321,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		if interval > 0 {
 			tx.rare.every = &every{interval: interval}
 		}
+		tx.rare.longRunning = cfg.longRunning
 	case tr.observed():
 		tx := new(taskWithExtra)
 		t, x = &tx.Task, &tx.extra

@@ -32,8 +32,11 @@
 //
 // Periodic tasks (Group.Every) get no task span, which would stay open for
 // days and be exported only at the end: each run gets a short `run <name>`
-// span instead, the root of its own trace, linked to the spawner's span. A
-// group shutdown gets a `shutdown <group>` span with the counts of drained
+// span instead, the root of its own trace, linked to the spawner's span.
+// Nor do tasks spawned with runtime.LongRunning (a consumer loop, a
+// server): their fn gets a context with no current span, so that the spans
+// it makes per message or request start traces of their own instead of
+// hanging under a span exported only at shutdown. A group shutdown gets a `shutdown <group>` span with the counts of drained
 // and aborted tasks and the names of the aborted ones, and the group's
 // taskscope.group.id (sibling groups may share a name).
 //

@@ -69,10 +69,15 @@ func parentOptions(ctx context.Context, link bool, opts []trace.SpanStartOption)
 
 // startTask starts the task span, or, for a periodic task, only the holder
 // of its run spans: a periodic task may run for days, and a span is
-// exported only when it ends.
+// exported only when it ends. A long-running task gets no span either, and
+// a context without a current one: the spans its fn makes per request or
+// message are then roots, not children of a span that is never exported.
 func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEntry) context.Context {
-	if ev.Interval > 0 {
+	switch {
+	case ev.Interval > 0:
 		return &taskCtx{Context: ctx, owner: t, id: ev.TaskID}
+	case ev.LongRunning:
+		return trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	}
 	group, task := e.spanNames(ev)
 	name := e.taskSpan

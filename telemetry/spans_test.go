@@ -380,6 +380,41 @@ func TestWithSpanLinksStartsANewLinkedTrace(t *testing.T) {
 	})
 }
 
+func TestLongRunningTaskGetsNoSpanAndItsSpansAreRoots(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		ctx, req := h.tp.Tracer("user").Start(context.Background(), "startup")
+		consumer := h.sup.Go("consumer", func(ctx context.Context) error {
+			for range 2 {
+				_, msg := h.tp.Tracer("user").Start(ctx, "message")
+				msg.End()
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}, runtime.LongRunning(), runtime.WithParent(ctx))
+		synctest.Wait()
+		consumer.Cancel(nil)
+		<-consumer.Done()
+		req.End()
+		if n := len(h.spans("task consumer")); n != 0 {
+			t.Errorf("%d task spans for a long-running task, want none", n)
+		}
+		msgs := h.spans("message")
+		if len(msgs) != 2 {
+			t.Fatalf("%d message spans, want 2", len(msgs))
+		}
+		for _, m := range msgs {
+			if m.Parent().IsValid() {
+				t.Errorf("message span has parent %v, want a root", m.Parent().SpanID())
+			}
+		}
+		if msgs[0].SpanContext().TraceID() == msgs[1].SpanContext().TraceID() {
+			t.Error("the two messages share a trace")
+		}
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app", "task", "consumer", "outcome", "canceled"), 1, "")
+	})
+}
+
 func TestPeriodicTasksGetRunSpansOnly(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)

@@ -186,7 +186,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			return err
 		}
 		return nil
-	})
+	}, runtime.LongRunning())
 
 	printURLs(stdout, "http://"+ln.Addr().String())
 	logger.Info("demo running", "rate", cfg.rate, "traces", tr.summary)

@@ -103,7 +103,7 @@ type message struct{ seq uint64 }
 // workload is the demo's service. Everything it runs, including the loops
 // that drive it, is a task of one supervisor:
 //
-//	demo.ingest.kafka          producer, consumer-0..2 (long-running; rebalanced every 10 s)
+//	demo.ingest.kafka          producer, consumer-0..2 (LongRunning: no task span; rebalanced every 10 s)
 //	demo.ingest                rebalance (Every): cancels a consumer (cause "custom") and restarts it
 //	demo.pipeline              process: one task per message, under a budget (WithCancelOn)
 //	demo.pipeline.stage.enrich lookup: spawned by process with WithParent, so its span is a child
@@ -135,7 +135,7 @@ func startWorkload(sup *runtime.Supervisor, sched schedule) {
 	w.pipeline = sup.Group("pipeline")
 	w.enrich = w.pipeline.Group("stage").Group("enrich")
 
-	w.kafka.Go("producer", w.produce)
+	w.kafka.Go("producer", w.produce, runtime.LongRunning())
 	for p := range partitions {
 		w.startConsumer(p)
 	}
@@ -177,7 +177,7 @@ func (w *workload) produce(ctx context.Context) error {
 }
 
 func (w *workload) startConsumer(p int) {
-	w.consumers[p] = w.kafka.Go(fmt.Sprintf("consumer-%d", p), w.consume)
+	w.consumers[p] = w.kafka.Go(fmt.Sprintf("consumer-%d", p), w.consume, runtime.LongRunning())
 }
 
 // consume hands each message to its own pipeline task until canceled.
