@@ -26,7 +26,9 @@ import (
 //     wrappers of a single %w (errors.Join and a fmt.Errorf with several
 //     %w are named by their own types), as semconv.ErrorType names it:
 //     "package/path.Type" for named types, the type's string (such as
-//     "*errors.errorString") for others.
+//     "*errors.errorString") for others;
+//     "_OTHER" (semconv's fallback) when err is nil, or when one of its
+//     methods panics (a typed-nil error whose methods dereference it).
 //
 // Go types are bounded by the program, but the metric label is capped
 // anyway (see telemetry.WithMaxLabelValues), because ErrorType methods may not be.
@@ -40,10 +42,24 @@ func ErrorType(o Outcome, err error) string {
 	default:
 		return ""
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		return "_OTHER" // semconv's fallback; the runtime always sets Err for errors
-	case errors.Is(err, ErrGoexit):
+	}
+	return errorType(err)
+}
+
+// errorType is ErrorType for outcome error. It calls the error's own
+// ErrorType, Is and Unwrap methods, which may panic (a typed-nil error
+// whose methods dereference their receiver): that yields "_OTHER" rather
+// than a panic in every observer that asks. The defer is here, off the
+// paths of the other outcomes.
+func errorType(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = "_OTHER"
+		}
+	}()
+	if errors.Is(err, ErrGoexit) {
 		return "goexit"
 	}
 	if s := methodErrorType(err, 0); s != "" {

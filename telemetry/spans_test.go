@@ -647,6 +647,53 @@ func TestSpanStringsAreValidUTF8(t *testing.T) {
 	})
 }
 
+// nilErr is a typed-nil error's type: every method of a nil *nilErr
+// panics, ErrorType included.
+type nilErr struct{ kind string }
+
+func (e *nilErr) Error() string     { return e.kind }
+func (e *nilErr) ErrorType() string { return e.kind }
+
+// TestErrorMethodsThatPanic: a task that returns, or is canceled with, a
+// typed-nil error whose methods panic is still counted as finished and
+// its span still ends, with a placeholder for the error's text.
+func TestErrorMethodsThatPanic(t *testing.T) {
+	for _, tracing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tracing=%v", tracing), func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				var opts []telemetry.Option
+				if !tracing {
+					opts = append(opts, telemetry.WithTracerProvider(nil))
+				}
+				h := newHarness(t, opts...)
+				<-h.sup.Go("typednil", func(context.Context) error { return (*nilErr)(nil) }).Done()
+				canceled := h.sup.Go("nilcause", blockUntilCanceled)
+				canceled.Cancel((*nilErr)(nil))
+				<-canceled.Done()
+				synctest.Wait()
+				wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "both tasks ended")
+				wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "typednil", "outcome", "error", "error_type", "_OTHER"), 1, "")
+				wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("task", "nilcause", "outcome", "canceled"), 1, "")
+				h.checkSpansEndedOnce()
+				if !tracing {
+					return
+				}
+				const placeholder = "<*telemetry_test.nilErr Error() panicked: "
+				if got := h.span("task typednil").Status().Description; !strings.HasPrefix(got, placeholder) {
+					t.Errorf("status description %q, want the placeholder", got)
+				}
+				s := h.span("task nilcause")
+				ev, _ := eventNamed(s, runtime.KindTaskCancelRequested)
+				for _, got := range []string{eventAttr(ev, "taskscope.cancel.message"), attrString(s, "taskscope.cancel.message")} {
+					if !strings.HasPrefix(got, placeholder) {
+						t.Errorf("cancel message %q, want the placeholder", got)
+					}
+				}
+			})
+		})
+	}
+}
+
 // TestNilSDKProviderTurnsTracingOff: a nil *sdktrace.TracerProvider (a
 // provider left unset because tracing is disabled) is off, like nil.
 func TestNilSDKProviderTurnsTracingOff(t *testing.T) {
