@@ -60,7 +60,7 @@
 //	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted
 //	taskscope_periodic_runs_total{group,task,outcome}
 //	taskscope_periodic_last_success_timestamp_seconds{group,task}  the spawn time until the first success; while one lives
-//	taskscope_periodic_interval_seconds{group,task}                while one lives
+//	taskscope_periodic_interval_seconds{group,task}                while one lives; the longest live period
 //	taskscope_label_overflow_total{label}
 //	taskscope_stream_events_total, taskscope_stream_dropped_total, taskscope_stream_subscribers  (with WithStreamStats)
 //

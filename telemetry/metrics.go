@@ -96,7 +96,7 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 			"Unix time of the last successful run of a periodic (Every) task, or of its spawn before its first success; exported while such a task lives. Compared with taskscope_periodic_interval_seconds, it finds a periodic task that is stuck in a run or keeps failing.",
 			[]string{"group", "task"}, constLabels),
 		interval: prometheus.NewDesc(nameInterval,
-			"Period of a periodic (Every) task (of the first of that name, when several live), exported while one lives.",
+			"Period of a periodic (Every) task, exported while one lives; when several of that name live (a reload starting the new one before stopping the old), the longest, so that the stall alert waits for the slowest.",
 			[]string{"group", "task"}, constLabels),
 	}
 	// Pre-created so that a dashboard sees 0, not a missing series.
@@ -122,8 +122,8 @@ func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 //     for a gauge (two float additions, each a compare-and-swap loop on a
 //     line the spawner and the finishers share).
 //   - the periodic gauges, for the label pairs with a live periodic task:
-//     the event path only writes two fields, and a stopped task's gauges
-//     go without a Delete.
+//     the event path only counts live tasks by period and writes the last
+//     success, and a stopped task's gauges go without a Delete.
 type scrapeCollector struct {
 	running, lastSuccess, interval *prometheus.Desc
 	cache                          *seriesCache
@@ -145,10 +145,7 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		finished := s.finishedCount()
 		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
 
-		s.periodicMu.Lock()
-		live, last, interval := s.periodicLive, s.lastSuccess, s.interval
-		s.periodicMu.Unlock()
-		if live > 0 {
+		if last, interval, live := s.periodic(); live {
 			ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, last, s.group, s.task)
 			ch <- prometheus.MustNewConstMetric(c.interval, prometheus.GaugeValue, interval, s.group, s.task)
 		}
@@ -217,9 +214,9 @@ type series struct {
 	// there are any (a stopped task must not look stuck for ever), with
 	// their values (see scrapeCollector). Periodic tasks are few: a
 	// lock, no fast path.
-	periodicMu            sync.Mutex
-	periodicLive          int     // guarded by periodicMu
-	lastSuccess, interval float64 // guarded by periodicMu: unix seconds, seconds
+	periodicMu  sync.Mutex
+	periods     map[time.Duration]int // guarded by periodicMu: live periodic tasks by period
+	lastSuccess float64               // guarded by periodicMu: unix seconds
 }
 
 func newSeries(m *metrics, group, task string) *series {
@@ -290,15 +287,19 @@ func (s *series) cancellations(cause string) prometheus.Counter {
 	return c.(prometheus.Counter)
 }
 
-// periodicStarted counts a periodic task of the pair, spawned at ev.Time,
-// as live. The first one's spawn is the reference until a success.
+// periodicStarted counts a periodic task of the pair, spawned at ev.Time
+// with period ev.Interval, as live. The first one's spawn is the reference
+// until a success.
 func (s *series) periodicStarted(ev *runtime.Event) {
 	s.periodicMu.Lock()
 	defer s.periodicMu.Unlock()
-	if s.periodicLive == 0 {
-		s.lastSuccess, s.interval = unixSeconds(ev.Time), ev.Interval.Seconds()
+	if len(s.periods) == 0 {
+		s.lastSuccess = unixSeconds(ev.Time)
 	}
-	s.periodicLive++
+	if s.periods == nil {
+		s.periods = make(map[time.Duration]int)
+	}
+	s.periods[ev.Interval]++
 }
 
 // periodicSucceeded records a successful run that ended at t. The latest
@@ -306,16 +307,30 @@ func (s *series) periodicStarted(ev *runtime.Event) {
 func (s *series) periodicSucceeded(t time.Time) {
 	s.periodicMu.Lock()
 	defer s.periodicMu.Unlock()
-	if s.periodicLive > 0 {
+	if len(s.periods) > 0 {
 		s.lastSuccess = max(s.lastSuccess, unixSeconds(t))
 	}
 }
 
-// periodicEnded counts a periodic task of the pair as ended.
-func (s *series) periodicEnded() {
+// periodicEnded counts a periodic task of the pair, of the given period,
+// as ended.
+func (s *series) periodicEnded(period time.Duration) {
 	s.periodicMu.Lock()
 	defer s.periodicMu.Unlock()
-	s.periodicLive--
+	if s.periods[period]--; s.periods[period] <= 0 {
+		delete(s.periods, period)
+	}
+}
+
+// periodic returns the pair's periodic gauges, the last success and the
+// longest live period in seconds, and whether a periodic task of it lives.
+func (s *series) periodic() (lastSuccess, interval float64, live bool) {
+	s.periodicMu.Lock()
+	defer s.periodicMu.Unlock()
+	for p := range s.periods {
+		interval = max(interval, p.Seconds())
+	}
+	return s.lastSuccess, interval, len(s.periods) > 0
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

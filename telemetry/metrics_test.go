@@ -424,8 +424,9 @@ func TestNilOption(t *testing.T) {
 }
 
 // TestPeriodicGauges: a periodic task's last success is its spawn until a
-// run succeeds, then that run's end; the gauges are exported while a task
-// of the label pair lives, and go with the last one.
+// run succeeds, then that run's end; the interval is the longest period of
+// the pair's live tasks; the gauges are exported while a task of the label
+// pair lives, and go with the last one.
 func TestPeriodicGauges(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)
@@ -451,15 +452,24 @@ func TestPeriodicGauges(t *testing.T) {
 		synctest.Wait() // run 2 succeeded
 		wantMetric(t, h.reg, "taskscope_periodic_last_success_timestamp_seconds", lbl, unix(spawned.Add(time.Minute)), "run 2's end")
 
+		// A reload that starts the new task before it stops the old: the
+		// stall alert must wait for the slower one, then for the one left.
 		b := h.sup.Every("tick", time.Hour, func(context.Context) error { return nil })
 		synctest.Wait()
+		wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 3600, "the longer of two live periods")
 		a.Cancel(nil)
 		<-a.Done()
 		if exported() != 1 {
 			t.Errorf("with one tick task left: %d series, want 1", exported())
 		}
+		wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 3600, "the hourly task is left")
+		c := h.sup.Every("tick", time.Second, func(context.Context) error { return nil })
+		synctest.Wait()
 		b.Cancel(nil)
 		<-b.Done()
+		wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 1, "the hourly task has ended")
+		c.Cancel(nil)
+		<-c.Done()
 		if n := exported(); n != 0 || len(series(t, h.reg, "taskscope_periodic_interval_seconds")) != 0 {
 			t.Errorf("no tick task left, yet %d last-success series are exported", n)
 		}
