@@ -22,7 +22,10 @@
 //
 // Each task gets one span, `task <name>`, started when it is spawned and
 // carried in its context, so spans made inside the task are its children.
-// Its parent is the span of the context the task was spawned from (see
+// <name> is the task label: a name folded by the label cap gives
+// `task _other` (and `run _other`), so that span names stay
+// low-cardinality too; the taskscope.task.name attribute keeps the name.
+// The span's parent is the span of the context the task was spawned from (see
 // runtime.WithParent), or, with [WithSpanLinks], it starts a new trace
 // linked to that span. Status: error, panic and aborted set Error; success
 // and canceled leave it Unset. A panic adds an `exception` event with the

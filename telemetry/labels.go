@@ -84,10 +84,9 @@ type taskEntry struct {
 	// Whether the raw group or task name was folded into "_other", for the
 	// overflow counter, which counts once per spawned task.
 	groupFolded, taskFolded bool
-	// Span names and the names as span attributes take them (valid UTF-8),
-	// built once per raw name ("" in shared entries: built per span then,
-	// see spanNames).
-	taskSpan, runSpan   string
+	// The names as span attributes take them (valid UTF-8), built once
+	// per raw name ("" in shared entries: built per span then, see
+	// spanNames). Span names are the series' (see series.taskSpanName).
 	spanGroup, spanTask string
 }
 
@@ -171,8 +170,7 @@ func (c *seriesCache) resolve(group, task string) *taskEntry {
 		return s.shared(gf, tf)
 	}
 	vg, vt := valid(group), valid(task)
-	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf,
-		taskSpan: "task " + vt, runSpan: "run " + vt, spanGroup: vg, spanTask: vt}
+	te := &taskEntry{s: s, group: group, task: task, groupFolded: gf, taskFolded: tf, spanGroup: vg, spanTask: vt}
 	tasks.Store(task, te)
 	return te
 }

@@ -194,6 +194,12 @@ type series struct {
 	m           *metrics
 	group, task string // label values, after capping
 
+	// Span names, "task <task>" and "run <task>": built from the label, not
+	// the raw name, they stay as few as its values, and a folded name's
+	// spans are "task _other" (the taskscope.task.name attribute keeps the
+	// raw name).
+	taskSpanName, runSpanName string
+
 	started   prometheus.Counter
 	abandoned prometheus.Gauge
 	// finished children for the outcomes whose error_type is fixed; outcome
@@ -222,6 +228,7 @@ type series struct {
 func newSeries(m *metrics, group, task string) *series {
 	s := &series{
 		m: m, group: group, task: task,
+		taskSpanName: "task " + task, runSpanName: "run " + task,
 		started:   m.started.WithLabelValues(group, task),
 		abandoned: m.abandoned.WithLabelValues(group, task),
 	}

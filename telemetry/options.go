@@ -100,7 +100,9 @@ func WithConstLabels(l prometheus.Labels) Option {
 // task label and of the error_type label, each at n (default
 // [DefaultMaxLabelValues]). The first n values seen are kept; later ones
 // are reported as "_other" and counted in taskscope_label_overflow_total.
-// n < 1 is ignored.
+// Span names follow the task label, so that they stay as few: the spans of
+// a folded task are named `task _other` and `run _other`, and their
+// taskscope.task.name attribute keeps the real name. n < 1 is ignored.
 func WithMaxLabelValues(n int) Option {
 	return optionFunc(func(c config) config {
 		if n >= 1 {

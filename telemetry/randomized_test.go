@@ -746,12 +746,14 @@ func (h *randHarness) quiescent(when string) {
 		t.Errorf("%s: Abandoned() = %d, gauges sum to %v", when, n, totalAbandoned)
 	}
 
-	h.checkSpans(when, events)
+	h.checkSpans(when, events, f)
 }
 
 // checkSpans compares the ended spans with the events: task spans by
-// outcome, run spans by outcome, shutdown spans' counts.
-func (h *randHarness) checkSpans(when string, events []runtime.Event) {
+// outcome, run spans by outcome, shutdown spans' counts. Task and run
+// spans are named by the task label (folded names give `task _other`);
+// their taskscope.task.name attribute is the raw name.
+func (h *randHarness) checkSpans(when string, events []runtime.Event, f randFold) {
 	t := h.t
 	h.checkSpansEndedOnce(false)
 	want, got := map[string]int{}, map[string]int{}
@@ -759,10 +761,12 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event) {
 		switch ev.Kind {
 		case runtime.KindTaskFinished:
 			if ev.Interval == 0 {
-				want[fmt.Sprintf("task %s #%d outcome=%s", valid(ev.Task), ev.TaskID, ev.Outcome)]++
+				tk, _ := randLabel(f.tasks, ev.Task)
+				want[fmt.Sprintf("task %s name=%s #%d outcome=%s", tk, valid(ev.Task), ev.TaskID, ev.Outcome)]++
 			}
 		case runtime.KindTaskRunFinished:
-			want[fmt.Sprintf("run %s #%d run=%d outcome=%s", valid(ev.Task), ev.TaskID, ev.Run, ev.Outcome)]++
+			tk, _ := randLabel(f.tasks, ev.Task)
+			want[fmt.Sprintf("run %s name=%s #%d run=%d outcome=%s", tk, valid(ev.Task), ev.TaskID, ev.Run, ev.Outcome)]++
 		case runtime.KindGroupShutdownDone:
 			result := "clean"
 			if ev.Aborted > 0 {
@@ -778,9 +782,9 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event) {
 		}
 		switch {
 		case strings.HasPrefix(s.Name(), "task "):
-			got[fmt.Sprintf("%s #%s outcome=%s", s.Name(), a[runtime.AttrTaskID], a[runtime.AttrOutcome])]++
+			got[fmt.Sprintf("%s name=%s #%s outcome=%s", s.Name(), a[runtime.AttrTaskName], a[runtime.AttrTaskID], a[runtime.AttrOutcome])]++
 		case strings.HasPrefix(s.Name(), "run "):
-			got[fmt.Sprintf("%s #%s run=%s outcome=%s", s.Name(), a[runtime.AttrTaskID], a[runtime.AttrRun], a[runtime.AttrOutcome])]++
+			got[fmt.Sprintf("%s name=%s #%s run=%s outcome=%s", s.Name(), a[runtime.AttrTaskName], a[runtime.AttrTaskID], a[runtime.AttrRun], a[runtime.AttrOutcome])]++
 		case strings.HasPrefix(s.Name(), "shutdown "):
 			got[fmt.Sprintf("%s drained=%s aborted=%s result=%s", s.Name(), a[runtime.AttrShutdownDrained], a[runtime.AttrShutdownAborted], a[runtime.AttrShutdownResult])]++
 		default:

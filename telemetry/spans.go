@@ -80,10 +80,6 @@ func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEnt
 		return trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	}
 	group, task := e.spanNames(ev)
-	name := e.taskSpan
-	if name == "" {
-		name = "task " + task
-	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	// No taskscope.group.id here: a fifth start attribute costs a sampled
 	// span about 400 bytes and as many nanoseconds (the SDK's attribute
@@ -94,7 +90,7 @@ func (t *Telemetry) startTask(ctx context.Context, ev *runtime.Event, e *taskEnt
 		attrTaskID.Int64(int64(ev.TaskID)),
 		semconv.CodeFunctionName(ev.Function),
 	)
-	sctx, span := t.tracer.Start(ctx, name, parentOptions(ctx, t.links, opts)...)
+	sctx, span := t.tracer.Start(ctx, e.s.taskSpanName, parentOptions(ctx, t.links, opts)...)
 	return &taskCtx{Context: sctx, owner: t, id: ev.TaskID, span: span}
 }
 
@@ -108,10 +104,6 @@ func (t *Telemetry) startRun(ctx context.Context, ev *runtime.Event) context.Con
 	}
 	e := t.cache.entry(ev.Group, ev.Task, false)
 	group, task := e.spanNames(ev)
-	name := e.runSpan
-	if name == "" {
-		name = "run " + task
-	}
 	opts := make([]trace.SpanStartOption, 1, 3)
 	opts[0] = trace.WithAttributes(
 		attrGroup.String(group),
@@ -120,7 +112,7 @@ func (t *Telemetry) startRun(ctx context.Context, ev *runtime.Event) context.Con
 		attrRun.Int64(int64(ev.Run)),
 		semconv.CodeFunctionName(ev.Function),
 	)
-	rctx, span := t.tracer.Start(ctx, name, parentOptions(ctx, true, opts)...)
+	rctx, span := t.tracer.Start(ctx, e.s.runSpanName, parentOptions(ctx, true, opts)...)
 	tc.run.Store(&runSpan{span: span})
 	return rctx
 }

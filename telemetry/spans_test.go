@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -643,6 +645,43 @@ func TestSpanStringsAreValidUTF8(t *testing.T) {
 		}
 		if n := len(h.sr.Ended()); n < 6 {
 			t.Errorf("%d spans ended, want a task, run or shutdown span each", n)
+		}
+	})
+}
+
+// TestSpanNamesFollowTheTaskLabelCap: past the label cap, task and run
+// spans are named `task _other` and `run _other`, so that span names stay
+// as few as the label's values; the attribute keeps the real name.
+func TestSpanNamesFollowTheTaskLabelCap(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithMaxLabelValues(10))
+		g := h.sup.Group("g")
+		for i := range 100 {
+			g.Go(fmt.Sprint("fetch-user-", i), func(context.Context) error { return nil })
+		}
+		<-g.Every("tick", time.Second, func(context.Context) error { return runtime.ErrStop }).Done()
+		if err := g.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, s := range h.sr.Ended() {
+			names[s.Name()] = true
+		}
+		if len(names) != 12 {
+			t.Errorf("%d distinct span names with a label cap of 10: %v", len(names), slices.Sorted(maps.Keys(names)))
+		}
+		if got := attrString(h.span("task fetch-user-9"), "taskscope.task.name"); got != "fetch-user-9" {
+			t.Errorf("kept name: taskscope.task.name = %q", got)
+		}
+		folded := h.spans("task _other")
+		if len(folded) != 90 {
+			t.Fatalf("%d spans named %q, want 90", len(folded), "task _other")
+		}
+		if got := attrString(folded[0], "taskscope.task.name"); !strings.HasPrefix(got, "fetch-user-") || got == "_other" {
+			t.Errorf("folded name: taskscope.task.name = %q, want the real name", got)
+		}
+		if got := attrString(h.span("run _other"), "taskscope.task.name"); got != "tick" {
+			t.Errorf("folded periodic task: taskscope.task.name = %q, want tick", got)
 		}
 	})
 }
