@@ -204,6 +204,32 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 	return n == len(want)
 }
 
+// exemplars returns the exemplars of the histogram series of name whose
+// labels include want, native and classic, as "label=value" strings.
+func exemplars(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) []string {
+	t.Helper()
+	var found []string
+	add := func(e *dto.Exemplar) {
+		for _, lp := range e.GetLabel() {
+			found = append(found, lp.GetName()+"="+lp.GetValue())
+		}
+	}
+	for _, m := range series(t, g, name) {
+		if !hasLabels(m, want) {
+			continue
+		}
+		for _, e := range m.Histogram.Exemplars { // native histogram exemplars
+			add(e)
+		}
+		for _, b := range m.Histogram.Bucket { // classic bucket exemplars
+			if b.Exemplar != nil {
+				add(b.Exemplar)
+			}
+		}
+	}
+	return found
+}
+
 // labelValues returns the distinct values of label across metric name.
 func labelValues(t *testing.T, g prometheus.Gatherer, name, label string) []string {
 	t.Helper()

@@ -146,19 +146,26 @@ const exemplarInterval = int64(time.Second)
 // observe records d (negative durations count as 0).
 func (h *histogram) observe(d time.Duration) { h.observeClassic(h.observeNative(d)) }
 
-// observeTraced records d with the trace ID as an exemplar when sc is
-// sampled (and the bucket has had none for a second), so that a latency
-// outlier on a dashboard leads to its trace. now is the event's time: no
-// clock read.
-func (h *histogram) observeTraced(d time.Duration, sc trace.SpanContext, now time.Time) {
+// observeTraced records d with span's trace ID as an exemplar when span
+// (nil for none) is sampled and recording, and the bucket has had no
+// exemplar for a second, so that a latency outlier on a dashboard leads to
+// its trace. A span that is not recording (no SDK installed) may carry its
+// parent's sampled context: a trace this process never recorded.
+// IsRecording, which takes the span's lock, is asked only when an exemplar
+// is due. now is the event's time: no clock read.
+func (h *histogram) observeTraced(d time.Duration, span trace.Span, now time.Time) {
 	d = h.observeNative(d)
 	i := h.observeClassic(d)
+	if span == nil {
+		return
+	}
+	sc := span.SpanContext()
 	if !sc.IsSampled() {
 		return
 	}
 	slot := &h.exemplars[i]
 	ns, last := now.UnixNano(), slot.at.Load()
-	if ns-last >= exemplarInterval && slot.at.CompareAndSwap(last, ns) {
+	if ns-last >= exemplarInterval && span.IsRecording() && slot.at.CompareAndSwap(last, ns) {
 		name, id, v := "trace_id", sc.TraceID().String(), d.Seconds()
 		slot.e.Store(&dto.Exemplar{
 			Label:     []*dto.LabelPair{{Name: &name, Value: &id}},

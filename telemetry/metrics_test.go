@@ -15,38 +15,85 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
 )
 
-func TestDurationExemplarCarriesTraceID(t *testing.T) {
+// TestExemplarsCarryTraceID: the duration, cancel latency and shutdown
+// duration histograms take the trace of the task or shutdown span they
+// observe as their exemplar.
+func TestExemplarsCarryTraceID(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)
 		<-h.sup.Go("traced", func(context.Context) error { time.Sleep(3 * time.Millisecond); return nil }).Done()
-		traceID := h.span("task traced").SpanContext().TraceID().String()
-		var found []string
-		for _, m := range series(t, h.reg, "taskscope_task_duration_seconds") {
-			for _, e := range m.Histogram.Exemplars { // native histogram exemplars
-				for _, lp := range e.Label {
-					found = append(found, lp.GetName()+"="+lp.GetValue())
-				}
+		canceled := h.sup.Go("canceled", blockUntilCanceled)
+		canceled.Cancel(nil)
+		<-canceled.Done()
+		if err := h.sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			metric string
+			lbls   map[string]string
+			span   string
+		}{
+			{"taskscope_task_duration_seconds", labels("task", "traced"), "task traced"},
+			{"taskscope_task_cancel_latency_seconds", labels("task", "canceled"), "task canceled"},
+			{"taskscope_group_shutdown_duration_seconds", nil, "shutdown app"},
+		} {
+			want := "trace_id=" + h.span(c.span).SpanContext().TraceID().String()
+			found := exemplars(t, h.reg, c.metric, c.lbls)
+			if len(found) == 0 {
+				t.Errorf("%s: no exemplar; want %s", c.metric, want)
 			}
-			for _, b := range m.Histogram.Bucket { // classic bucket exemplars
-				if b.Exemplar != nil {
-					for _, lp := range b.Exemplar.Label {
-						found = append(found, lp.GetName()+"="+lp.GetValue())
-					}
+			for _, f := range found {
+				if f != want {
+					t.Errorf("%s: exemplar %s, want %s", c.metric, f, want)
 				}
 			}
 		}
-		want := "trace_id=" + traceID
-		if len(found) == 0 {
-			t.Fatalf("no exemplar; want %s", want)
+	})
+}
+
+// TestNoExemplarsFromSpansNotRecording: with the default provider and no
+// SDK installed, a task's (or a shutdown's) span does not record but
+// carries its parent's sampled context; its trace was never recorded
+// here, so it makes no exemplar.
+func TestNoExemplarsFromSpansNotRecording(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		reg := prometheus.NewPedanticRegistry()
+		tel, err := telemetry.New(telemetry.WithRegisterer(reg)) // otel.GetTracerProvider(): no SDK in these tests
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, f := range found {
-			if f != want {
-				t.Errorf("exemplar %s, want %s", f, want)
+		sup := runtime.New("app", runtime.WithObserver(tel))
+		tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
+		sid, _ := trace.SpanIDFromHex("0102030405060708")
+		parent := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true}))
+		<-sup.Go("w", func(ctx context.Context) error {
+			if s := trace.SpanFromContext(ctx); s.IsRecording() || s.SpanContext().TraceID() != tid {
+				t.Errorf("the task's span: recording %v, trace %v; want the parent's context, not recording (did a test install a global provider?)",
+					s.IsRecording(), s.SpanContext().TraceID())
+			}
+			return nil
+		}, runtime.WithParent(parent)).Done()
+		canceled := sup.Go("canceled", blockUntilCanceled, runtime.WithParent(parent))
+		canceled.Cancel(nil)
+		<-canceled.Done()
+		if err := sup.Shutdown(parent); err != nil {
+			t.Fatal(err)
+		}
+		for name, n := range map[string]float64{
+			"taskscope_task_duration_seconds":           2,
+			"taskscope_task_cancel_latency_seconds":     1,
+			"taskscope_group_shutdown_duration_seconds": 1,
+		} {
+			wantMetric(t, reg, name, nil, n, "observations")
+			if found := exemplars(t, reg, name, nil); len(found) > 0 {
+				t.Errorf("%s: exemplars %v from spans that do not record", name, found)
 			}
 		}
 	})

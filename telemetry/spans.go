@@ -216,7 +216,8 @@ func abortEvent(span trace.Span, ev *runtime.Event) {
 }
 
 // shutdownSpan records a finished shutdown as a `shutdown <group>` span,
-// a child of the context given to Shutdown, and returns it (ended). It is
+// a child of the context given to Shutdown, and returns it for the caller
+// to end at ev.Time. It is
 // made whole from the shutdown_finished event, backdated to the start:
 // a span is exported only once it ends, so nothing is lost by starting it
 // late, and no state has to match the shutdown's start to its end (names
@@ -226,7 +227,6 @@ func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result 
 	_, span := t.tracer.Start(ctx, "shutdown "+group,
 		trace.WithTimestamp(ev.Time.Add(-ev.Duration)),
 		trace.WithAttributes(attrGroup.String(group), attrGroupID.Int64(int64(ev.GroupID))))
-	defer span.End(trace.WithTimestamp(ev.Time))
 	if !span.IsRecording() {
 		return span
 	}

@@ -219,13 +219,9 @@ func (t *Telemetry) taskFinishedTraced(ctx context.Context, ev *runtime.Event, s
 		span = tc.span // nil for periodic tasks: their runs have spans
 	}
 	if !ev.Rejected {
-		var sc trace.SpanContext
-		if span != nil {
-			sc = span.SpanContext()
-		}
-		s.durationHistogram(ev.Outcome).observeTraced(ev.Duration, sc, ev.Time)
+		s.durationHistogram(ev.Outcome).observeTraced(ev.Duration, span, ev.Time)
 		if ev.Outcome == runtime.Canceled {
-			s.cancelLatency().observeTraced(ev.CancelLatency, sc, ev.Time)
+			s.cancelLatency().observeTraced(ev.CancelLatency, span, ev.Time)
 		}
 	}
 	if span != nil {
@@ -318,11 +314,14 @@ func (t *Telemetry) shutdownDone(ctx context.Context, ev *runtime.Event) {
 	if ev.Aborted > 0 {
 		result = "aborted"
 	}
-	var sc trace.SpanContext
+	var span trace.Span
 	if t.tracer != nil {
-		sc = t.shutdownSpan(ctx, ev, result).SpanContext()
+		span = t.shutdownSpan(ctx, ev, result)
 	}
-	t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result).observeTraced(ev.Duration, sc, ev.Time)
+	t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result).observeTraced(ev.Duration, span, ev.Time)
+	if span != nil {
+		span.End(trace.WithTimestamp(ev.Time)) // after the exemplar: an ended span is not recording
+	}
 }
 
 // Describe implements [prometheus.Collector].
