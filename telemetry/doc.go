@@ -48,7 +48,9 @@
 // taskscope.cancel.message (on a canceled or aborted task or run: why),
 // code.function.name, error.type, taskscope.task.rejected (a spawn on a
 // closed group: the span ends at once, canceled), and taskscope.shutdown.*
-// on shutdown spans.
+// on shutdown spans. The instrumentation scope is [ScopeName], at
+// [Version], with the schema URL of the semconv version the attributes
+// follow.
 //
 // # Metrics
 //

@@ -114,6 +114,9 @@ func TestTaskSpanAttributes(t *testing.T) {
 		if got := s.InstrumentationScope().Name; got != telemetry.ScopeName {
 			t.Errorf("scope %q, want %q", got, telemetry.ScopeName)
 		}
+		if got := s.InstrumentationScope().Version; got != telemetry.Version {
+			t.Errorf("scope version %q, want %q", got, telemetry.Version)
+		}
 	})
 }
 

@@ -69,7 +69,7 @@ func New(opts ...Option) (*Telemetry, error) {
 		t.collectors = append(t.collectors, newStreamMetrics(c.stream, c.constLabels))
 	}
 	if tracingOn(c.tp) {
-		t.tracer = c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
+		t.tracer = c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version), trace.WithSchemaURL(semconv.SchemaURL))
 	}
 	// A private registry checks the descriptors (const label names, label
 	// collisions) so that a mistake is an error here rather than a panic
