@@ -177,7 +177,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 6,
 			query(fmt.Sprintf(`sum by (cause) (%s)`, rate(cancellations, selTask)), "{{cause}}"))).
 		WithPanel(b.timeseriesPanel("Cancel latency p50 / p95 / p99",
-			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled. Tasks that ignore cancellation until a shutdown deadline aborts them are not in it: they show as Abandoned tasks and as the aborted outcome. Exemplars link to the task's trace.",
+			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled, and for tasks a shutdown deadline aborted, counted when their goroutine finally returns (the late exit): a long tail means tasks ignore their context. Aborted tasks still stuck are not in it yet: they show as Abandoned tasks. Exemplars link to the trace of a task that ended canceled.",
 			"s", 6,
 			quantiles(cancelLatency, selTask, "group", "{{group}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",

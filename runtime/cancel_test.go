@@ -215,6 +215,40 @@ func TestCancelLatency(t *testing.T) {
 	}
 }
 
+// TestCancelLatencyOfALateExit: a task that ignores its context past a
+// shutdown deadline gets its cancel latency on the late_exit event, from
+// the first request that reached it to its goroutine's actual return, not
+// cut off at the abort.
+func TestCancelLatencyOfALateExit(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		const want = 20 * time.Second
+		task := sup.Go("deaf", func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(want) // ignores the cancellation
+			return nil
+		})
+		time.Sleep(time.Hour)
+		task.Cancel(nil) // the first request
+		time.Sleep(5 * time.Second)
+		mustAbort(t, sup, 1)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		late := 0
+		for _, ev := range rec.Events() {
+			if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskLateExit {
+				late++
+				if ev.CancelLatency != want || ev.Cause == nil {
+					t.Errorf("late exit CancelLatency %v, cause %v; want %v and the cause", ev.CancelLatency, ev.Cause, want)
+				}
+			}
+		}
+		if late != 1 {
+			t.Errorf("%d late_exit events, want 1", late)
+		}
+	})
+}
+
 // TestTaskContextEndsWithTheTask: once fn has returned, its context is
 // done, so that goroutines fn started with it stop; the cause is
 // ErrTaskEnded unless something canceled the task before.

@@ -72,7 +72,8 @@ type Event struct {
 	Duration time.Duration
 	// CancelLatency is the time from the first cancellation request that
 	// reached the task (or from its spawn, for a task spawned into a
-	// canceled group) to fn's return; 0 when none was requested.
+	// canceled group) to fn's return; 0 when none was requested. On a
+	// late_exit event it runs to the abandoned goroutine's actual return.
 	CancelLatency time.Duration
 	// Stack is the panic stack on panic outcomes, and where the goroutine
 	// was stuck on aborted events.

@@ -643,7 +643,7 @@ func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 		ev.Seq = seq
 		ev.Outcome, ev.Err, ev.Duration = Aborted, err, end-t.clock
 		if outcome == Canceled || t.ctx.Err() != nil {
-			ev.Cause = context.Cause(&t.ctx)
+			t.setCancelInfo(&ev, end) // the latency the abort cut off, to the real return
 		}
 		if pe, ok := errors.AsType[*PanicError](err); ok {
 			ev.Stack = pe.Stack

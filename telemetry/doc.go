@@ -31,7 +31,8 @@
 // and canceled leave it Unset. A panic adds an `exception` event with the
 // full stack captured where the panic happened. An aborted task's span ends
 // at the abort, with the stack its goroutine was stuck in; its late exit
-// changes only the metrics.
+// changes only the metrics (abandoned, and the cancel latency, observed
+// then to the goroutine's actual return).
 //
 // Periodic tasks (Group.Every) get no task span, which would stay open for
 // days and be exported only at the end: each run gets a short `run <name>`
@@ -59,7 +60,7 @@
 //	taskscope_tasks_finished_total{group,task,outcome,error_type}
 //	taskscope_task_duration_seconds{group,task,outcome}          classic and native histogram, trace_id exemplars
 //	taskscope_task_cancellations_total{group,task,cause}         task="" for a cancel of a whole group
-//	taskscope_task_cancel_latency_seconds{group,task}            classic and native histogram
+//	taskscope_task_cancel_latency_seconds{group,task}            classic and native histogram; an aborted task's at its late exit
 //	taskscope_tasks_running{group,task}
 //	taskscope_tasks_abandoned{group,task}
 //	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted

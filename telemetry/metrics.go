@@ -81,7 +81,7 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 			"Run time of a task, from spawn to its end (to the abort for aborted tasks).",
 			durationBuckets, constLabels, "group", "task", "outcome"),
 		cancelLatency: newHistogramVec(nameCancelLatency,
-			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled; a long tail means tasks ignore their context.",
+			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled and for tasks aborted at a shutdown deadline, observed when their goroutine returns; a long tail means tasks ignore their context.",
 			cancelLatencyBuckets, constLabels, "group", "task"),
 		shutdownDuration: newHistogramVec(nameShutdownDuration,
 			"Duration of group shutdowns; result is clean when every task returned, aborted when some were abandoned at the deadline.",

@@ -99,6 +99,29 @@ func TestNoExemplarsFromSpansNotRecording(t *testing.T) {
 	})
 }
 
+// TestCancelLatencyOfALateExit: a task that ignores its context past the
+// shutdown deadline, the case the cancel latency histogram is for, is in
+// it once its goroutine returns, with the latency to that return.
+func TestCancelLatencyOfALateExit(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.sup.Go("deaf", func(context.Context) error { time.Sleep(10 * time.Second); return nil })
+		if err := h.sup.Shutdown(timeout(t, time.Second)); err == nil {
+			t.Fatal("Shutdown returned nil, want an AbortError")
+		}
+		wantMetric(t, h.reg, "taskscope_task_cancel_latency_seconds", labels("task", "deaf"), 0, "before the late exit")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if h.sup.Abandoned() != 0 {
+			t.Fatal("no late exit")
+		}
+		lat := series(t, h.reg, "taskscope_task_cancel_latency_seconds")
+		if len(lat) != 1 || lat[0].Histogram.GetSampleCount() != 1 || lat[0].Histogram.GetSampleSum() != 10 {
+			t.Errorf("cancel latency = %v, want one observation of 10s (the shutdown's request to the return)", lat)
+		}
+	})
+}
+
 func TestNativeAndClassicHistogram(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t)

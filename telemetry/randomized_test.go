@@ -474,6 +474,9 @@ func (h *randHarness) expected(events []runtime.Event, f randFold) map[string]fl
 			add(randKey("taskscope_tasks_abandoned", "group", g, "task", tk), 1)
 		case runtime.KindTaskLateExit:
 			add(randKey("taskscope_tasks_abandoned", "group", g, "task", tk), -1)
+			if ev.Cause != nil {
+				add(randKey("taskscope_task_cancel_latency_seconds", "group", g, "task", tk), 1)
+			}
 		case runtime.KindTaskCancelRequested:
 			add(randKey("taskscope_task_cancellations_total", "group", g, "task", tk, "cause", randCauseKind(ev)), 1)
 		case runtime.KindGroupCancelRequested:

@@ -268,6 +268,7 @@ func TestAbortedSpanEndsAtAbortAndLateExitAddsNothing(t *testing.T) {
 			t.Fatal("the task did not exit")
 		}
 		wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "after the late exit")
+		wantMetric(t, h.reg, "taskscope_task_cancel_latency_seconds", labels("task", "stuck"), 1, "observed at the late exit")
 		if n := len(h.spans("task stuck")); n != 1 {
 			t.Errorf("%d spans for the stuck task after its late exit, want 1", n)
 		}

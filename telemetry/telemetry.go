@@ -159,8 +159,7 @@ func (t *Telemetry) ObserveEvent(ctx context.Context, ev *runtime.Event) {
 	case runtime.KindTaskAborted:
 		t.taskAborted(ctx, ev)
 	case runtime.KindTaskLateExit:
-		// The task span ended at the abort; only the books change.
-		t.cache.entry(ev.Group, ev.Task, false).s.abandoned.Dec()
+		t.lateExit(ev)
 	case runtime.KindTaskRejected:
 		t.taskRejected(ctx, ev)
 	case runtime.KindTaskRunFinished:
@@ -287,6 +286,19 @@ func (t *Telemetry) taskAborted(ctx context.Context, ev *runtime.Event) {
 	// its own outcome, so the abort does not touch it.
 	if tc.span != nil {
 		abortEvent(tc.span, ev)
+	}
+}
+
+// lateExit closes the books of an aborted task whose goroutine returned.
+// Its span ended at the abort, but its cancel latency, which the abort cut
+// off, is observed now, to the real return: the tail of that histogram is
+// what finds tasks that ignore their context. No exemplar: the span has
+// ended.
+func (t *Telemetry) lateExit(ev *runtime.Event) {
+	s := t.cache.entry(ev.Group, ev.Task, false).s
+	s.abandoned.Dec()
+	if ev.Cause != nil {
+		s.cancelLatency().observe(ev.CancelLatency)
 	}
 }
 
