@@ -152,6 +152,10 @@ func TestCauseKind(t *testing.T) {
 		// In CauseKind's order: external, then fail_fast, then shutdown.
 		{fmt.Errorf("%w: %w", runtime.ErrExternal, fmt.Errorf("group x shut down: %w", runtime.ErrClosed)), "external"},
 		{&runtime.TaskError{Err: fmt.Errorf("spawn: %w", runtime.ErrClosed)}, "fail_fast"},
+		// Typed-nil causes whose methods errors.Is and errors.As call
+		// dereference their receiver.
+		{(*nilIsError)(nil), "custom"},
+		{fmt.Errorf("wrapped: %w", (*nilUnwrapError)(nil)), "custom"},
 	}
 	for _, tt := range tests {
 		if got := runtime.CauseKind(tt.cause); got != tt.want {

@@ -142,11 +142,19 @@ func describeTasks(tasks []TaskInfo, now time.Time) string {
 // Cancel(nil)), "custom" for any other cause, and "" for nil. The first
 // that the cause's chain holds, in that order, names it: an external
 // context that ended because its own supervisor shut down is "external",
-// and a fail-fast sibling whose error wraps ErrClosed is "fail_fast".
-func CauseKind(cause error) string {
-	switch _, failFast := errors.AsType[*TaskError](cause); {
-	case cause == nil:
+// and a fail-fast sibling whose error wraps ErrClosed is "fail_fast". A
+// cause whose Is, As or Unwrap method panics (a typed-nil error that
+// dereferences its receiver) is "custom".
+func CauseKind(cause error) (kind string) {
+	if cause == nil {
 		return ""
+	}
+	defer func() {
+		if recover() != nil {
+			kind = "custom"
+		}
+	}()
+	switch _, failFast := errors.AsType[*TaskError](cause); {
 	case errors.Is(cause, ErrExternal):
 		return "external"
 	case failFast:
