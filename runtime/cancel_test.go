@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -249,6 +250,39 @@ func TestCancelLatencyOfALateExit(t *testing.T) {
 		}
 		if late != 1 {
 			t.Errorf("%d late_exit events, want 1", late)
+		}
+	})
+}
+
+// TestLateExitErrors: a late exit carries what fn returned, and the stack
+// of a panic; nothing on that path calls the methods of fn's error (it
+// runs after fn, where a panic in one, a typed nil's, ends the process).
+func TestLateExitErrors(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		release := make(chan struct{})
+		typedNil := sup.Go("typed-nil", func(context.Context) error {
+			<-release
+			return (*nilUnwrapError)(nil)
+		})
+		panicking := sup.Go("panicking", func(context.Context) error {
+			<-release
+			panic("late")
+		})
+		mustAbort(t, sup, 2)
+		close(release)
+		synctest.Wait()
+		late := map[uint64]runtime.Event{}
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindTaskLateExit {
+				late[ev.TaskID] = ev
+			}
+		}
+		if ev := late[typedNil.ID()]; ev.Err != error((*nilUnwrapError)(nil)) || ev.Stack != nil {
+			t.Errorf("typed-nil late exit: err %#v, stack %q; want the typed nil, no stack", ev.Err, ev.Stack)
+		}
+		if ev := late[panicking.ID()]; !strings.Contains(string(ev.Stack), "panic") {
+			t.Errorf("panicking late exit: err %v, stack %q; want the panic's stack", ev.Err, ev.Stack)
 		}
 	})
 }

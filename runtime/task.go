@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"runtime/pprof"
@@ -645,7 +644,10 @@ func (t *Task) lateExit(outcome Outcome, err error, end time.Duration) {
 		if outcome == Canceled || t.ctx.Err() != nil {
 			t.setCancelInfo(&ev, end) // the latency the abort cut off, to the real return
 		}
-		if pe, ok := errors.AsType[*PanicError](err); ok {
+		// The panic's own error, not errors.As: that would call the
+		// methods of fn's error here, after fn, where a panic in one (a
+		// typed nil's) ends the process.
+		if pe, ok := err.(*PanicError); ok && outcome == Panic {
 			ev.Stack = pe.Stack
 		}
 		tr.emit(t.fnContext(), &ev)
