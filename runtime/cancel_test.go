@@ -269,6 +269,7 @@ func TestLateExitErrors(t *testing.T) {
 			<-release
 			panic("late")
 		})
+		synctest.Wait() // both stuck in fn
 		mustAbort(t, sup, 2)
 		close(release)
 		synctest.Wait()

@@ -78,11 +78,13 @@ type TimeoutError struct {
 	Group  string
 	Active []TaskInfo
 	Cause  error // context.Cause of Wait's context
+
+	at time.Time // when Wait gave up: the tasks' ages are as of then
 }
 
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: wait timed out with %d active task(s): %s",
-		e.Group, len(e.Active), describeTasks(e.Active, time.Now()))
+		e.Group, len(e.Active), describeTasks(e.Active, e.at))
 }
 
 func (e *TimeoutError) Unwrap() error { return e.Cause }
@@ -97,11 +99,13 @@ type AbortError struct {
 	Group   string
 	Aborted []TaskInfo
 	Cause   error // context.Cause of Shutdown's context
+
+	at time.Time // when the tasks were aborted: their ages are as of then
 }
 
 func (e *AbortError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: shutdown aborted %d task(s): %s",
-		e.Group, len(e.Aborted), describeTasks(e.Aborted, time.Now()))
+		e.Group, len(e.Aborted), describeTasks(e.Aborted, e.at))
 }
 
 func (e *AbortError) Unwrap() []error {
@@ -126,8 +130,13 @@ func (e *AbortError) Format(s fmt.State, verb rune) {
 	fmt.Fprint(s, b.String())
 }
 
-// describeTasks lists tasks as group/name#id with their ages.
+// describeTasks lists tasks as group/name#id with their ages at now (the
+// time the error was made; the zero time, in an error made by hand, means
+// the time of the call).
 func describeTasks(tasks []TaskInfo, now time.Time) string {
+	if now.IsZero() {
+		now = time.Now()
+	}
 	parts := make([]string, 0, len(tasks))
 	for _, t := range tasks {
 		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond)))

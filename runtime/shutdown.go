@@ -36,6 +36,11 @@ type shutdownState struct {
 // period. Shutdown is idempotent: later calls wait for the first one and
 // return its result, or their own ctx's cause if that ends first (they
 // never abort on their own deadline). A nil ctx panics.
+//
+// A task that shuts down its own subtree (a "signals" task calling
+// sup.Shutdown) waits for itself until ctx ends (with a ctx that never
+// ends, for ever) and is then aborted: run
+// the shutdown from outside the supervisor, such as from main.
 func (g *Group) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		panic("taskscope: Shutdown(nil context)")
@@ -90,7 +95,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		c.maybeDetach()
 	}
 	if len(aborted) > 0 {
-		st.err = &AbortError{Group: g.name, Aborted: aborted, Cause: context.Cause(ctx)}
+		st.err = &AbortError{Group: g.name, Aborted: aborted, Cause: context.Cause(ctx), at: time.Now()}
 	}
 	tr.emit(ctx, &Event{
 		Kind:          KindGroupShutdownDone,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -535,5 +536,74 @@ func TestTimeoutErrorsMatchTheirCause(t *testing.T) {
 		if errors.Is(serr, context.Canceled) {
 			t.Errorf("Shutdown = %v matches context.Canceled", serr)
 		}
+	})
+}
+
+// TestTaskAbortedBeforeItStartedNeverRuns: a task aborted before its
+// goroutine ran fn (spawned just before a Shutdown with no grace period)
+// never runs fn, as a periodic task never starts a run then: fn starting
+// after the Shutdown that listed it returned would use what the service
+// has since closed.
+func TestTaskAbortedBeforeItStartedNeverRuns(t *testing.T) {
+	// One P: the new goroutine runs only once the test's blocks, which
+	// Go and a Shutdown with no grace period do not.
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
+	bubble(t, func(t *testing.T) {
+		for range 20 {
+			sup, rec := recorded()
+			var ran atomic.Bool
+			task := sup.Go("late-start", func(context.Context) error { ran.Store(true); return nil })
+			mustAbort(t, sup, 1)
+			synctest.Wait()
+			if ran.Load() {
+				t.Fatal("fn ran after the Shutdown that aborted its task returned")
+			}
+			want := []string{runtime.KindTaskSpawned, runtime.KindTaskAborted, runtime.KindTaskFinished, runtime.KindTaskLateExit}
+			if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
+				t.Fatalf("events %v, want %v", got, want)
+			}
+			if n := sup.Abandoned(); n != 0 {
+				t.Fatalf("Abandoned() = %d after the goroutine ended", n)
+			}
+		}
+	})
+}
+
+// TestRejectedSpawnCarriesTheGroupCause: the spawned event of a task
+// rejected by a shut-down group carries the group's cause, as one spawned
+// into a canceled group does.
+func TestRejectedSpawnCarriesTheGroupCause(t *testing.T) {
+	sup, rec := recorded()
+	if err := sup.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	task := sup.Go("late", func(context.Context) error { return nil })
+	for _, ev := range rec.Events() {
+		if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskSpawned && !errors.Is(ev.Cause, runtime.ErrClosed) {
+			t.Errorf("rejected spawned event: Cause %v, want the group's shutdown cause", ev.Cause)
+		}
+	}
+}
+
+// TestErrorAgesAreAsOfTheError: the ages an AbortError and a TimeoutError
+// print are those at the abort or the timeout, however late the error is
+// printed.
+func TestErrorAgesAreAsOfTheError(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		g := sup.Group("g")
+		release := make(chan struct{})
+		g.Go("stuck", stuckOnRelease(release))
+		time.Sleep(time.Second)
+		werr := g.Wait(timeout(t, time.Second))
+		ae := mustAbort(t, g, 1)
+		time.Sleep(time.Hour)
+		for _, err := range []error{werr, ae} {
+			if msg := err.Error(); !strings.Contains(msg, "(age 2s)") {
+				t.Errorf("an hour later: %q, want the age at the error, 2s", msg)
+			}
+		}
+		close(release)
+		synctest.Wait()
 	})
 }

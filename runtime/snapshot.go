@@ -13,7 +13,10 @@ type TaskInfo struct {
 	Runs     uint64        // runs started so far, for Every tasks
 	// Stack is set only in [AbortError]: where the task's goroutine was
 	// stuck at the abort, as found in a goroutine profile under the task's
-	// pprof labels.
+	// pprof labels. Goroutines that fn started inherit those labels, so
+	// the stacks of a task's helpers (or of an earlier task of the same
+	// name and group still running) can be listed with it. It is empty for
+	// a task aborted before its goroutine started: fn then never runs.
 	Stack string
 }
 

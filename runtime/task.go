@@ -358,9 +358,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.clock)
-		if base := t.ctx.lab.ctx; base.Err() != nil { // spawned into a canceled group
-			ev.Cause = context.Cause(base)
-		}
+		ev.Cause = t.spawnCause()
 		if ctx := tr.taskStarting(&t.ctx, ev); ctx != context.Context(&t.ctx) {
 			t.ctx.makeRare().fnCtx = ctx // t.mu keeps others from reading it yet
 		}
@@ -374,6 +372,16 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	go t.run()
 	return t
+}
+
+// spawnCause is the cause of the group context t was spawned into, nil
+// unless it is done: the spawned event of a task spawned into a canceled
+// group carries it.
+func (t *Task) spawnCause() error {
+	if base := t.ctx.lab.ctx; base.Err() != nil {
+		return context.Cause(base)
+	}
+	return nil
 }
 
 // watch cancels t when any of exts is done.
@@ -406,6 +414,7 @@ func (t *Task) reject() {
 	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time, ev.Rejected = tr.nextSeq(), tr.wall(t.clock), true
+		ev.Cause = t.spawnCause() // a closed group is canceled, or about to be
 		ctx := tr.taskStarting(&t.ctx, &ev)
 		t.ctx.rare().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
@@ -429,7 +438,7 @@ func (t *Task) run() {
 	var err error
 	if t.periodic() != nil {
 		err = t.loop()
-	} else {
+	} else if !t.abortedBeforeStart() {
 		err = t.fn(t.fnContext())
 	}
 	t.returned = true
@@ -444,6 +453,20 @@ func (t *Task) run() {
 	if end, report := t.finish(outcome, err, canceled); report {
 		t.report(nil, end)
 	}
+}
+
+// abortedBeforeStart reports whether a Shutdown aborted t before its
+// goroutine got to run fn (Every's loop checks the same before each run):
+// fn must not start after the Shutdown that listed it has returned. An
+// abort follows a cancel, so the lock is taken only once the context is
+// done.
+func (t *Task) abortedBeforeStart() bool {
+	if t.ctx.Err() == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.state == stateAborted
 }
 
 // growStack makes the task goroutine's stack grow now, while it is two

@@ -1,12 +1,16 @@
 package runtime
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Wait blocks until the group's subtree is idle (its tasks and every
 // descendant group's tasks have ended, finished events delivered) and
 // returns nil. An idle subtree returns nil even if ctx is already done.
 // If ctx ends first, Wait returns a [*TimeoutError] listing the tasks still
-// active. Wait cancels nothing; a nil ctx panics.
+// active. Wait cancels nothing; a nil ctx panics. A task of the subtree
+// that calls Wait on it waits for itself: call it from outside.
 func (g *Group) Wait(ctx context.Context) error {
 	if ctx == nil {
 		panic("taskscope: Wait(nil context)")
@@ -23,7 +27,7 @@ func (g *Group) Wait(ctx context.Context) error {
 	if g.idleChan() == nil {
 		return nil
 	}
-	err := &TimeoutError{Group: g.name, Active: g.active(true), Cause: context.Cause(ctx)}
+	err := &TimeoutError{Group: g.name, Active: g.active(true), Cause: context.Cause(ctx), at: time.Now()}
 	g.tree.emit(ctx, &Event{Kind: KindGroupWaitTimedOut, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Err: err, Cause: context.Cause(ctx)})
 	return err
 }
