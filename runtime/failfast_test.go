@@ -3,9 +3,12 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 func TestCancelOnError(t *testing.T) {
@@ -67,6 +70,58 @@ func TestCancelOnErrorIsPerGroup(t *testing.T) {
 		mustWait(t, sup)
 		if sup.Context().Err() != nil {
 			t.Fatal("a child group's failure canceled the fail-fast parent")
+		}
+	})
+}
+
+// TestCancelOnErrorCancelsBeforeObserversAreTold: the first failure
+// cancels its siblings at once, as errgroup does, not once the observers
+// of its finished event have returned: a sibling that would fail while a
+// slow observer (a synchronous log handler, an exporter) is told must end
+// canceled, and the cause must name the first failure. The group's event
+// still follows the failing task's finished event.
+func TestCancelOnErrorCancelsBeforeObserversAreTold(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		rec := &runtimetest.Recorder{}
+		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindTaskFinished && ev.Task == "first" {
+				time.Sleep(time.Second)
+			}
+		})
+		sup := runtime.New("app", runtime.WithObserver(slow), runtime.WithObserver(rec))
+		g := sup.Group("batch", runtime.CancelOnError())
+		errFirst, errSecond := errors.New("first failed"), errors.New("second failed")
+		first := g.Go("first", func(context.Context) error {
+			time.Sleep(10 * time.Millisecond)
+			return errFirst
+		})
+		second := g.Go("second", func(ctx context.Context) error {
+			select {
+			case <-time.After(20 * time.Millisecond):
+				return errSecond
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		<-first.Done()
+		<-second.Done()
+		if c := context.Cause(g.Context()); !errors.Is(c, errFirst) {
+			t.Errorf("group cause %v, want the first failure", c)
+		}
+		if o := second.Result().Outcome; o != runtime.Canceled {
+			t.Errorf("second ended %v, want canceled", o)
+		}
+		var order []string
+		for _, ev := range rec.Events() {
+			if ev.Kind == runtime.KindGroupCancelRequested || (ev.Kind == runtime.KindTaskFinished && ev.TaskID == first.ID()) {
+				order = append(order, ev.Kind)
+				if ev.Kind == runtime.KindGroupCancelRequested && !errors.Is(ev.Err, errFirst) {
+					t.Errorf("group cancel event Err %v, want the first failure", ev.Err)
+				}
+			}
+		}
+		if want := []string{runtime.KindTaskFinished, runtime.KindGroupCancelRequested}; !slices.Equal(order, want) {
+			t.Errorf("events %v, want %v", order, want)
 		}
 	})
 }

@@ -168,12 +168,25 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 	if cause == nil {
 		cause = context.Canceled
 	}
-	first := g.cancelOnce.CompareAndSwap(false, true) && g.ctx.Err() == nil
+	if g.cancelCtx(cause) {
+		g.emitCanceled(ctx, cause)
+	}
+}
+
+// cancelCtx cancels the subtree's contexts with cause and reports whether
+// this was the group's first cancellation, which owes its
+// cancel_requested event (emitCanceled).
+func (g *Group) cancelCtx(cause error) (first bool) {
+	first = g.cancelOnce.CompareAndSwap(false, true) && g.ctx.Err() == nil
 	g.markCanceled(time.Now())
 	g.cancel(cause)
-	if first {
-		g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Cause: context.Cause(g.ctx), Err: cause})
-	}
+	return first
+}
+
+// emitCanceled emits the group's cancel_requested event for a request
+// with cause.
+func (g *Group) emitCanceled(ctx context.Context, cause error) {
+	g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Cause: context.Cause(g.ctx), Err: cause})
 }
 
 // markCanceled records when cancellation reached each group of the

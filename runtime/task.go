@@ -57,6 +57,10 @@ type Task struct {
 	abandoned  bool
 
 	returned bool // fn returned normally; touched only by the task goroutine
+	// failedFirst: its failure canceled its fail-fast group first, so
+	// report owes the group's cancel_requested event. Touched only by the
+	// task goroutine.
+	failedFirst bool
 
 	// lateCancel: the task's context was not done when fn returned but was
 	// when the task recorded its end (a Cancel of the task or its group came
@@ -505,10 +509,11 @@ func (t *Task) exitAbnormally() {
 	}
 }
 
-// finish records the outcome. Without observers or fail-fast it also
-// updates the books and closes Done; otherwise it returns the end time and
-// true, and the caller calls report, so that finish's frame is off the
-// stack while the observers run.
+// finish records the outcome, and cancels a fail-fast group the task's
+// failure fails. Without observers or fail-fast it also updates the books
+// and closes Done; otherwise it returns the end time and true, and the
+// caller calls report, so that finish's frame is off the stack while the
+// observers run.
 //
 // canceled says whether the task's context was done when fn ended (the
 // moment its outcome was decided): Result.Cause is then its cause.
@@ -542,6 +547,12 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		x.endSeq = tr.nextSeq() // with the state change, for Snapshot
 	}
 	t.mu.Unlock()
+	if t.failsFast() {
+		// Now, as errgroup does: the siblings must not go on while the
+		// observers are told (the event follows the finished one, in
+		// report).
+		t.failedFirst = g.cancelCtx(&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err})
+	}
 	return end, true
 }
 
@@ -565,8 +576,8 @@ func (t *Task) failsFast() bool {
 }
 
 // report ends what finish began for a task in stateFinishing, which ended
-// at end: it delivers the finished event, applies fail-fast, updates the
-// books and closes Done. Only the task goroutine writes the result, and it
+// at end: it delivers the finished event, then the event of the fail-fast
+// cancellation finish made, updates the books and closes Done. Only the task goroutine writes the result, and it
 // is done writing, so it is read without the lock.
 func (t *Task) report(stack []byte, end time.Duration) {
 	g, tr, ctx := t.owner(), t.tree(), t.fnContext()
@@ -581,8 +592,8 @@ func (t *Task) report(stack []byte, end time.Duration) {
 		tr.emit(ctx, ev)
 		freeEvent(ev)
 	}
-	if t.failsFast() {
-		g.cancelWith(ctx, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: t.errUnlocked()})
+	if t.failedFirst {
+		g.emitCanceled(ctx, context.Cause(g.ctx))
 	}
 	if t.crashes() {
 		return // the caller re-panics: Done never closes
