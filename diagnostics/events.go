@@ -20,8 +20,9 @@ import (
 
 // Defaults of [EventsHandler].
 const (
-	DefaultKeepAlive  = 15 * time.Second
-	DefaultMaxClients = 64
+	DefaultKeepAlive    = 15 * time.Second
+	DefaultMaxClients   = 64
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // EventsOption configures [EventsHandler].
@@ -44,11 +45,23 @@ func WithMaxClients(n int) EventsOption {
 	return eventsOption(func(h *eventsHandler) { h.maxClients = int64(max(n, 0)) })
 }
 
+// WithWriteTimeout sets how long one write to a client (the opening, an
+// event, a keep-alive) may take (default [DefaultWriteTimeout]; 0 or less
+// means no limit). A client that accepts nothing for that long is
+// disconnected: a stalled client must not keep its slot (see
+// [WithMaxClients]) nor make http.Server.Shutdown wait after
+// [Stream.Close]. The deadline covers each write alone, so an idle stream
+// is not cut.
+func WithWriteTimeout(d time.Duration) EventsOption {
+	return eventsOption(func(h *eventsHandler) { h.writeTimeout = max(d, 0) })
+}
+
 type eventsHandler struct {
-	stream     *Stream
-	keepAlive  time.Duration
-	maxClients int64
-	clients    atomic.Int64
+	stream       *Stream
+	keepAlive    time.Duration
+	writeTimeout time.Duration
+	maxClients   int64
+	clients      atomic.Int64
 }
 
 // EventsHandler serves s's events as a never-ending HTTP response:
@@ -84,14 +97,16 @@ type eventsHandler struct {
 // Each client is an ordinary [Subscription]: a slow client lags and is
 // told so, it never slows the supervisor. The response ends when the client
 // goes away (the subscription is closed with the request), or when the
-// stream is closed ([Stream.Close]). The handler lifts the server's write
-// deadline for the response and flushes after each event through
-// http.ResponseController; it starts no goroutine of its own.
+// stream is closed ([Stream.Close]), or when the client accepts nothing
+// for the write timeout ([WithWriteTimeout]), which frees its slot. The
+// handler sets its own write deadline for each write, so a server-wide
+// WriteTimeout does not cut the stream, and flushes after each event,
+// through http.ResponseController; it starts no goroutine of its own.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
 	if s == nil {
 		panic("taskscope/diagnostics: EventsHandler(nil Stream)")
 	}
-	h := &eventsHandler{stream: s, keepAlive: DefaultKeepAlive, maxClients: DefaultMaxClients}
+	h := &eventsHandler{stream: s, keepAlive: DefaultKeepAlive, writeTimeout: DefaultWriteTimeout, maxClients: DefaultMaxClients}
 	for _, o := range opts {
 		mustOption(o, "EventsOption")
 		o.applyEvents(h)
@@ -154,11 +169,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a server-wide WriteTimeout would cut the stream
 	w.WriteHeader(http.StatusOK)
+	var opening []byte
 	if !ndjson {
-		_, _ = w.Write([]byte(": taskscope event stream\n\n"))
+		opening = []byte(": taskscope event stream\n\n")
 	}
-	if rc.Flush() != nil {
-		return // cannot stream through this ResponseWriter
+	if h.send(w, rc, opening) != nil {
+		return
 	}
 
 	var tick <-chan time.Time
@@ -187,13 +203,30 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeSSE(&buf, enc, h.eventJSON(ev))
 		}
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return
-		}
-		if rc.Flush() != nil {
+		if h.send(w, rc, buf.Bytes()) != nil {
 			return
 		}
 	}
+}
+
+// send writes b to the client and flushes it, within the write timeout.
+// The deadline is lifted again once the write is done: on HTTP/2 a
+// deadline that passes resets the stream even when no write is under way,
+// and an idle stream must live.
+func (h *eventsHandler) send(w http.ResponseWriter, rc *http.ResponseController, b []byte) (err error) {
+	if h.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	}
+	if len(b) > 0 {
+		_, err = w.Write(b)
+	}
+	if err == nil {
+		err = rc.Flush()
+	}
+	if h.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // eventJSON is ev's wire form with its cursor, "seq@stream" (none on lag

@@ -9,6 +9,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -528,6 +529,103 @@ func TestEventsClientCap(t *testing.T) {
 	c2()
 	c4()
 	th.waitExits(t, 2)
+}
+
+// smallSendBuffer is a listener whose connections have a small kernel send
+// buffer: writes to a client that stops reading block after little data.
+type smallSendBuffer struct{ net.Listener }
+
+func (l smallSendBuffer) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4 << 10)
+	}
+	return c, err
+}
+
+// TestEventsStalledClient: a client that connects and then reads nothing
+// (a hung tab, a stopped `curl | less`, a dead path with a zero window) is
+// cut off after the write timeout: its handler returns, its slot is free
+// again, and Shutdown after Stream.Close does not wait for it.
+func TestEventsStalledClient(t *testing.T) {
+	s := diagnostics.NewStream()
+	th := &trackHandler{
+		h:     diagnostics.EventsHandler(s, diagnostics.WithMaxClients(1), diagnostics.WithWriteTimeout(200*time.Millisecond)),
+		exits: make(chan struct{}, 16),
+	}
+	srv := httptest.NewUnstartedServer(th)
+	srv.Listener = smallSendBuffer{srv.Listener}
+	srv.Config.RegisterOnShutdown(s.Close)
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed before srv (cleanups run last first): a handler still
+	// blocked writing to it then returns, and srv.Close does not hang.
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	readFrame(t, bufio.NewReader(resp.Body)) // subscribed; from now on the client reads nothing
+
+	// Far more than the socket buffers hold (the subscriber's buffer keeps
+	// the last DefaultBufferSize events, each about 2 KiB on the wire).
+	msg := errors.New(strings.Repeat("x", diagnostics.DefaultMaxMessage))
+	for seq := range uint64(diagnostics.DefaultBufferSize) {
+		publish(s, runtime.Event{Seq: seq + 1, Kind: runtime.KindTaskFinished, Group: "svc", Task: "t", TaskID: seq + 1,
+			Outcome: runtime.Error, Err: msg})
+	}
+	th.waitExits(t, 1)
+	if n := s.Subscribers(); n != 0 {
+		t.Errorf("%d subscribers after the stalled client was cut off", n)
+	}
+	leave, status := open(t, srv)
+	defer leave()
+	if status != http.StatusOK {
+		t.Errorf("with the stalled client cut off, a new client got %d, want 200 (WithMaxClients(1))", status)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown, which closes the stream: %v", err)
+	}
+}
+
+// TestEventsIdleHTTP2: the write deadline covers each write only. On
+// HTTP/2 a deadline left set resets the stream when it passes, writing or
+// not: an idle stream would die after the write timeout.
+func TestEventsIdleHTTP2(t *testing.T) {
+	s := diagnostics.NewStream()
+	srv := httptest.NewUnstartedServer(diagnostics.EventsHandler(s,
+		diagnostics.WithWriteTimeout(100*time.Millisecond), diagnostics.WithKeepAlive(400*time.Millisecond)))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
+	}
+	body := bufio.NewReader(resp.Body)
+	readFrame(t, body) // the opening
+	if f := readFrame(t, body); f.comment != "keep-alive" {
+		t.Errorf("after an idle spell longer than the write timeout: %+v, want a keep-alive", f)
+	}
 }
 
 // TestEventJSONRejected: the wire form says when a task never ran, and
