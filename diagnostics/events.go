@@ -131,9 +131,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.stream.isClosed() {
-		// An empty 200 would make an EventSource reconnect at once, and
-		// again; a 503 makes it stop.
-		http.Error(w, "taskscope: the event stream is closed (the server is shutting down)", http.StatusServiceUnavailable)
+		refuseClosed(w)
 		return
 	}
 	if n := h.clients.Add(1); h.maxClients > 0 && n > h.maxClients {
@@ -165,6 +163,10 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sub := h.stream.Subscribe(ctx, opts...)
 	defer sub.Close()
+	if h.stream.isClosed() { // closed since the check above: sub started closed
+		refuseClosed(w)
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a server-wide WriteTimeout would cut the stream
@@ -227,6 +229,13 @@ func (h *eventsHandler) send(w http.ResponseWriter, rc *http.ResponseController,
 		_ = rc.SetWriteDeadline(time.Time{})
 	}
 	return err
+}
+
+// refuseClosed answers a request that came after [Stream.Close]: an empty
+// 200 would make an EventSource reconnect at once, and again; a 503 makes
+// it stop.
+func refuseClosed(w http.ResponseWriter) {
+	http.Error(w, "taskscope: the event stream is closed (the server is shutting down)", http.StatusServiceUnavailable)
 }
 
 // eventJSON is ev's wire form with its cursor, "seq@stream" (none on lag

@@ -427,12 +427,43 @@ func TestEventsStreamClose(t *testing.T) {
 		if rest, err := io.ReadAll(body); err != nil || len(rest) != 0 {
 			t.Errorf("after Stream.Close: %q, %v", rest, err)
 		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events", nil))
-		if rec.Code != http.StatusServiceUnavailable {
-			t.Errorf("a request after Stream.Close: %d, want 503", rec.Code)
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(method, "/events", nil))
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("a %s request after Stream.Close: %d, want 503", method, rec.Code)
+			}
 		}
 	})
+}
+
+// closeOnHeader closes the stream the first time the handler asks for
+// the response header, which it does once it has found the stream open:
+// a Stream.Close (from RegisterOnShutdown) racing a request.
+type closeOnHeader struct {
+	*httptest.ResponseRecorder
+	stream *diagnostics.Stream
+	closed bool
+}
+
+func (c *closeOnHeader) Header() http.Header {
+	if !c.closed {
+		c.closed = true
+		c.stream.Close()
+	}
+	return c.ResponseRecorder.Header()
+}
+
+// TestEventsStreamCloseRacingRequest: a request that subscribes just after
+// Stream.Close gets a 503 too, not a 200 with only the opening comment,
+// which an EventSource reconnects to.
+func TestEventsStreamCloseRacingRequest(t *testing.T) {
+	s := diagnostics.NewStream()
+	w := &closeOnHeader{ResponseRecorder: httptest.NewRecorder(), stream: s}
+	diagnostics.EventsHandler(s).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/events", nil))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("a request subscribing as the stream closed: %d %q, want 503", w.Code, w.Body.String())
+	}
 }
 
 // trackHandler reports each request h has finished serving.
