@@ -106,15 +106,19 @@ type pageData struct {
 	EventsURL string
 }
 
-// formatAge renders an age compactly: 850ms, 12.3s, 4m05s, 3h07m, 2d05h.
-// The page's script formats the same way.
+// formatAge renders an age compactly, truncated: 850ms, 12.3s, 4m05s,
+// 3h07m, 2d05h. The page's script (fmtAge) formats the same way, so an
+// age does not change when the script takes over.
 func formatAge(seconds float64) string {
-	d := time.Duration(seconds * float64(time.Second))
+	// Rounded back to the whole nanoseconds it came from: truncated, 4.1 s
+	// would be 4.099999999 s, shown as 4.0s.
+	d := time.Duration(math.Round(seconds * float64(time.Second)))
 	switch {
 	case d < time.Second:
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
+		tenths := d / (time.Second / 10)
+		return fmt.Sprintf("%d.%ds", tenths/10, tenths%10)
 	case d < time.Hour:
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	case d < 24*time.Hour:
