@@ -97,20 +97,23 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 // errorMessage is err's message, capped as the stream caps it; for a
 // panic's own error, the panic value alone, since the stack has its own
 // field. (An error wrapping a panic, such as a fail-fast cause, keeps its
-// whole message: it says which task failed.)
+// whole message: it says which task failed.) A panicking Error gives a
+// placeholder (see errorText).
 func errorMessage(err error) string {
+	// The stream's wrapper is on top, as panicError expects too: errors.As
+	// would run the methods of the application's chain to find it.
+	ce, capped := err.(*cappedError)
 	limit := DefaultMaxMessage
-	var ce *cappedError
-	if errors.As(err, &ce) {
+	if capped {
 		limit = ce.max
 	}
 	if pe, ok := panicError(err); ok {
 		return truncateString(fmt.Sprintf("taskscope: panic: %v", pe.Value), limit)
 	}
-	if ce != nil {
+	if capped {
 		return ce.Error()
 	}
-	return truncateString(err.Error(), limit)
+	return truncateString(errorText(err), limit)
 }
 
 // SnapshotJSON is the wire form of a supervisor's task tree, as served by

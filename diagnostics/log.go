@@ -140,6 +140,8 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if t := runtime.ErrorType(ev.Outcome, ev.Err); t != "" {
 		a = append(a, slog.String(keyErrorType, t))
 	}
+	// The handler renders the error values: slog's own recover from an
+	// Error that panics (a typed nil prints <nil>).
 	if ev.Cause != nil {
 		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCauseMessage, ev.Cause))
 	}

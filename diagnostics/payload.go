@@ -2,6 +2,7 @@ package diagnostics
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -17,59 +18,60 @@ const (
 	DefaultMaxMessage = 2 << 10
 )
 
-// capEvent limits ev's stack and error messages in size. The stack is
-// copied when cut, so that the original's memory can be freed.
-func capEvent(ev *runtime.Event, maxStack, maxMessage int) {
-	if len(ev.Stack) > maxStack {
-		ev.Stack = truncateBytes(ev.Stack, maxStack)
-	}
-	if ev.Err != nil {
-		ev.Err = capError(ev.Err, maxStack, maxMessage)
-	}
-	if ev.Cause != nil {
-		ev.Cause = capError(ev.Cause, maxStack, maxMessage)
-	}
+// capError wraps a non-nil err in a cappedError, over err's chain with its
+// stacks capped. It runs err's own methods (Unwrap and As, and, when the
+// chain is copied, ErrorType and Error), which may block or panic (a
+// typed-nil error whose methods dereference their receiver), so the stream
+// calls it before taking its lock; when one panics, err is kept whole,
+// stacks and all, rather than the event lost.
+func capError(err error, maxStack, maxMessage int) error {
+	c := &cappedError{err: err, max: maxMessage}
+	c.cutStacks(maxStack)
+	return c
 }
 
-// capError wraps err in a cappedError, over err's chain with its stacks
-// capped. When that chain is a copy, the error type is taken from the
-// original first, so that error.type is the same on every channel.
-func capError(err error, maxStack, maxMessage int) error {
-	c := &cappedError{err: capStacks(err, maxStack), max: maxMessage}
-	if c.err != err {
-		c.etype = runtime.ErrorType(runtime.Error, err)
-	}
-	return c
+// cutStacks replaces c.err by its copy with stacks capped, if capStacks
+// makes one. The error type is then taken from the original first, so that
+// error.type is the same on every channel.
+func (c *cappedError) cutStacks(max int) {
+	recovering(func() { // a panic keeps c.err whole: see capError
+		if cut, copied := capStacks(c.err, max); copied {
+			c.etype, c.err = runtime.ErrorType(runtime.Error, c.err), cut
+		}
+	})
 }
 
 // capStacks returns err, or, when its chain holds a *PanicError whose stack
 // is over max (a panic's own error, a fail-fast cause wrapping a sibling's
 // panic, an error wrapping a Result's), a copy of the chain down to it with
-// that stack cut: errors.As still finds a *PanicError, and the full stack
-// is not retained behind the capped event. Wrappers it cannot copy are
-// replaced by one with the same message that unwraps to the copied rest.
-func capStacks(err error, max int) error {
+// that stack cut, and true: errors.As still finds a *PanicError, and the
+// full stack is not retained behind the capped event. Wrappers it cannot
+// copy are replaced by one with the same message that unwraps to the
+// copied rest. (It says whether it copied because errors cannot be
+// compared: == panics on an error type that is not comparable.)
+func capStacks(err error, max int) (error, bool) {
 	var pe *runtime.PanicError
 	if !errors.As(err, &pe) || len(pe.Stack) <= max {
-		return err
+		return err, false
 	}
 	switch e := err.(type) {
 	case *runtime.PanicError:
-		return &runtime.PanicError{Value: e.Value, Stack: truncateBytes(e.Stack, max)}
+		return &runtime.PanicError{Value: e.Value, Stack: truncateBytes(e.Stack, max)}, true
 	case *runtime.TaskError:
 		c := *e
-		c.Err = capStacks(e.Err, max)
-		return &c
+		c.Err, _ = capStacks(e.Err, max)
+		return &c, true
 	case interface{ Unwrap() error }:
-		return &rewrapped{msg: err.Error(), errs: []error{capStacks(e.Unwrap(), max)}}
+		rest, _ := capStacks(e.Unwrap(), max)
+		return &rewrapped{msg: errorText(err), errs: []error{rest}}, true
 	case interface{ Unwrap() []error }:
 		errs := slices.Clone(e.Unwrap())
 		for i := range errs {
-			errs[i] = capStacks(errs[i], max)
+			errs[i], _ = capStacks(errs[i], max)
 		}
-		return &rewrapped{msg: err.Error(), errs: errs}
+		return &rewrapped{msg: errorText(err), errs: errs}, true
 	}
-	return err // holds the panic behind an As method of its own: kept whole
+	return err, false // holds the panic behind an As method of its own: kept whole
 }
 
 // rewrapped stands for a wrapper capStacks could not copy: its message,
@@ -81,6 +83,30 @@ type rewrapped struct {
 
 func (e *rewrapped) Error() string   { return e.msg }
 func (e *rewrapped) Unwrap() []error { return e.errs }
+
+// recovering runs f, which calls methods of an application's error
+// (Error, Unwrap, Is, As, ErrorType), and returns the value it panicked
+// with, or nil. Those methods may panic: a typed-nil error (var e *T;
+// return e) whose methods dereference their receiver. Publishing or
+// rendering its event must not: the stream would lose the event (the
+// runtime recovers an observer's panic), and EventsHandler would drop the
+// connection, so that an SSE client reconnects from the event before and
+// gets it again, for ever.
+func recovering(f func()) (r any) {
+	defer func() { r = recover() }()
+	f()
+	return nil
+}
+
+// errorText is err.Error(), or, when that panics, a placeholder naming
+// err's type and the panic, such as "<*app.Error Error() panicked: runtime
+// error: invalid memory address or nil pointer dereference>".
+func errorText(err error) (s string) {
+	if r := recovering(func() { s = err.Error() }); r != nil {
+		s = fmt.Sprintf("<%T Error() panicked: %v>", err, r)
+	}
+	return s
+}
 
 // truncateBytes returns a copy of b's first n bytes (cut on a UTF-8
 // boundary) followed by a note of how much was cut.
@@ -128,7 +154,7 @@ type cappedError struct {
 	etype string // the original's error type, when err is a copy
 }
 
-func (e *cappedError) Error() string { return truncateString(e.err.Error(), e.max) }
+func (e *cappedError) Error() string { return truncateString(errorText(e.err), e.max) }
 func (e *cappedError) Unwrap() error { return e.err }
 
 // ErrorType classifies the wrapped error, not the wrapper, so that

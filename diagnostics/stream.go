@@ -33,7 +33,10 @@ const (
 // *runtime.PanicError whose stack was cut is a copy, and so are the errors
 // wrapping it (their messages and error types are kept): find a panic with
 // errors.As, not errors.Is, and do not expect a wrapper of a cut panic to
-// be itself.
+// be itself. An error whose methods panic (a typed nil whose methods
+// dereference their receiver) is published all the same (whole, stacks
+// and all, if walking its chain panics), and where its Error panics, the
+// capped one gives a placeholder: "<T Error() panicked: ...>".
 //
 // A spawned event published after its task's context was canceled (its
 // group was canceled while observers before the stream ran) carries the
@@ -154,20 +157,37 @@ func (s *Stream) ObserveEvent(_ context.Context, ev *runtime.Event) { s.publish(
 // publish runs on the goroutine that caused the event, often a task's, so
 // it keeps its frames small: the event is copied once, straight into its
 // slot in the replay ring, and capped there (it is shared with the other
-// observers, so it is not changed in place). spawnCtx is the task context
-// of a spawned event without a cause (see TaskStartingEvent), or nil:
-// if it is done now, the stream's copy gets its cause.
+// observers, so it is not changed in place). Its errors are capped before
+// the lock is taken: that runs their own methods (see capError). spawnCtx
+// is the task context of a spawned event without a cause (see
+// TaskStartingEvent), or nil: if it is done now, the stream's copy gets
+// its cause.
 func (s *Stream) publish(ev *runtime.Event, spawnCtx context.Context) {
+	var err, cause error
+	if ev.Err != nil {
+		err = capError(ev.Err, s.maxStack, s.maxMessage)
+	}
+	if ev.Cause != nil {
+		cause = capError(ev.Cause, s.maxStack, s.maxMessage)
+	}
 	s.mu.Lock()
+	if spawnCtx != nil && spawnCtx.Err() != nil {
+		// Done (for good) in the stream's order: the lock can go while
+		// its cause is capped.
+		s.mu.Unlock()
+		cause = capError(context.Cause(spawnCtx), s.maxStack, s.maxMessage)
+		s.mu.Lock()
+	}
 	e, seq, evicted := s.replay.reserve()
 	if e == nil { // no replay: the event passes through scratch
 		e, seq, evicted = &s.scratch, ev.Seq, true
 	}
 	*e = *ev
-	if spawnCtx != nil && spawnCtx.Err() != nil {
-		e.Cause = context.Cause(spawnCtx)
+	e.Err, e.Cause = err, cause
+	if len(e.Stack) > s.maxStack {
+		// Copied: the original's memory can be freed.
+		e.Stack = truncateBytes(e.Stack, s.maxStack)
 	}
-	capEvent(e, s.maxStack, s.maxMessage)
 	if evicted {
 		s.evicted(seq)
 	}
