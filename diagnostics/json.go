@@ -118,7 +118,12 @@ func errorMessage(err error) string {
 
 // SnapshotJSON is the wire form of a supervisor's task tree, as served by
 // [TasksHandler]: the tree and the event sequence number it corresponds to,
-// from which a client resumes the event stream (?after=seq).
+// from which a client resumes the event stream (?after=seq). Seq is bare:
+// it does not say which process took the snapshot, so resuming from it
+// against another one (restarted since, or another replica behind a load
+// balancer) is only detected when it is far beyond what that process
+// published (see [After]); to resume later, a client uses the "seq@stream"
+// id of the last event it saw.
 type SnapshotJSON struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"` // when the snapshot was taken; ages are relative to it

@@ -103,7 +103,12 @@ func BufferSize(n int) SubscribeOption {
 // anything published (a client resuming against a process that has
 // restarted since), the subscription starts with a resync notice: a
 // [KindStreamLagged] event whose [LaggedError] has Resync set. The client must then re-fetch a snapshot (and may subscribe
-// again after its Seq).
+// again after its Seq). A bare seq does not say which stream it came from:
+// one from another process (restarted, or another replica behind a load
+// balancer) passes for this stream's unless it is that far beyond (more
+// than 65536 past the highest Seq published here). Over HTTP, clients
+// resume with an event's "seq@stream" id when they have one: [EventsHandler]
+// checks its stream.
 func After(seq uint64) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
 }

@@ -44,7 +44,9 @@ type tasksHandler struct {
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's
 // Seq, and re-fetches the snapshot (this handler with ?format=json) when the
-// stream reports a gap or the connection drops. The two handlers are meant
+// stream reports a gap or the connection drops. That Seq does not say which
+// process took the snapshot (see [SnapshotJSON]): behind a load balancer,
+// a page's requests must reach one replica. The two handlers are meant
 // to be mounted side by side, e.g. /debug/tasks and /debug/events; see
 // [WithEventsURL] otherwise. For tests and scripts, the DOM is stable: each
 // group is a section with data-group="<dotted name>", each task a row with
