@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,14 +142,8 @@ var panicky = []struct {
 // sent the same event again, for ever.
 func TestEventsSurviveErrorMethodsThatPanic(t *testing.T) {
 	s, _, srv := trackedServer(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, leave := getEvents(t, srv)
+	defer leave()
 	body := bufio.NewReader(resp.Body)
 	readFrame(t, body) // subscribed
 	for i, p := range panicky {

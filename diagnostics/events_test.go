@@ -509,6 +509,17 @@ func (th *trackHandler) waitExits(t *testing.T, n int) {
 // opening comment, so the subscription exists when it returns.
 func open(t *testing.T, srv *httptest.Server) (leave func(), status int) {
 	t.Helper()
+	resp, leave := getEvents(t, srv)
+	if resp.StatusCode == http.StatusOK {
+		readFrame(t, bufio.NewReader(resp.Body))
+	}
+	return leave, resp.StatusCode
+}
+
+// getEvents starts a streaming request against a real server's /events; leave
+// ends it.
+func getEvents(t *testing.T, srv *httptest.Server) (resp *http.Response, leave func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
 	resp, err := srv.Client().Do(req)
@@ -516,10 +527,7 @@ func open(t *testing.T, srv *httptest.Server) (leave func(), status int) {
 		cancel()
 		t.Fatal(err)
 	}
-	if resp.StatusCode == http.StatusOK {
-		readFrame(t, bufio.NewReader(resp.Body))
-	}
-	return func() { cancel(); resp.Body.Close() }, resp.StatusCode
+	return resp, func() { cancel(); resp.Body.Close() }
 }
 
 // TestEventsDisconnect: a client going away closes its subscription; no
@@ -641,14 +649,8 @@ func TestEventsIdleHTTP2(t *testing.T) {
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, leave := getEvents(t, srv)
+	defer leave()
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
 	}

@@ -203,17 +203,12 @@ func TestCancelLatency(t *testing.T) {
 					tt.cancel(sup, g, task)
 				}
 				<-task.Done()
-				finished := 0
-				for _, ev := range rec.Events() {
-					if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskFinished {
-						finished++
-						if ev.Outcome != runtime.Canceled || ev.CancelLatency != want {
-							t.Errorf("finished %v, CancelLatency %v; want canceled, %v", ev.Outcome, ev.CancelLatency, want)
-						}
-					}
+				finished := eventsOf(rec, task.ID(), runtime.KindTaskFinished)
+				if len(finished) != 1 {
+					t.Fatalf("%d finished events, want 1", len(finished))
 				}
-				if finished != 1 {
-					t.Errorf("%d finished events, want 1", finished)
+				if ev := finished[0]; ev.Outcome != runtime.Canceled || ev.CancelLatency != want {
+					t.Errorf("finished %v, CancelLatency %v; want canceled, %v", ev.Outcome, ev.CancelLatency, want)
 				}
 			})
 		})
@@ -239,17 +234,12 @@ func TestCancelLatencyOfALateExit(t *testing.T) {
 		mustAbort(t, sup, 1)
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		late := 0
-		for _, ev := range rec.Events() {
-			if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskLateExit {
-				late++
-				if ev.CancelLatency != want || ev.Cause == nil {
-					t.Errorf("late exit CancelLatency %v, cause %v; want %v and the cause", ev.CancelLatency, ev.Cause, want)
-				}
-			}
+		late := eventsOf(rec, task.ID(), runtime.KindTaskLateExit)
+		if len(late) != 1 {
+			t.Fatalf("%d late_exit events, want 1", len(late))
 		}
-		if late != 1 {
-			t.Errorf("%d late_exit events, want 1", late)
+		if ev := late[0]; ev.CancelLatency != want || ev.Cause == nil {
+			t.Errorf("late exit CancelLatency %v, cause %v; want %v and the cause", ev.CancelLatency, ev.Cause, want)
 		}
 	})
 }

@@ -103,3 +103,14 @@ func (f observeFunc) TaskStarting(ctx context.Context, ev runtime.Event) context
 }
 
 func (f observeFunc) Observe(ctx context.Context, ev runtime.Event) { f(ctx, ev) }
+
+// eventsOf returns the recorded events of kind about task id, in order.
+func eventsOf(rec *runtimetest.Recorder, id uint64, kind string) []runtime.Event {
+	var out []runtime.Event
+	for _, ev := range rec.Events() {
+		if ev.TaskID == id && ev.Kind == kind {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
