@@ -461,13 +461,14 @@ func (t *Task) run() {
 
 // abortedBeforeStart reports whether a Shutdown aborted t before its
 // goroutine got to run fn (Every's loop checks the same before each run):
-// fn must not start after the Shutdown that listed it has returned. An
-// abort follows a cancel, so the lock is taken only once the context is
-// done.
+// fn must not start after the Shutdown that listed it has returned. A
+// Shutdown cancels the group's context before it aborts anything, so the
+// lock is taken only once that is done.
 func (t *Task) abortedBeforeStart() bool {
-	if t.ctx.Err() == nil {
-		return false
-	}
+	return t.ctx.lab.ctx.Err() != nil && t.aborted()
+}
+
+func (t *Task) aborted() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.state == stateAborted
