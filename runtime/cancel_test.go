@@ -157,6 +157,8 @@ func TestCauseKind(t *testing.T) {
 		// dereference their receiver.
 		{(*nilIsError)(nil), "custom"},
 		{fmt.Errorf("wrapped: %w", (*nilUnwrapError)(nil)), "custom"},
+		// A check that panics does not hide the ones that match.
+		{&runtime.TaskError{Err: (*nilUnwrapError)(nil)}, "fail_fast"},
 	}
 	for _, tt := range tests {
 		if got := runtime.CauseKind(tt.cause); got != tt.want {

@@ -152,28 +152,39 @@ func describeTasks(tasks []TaskInfo, now time.Time) string {
 // that the cause's chain holds, in that order, names it: an external
 // context that ended because its own supervisor shut down is "external",
 // and a fail-fast sibling whose error wraps ErrClosed is "fail_fast". A
-// cause whose Is, As or Unwrap method panics (a typed-nil error that
-// dereferences its receiver) is "custom".
-func CauseKind(cause error) (kind string) {
+// check that makes a method of the chain panic (a typed-nil error that
+// dereferences its receiver) does not match.
+func CauseKind(cause error) string {
 	if cause == nil {
 		return ""
 	}
-	defer func() {
-		if recover() != nil {
-			kind = "custom"
+	for _, k := range causeKinds {
+		if chainHolds(cause, k.holds) {
+			return k.kind
 		}
-	}()
-	switch _, failFast := errors.AsType[*TaskError](cause); {
-	case errors.Is(cause, ErrExternal):
-		return "external"
-	case failFast:
-		return "fail_fast"
-	case errors.Is(cause, ErrClosed):
-		return "shutdown"
-	case errors.Is(cause, context.DeadlineExceeded):
-		return "deadline"
-	case errors.Is(cause, context.Canceled):
-		return "canceled"
 	}
 	return "custom"
+}
+
+// causeKinds are CauseKind's names, in its order.
+var causeKinds = [...]struct {
+	kind  string
+	holds func(error) bool
+}{
+	{"external", func(err error) bool { return errors.Is(err, ErrExternal) }},
+	{"fail_fast", func(err error) bool { _, ok := errors.AsType[*TaskError](err); return ok }},
+	{"shutdown", func(err error) bool { return errors.Is(err, ErrClosed) }},
+	{"deadline", func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
+	{"canceled", func(err error) bool { return errors.Is(err, context.Canceled) }},
+}
+
+// chainHolds reports holds(err), or false when it panics: it walks the
+// application's error chain, whose methods may.
+func chainHolds(err error, holds func(error) bool) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return holds(err)
 }

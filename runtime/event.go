@@ -65,8 +65,9 @@ type Event struct {
 	// Cause is context.Cause of the task's context when it finished (on a
 	// run_finished event, when the run was canceled or aborted), or the
 	// cause of a cancel request; on a spawned event, the cause of a context
-	// that was already done (the task was spawned into a canceled group, or
-	// rejected by a closed one).
+	// that was already done (the task was spawned into a canceled group),
+	// or, for a task rejected by a closed group, the rejection (as its
+	// Result.Cause).
 	Cause error
 	// Duration is fn's run time on finished, run_finished and late_exit
 	// events, and the shutdown's duration on shutdown_finished.

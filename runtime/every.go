@@ -75,18 +75,19 @@ func (t *Task) loop() error {
 		e.runCtx, e.runStart = runCtx, time.Now()
 		t.mu.Unlock()
 		err := t.fn(runCtx)
+		stop := err != nil && chainHolds(err, holdsStop)
 		outcome := Success
 		switch {
 		case ctx.Err() != nil:
 			outcome = Canceled
-		case err != nil && !errors.Is(err, ErrStop):
+		case err != nil && !stop:
 			outcome = Error
 		}
 		t.endRun(outcome, err, nil)
 		if outcome == Canceled {
 			return err
 		}
-		if errors.Is(err, ErrStop) {
+		if stop {
 			return nil
 		}
 		if timer == nil {
@@ -131,3 +132,8 @@ func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, er
 	tr.emit(runCtx, ev)
 	freeEvent(ev)
 }
+
+// holdsStop reports whether a run's error asks to stop. Every asks it
+// through chainHolds: a method of the application's error chain that
+// panics (a typed nil's) makes an error, not a stop, nor a panic of fn.
+func holdsStop(err error) bool { return errors.Is(err, ErrStop) }

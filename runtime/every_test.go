@@ -398,3 +398,26 @@ func TestSnapshotRunsMatchSeq(t *testing.T) {
 		}
 	})
 }
+
+// TestEveryRunReturningATypedNil: a run that returns a typed-nil error
+// whose Unwrap dereferences it (errors.Is panics on it) is a failed run,
+// not a stop and not a panic of the task.
+func TestEveryRunReturningATypedNil(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup, rec := recorded()
+		runs := 0
+		task := sup.Every("tick", time.Second, func(context.Context) error {
+			if runs++; runs == 1 {
+				return (*nilUnwrapError)(nil)
+			}
+			return runtime.ErrStop
+		})
+		<-task.Done()
+		if res := task.Result(); res.Outcome != runtime.Success || runs != 2 {
+			t.Errorf("outcome %v after %d runs, want success after 2: the typed nil is an error, not a stop", res.Outcome, runs)
+		}
+		if ends := eventsOf(rec, task.ID(), runtime.KindTaskRunFinished); len(ends) != 2 || ends[0].Outcome != runtime.Error {
+			t.Errorf("run_finished events %+v, want 2, the first an error", ends)
+		}
+	})
+}

@@ -104,7 +104,10 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 // CancelOnError makes the group fail fast, as errgroup.WithContext does: the
 // first task of the group (not of its children) that ends with outcome
 // [Error] or [Panic] cancels the group, with a [*TaskError] wrapping that
-// task's error as the cause.
+// task's error as the cause. The cancellation comes at once, before the
+// observers hear of the failure: the group's cancel_requested event follows
+// the failing task's finished event, and the siblings it canceled may be
+// reported before either.
 func CancelOnError() GroupOption {
 	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
 }
@@ -124,10 +127,10 @@ func WithCancelOn(ctx context.Context) TaskOption {
 // accept loop or a queue consumer: a service rather than a unit of work.
 // Its events carry [Event.LongRunning], so that observers need not keep
 // per-task state open for it: telemetry starts no span for it (a span is
-// exported only when it ends, and one open for days is never seen) and
-// gives fn a context without a current span, so that the spans fn makes
-// per request or message start traces of their own instead of joining one
-// endless trace. Metrics, logs and the stream report it as any other task.
+// exported only when it ends, and one open for days is never seen) and,
+// with tracing on, gives fn a context without a current span, so that the
+// spans fn makes per request or message start traces of their own instead
+// of joining one endless trace. Metrics, logs and the stream report it as any other task.
 // [Group.Every] tasks need no such mark: their runs are the units of work.
 func LongRunning() TaskOption {
 	return taskOption(func(c *taskConfig) { c.longRunning = true })

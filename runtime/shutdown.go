@@ -75,11 +75,12 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	tr.emit(ctx, started)
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
 	var aborted []TaskInfo
+	var abortedAt time.Time
 	if idle := g.idleChan(); idle != nil {
 		select {
 		case <-idle:
 		case <-ctx.Done():
-			aborted = g.abort(groups)
+			aborted, abortedAt = g.abort(groups)
 		}
 	}
 	// Tasks that had returned but were still reporting when the deadline
@@ -95,7 +96,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		c.maybeDetach()
 	}
 	if len(aborted) > 0 {
-		st.err = &AbortError{Group: g.name, Aborted: aborted, Cause: context.Cause(ctx), at: time.Now()}
+		st.err = &AbortError{Group: g.name, Aborted: aborted, Cause: context.Cause(ctx), at: abortedAt}
 	}
 	tr.emit(ctx, &Event{
 		Kind:          KindGroupShutdownDone,
@@ -152,8 +153,9 @@ type abortedRun struct {
 }
 
 // abort abandons every task of groups still running, reports each with the
-// stack its goroutine is stuck in, and closes their Done channels.
-func (g *Group) abort(groups []*Group) []TaskInfo {
+// stack its goroutine is stuck in, and closes their Done channels. It
+// returns them, and the time of the abort.
+func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 	now := g.tree.now()
 	var tasks []*Task
 	var runs []abortedRun
@@ -189,7 +191,7 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 		c.mu.Unlock()
 	}
 	if len(tasks) == 0 {
-		return nil
+		return nil, time.Time{}
 	}
 	tr := g.tree
 	tr.abandoned.Add(int64(len(tasks)))
@@ -221,5 +223,5 @@ func (g *Group) abort(groups []*Group) []TaskInfo {
 		c.retireLocked()
 		c.mu.Unlock()
 	}
-	return infos
+	return infos, g.tree.wall(now)
 }

@@ -569,34 +569,59 @@ func TestTaskAbortedBeforeItStartedNeverRuns(t *testing.T) {
 	})
 }
 
-// TestRejectedSpawnCarriesTheGroupCause: the spawned event of a task
-// rejected by a shut-down group carries the group's cause, as one spawned
-// into a canceled group does.
-func TestRejectedSpawnCarriesTheGroupCause(t *testing.T) {
-	sup, rec := recorded()
-	if err := sup.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	task := sup.Go("late", func(context.Context) error { return nil })
-	for _, ev := range rec.Events() {
-		if ev.TaskID == task.ID() && ev.Kind == runtime.KindTaskSpawned && !errors.Is(ev.Cause, runtime.ErrClosed) {
-			t.Errorf("rejected spawned event: Cause %v, want the group's shutdown cause", ev.Cause)
+// TestRejectedSpawnCarriesItsCause: the spawned event of a task rejected
+// by a closed group carries the rejection as its cause (its Result.Cause),
+// also while the shutdown's first event is being told, when the group is
+// closed but not canceled yet.
+func TestRejectedSpawnCarriesItsCause(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		rec := &runtimetest.Recorder{}
+		started, release := make(chan struct{}), make(chan struct{})
+		gate := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if during && ev.Kind == runtime.KindGroupShutdownStarted {
+				close(started)
+				<-release
+			}
+		})
+		sup := runtime.New("app", runtime.WithObserver(gate), runtime.WithObserver(rec))
+		done := make(chan error)
+		go func() { done <- sup.Shutdown(context.Background()) }()
+		if during {
+			<-started
+		} else if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		task := sup.Go("late", func(context.Context) error { return nil })
+		if during {
+			close(release)
+			<-done
+		}
+		spawned := eventsOf(rec, task.ID(), runtime.KindTaskSpawned)
+		if len(spawned) != 1 || !spawned[0].Rejected || !errors.Is(spawned[0].Cause, runtime.ErrClosed) || spawned[0].Cause != task.Result().Cause {
+			t.Errorf("during the shutdown's first event %v: spawned events %+v, want one, rejected, with the task's Result.Cause %v", during, spawned, task.Result().Cause)
 		}
 	}
 }
 
 // TestErrorAgesAreAsOfTheError: the ages an AbortError and a TimeoutError
 // print are those at the abort or the timeout, however late the error is
-// printed.
+// printed, and however long the shutdown then waited for tasks that were
+// still being reported.
 func TestErrorAgesAreAsOfTheError(t *testing.T) {
 	bubble(t, func(t *testing.T) {
-		sup := runtime.New("app")
+		slow := observeFunc(func(_ context.Context, ev runtime.Event) {
+			if ev.Kind == runtime.KindTaskFinished && ev.Task == "reporting" {
+				time.Sleep(time.Hour)
+			}
+		})
+		sup := runtime.New("app", runtime.WithObserver(slow))
 		g := sup.Group("g")
 		release := make(chan struct{})
 		g.Go("stuck", stuckOnRelease(release))
+		g.Go("reporting", func(context.Context) error { time.Sleep(1500 * time.Millisecond); return nil })
 		time.Sleep(time.Second)
 		werr := g.Wait(timeout(t, time.Second))
-		ae := mustAbort(t, g, 1)
+		ae := mustAbort(t, g, 1) // at 2s, while "reporting" is told of for an hour
 		time.Sleep(time.Hour)
 		for _, err := range []error{werr, ae} {
 			if msg := err.Error(); !strings.Contains(msg, "(age 2s)") {

@@ -15,8 +15,9 @@ type TaskInfo struct {
 	// stuck at the abort, as found in a goroutine profile under the task's
 	// pprof labels. Goroutines that fn started inherit those labels, so
 	// the stacks of a task's helpers (or of an earlier task of the same
-	// name and group still running) can be listed with it. It is empty for
-	// a task aborted before its goroutine started: fn then never runs.
+	// name and group still running) can be listed with it; a task aborted
+	// before its goroutine started, which then never runs fn, has only
+	// theirs, if any.
 	Stack string
 }
 
@@ -79,8 +80,9 @@ func (t *Task) liveStateLocked(aborting bool) (TaskState, time.Duration) {
 // A task that has returned (shown as running before its end event) has an
 // ended context whatever canceled it: it was canceling if its end found it
 // canceled, or if a cancel reached it after fn returned and before its end
-// (that cancel_requested event comes before the finished one). Called with
-// t.mu held.
+// (the task's own cancel_requested event comes before its finished one; a
+// group's may come after, as a fail-fast group's does). Called with t.mu
+// held.
 func (t *Task) runningStateLocked() TaskState {
 	canceling := t.ctx.Err() != nil
 	if t.state == stateFinishing || t.state == stateDone {

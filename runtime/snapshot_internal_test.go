@@ -9,8 +9,8 @@ import (
 // TestRunningStateOfAReturnedTask: a task that has returned is shown (until
 // its finished event) as canceling if its end found it canceled, or if a
 // cancel (its own or its group's) reached it between fn's return and its
-// end: that cancel_requested event comes before the finished one, and a
-// snapshot after it must agree, whether or not fn ever made its own
+// end: the stream reports that cancel (the task's own before its finished
+// event, a group's before or after it), and a snapshot must agree, whether or not fn ever made its own
 // context. Neither its end nor a use of its context afterwards makes it
 // canceling.
 func TestRunningStateOfAReturnedTask(t *testing.T) {

@@ -57,14 +57,11 @@ type Task struct {
 	abandoned  bool
 
 	returned bool // fn returned normally; touched only by the task goroutine
-	// failedFirst: its failure canceled its fail-fast group first, so
-	// report owes the group's cancel_requested event. Touched only by the
-	// task goroutine.
-	failedFirst bool
 
 	// lateCancel: the task's context was not done when fn returned but was
-	// when the task recorded its end (a Cancel of the task or its group came
-	// in between: its cancel_requested event precedes the finished one).
+	// when the task recorded its end (a Cancel of the task, whose
+	// cancel_requested event precedes the finished one, or of its group,
+	// whose event may follow it, came in between).
 	// Guarded by mu; kept here, where the record has room for it.
 	lateCancel bool
 
@@ -362,7 +359,9 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 		ev := newEvent()
 		t.fillEvent(ev, KindTaskSpawned)
 		ev.Seq, ev.Time = x.spawnSeq, tr.wall(t.clock)
-		ev.Cause = t.spawnCause()
+		if base := t.ctx.lab.ctx; base.Err() != nil { // spawned into a canceled group
+			ev.Cause = context.Cause(base)
+		}
 		if ctx := tr.taskStarting(&t.ctx, ev); ctx != context.Context(&t.ctx) {
 			t.ctx.makeRare().fnCtx = ctx // t.mu keeps others from reading it yet
 		}
@@ -376,16 +375,6 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 	}
 	go t.run()
 	return t
-}
-
-// spawnCause is the cause of the group context t was spawned into, nil
-// unless it is done: the spawned event of a task spawned into a canceled
-// group carries it.
-func (t *Task) spawnCause() error {
-	if base := t.ctx.lab.ctx; base.Err() != nil {
-		return context.Cause(base)
-	}
-	return nil
 }
 
 // watch cancels t when any of exts is done.
@@ -418,7 +407,7 @@ func (t *Task) reject() {
 	if tr := t.tree(); tr.observed() {
 		ev := t.event(KindTaskSpawned)
 		ev.Seq, ev.Time, ev.Rejected = tr.nextSeq(), tr.wall(t.clock), true
-		ev.Cause = t.spawnCause() // a closed group is canceled, or about to be
+		ev.Cause = err // as Result.Cause: the group may not be canceled yet
 		ctx := tr.taskStarting(&t.ctx, &ev)
 		t.ctx.rare().fnCtx = ctx
 		ev = t.event(KindTaskRejected)
@@ -550,9 +539,13 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 	t.mu.Unlock()
 	if t.failsFast() {
 		// Now, as errgroup does: the siblings must not go on while the
-		// observers are told (the event follows the finished one, in
-		// report).
-		t.failedFirst = g.cancelCtx(&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err})
+		// observers are told. The group's event follows the finished one
+		// (report).
+		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtx(cause) {
+			t.mu.Lock()
+			t.ctx.makeRare().failFast = cause
+			t.mu.Unlock()
+		}
 	}
 	return end, true
 }
@@ -593,8 +586,8 @@ func (t *Task) report(stack []byte, end time.Duration) {
 		tr.emit(ctx, ev)
 		freeEvent(ev)
 	}
-	if t.failedFirst {
-		g.emitCanceled(ctx, context.Cause(g.ctx))
+	if r := t.ctx.rare(); r != nil && r.failFast != nil {
+		g.emitCanceled(ctx, r.failFast)
 	}
 	if t.crashes() {
 		return // the caller re-panics: Done never closes
