@@ -754,8 +754,9 @@ func (h *randHarness) quiescent(when string) {
 
 // checkSpans compares the ended spans with the events: task spans by
 // outcome, run spans by outcome, shutdown spans' counts. Task and run
-// spans are named by the task label (folded names give `task _other`);
-// their taskscope.task.name attribute is the raw name.
+// spans are named by the task label (folded names give `task _other`),
+// shutdown spans by the group label; their taskscope.task.name and
+// taskscope.group attributes are the raw names.
 func (h *randHarness) checkSpans(when string, events []runtime.Event, f randFold) {
 	t := h.t
 	h.checkSpansEndedOnce(false)
@@ -775,7 +776,8 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event, f randFold
 			if ev.Aborted > 0 {
 				result = "aborted"
 			}
-			want[fmt.Sprintf("shutdown %s drained=%d aborted=%d result=%s", valid(ev.Group), ev.Drained, ev.Aborted, result)]++
+			g, _ := randLabel(f.groups, ev.Group)
+			want[fmt.Sprintf("shutdown %s group=%s drained=%d aborted=%d result=%s", g, valid(ev.Group), ev.Drained, ev.Aborted, result)]++
 		}
 	}
 	for _, s := range h.sr.Ended() {
@@ -789,7 +791,7 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event, f randFold
 		case strings.HasPrefix(s.Name(), "run "):
 			got[fmt.Sprintf("%s name=%s #%s run=%s outcome=%s", s.Name(), a[runtime.AttrTaskName], a[runtime.AttrTaskID], a[runtime.AttrRun], a[runtime.AttrOutcome])]++
 		case strings.HasPrefix(s.Name(), "shutdown "):
-			got[fmt.Sprintf("%s drained=%s aborted=%s result=%s", s.Name(), a[runtime.AttrShutdownDrained], a[runtime.AttrShutdownAborted], a[runtime.AttrShutdownResult])]++
+			got[fmt.Sprintf("%s group=%s drained=%s aborted=%s result=%s", s.Name(), a[runtime.AttrGroup], a[runtime.AttrShutdownDrained], a[runtime.AttrShutdownAborted], a[runtime.AttrShutdownResult])]++
 		default:
 			t.Errorf("%s: unexpected span %q", when, s.Name())
 		}

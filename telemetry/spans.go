@@ -217,14 +217,15 @@ func abortEvent(span trace.Span, ev *runtime.Event) {
 
 // shutdownSpan records a finished shutdown as a `shutdown <group>` span,
 // a child of the context given to Shutdown, and returns it for the caller
-// to end at ev.Time. It is
+// to end at ev.Time. The span is named after the group's capped label, as
+// task spans are; taskscope.group keeps its name. It is
 // made whole from the shutdown_finished event, backdated to the start:
 // a span is exported only once it ends, so nothing is lost by starting it
 // late, and no state has to match the shutdown's start to its end (names
 // of sibling groups, and of groups in different supervisors, repeat).
-func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, result string) trace.Span {
+func (t *Telemetry) shutdownSpan(ctx context.Context, ev *runtime.Event, label, result string) trace.Span {
 	group := valid(ev.Group)
-	_, span := t.tracer.Start(ctx, "shutdown "+group,
+	_, span := t.tracer.Start(ctx, "shutdown "+valid(label),
 		trace.WithTimestamp(ev.Time.Add(-ev.Duration)),
 		trace.WithAttributes(attrGroup.String(group), attrGroupID.Int64(int64(ev.GroupID))))
 	if !span.IsRecording() {

@@ -649,6 +649,39 @@ func TestSpanStringsAreValidUTF8(t *testing.T) {
 // TestSpanNamesFollowTheTaskLabelCap: past the label cap, task and run
 // spans are named `task _other` and `run _other`, so that span names stay
 // as few as the label's values; the attribute keeps the real name.
+// TestShutdownSpanNamesFollowTheGroupLabelCap: shutdown spans are named
+// after the capped group label, as task spans after the task label, and
+// keep the group's name in taskscope.group; the overflow is counted once
+// per group event (a shutdown's cancel_requested and shutdown_finished),
+// not once more for the span.
+func TestShutdownSpanNamesFollowTheGroupLabelCap(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithMaxLabelValues(3))
+		for i := range 20 {
+			if err := h.sup.Group(fmt.Sprint("job-", i)).Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		names := map[string]bool{}
+		for _, s := range h.sr.Ended() {
+			if strings.HasPrefix(s.Name(), "shutdown ") {
+				names[s.Name()] = true
+			}
+		}
+		if len(names) > 4 || !names["shutdown _other"] {
+			t.Fatalf("shutdown span names %v with a label cap of 3, want at most 3 and shutdown _other", slices.Sorted(maps.Keys(names)))
+		}
+		if got := attrString(h.spans("shutdown _other")[0], "taskscope.group"); !strings.HasPrefix(got, "app.job-") {
+			t.Errorf("folded group: taskscope.group = %q, want the real name", got)
+		}
+		before := metricValue(t, h.reg, "taskscope_label_overflow_total", labels("label", "group"))
+		if err := h.sup.Group("job-x").Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "group"), before+2, "one folded shutdown: two group events")
+	})
+}
+
 func TestSpanNamesFollowTheTaskLabelCap(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t, telemetry.WithMaxLabelValues(10))

@@ -326,11 +326,12 @@ func (t *Telemetry) shutdownDone(ctx context.Context, ev *runtime.Event) {
 	if ev.Aborted > 0 {
 		result = "aborted"
 	}
+	label := t.cache.groupLabel(ev.Group)
 	var span trace.Span
 	if t.tracer != nil {
-		span = t.shutdownSpan(ctx, ev, result)
+		span = t.shutdownSpan(ctx, ev, label, result)
 	}
-	t.m.shutdownDuration.with(t.cache.groupLabel(ev.Group), result).observeTraced(ev.Duration, span, ev.Time)
+	t.m.shutdownDuration.with(label, result).observeTraced(ev.Duration, span, ev.Time)
 	if span != nil {
 		span.End(trace.WithTimestamp(ev.Time)) // after the exemplar: an ended span is not recording
 	}
