@@ -428,7 +428,12 @@ func (w *pageWork) diff(page, server pageState) string {
 // section for it must show canceled.)
 func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	stream := diagnostics.NewStream()
-	sup := runtime.New("app", runtime.WithObserver(stream))
+	// hold keeps the spawn of a task named "held" in the observers before
+	// the stream until released, so that its spawned event reaches the
+	// stream after events that came later.
+	holding, unhold := make(chan struct{}), make(chan struct{})
+	hold := holdSpawn{name: "held", holding: holding, release: unhold}
+	sup := runtime.New("app", runtime.WithObserver(hold), runtime.WithObserver(stream))
 	release := make(chan struct{})
 	defer close(release)
 	ctx := servePage(t, sup, stream, nil)
@@ -497,6 +502,29 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	check("a spawn into a group canceled before it had a section")
 	noRefetch("the group canceled early")
 
+	// A spawn accepted before its group, which had no section, was shut
+	// down, whose spawned event reaches the stream after the shutdown's
+	// first event: the section it makes is closed, so that it goes once
+	// the task has ended, as the group does.
+	closing := sup.Group("closing")
+	spawned := make(chan *runtime.Task)
+	go func() { spawned <- closing.Go("held", polite) }()
+	<-holding
+	// A Snapshot would wait for the held spawn: the stream says when the
+	// shutdown's first event is in.
+	began := stream.Subscribe(ctx, diagnostics.Kinds(runtime.KindGroupShutdownStarted))
+	shut := make(chan error)
+	go func() { shut <- closing.Shutdown(context.Background()) }()
+	for range began.Events() {
+		break
+	}
+	began.Close()
+	close(unhold)
+	<-(<-spawned).Done()
+	must(t, <-shut)
+	check("a spawn told of after its group's shutdown began, in a group with no section")
+	noRefetch("the group closed before it had a section")
+
 	// From a snapshot: the page loads with both pairs' sections.
 	late := make(chan struct{})
 	p1 := sup.Group("pair")
@@ -516,3 +544,20 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	check("shutdowns of two groups named app.pair (page loaded with both)")
 	noRefetch("the pairs")
 }
+
+// holdSpawn is an observer that holds the spawn of tasks named name: it
+// says so on holding (once) and waits for release to be closed.
+type holdSpawn struct {
+	name             string
+	holding, release chan struct{}
+}
+
+func (h holdSpawn) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	if ev.Kind == runtime.KindTaskSpawned && ev.Task == h.name {
+		close(h.holding)
+		<-h.release
+	}
+	return ctx
+}
+
+func (holdSpawn) Observe(context.Context, runtime.Event) {}
