@@ -8,6 +8,7 @@ import (
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
 // OverviewUID is the stable uid of the "Task supervision overview" dashboard.
@@ -52,6 +53,12 @@ func failureRatio(counter, sel, by string) string {
 	all := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel))
 	bad := fmt.Sprintf(`sum by (%s) (%s)`, by, rate(counter, sel+`, `+matchFailed))
 	return fmt.Sprintf(`(%s or 0 * %s) / (%s > 0)`, bad, all, all)
+}
+
+// failureRatioPanel shows failureRatio of counter by the by labels, as a
+// share from 0 to 1.
+func (b *builder) failureRatioPanel(title, description, counter, sel, by, legend string) *timeseries.PanelBuilder {
+	return b.timeseriesPanel(title, description, "percentunit", 8, query(failureRatio(counter, sel, by), legend)).Max(1)
 }
 
 // Overview builds the "Task supervision overview" dashboard.
@@ -142,11 +149,9 @@ func Overview() (dashboard.Dashboard, error) {
 			"Tasks finished per second by outcome: success, error, canceled, panic, aborted. Every task finishes exactly once.",
 			"ops", 12,
 			query(fmt.Sprintf(`sum by (outcome) (%s)`, rate(finished, selTask)), "{{outcome}}"))).
-		WithPanel(b.timeseriesPanel("Failure ratio by group",
+		WithPanel(b.failureRatioPanel("Failure ratio by group",
 			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio.",
-			"percentunit", 8,
-			query(failureRatio(finished, selTask, "group"), "{{group}}")).
-			Max(1)).
+			finished, selTask, "group", "{{group}}")).
 		WithPanel(b.timeseriesPanel("Failures by error type",
 			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
 			"ops", 8,
@@ -196,11 +201,9 @@ func Overview() (dashboard.Dashboard, error) {
 			"Runs of periodic (Every) tasks per second, by task and outcome.",
 			"ops", 8,
 			query(fmt.Sprintf(`sum by (group, task, outcome) (%s)`, rate(periodic, selTask)), "{{group}}/{{task}} {{outcome}}"))).
-		WithPanel(b.timeseriesPanel("Periodic run failure ratio",
+		WithPanel(b.failureRatioPanel("Periodic run failure ratio",
 			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
-			"percentunit", 8,
-			query(failureRatio(periodic, selTask, "group, task"), "{{group}}/{{task}}")).
-			Max(1)).
+			periodic, selTask, "group, task", "{{group}}/{{task}}")).
 		WithPanel(b.timeseriesPanel("Time since last success",
 			"Per periodic task: time since its last successful run (since its spawn before the first), against its period. A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",
 			"s", 8,
