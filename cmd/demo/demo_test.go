@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -314,4 +318,113 @@ func (o *output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
+}
+
+// TestOTelSDKLogsInDemoFormat: what the OpenTelemetry SDK logs itself
+// (here autoexport's OTLP exporter rejecting a malformed
+// OTEL_EXPORTER_OTLP_HEADERS) is a record of the demo's logger, in its
+// format, not a stdr line on the process's stderr that breaks a JSON log
+// stream. The collector is down (a closed port): startup does not wait
+// for it, and the demo still stops cleanly.
+func TestOTelSDKLogsInDemoFormat(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for k, v := range map[string]string{
+		"OTEL_TRACES_EXPORTER":               "otlp",
+		"OTEL_EXPORTER_OTLP_PROTOCOL":        "http/protobuf",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://" + closed,
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+		"OTEL_EXPORTER_OTLP_HEADERS":         "no-equals-sign",
+		"OTEL_TRACES_SAMPLER":                "",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := parseFlags([]string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "100ms", "-log-format", "json", "-rate", "0"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.sched = testSchedule(cfg.shutdownTimeout)
+	cfg.sched.rate = 0
+
+	stdout, stderr := newOutput(), newOutput()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, stdout, stderr) }()
+	select {
+	case <-stdout.listening:
+	case err := <-done:
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no \"listening on\" line within 10s: startup waits for the collector?")
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return within 15s of the stop")
+	}
+
+	found := false
+	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("not a JSON log line: %q: %v", sc.Text(), err)
+		}
+		if rec["msg"] == "parse headers" {
+			found = true
+			if rec["level"] != "ERROR" || rec["component"] != "opentelemetry" || rec["input"] != "no-equals-sign" {
+				t.Errorf("the SDK's record is %v; want level ERROR, component opentelemetry, the input", rec)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no \"parse headers\" record from the OpenTelemetry SDK in the demo's log:\n%s", stderr.String())
+	}
+}
+
+// TestOTelLoggerLevels: the SDK's warnings (logr V(1)) show at the demo's
+// default level as warnings, its state (V(4)) only at -log-level debug,
+// its debugging (V(8)) never.
+func TestOTelLoggerLevels(t *testing.T) {
+	for _, c := range []struct {
+		level slog.Level
+		want  string
+	}{
+		{slog.LevelInfo, "error=ERROR warn=WARN"},
+		{slog.LevelDebug, "error=ERROR warn=WARN info=DEBUG"},
+		{slog.LevelWarn, "error=ERROR warn=WARN"},
+		{slog.LevelError, "error=ERROR"},
+	} {
+		var buf bytes.Buffer
+		l := otelLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: c.level})))
+		l.Error(errors.New("boom"), "error")
+		l.V(1).Info("warn")
+		l.V(4).Info("info")
+		l.V(8).Info("debug")
+		var got []string
+		for line := range strings.Lines(buf.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec["component"] != "opentelemetry" {
+				t.Errorf("record %v lacks component=opentelemetry", rec)
+			}
+			got = append(got, fmt.Sprintf("%v=%v", rec["msg"], rec["level"]))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("at %v: %q, want %q", c.level, strings.Join(got, " "), c.want)
+		}
+	}
 }

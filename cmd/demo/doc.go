@@ -51,7 +51,10 @@
 // taskscope_demo_spans_dropped_total (with _queued_total,
 // _exported_total{result} and the queue's length and capacity), a warning
 // at the first drop, and a line in the shutdown report. At exit the
-// provider is flushed and shut down.
+// provider is flushed and shut down. The SDK's own errors and warnings
+// (export failures; a malformed OTEL_EXPORTER_OTLP_* variable, which the
+// exporter then ignores) are records of the demo's logger, in its format,
+// tagged component=opentelemetry.
 //
 // # Workload
 //

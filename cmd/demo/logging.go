@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/go-logr/logr"
 	"github.com/lmittmann/tint"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -69,3 +70,47 @@ func traceIDs(ctx context.Context) (traceID, spanID string, ok bool) {
 	}
 	return sc.TraceID().String(), sc.SpanID().String(), true
 }
+
+// otelLogger is the OpenTelemetry SDK's own log (otel.SetLogger) on the
+// demo's logger, tagged component=opentelemetry. The SDK reports there
+// what is not an export error: a malformed OTEL_EXPORTER_OTLP_* variable
+// (the setting is then ignored), dropped span attributes or events.
+// Without it they went through stdr to the process's stderr, in a format
+// of their own, in the middle of a JSON log stream.
+//
+// logr's verbosity V(n) is slog level -n; the SDK logs errors as errors,
+// warnings at V(1), state at V(4) and debugging at V(8). otelLevels maps
+// them to Warn, Debug and below Debug (never shown).
+func otelLogger(logger *slog.Logger) logr.Logger {
+	h := logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "opentelemetry")})
+	return logr.FromSlogHandler(otelLevels{h})
+}
+
+type otelLevels struct{ slog.Handler }
+
+func otelLevel(l slog.Level) slog.Level {
+	switch {
+	case l >= slog.LevelInfo: // errors, and V(0) (the SDK does not use it)
+		return l
+	case l > slog.LevelDebug: // V(1) to V(3): warnings
+		return slog.LevelWarn
+	case l > 2*slog.LevelDebug: // V(4) to V(7): the SDK's state
+		return slog.LevelDebug
+	}
+	return l
+}
+
+func (h otelLevels) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, otelLevel(l))
+}
+
+func (h otelLevels) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = otelLevel(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h otelLevels) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return otelLevels{h.Handler.WithAttrs(attrs)}
+}
+
+func (h otelLevels) WithGroup(name string) slog.Handler { return otelLevels{h.Handler.WithGroup(name)} }

@@ -138,8 +138,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Export errors go to the global error handler, the only route the SDK
-	// has; without this they would bypass the demo's log format.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("opentelemetry", "error", err) }))
+	// has; the SDK's other messages (a malformed OTEL_* variable, read by
+	// autoexport below) go to the global logger. Without these both would
+	// bypass the demo's log format.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("opentelemetry", "component", "opentelemetry", "error", err) }))
+	otel.SetLogger(otelLogger(logger))
 	// The exporter outlives ctx: it must still flush after the signal.
 	tr, err := newTracing(context.WithoutCancel(ctx), cfg, logger)
 	if err != nil {
