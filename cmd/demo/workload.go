@@ -194,14 +194,22 @@ func (w *workload) consume(ctx context.Context) error {
 
 // dispatch starts the message's process task under a processing budget:
 // WithCancelOn cancels the task (cause "external") when the budget runs
-// out. If the pipeline is closed (shutdown) the spawn is rejected, fn never
-// runs, and the budget's own timer releases the context.
-func (w *workload) dispatch(m message) {
+// out. It returns the budget, released when the task ends: by fn, or
+// here when the pipeline is closed (shutdown) and the spawn is rejected,
+// since fn then never runs. Without that, each rejected message kept its
+// budget's timer for the whole budget.
+func (w *workload) dispatch(m message) (budget context.Context) {
 	budget, cancel := context.WithTimeout(context.Background(), w.sched.itemBudget)
-	w.pipeline.Go("process", func(ctx context.Context) error {
+	t := w.pipeline.Go("process", func(ctx context.Context) error {
 		defer cancel()
 		return w.process(ctx, m)
 	}, runtime.WithCancelOn(budget))
+	select {
+	case <-t.Done(): // rejected (or already over: cancel is idempotent)
+		cancel()
+	default:
+	}
+	return budget
 }
 
 // process parses, enriches (in a child task) and stores one message. The
