@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/zpages"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -55,19 +57,9 @@ type tracing struct {
 // backend), plus an exporter configured by the standard OTEL_* variables
 // when the environment asks for one.
 func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing, error) {
-	res, err := resource.New(ctx,
-		// Later options win: the environment overrides the default name.
-		resource.WithAttributes(semconv.ServiceName(serviceName)),
-		resource.WithTelemetrySDK(),
-		resource.WithFromEnv(),
-	)
-	// A malformed OTEL_RESOURCE_ATTRIBUTES gives a partial resource: keep
-	// what parsed, as the specification asks, and say so.
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		return nil, fmt.Errorf("tracing resource: %w", err)
-	}
+	res, err := newResource(ctx, buildVersion(debug.ReadBuildInfo()), logger)
 	if err != nil {
-		logger.Warn("tracing resource: kept what parsed", "error", err)
+		return nil, err
 	}
 	t := &tracing{zpages: zpages.NewSpanProcessor()}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.zpages)}
@@ -95,6 +87,59 @@ func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing,
 	t.tp = sdktrace.NewTracerProvider(opts...)
 	t.summary, t.exportDesc = fmt.Sprintf("sampler %s; export %s", sampler, export), export
 	return t, nil
+}
+
+// newResource describes the demo: service.name, service.version when the
+// build knows it (version ""), the SDK. OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES override these.
+func newResource(ctx context.Context, version string, logger *slog.Logger) (*resource.Resource, error) {
+	attrs := []attribute.KeyValue{semconv.ServiceName(serviceName)}
+	if version != "" {
+		attrs = append(attrs, semconv.ServiceVersion(version))
+	}
+	res, err := resource.New(ctx,
+		// Later options win: the environment overrides the defaults.
+		resource.WithAttributes(attrs...),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(),
+	)
+	// A malformed OTEL_RESOURCE_ATTRIBUTES gives a partial resource: keep
+	// what parsed, as the specification asks, and say so.
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("tracing resource: %w", err)
+	}
+	if err != nil {
+		logger.Warn("tracing resource: kept what parsed", "error", err)
+	}
+	return res, nil
+}
+
+// buildVersion is the demo's version as the build recorded it: the module
+// version of a `go install ...@version` build, else the VCS revision (with
+// -dirty for local changes) when the build stamped one; "" when neither is
+// known (a build with -buildvcs=false, as make demo and the Dockerfile
+// do: set service.version in OTEL_RESOURCE_ATTRIBUTES then).
+func buildVersion(bi *debug.BuildInfo, ok bool) string {
+	if !ok || bi == nil {
+		return ""
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var modified bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev != "" && modified {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 // exportRequested reports whether the environment configures a trace

@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -62,5 +64,62 @@ func TestExportQueueCountsEveryDrop(t *testing.T) {
 	}
 	if got := uint64(exp.spans.Load()); got != c.exported || got+c.dropped != ended {
 		t.Errorf("exporter received %d, books say exported %d and dropped %d of %d", got, c.exported, c.dropped, ended)
+	}
+}
+
+// TestResource: service.name and service.version of the demo, the
+// version from the build; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+// win over both.
+func TestResource(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	attrs := func(r *resource.Resource) map[string]string {
+		m := map[string]string{}
+		for _, kv := range r.Attributes() {
+			m[string(kv.Key)] = kv.Value.Emit()
+		}
+		return m
+	}
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+	res, err := newResource(context.Background(), "v1.2.3", discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := attrs(res); a["service.name"] != "taskscope-demo" || a["service.version"] != "v1.2.3" || a["telemetry.sdk.language"] != "go" {
+		t.Errorf("resource %v: want service.name taskscope-demo, service.version v1.2.3, the SDK's attributes", a)
+	}
+	res, err = newResource(context.Background(), "", discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := attrs(res)["service.version"]; ok {
+		t.Errorf("service.version %q from an unknown version", v)
+	}
+
+	t.Setenv("OTEL_SERVICE_NAME", "checkout")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.version=2026.11,deployment.environment.name=staging")
+	res, err = newResource(context.Background(), "v1.2.3", discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := attrs(res); a["service.name"] != "checkout" || a["service.version"] != "2026.11" || a["deployment.environment.name"] != "staging" {
+		t.Errorf("resource %v: the environment does not win", a)
+	}
+}
+
+func TestBuildVersion(t *testing.T) {
+	for _, c := range []struct {
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{nil, ""},
+		{&debug.BuildInfo{Main: debug.Module{Version: "v0.4.1"}}, "v0.4.1"},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ""},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}}}, "4fb5290abc"},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}, {Key: "vcs.modified", Value: "true"}}}, "4fb5290abc-dirty"},
+	} {
+		if got := buildVersion(c.bi, c.bi != nil); got != c.want {
+			t.Errorf("buildVersion(%+v) = %q, want %q", c.bi, got, c.want)
+		}
 	}
 }
