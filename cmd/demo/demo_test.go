@@ -138,6 +138,26 @@ func TestRun(t *testing.T) {
 		return
 	}
 	t.Run("logs", func(t *testing.T) { checkLogs(t, stderr.String()) })
+	t.Run("startup log", func(t *testing.T) { checkStartupLog(t, stderr.String(), base) })
+}
+
+// checkStartupLog wants the "demo running" record to say where the demo
+// serves, for whoever reads only the log (stdout's list of URLs is not in
+// a JSON log pipeline).
+func checkStartupLog(t *testing.T, logs, base string) {
+	for line := range strings.Lines(logs) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["msg"] != "demo running" {
+			continue
+		}
+		for _, k := range []string{"url", "metrics", "tasks"} {
+			if s, _ := rec[k].(string); !strings.HasPrefix(s, base+"/") {
+				t.Errorf("\"demo running\" record %v: %s is %q, want a URL under %s", rec, k, s, base)
+			}
+		}
+		return
+	}
+	t.Error("no \"demo running\" record")
 }
 
 // checkLogs wants JSON records for every outcome, task records with the

@@ -10,7 +10,8 @@
 //
 // It needs no other process. On start it prints, on stdout, the line
 // "taskscope demo listening on http://HOST:PORT" and then one line per
-// endpoint:
+// endpoint (its "demo running" log record gives the URLs of /, /metrics
+// and /debug/tasks too):
 //
 //	/               landing page linking everything below
 //	/metrics        Prometheus metrics from a private registry (Go, process,

@@ -191,8 +191,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return nil
 	}, runtime.LongRunning())
 
-	printURLs(stdout, "http://"+ln.Addr().String())
-	logger.Info("demo running", "rate", cfg.rate, "traces", tr.summary)
+	base := "http://" + ln.Addr().String()
+	printURLs(stdout, base)
+	// The log says where to look too: a log pipeline never sees stdout's list.
+	logger.Info("demo running", "url", base+"/", "metrics", base+"/metrics", "tasks", base+"/debug/tasks",
+		"rate", cfg.rate, "traces", tr.summary)
 	startWorkload(sup, cfg.sched)
 
 	if cfg.duration > 0 {
