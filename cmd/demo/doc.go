@@ -60,6 +60,13 @@
 // exporter then ignores) are records of the demo's logger, in its format,
 // tagged component=opentelemetry.
 //
+// The HTTP endpoints are operator pages and start no spans, so no
+// propagator is installed and a traceparent header is not continued. A
+// service whose handlers are traced (with otelhttp, say) installs one,
+// otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
+// propagation.TraceContext{}, propagation.Baggage{})): otelhttp extracts
+// with the global propagator, which does nothing until set.
+//
 // # Workload
 //
 // One supervisor, "demo", observed by telemetry, a log observer and the

@@ -103,7 +103,10 @@ const minRate, maxRate = 0.001, 10000
 
 func main() { os.Exit(demo(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
-// demo is main, returning the exit status. The first SIGINT or SIGTERM
+// demo is main, returning the exit status. getenv serves the demo's own
+// variable, TASKSCOPE_DEMO_ADDR; NO_COLOR and the OTEL_* variables are
+// read from the process's environment, as the SDK and autoexport read
+// them themselves (tests set them with t.Setenv). The first SIGINT or SIGTERM
 // starts the bounded shutdown; once the shutdown has begun, for that or any
 // other reason (-duration), a signal kills the process at once, as if
 // there were no handler.
