@@ -1,11 +1,13 @@
 package stack
 
 import (
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -98,4 +100,76 @@ func hasLabel(e parser.Expr, l string) bool {
 		return nil
 	})
 	return has
+}
+
+// runbookBase is where the alerts' runbook_url annotations point: the
+// repository's files on GitHub (the module path's host and repository),
+// followed by a path inside the repository and an anchor.
+const runbookBase = "https://github.com/taskscope/taskscope/blob/main/"
+
+// Every alert tells whoever it pages what it is about and where its
+// runbook is: a summary and a description, and a runbook_url naming a file
+// of this repository and a section of it (by GitHub's heading anchor) that
+// exist.
+func TestAlertsHaveRunbooks(t *testing.T) {
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if !slices.Contains([]string{"critical", "warning", "info"}, r.Labels["severity"]) {
+				t.Errorf("%s: severity %q, want critical, warning or info", r.Alert, r.Labels["severity"])
+			}
+			for _, a := range []string{"summary", "description"} {
+				if strings.TrimSpace(r.Annotations[a]) == "" {
+					t.Errorf("%s: no %s annotation", r.Alert, a)
+				}
+			}
+			u := r.Annotations["runbook_url"]
+			rel, ok := strings.CutPrefix(u, runbookBase)
+			file, anchor, hasAnchor := strings.Cut(rel, "#")
+			if !ok || !hasAnchor || file == "" || anchor == "" {
+				t.Errorf("%s: runbook_url %q, want %s<file>#<section>", r.Alert, u, runbookBase)
+				continue
+			}
+			doc, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
+			if err != nil {
+				t.Errorf("%s: runbook_url %q: %v", r.Alert, u, err)
+				continue
+			}
+			if !slices.Contains(headingAnchors(string(doc)), anchor) {
+				t.Errorf("%s: runbook_url %q: %s has no section #%s", r.Alert, u, file, anchor)
+			}
+		}
+	}
+}
+
+// headingAnchors returns the anchors GitHub gives the Markdown headings of
+// doc: lower case, spaces to hyphens, punctuation but - and _ dropped.
+func headingAnchors(doc string) []string {
+	var out []string
+	for line := range strings.Lines(doc) {
+		title, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
+		if !ok || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		var b strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(title)) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
