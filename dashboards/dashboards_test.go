@@ -351,3 +351,31 @@ func TestQuantilesPreferNativeHistograms(t *testing.T) {
 		t.Fatal("no quantile queries")
 	}
 }
+
+// A stat panel may print "0" for no data only where no series means none
+// of what it counts (no task running, none abandoned, none spawned). A
+// ratio's absence means nothing finished (or nothing was scraped): "0 %"
+// there claims that tasks finished and none failed. And go_goroutines is
+// absent where the service does not register the Go collector: "0
+// goroutines" is never true.
+func TestStatPanelsShowNoDataAsZeroOnlyForCounts(t *testing.T) {
+	d := overview(t)
+	zero := 0
+	for _, p := range panels(d) {
+		if p.Type != "stat" || p.FieldConfig == nil || deref(p.FieldConfig.Defaults.NoValue) != "0" {
+			continue
+		}
+		zero++
+		if u := unit(p); u == "percentunit" || u == "percent" {
+			t.Errorf("stat %q (unit %s) shows no data as 0", title(p), u)
+		}
+		for _, tg := range p.Targets {
+			if q, _ := asPrometheus(tg); strings.Contains(q.Expr, "go_goroutines") {
+				t.Errorf("stat %q reads go_goroutines and shows no data as 0: %s", title(p), q.Expr)
+			}
+		}
+	}
+	if zero == 0 {
+		t.Error("no stat panel shows no data as 0: Running and Abandoned tasks should (no series there means none)")
+	}
+}

@@ -113,19 +113,22 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.statPanel("Running tasks",
 			"Supervised tasks currently running (read from the supervision tree at scrape time).",
 			"short", 4,
-			query(fmt.Sprintf(`sum(%s{%s})`, running, selTask), ""))).
+			query(fmt.Sprintf(`sum(%s{%s})`, running, selTask), "")).
+			NoValue("0")).
 		WithPanel(b.statPanel("Abandoned tasks",
 			"Tasks whose shutdown deadline passed: reported as aborted, but their goroutine is still running (Go cannot kill a goroutine). Red when any exist; each one leaks until it returns (late exit).",
 			"short", 4,
 			query(fmt.Sprintf(`sum(%s{%s})`, abandoned, selTask), "")).
+			NoValue("0").
 			ColorMode(common.BigValueColorModeBackground).
 			Thresholds(thresholds("green", 1.0, "red"))).
 		WithPanel(b.statPanel("Spawn rate",
-			"Tasks started per second.",
+			"Tasks started per second (0 when none was ever spawned).",
 			"ops", 4,
-			query(fmt.Sprintf(`sum(%s)`, rate(started, selTask)), ""))).
+			query(fmt.Sprintf(`sum(%s)`, rate(started, selTask)), "")).
+			NoValue("0")).
 		WithPanel(b.statPanel("Failure ratio",
-			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure). Runs of periodic tasks are not in it: see Periodic run failure ratio.",
+			"Share of finished tasks whose outcome was error, panic or aborted (canceled is not a failure); No data, not 0 %, when no task finished in the time range. Runs of periodic tasks are not in it: see Periodic run failure ratio.",
 			"percentunit", 4,
 			query(failureRatio(finished, selTask, "job"), "")).
 			Thresholds(thresholds("green", 0.01, "orange", 0.1, "red"))).

@@ -63,7 +63,9 @@ func (b *builder) row(title string) *dashboard.RowBuilder {
 	return dashboard.NewRowBuilder(title).Id(b.id())
 }
 
-// statPanel is a single-number panel reduced to the last value.
+// statPanel is a single-number panel reduced to the last value. No data
+// shows as Grafana's "No data"; a panel where no series means none of what
+// it counts (no task running) adds NoValue("0").
 func (b *builder) statPanel(title, description, unit string, width uint32, ts ...target) *stat.PanelBuilder {
 	return stat.NewPanelBuilder().
 		Id(b.id()).
@@ -74,7 +76,6 @@ func (b *builder) statPanel(title, description, unit string, width uint32, ts ..
 		Unit(unit).
 		Span(width).
 		Height(4).
-		NoValue("0").
 		GraphMode(common.BigValueGraphModeArea).
 		ColorMode(common.BigValueColorModeValue).
 		ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Values(false)).
