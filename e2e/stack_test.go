@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -64,11 +65,13 @@ func chromiumPath() string {
 }
 
 // tools returns the paths of the programs the tests run, failing (or
-// skipping, with E2E_TOOLS=skip) when `make tools` has not installed them.
+// skipping, with E2E_TOOLS=skip) when `make tools` has not installed them:
+// $PROMETHEUS and $JAEGER (which `make test-e2e` sets from STACK_BIN), else
+// the repository's .cache/bin.
 func tools(t *testing.T, root string) (prometheus, jaeger, chromium string) {
 	t.Helper()
 	bin := filepath.Join(root, ".cache", "bin")
-	prometheus, jaeger = filepath.Join(bin, "prometheus"), filepath.Join(bin, "jaeger")
+	prometheus, jaeger = cmp.Or(os.Getenv("PROMETHEUS"), filepath.Join(bin, "prometheus")), cmp.Or(os.Getenv("JAEGER"), filepath.Join(bin, "jaeger"))
 	chromium = chromiumPath()
 	var missing []string
 	for _, p := range []string{prometheus, jaeger, chromium} {

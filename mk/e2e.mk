@@ -16,6 +16,6 @@ E2E_FLAGS ?=
 .PHONY: test-e2e
 
 test-e2e: tools
-	cd e2e && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m $(E2E_FLAGS) ./...
+	cd e2e && $(GO) vet ./... && PROMETHEUS=$(PROMETHEUS) JAEGER=$(JAEGER) $(GO) test -race -count=1 -timeout 10m $(E2E_FLAGS) ./...
 
 TEST_TARGETS += test-e2e
