@@ -379,3 +379,35 @@ func TestStatPanelsShowNoDataAsZeroOnlyForCounts(t *testing.T) {
 		t.Error("no stat panel shows no data as 0: Running and Abandoned tasks should (no series there means none)")
 	}
 }
+
+// "Time since last success" must show the worst replica: with several
+// instances (or supervisors told apart by a const label) selected, the
+// most recent success of any of them (max of the timestamps) hides one
+// whose task is stuck, the one TaskscopePeriodicTaskStalled pages for.
+func TestTimeSinceLastSuccessShowsTheOldest(t *testing.T) {
+	p := findPanel(t, overview(t), "Time since last success")
+	q, _ := asPrometheus(p.Targets[0])
+	expanded, err := Expand(q.Expr, map[string]string{"job": ".*", "instance": ".*", "group": ".*", "task": ".*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expanded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		agg, ok := n.(*parser.AggregateExpr)
+		if !ok || !strings.Contains(agg.Expr.String(), "taskscope_periodic_last_success_timestamp_seconds") {
+			return nil
+		}
+		found = true
+		if agg.Op != parser.MIN {
+			t.Errorf("%s of the last-success timestamps across instances: want min, the oldest success", agg.Op)
+		}
+		return nil
+	})
+	if !found {
+		t.Fatalf("query A does not aggregate the last-success timestamps: %s", q.Expr)
+	}
+}

@@ -208,9 +208,9 @@ func Overview() (dashboard.Dashboard, error) {
 			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
 			periodic, selTask, "group, task", "{{group}}/{{task}}")).
 		WithPanel(b.timeseriesPanel("Time since last success",
-			"Per periodic task: time since its last successful run (since its spawn before the first), against its period. A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",
+			"Per periodic task: time since its last successful run (since its spawn before the first), against its period; across the selected instances, the longest (the worst replica). A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",
 			"s", 8,
-			query(fmt.Sprintf(`time() - max by (group, task) (%s{%s})`, lastSuccess, selTask), "{{group}}/{{task}}"),
+			query(fmt.Sprintf(`time() - min by (group, task) (%s{%s})`, lastSuccess, selTask), "{{group}}/{{task}}"),
 			query(fmt.Sprintf(`max by (group, task) (%s{%s})`, interval, selTask), "period {{group}}/{{task}}")))
 
 	// The diagnostic stream and the telemetry's own health.
