@@ -411,3 +411,44 @@ func TestTimeSinceLastSuccessShowsTheOldest(t *testing.T) {
 		t.Fatalf("query A does not aggregate the last-success timestamps: %s", q.Expr)
 	}
 }
+
+// Unsupervised goroutines are go_goroutines minus the running and the
+// abandoned tasks of the same process. Each subtracted term is absent
+// until its first event (the first spawn, the first abort): unless it
+// falls back to 0 per process ("or 0 * go_goroutines"), the difference
+// drops that process, and the sum undercounts.
+func TestUnsupervisedSubtractsZeroForMissingSeries(t *testing.T) {
+	p := findPanel(t, overview(t), "Goroutines: supervised vs unsupervised")
+	var expr string
+	for _, tg := range p.Targets {
+		if q, _ := asPrometheus(tg); strings.HasPrefix(deref(q.LegendFormat), "unsupervised") {
+			expr = q.Expr
+		}
+	}
+	expanded, err := Expand(expr, map[string]string{"job": ".*", "instance": ".*", "group": ".*", "task": ".*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expanded)
+	if err != nil {
+		t.Fatalf("unsupervised query %q: %v", expr, err)
+	}
+	terms := 0
+	parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok || !strings.HasPrefix(vs.Name, "taskscope_") {
+			return nil
+		}
+		terms++
+		for _, a := range path {
+			if b, ok := a.(*parser.BinaryExpr); ok && b.Op == parser.LOR && strings.Contains(b.RHS.String(), "go_goroutines") {
+				return nil
+			}
+		}
+		t.Errorf("%s is subtracted without a 0 fallback per process (or 0 * go_goroutines): %s", vs.Name, expr)
+		return nil
+	})
+	if terms != 2 {
+		t.Errorf("unsupervised query subtracts %d taskscope series, want running and abandoned: %s", terms, expr)
+	}
+}

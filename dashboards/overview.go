@@ -76,10 +76,11 @@ func Overview() (dashboard.Dashboard, error) {
 	lastSuccess := "taskscope_periodic_last_success_timestamp_seconds"
 	interval := "taskscope_periodic_interval_seconds"
 
-	// Per process: all goroutines, running tasks, and abandoned tasks (0,
-	// not absent, until the first abort creates the series).
+	// Per process: all goroutines, running tasks (0, not absent, until the
+	// first spawn creates the series) and abandoned tasks (likewise until
+	// the first abort).
 	goroutines := fmt.Sprintf(`sum by (job, instance) (go_goroutines{%s})`, selTarget)
-	runningByProc := fmt.Sprintf(`sum by (job, instance) (%s{%s})`, running, selTarget)
+	runningByProc := fmt.Sprintf(`(sum by (job, instance) (%s{%s}) or 0 * %s)`, running, selTarget, goroutines)
 	abandonedByProc := fmt.Sprintf(`(sum by (job, instance) (%s{%s}) or 0 * %s)`, abandoned, selTarget, goroutines)
 	unsupervised := fmt.Sprintf(`%s - %s - %s`, goroutines, runningByProc, abandonedByProc)
 
@@ -111,7 +112,7 @@ func Overview() (dashboard.Dashboard, error) {
 	// Overview: the numbers to look at first.
 	d = d.WithRow(b.row("Overview")).
 		WithPanel(b.statPanel("Running tasks",
-			"Supervised tasks currently running (read from the supervision tree at scrape time).",
+			"Supervised tasks currently running: started minus finished, computed at scrape time (abandoned tasks are not counted; see Abandoned tasks).",
 			"short", 4,
 			query(fmt.Sprintf(`sum(%s{%s})`, running, selTask), "")).
 			NoValue("0")).
@@ -169,7 +170,7 @@ func Overview() (dashboard.Dashboard, error) {
 	// Latency: how long tasks run, with exemplars linking to their traces.
 	d = d.WithRow(b.row("Task duration")).
 		WithPanel(b.timeseriesPanel("Task duration p50 / p95 / p99",
-			"Run time of a task attempt per group and task. Exemplars (diamonds) link to the task's trace in Jaeger.",
+			"Run time of a task, from spawn to its end, per group and task. Exemplars (diamonds) link to the task's trace in Jaeger.",
 			"s", 12,
 			quantiles(duration, selTask, "group, task", "{{group}}/{{task}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Mean task duration by outcome",

@@ -242,8 +242,8 @@ func (s *stack) checkSeriesStartAtZero(t *testing.T, at time.Time) {
 }
 
 // checkNativeHistogram: Prometheus ingests the duration histogram as a
-// native histogram too (the dashboards read the classic buckets), and both
-// count the same tasks.
+// native histogram too (the dashboards' quantiles read it first, the
+// classic buckets when it is absent), and both count the same tasks.
 func (s *stack) checkNativeHistogram(t *testing.T, at time.Time) {
 	sel := fmt.Sprintf(`{job=%q, instance=%q}`, s.job.Job, s.job.Instance)
 	count := func(expr string) float64 {
