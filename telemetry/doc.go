@@ -65,8 +65,8 @@
 //	taskscope_tasks_abandoned{group,task}
 //	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted
 //	taskscope_periodic_runs_total{group,task,outcome}
-//	taskscope_periodic_last_success_timestamp_seconds{group,task}  the spawn time until the first success; while one lives
-//	taskscope_periodic_interval_seconds{group,task}                while one lives; the longest live period
+//	taskscope_periodic_last_success_timestamp_seconds{group,task}  the spawn time until the first success; while one lives (see below)
+//	taskscope_periodic_interval_seconds{group,task}                while one lives (see below); the longest period
 //	taskscope_label_overflow_total{label}
 //	taskscope_stream_events_total, taskscope_stream_dropped_total, taskscope_stream_subscribers  (with WithStreamStats)
 //
@@ -92,6 +92,13 @@
 // the duration histogram. running is spawned minus finished, abandoned is
 // aborted minus late exits: both come from events the runtime emits exactly
 // once per task, so they do not drift.
+//
+// The periodic gauges of a (group, task) pair are exported while a
+// periodic task of it lives: one that stopped (ErrStop, a cancel, a
+// shutdown) must not look stuck for ever. One that a panic ended (or
+// runtime.Goexit) did not stop on purpose, and its work is no longer done:
+// its gauges stay, the last success frozen, until a periodic task of the
+// pair starts again, so that a stall alert on them finds it.
 //
 // Labels never carry task IDs. The distinct values of group, of task and
 // of error_type are each capped ([WithMaxLabelValues], default 256); later

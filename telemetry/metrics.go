@@ -93,10 +93,10 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 			"Tasks aborted at a shutdown deadline whose goroutines are still running (Go cannot kill goroutines).",
 			"group", "task"),
 		lastSuccess: prometheus.NewDesc(nameLastSuccess,
-			"Unix time of the last successful run of a periodic (Every) task, or of its spawn before its first success; exported while such a task lives. Compared with taskscope_periodic_interval_seconds, it finds a periodic task that is stuck in a run or keeps failing.",
+			"Unix time of the last successful run of a periodic (Every) task, or of its spawn before its first success; exported while such a task lives, and after a panic ended it until one of the same group and task starts again. Compared with taskscope_periodic_interval_seconds, it finds a periodic task that is stuck in a run or keeps failing.",
 			[]string{"group", "task"}, constLabels),
 		interval: prometheus.NewDesc(nameInterval,
-			"Period of a periodic (Every) task, exported while one lives; when several of that name live (a reload starting the new one before stopping the old), the longest, so that the stall alert waits for the slowest.",
+			"Period of a periodic (Every) task, exported while one lives (or a panic ended it, as the last success); when several of that name live (a reload starting the new one before stopping the old), the longest, so that the stall alert waits for the slowest.",
 			[]string{"group", "task"}, constLabels),
 	}
 	// Pre-created so that a dashboard sees 0, not a missing series.
@@ -121,9 +121,10 @@ func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 //     counters count each task once, so it cannot drift, and no task pays
 //     for a gauge (two float additions, each a compare-and-swap loop on a
 //     line the spawner and the finishers share).
-//   - the periodic gauges, for the label pairs with a live periodic task:
-//     the event path only counts live tasks by period and writes the last
-//     success, and a stopped task's gauges go without a Delete.
+//   - the periodic gauges, for the label pairs with a live periodic task
+//     (or one a panic ended): the event path only counts live tasks by
+//     period and writes the last success, and a stopped task's gauges go
+//     without a Delete.
 type scrapeCollector struct {
 	running, lastSuccess, interval *prometheus.Desc
 	cache                          *seriesCache
@@ -145,7 +146,7 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		finished := s.finishedCount()
 		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, counterValue(s.started)-finished, s.group, s.task)
 
-		if last, interval, live := s.periodic(); live {
+		if last, interval, exported := s.periodic(); exported {
 			ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, last, s.group, s.task)
 			ch <- prometheus.MustNewConstMetric(c.interval, prometheus.GaugeValue, interval, s.group, s.task)
 		}
@@ -218,11 +219,24 @@ type series struct {
 
 	// The pair's live periodic tasks, whose gauges are exported while
 	// there are any (a stopped task must not look stuck for ever), with
-	// their values (see scrapeCollector). Periodic tasks are few: a
-	// lock, no fast path.
+	// their values (see scrapeCollector). A task a panic ended did not
+	// stop on purpose: its work is not done any more, so its gauges stay,
+	// the last success frozen, until a periodic task of the pair is
+	// spawned after it (by Seq: events of concurrent tasks may reach
+	// telemetry in another order), and the stall alert finds it.
+	// Periodic tasks are few: a lock, no fast path.
 	periodicMu  sync.Mutex
 	periods     map[time.Duration]int // guarded by periodicMu: live periodic tasks by period
+	dead        []deadTask            // guarded by periodicMu: tasks a panic ended after spawnSeq
+	spawnSeq    uint64                // guarded by periodicMu: the pair's latest periodic spawn
 	lastSuccess float64               // guarded by periodicMu: unix seconds
+}
+
+// deadTask is a periodic task a panic ended: its finished event's Seq and
+// its period.
+type deadTask struct {
+	seq    uint64
+	period time.Duration
 }
 
 func newSeries(m *metrics, group, task string) *series {
@@ -303,6 +317,11 @@ func (s *series) periodicStarted(ev *runtime.Event) {
 	if len(s.periods) == 0 {
 		s.lastSuccess = unixSeconds(ev.Time)
 	}
+	if ev.Seq > s.spawnSeq {
+		s.spawnSeq = ev.Seq
+		// Restarted: the new task is the one to watch.
+		s.dead = slices.DeleteFunc(s.dead, func(d deadTask) bool { return d.seq < ev.Seq })
+	}
 	if s.periods == nil {
 		s.periods = make(map[time.Duration]int)
 	}
@@ -319,25 +338,34 @@ func (s *series) periodicSucceeded(t time.Time) {
 	}
 }
 
-// periodicEnded counts a periodic task of the pair, of the given period,
-// as ended.
-func (s *series) periodicEnded(period time.Duration) {
+// periodicEnded counts the periodic task of the pair ev finishes as
+// ended. A panic (or runtime.Goexit, outcome error) ends a periodic task
+// only by accident: it is kept as dead, unless a task of the pair was
+// spawned after it ended.
+func (s *series) periodicEnded(ev *runtime.Event) {
 	s.periodicMu.Lock()
 	defer s.periodicMu.Unlock()
-	if s.periods[period]--; s.periods[period] <= 0 {
-		delete(s.periods, period)
+	if s.periods[ev.Interval]--; s.periods[ev.Interval] <= 0 {
+		delete(s.periods, ev.Interval)
+	}
+	if (ev.Outcome == runtime.Panic || ev.Outcome == runtime.Error) && ev.Seq > s.spawnSeq {
+		s.dead = append(s.dead, deadTask{ev.Seq, ev.Interval})
 	}
 }
 
 // periodic returns the pair's periodic gauges, the last success and the
-// longest live period in seconds, and whether a periodic task of it lives.
-func (s *series) periodic() (lastSuccess, interval float64, live bool) {
+// longest period in seconds of its live and dead tasks, and whether there
+// are any.
+func (s *series) periodic() (lastSuccess, interval float64, exported bool) {
 	s.periodicMu.Lock()
 	defer s.periodicMu.Unlock()
 	for p := range s.periods {
 		interval = max(interval, p.Seconds())
 	}
-	return s.lastSuccess, interval, len(s.periods) > 0
+	for _, d := range s.dead {
+		interval = max(interval, d.period.Seconds())
+	}
+	return s.lastSuccess, interval, len(s.periods) > 0 || len(s.dead) > 0
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -1,6 +1,7 @@
 package telemetry_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -580,17 +581,19 @@ func isPeriodicGauge(k string) bool {
 
 // checkPeriodicGauges checks the periodic gauges at a quiescent point,
 // whatever order concurrent events of one label pair reached telemetry
-// in: a pair has them exactly while one of its periodic tasks lives, the
-// last success no earlier than the pair's first periodic spawn and no
-// later than its last event, the interval the longest of its live tasks'
-// periods.
+// in: a pair has them exactly while one of its periodic tasks lives or is
+// dead (a panic or Goexit ended it, and no task of the pair was spawned
+// after, by Seq), the last success no earlier than the pair's first
+// periodic spawn and no later than its last event, the interval the
+// longest of its live and dead tasks' periods.
 // (TestPeriodicGauges checks the values themselves.)
 func (h *randHarness) checkPeriodicGauges(events []runtime.Event, f randFold, got map[string]float64, when string) {
 	type pair struct {
 		first, last float64
-		live        map[uint64]float64 // task ID → period
+		live, dead  map[uint64]float64 // task ID → period
 	}
 	pairs := map[string]*pair{}
+	events = slices.SortedFunc(slices.Values(events), func(a, b runtime.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	for i := range events {
 		ev := &events[i]
 		if ev.Interval <= 0 || ev.Rejected {
@@ -601,15 +604,19 @@ func (h *randHarness) checkPeriodicGauges(events []runtime.Event, f randFold, go
 		k := randKey("", "group", g, "task", tk)
 		p := pairs[k]
 		if p == nil {
-			p = &pair{first: float64(ev.Time.UnixNano()) / 1e9, live: map[uint64]float64{}}
+			p = &pair{first: float64(ev.Time.UnixNano()) / 1e9, live: map[uint64]float64{}, dead: map[uint64]float64{}}
 			pairs[k] = p
 		}
 		p.last = max(p.last, float64(ev.Time.UnixNano())/1e9)
 		switch ev.Kind {
 		case runtime.KindTaskSpawned:
 			p.live[ev.TaskID] = ev.Interval.Seconds()
+			clear(p.dead)
 		case runtime.KindTaskFinished:
 			delete(p.live, ev.TaskID)
+			if ev.Outcome == runtime.Panic || ev.Outcome == runtime.Error {
+				p.dead[ev.TaskID] = ev.Interval.Seconds()
+			}
 		}
 	}
 	for k, p := range pairs {
@@ -619,13 +626,17 @@ func (h *randHarness) checkPeriodicGauges(events []runtime.Event, f randFold, go
 		for _, period := range p.live {
 			longest = max(longest, period)
 		}
+		for _, period := range p.dead {
+			longest = max(longest, period)
+		}
+		tasks := len(p.live) + len(p.dead)
 		switch {
-		case len(p.live) == 0 && (hasLast || hasInterval):
-			h.t.Errorf("%s: %s has no live periodic task, but its gauges are exported", when, k)
-		case len(p.live) > 0 && (!hasLast || !hasInterval):
-			h.t.Errorf("%s: %s has %d live periodic task(s), but no gauges", when, k, len(p.live))
-		case len(p.live) > 0 && (last < p.first || last > p.last || interval != longest):
-			h.t.Errorf("%s: %s: last success %v outside [%v, %v], or interval %v, want %v, the longest live period", when, k, last, p.first, p.last, interval, longest)
+		case tasks == 0 && (hasLast || hasInterval):
+			h.t.Errorf("%s: %s has no live or dead periodic task, but its gauges are exported", when, k)
+		case tasks > 0 && (!hasLast || !hasInterval):
+			h.t.Errorf("%s: %s has %d live and %d dead periodic task(s), but no gauges", when, k, len(p.live), len(p.dead))
+		case tasks > 0 && (last < p.first || last > p.last || interval != longest):
+			h.t.Errorf("%s: %s: last success %v outside [%v, %v], or interval %v, want %v, the longest live or dead period", when, k, last, p.first, p.last, interval, longest)
 		}
 	}
 	for k := range got {

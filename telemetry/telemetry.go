@@ -184,7 +184,7 @@ func (t *Telemetry) taskFinished(ctx context.Context, ev *runtime.Event) {
 	errType := runtime.ErrorType(ev.Outcome, ev.Err)
 	s.finishedCounter(ev.Outcome, t.errorTypeLabel(ev.Outcome, errType)).Inc()
 	if ev.Interval > 0 && !ev.Rejected {
-		s.periodicEnded(ev.Interval) // out of line: a task goroutine's frames stay small
+		s.periodicEnded(ev) // out of line: a task goroutine's frames stay small
 	}
 	if t.tracer != nil {
 		t.taskFinishedTraced(ctx, ev, s, errType)
