@@ -154,7 +154,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 12,
 			query(fmt.Sprintf(`sum by (outcome) (%s)`, rate(finished, selTask)), "{{outcome}}"))).
 		WithPanel(b.failureRatioPanel("Failure ratio by group",
-			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio.",
+			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio. The TaskscopeHighFailureRatio alert counts error and panic only (aborts have alerts of their own) and needs 20 finished tasks in 10 minutes, so it can stay silent above this line's 10 %.",
 			finished, selTask, "group", "{{group}}")).
 		WithPanel(b.timeseriesPanel("Failures by error type",
 			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
@@ -209,7 +209,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"Share of periodic runs that failed (error, panic or aborted), per task. A run canceled mid-way (its group shut down or canceled) is not a failure.",
 			periodic, selTask, "group, task", "{{group}}/{{task}}")).
 		WithPanel(b.timeseriesPanel("Time since last success",
-			"Per periodic task: time since its last successful run (since its spawn before the first), against its period; across the selected instances, the longest (the worst replica). A line that climbs far above its period is a task stuck in a run or failing every run. Shown while the task lives.",
+			"Per periodic task: time since its last successful run (since its spawn before the first), against its period; across the selected instances, the longest (the worst replica). A line that climbs far above its period is a task stuck in a run, failing every run, or ended by a panic. Shown while the task lives, and after a panic ended it until it is spawned again.",
 			"s", 8,
 			query(fmt.Sprintf(`time() - min by (group, task) (%s{%s})`, lastSuccess, selTask), "{{group}}/{{task}}"),
 			query(fmt.Sprintf(`max by (group, task) (%s{%s})`, interval, selTask), "period {{group}}/{{task}}")))
