@@ -154,7 +154,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"ops", 12,
 			query(fmt.Sprintf(`sum by (outcome) (%s)`, rate(finished, selTask)), "{{outcome}}"))).
 		WithPanel(b.failureRatioPanel("Failure ratio by group",
-			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio. The TaskscopeHighFailureRatio alert counts error and panic only (aborts have alerts of their own) and needs 20 finished tasks in 10 minutes, so it can stay silent above this line's 10 %.",
+			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio. The TaskscopeHighFailureRatio alert counts error and panic only (aborts have alerts of their own) and needs 20 finished tasks in 10 minutes, so it can stay silent while this panel shows more than 10 %.",
 			finished, selTask, "group", "{{group}}")).
 		WithPanel(b.timeseriesPanel("Failures by error type",
 			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
