@@ -9,17 +9,19 @@ import (
 	"github.com/taskscope/taskscope/runtime"
 )
 
-// TestProgrammingErrorsPanicAtTheCall: a nil option, stream or supervisor
+// TestProgrammingErrorsPanicAtTheCall: a nil option, context, stream or supervisor
 // panics in the constructor, naming what was nil, not with a nil
 // dereference later (for the handlers: on every request).
 func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 	s := diagnostics.NewStream()
+	var nilCtx context.Context
 	tests := []struct {
 		name, want string
 		call       func()
 	}{
 		{"NewStream nil option", "nil StreamOption", func() { diagnostics.NewStream(nil) }},
 		{"Subscribe nil option", "nil SubscribeOption", func() { s.Subscribe(context.Background(), nil).Close() }},
+		{"Subscribe nil context", "Subscribe(nil context)", func() { s.Subscribe(nilCtx).Close() }},
 		{"NewLogObserver nil option", "nil LogOption", func() { diagnostics.NewLogObserver(nil, nil) }},
 		{"EventsHandler nil option", "nil EventsOption", func() { diagnostics.EventsHandler(s, nil) }},
 		{"EventsHandler nil stream", "EventsHandler(nil Stream)", func() { diagnostics.EventsHandler(nil) }},
@@ -36,5 +38,11 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 			}()
 			tt.call()
 		})
+	}
+	// None of those panics may leave the stream locked: every task
+	// goroutine publishes through it. A regression hangs here.
+	s.Observe(context.Background(), runtime.Event{Seq: 1, Kind: runtime.KindTaskSpawned})
+	if got := s.Published(); got != 1 {
+		t.Errorf("Published() = %d after the panics, want 1", got)
 	}
 }

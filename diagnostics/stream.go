@@ -254,8 +254,14 @@ func (s *Stream) Close() {
 
 // Subscribe returns a subscription to the events published from now on
 // (and, with [After], to recent ones), filtered by opts. It ends when ctx is
-// done or it is closed.
+// done or it is closed. A nil ctx panics.
 func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscription {
+	if ctx == nil {
+		// Here, not at ctx.Err() under s.mu: a panic there would leave
+		// the stream locked, and every task goroutine publishing to it
+		// would block for ever.
+		panic("taskscope/diagnostics: Subscribe(nil context)")
+	}
 	cfg := subscribeConfig{buffer: s.buffer, minLevel: math.MinInt}
 	for _, o := range opts {
 		mustOption(o, "SubscribeOption")
