@@ -315,8 +315,8 @@ func TestStreamStats(t *testing.T) {
 
 // TestNilPointerOptions: a pointer variable left unset (the stream or the
 // registry disabled by configuration) is nil in WithStreamStats, as
-// documented, and a clear error in WithRegisterer, not a panic at New or a
-// failure at every scrape.
+// documented, and a clear error in WithRegisterer, not a panic at New, a
+// failure at every scrape or metrics registered nowhere.
 func TestNilPointerOptions(t *testing.T) {
 	var stream *fakeStream // as a *diagnostics.Stream left unset
 	reg := prometheus.NewPedanticRegistry()
@@ -337,6 +337,12 @@ func TestNilPointerOptions(t *testing.T) {
 			t.Error("New accepted a nil *prometheus.Registry")
 		}
 	}()
+	// A Registerer variable left unset is the same mistake: New must not
+	// return a Telemetry that no registry will ever scrape.
+	var none prometheus.Registerer
+	if _, err := telemetry.New(telemetry.WithTracerProvider(nil), telemetry.WithRegisterer(none)); err == nil {
+		t.Error("New accepted a nil prometheus.Registerer")
+	}
 }
 
 func TestTaskLabelCardinalityIsCapped(t *testing.T) {

@@ -22,6 +22,7 @@ type config struct {
 	tp             trace.TracerProvider
 	tpSet          bool // WithTracerProvider was given (nil then means tracing off)
 	reg            prometheus.Registerer
+	regSet         bool // WithRegisterer was given (nil then is a mistake, not "nowhere")
 	constLabels    prometheus.Labels
 	maxLabelValues int
 	spanLinks      bool
@@ -72,10 +73,11 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // [prometheus.AlreadyRegisteredError] when r already has an identical
 // Telemetry), instead of panicking. Without
 // it nothing is registered: register the returned *Telemetry yourself. A
-// nil pointer in r (a *prometheus.Registry left unset) is an error too.
+// nil r, or a nil pointer in r (a *prometheus.Registry left unset), is an
+// error too.
 func WithRegisterer(r prometheus.Registerer) Option {
 	return optionFunc(func(c config) config {
-		c.reg = r
+		c.reg, c.regSet = r, true
 		return c
 	})
 }

@@ -77,7 +77,10 @@ func New(opts ...Option) (*Telemetry, error) {
 	if err := prometheus.NewPedanticRegistry().Register(t); err != nil {
 		return nil, fmt.Errorf("telemetry: invalid metrics: %w", err)
 	}
-	if c.reg != nil {
+	if c.regSet {
+		if c.reg == nil {
+			return nil, fmt.Errorf("telemetry: WithRegisterer(nil)")
+		}
 		if isNil(c.reg) {
 			return nil, fmt.Errorf("telemetry: WithRegisterer: nil %T", c.reg)
 		}
