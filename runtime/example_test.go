@@ -50,6 +50,25 @@ func ExampleGroup_Every() {
 	// Output: 3 success
 }
 
+// A fail-fast group is errgroup.WithContext: the first failure cancels the
+// siblings, and Err returns it once Wait has seen the group idle.
+func ExampleGroup_Err() {
+	sup := runtime.New("app")
+	g := sup.Group("fetch", runtime.CancelOnError())
+	g.Go("users", func(ctx context.Context) error {
+		return errors.New("users: connection refused")
+	})
+	g.Go("orders", func(ctx context.Context) error {
+		<-ctx.Done() // canceled by the failure of users
+		return ctx.Err()
+	})
+	if err := g.Wait(context.Background()); err != nil {
+		fmt.Println("wait:", err)
+	}
+	fmt.Println(g.Err())
+	// Output: taskscope: task app.fetch/users#1 failed: users: connection refused
+}
+
 func ExampleGroup_Shutdown() {
 	sup := runtime.New("app")
 	release := make(chan struct{})

@@ -43,6 +43,9 @@ func TestCancelOnError(t *testing.T) {
 					}
 					sup.Cancel(nil)
 					mustWait(t, sup)
+					if err := g.Err(); err != nil {
+						t.Fatalf("Err() = %v, want nil: no failure canceled the group", err)
+					}
 					return
 				}
 				<-sibling.Done()
@@ -55,6 +58,10 @@ func TestCancelOnError(t *testing.T) {
 				}
 				if !errors.Is(context.Cause(g.Context()), failing.Result().Err) {
 					t.Fatal("group context cause is not the failing task's error")
+				}
+				mustWait(t, g)
+				if err := g.Err(); err != context.Cause(g.Context()) {
+					t.Fatalf("after Wait, Err() = %v, want the cause that canceled the group, %v", err, context.Cause(g.Context()))
 				}
 			})
 		})
@@ -122,6 +129,39 @@ func TestCancelOnErrorCancelsBeforeObserversAreTold(t *testing.T) {
 		}
 		if want := []string{runtime.KindTaskFinished, runtime.KindGroupCancelRequested}; !slices.Equal(order, want) {
 			t.Errorf("events %v, want %v", order, want)
+		}
+	})
+}
+
+// Err names only the failure that canceled the group: not one that came
+// after a Cancel, nor a child group's, nor a later sibling's.
+func TestGroupErrOnlyTheFailureThatCanceled(t *testing.T) {
+	boom := func(context.Context) error { return errors.New("boom") }
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		canceledFirst := sup.Group("canceled", runtime.CancelOnError())
+		canceledFirst.Cancel(errors.New("operator"))
+		<-canceledFirst.Go("late", boom).Done()
+
+		parent := sup.Group("parent", runtime.CancelOnError())
+		child := parent.Group("child")
+		<-child.Go("deep", boom).Done()
+
+		twice := sup.Group("twice", runtime.CancelOnError())
+		first := twice.Go("first", boom)
+		<-first.Done()
+		<-twice.Go("second", boom).Done()
+		mustWait(t, sup)
+
+		if err := canceledFirst.Err(); err != nil {
+			t.Errorf("canceled, then a task failed: Err() = %v, want nil", err)
+		}
+		if err := parent.Err(); err != nil {
+			t.Errorf("a child group's task failed: parent's Err() = %v, want nil", err)
+		}
+		var te *runtime.TaskError
+		if err := twice.Err(); !errors.As(err, &te) || te.TaskID != first.ID() {
+			t.Errorf("two failures: Err() = %v, want the first's *TaskError", err)
 		}
 	})
 }

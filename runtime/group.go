@@ -33,7 +33,8 @@ type Group struct {
 	policy   PanicPolicy
 	failFast bool
 
-	cancelOnce atomic.Bool // an explicit Cancel (or shutdown) was requested
+	cancelOnce atomic.Bool               // an explicit Cancel (or shutdown) was requested
+	failure    atomic.Pointer[TaskError] // see Err
 
 	mu           sync.Mutex // guards the fields below
 	closed       bool       // refuses spawns and makes children closed
@@ -157,6 +158,20 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 // [Group.Cancel], an ancestor, fail-fast or shutdown); [context.Cause] says
 // why.
 func (g *Group) Context() context.Context { return g.ctx }
+
+// Err returns the failure that canceled a [CancelOnError] group: the
+// [*TaskError] of the first of its tasks that ended with outcome [Error] or
+// [Panic]. It returns nil until then, for groups without CancelOnError,
+// and when the group was canceled otherwise first (Cancel, Shutdown, an
+// ancestor). It is set before the failing task is done, so after a
+// [Group.Wait] that returned nil, Wait and Err together are what
+// errgroup's Wait returns.
+func (g *Group) Err() error {
+	if f := g.failure.Load(); f != nil {
+		return f
+	}
+	return nil
+}
 
 // Cancel requests cancellation of every task and descendant group, with
 // cause (nil means context.Canceled). It does not wait; use [Group.Wait].

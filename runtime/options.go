@@ -107,7 +107,8 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 // task's error as the cause. The cancellation comes at once, before the
 // observers hear of the failure: the group's cancel_requested event follows
 // the failing task's finished event, and the siblings it canceled may be
-// reported before either.
+// reported before either. [Group.Err] returns that *TaskError: unlike
+// errgroup's, [Group.Wait] reports only whether the group became idle.
 func CancelOnError() GroupOption {
 	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
 }

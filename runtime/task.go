@@ -542,6 +542,7 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		// observers are told. The group's event follows the finished one
 		// (report).
 		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtx(cause) {
+			g.failure.Store(cause)
 			t.mu.Lock()
 			t.ctx.makeRare().failFast = cause
 			t.mu.Unlock()
