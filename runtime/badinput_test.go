@@ -15,7 +15,7 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		name, want string
 		call       func()
 	}{
-		{"Go nil fn", "nil function", func() { sup.Go("x", nil) }},
+		{"Go nil fn", `Go("x") with nil function`, func() { sup.Go("x", nil) }},
 		{"Wait nil ctx", "nil context", func() { _ = sup.Wait(nilCtx) }},
 		{"Shutdown nil ctx", "nil context", func() { _ = sup.Shutdown(nilCtx) }},
 		{"WithCancelOn nil", "WithCancelOn(nil)", func() { runtime.WithCancelOn(nilCtx) }},

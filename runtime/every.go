@@ -26,7 +26,7 @@ func (g *Group) Every(name string, interval time.Duration, fn func(ctx context.C
 		panic(fmt.Sprintf("taskscope: Every(%q) with non-positive interval %v", name, interval))
 	}
 	if fn == nil {
-		panic("taskscope: Every(" + name + ") with nil function")
+		panic(fmt.Sprintf("taskscope: Every(%q) with nil function", name))
 	}
 	return g.spawn(name, fn, interval, opts)
 }

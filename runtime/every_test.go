@@ -207,7 +207,7 @@ func TestEveryBadInterval(t *testing.T) {
 	for _, d := range []time.Duration{0, -time.Second} {
 		expectPanic(t, "non-positive interval", func() { sup.Every("x", d, func(context.Context) error { return nil }) })
 	}
-	expectPanic(t, "nil function", func() { sup.Every("x", time.Second, nil) })
+	expectPanic(t, `Every("x") with nil function`, func() { sup.Every("x", time.Second, nil) })
 }
 
 func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {

@@ -293,7 +293,7 @@ func (t *Task) fillEvent(ev *Event, kind string) {
 // [ErrClosed]. A nil fn panics.
 func (g *Group) Go(name string, fn func(ctx context.Context) error, opts ...TaskOption) *Task {
 	if fn == nil {
-		panic("taskscope: Go(" + name + ") with nil function")
+		panic(fmt.Sprintf("taskscope: Go(%q) with nil function", name))
 	}
 	return g.spawn(name, fn, 0, opts)
 }
