@@ -22,6 +22,7 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		{"NewStream nil option", "nil StreamOption", func() { diagnostics.NewStream(nil) }},
 		{"Subscribe nil option", "nil SubscribeOption", func() { s.Subscribe(context.Background(), nil).Close() }},
 		{"Subscribe nil context", "Subscribe(nil context)", func() { s.Subscribe(nilCtx).Close() }},
+		{"Kinds with a typo", `Kinds("taskscope.task.finish"): no such event kind`, func() { diagnostics.Kinds(runtime.KindTaskSpawned, "taskscope.task.finish") }},
 		{"NewLogObserver nil option", "nil LogOption", func() { diagnostics.NewLogObserver(nil, nil) }},
 		{"EventsHandler nil option", "nil EventsOption", func() { diagnostics.EventsHandler(s, nil) }},
 		{"EventsHandler nil stream", "EventsHandler(nil Stream)", func() { diagnostics.EventsHandler(nil) }},

@@ -319,8 +319,9 @@ func prefers(accept, alt, def string) bool {
 	return altQ > 0 && altQ >= defQ
 }
 
-// eventKinds lists every event kind a stream carries, for ?kind=: a typo
-// there is a 400, not a stream that stays silent. TestEventKindsAreRuntimes
+// eventKinds lists every event kind a stream carries, for ?kind= and
+// [Kinds]: a typo there is a 400 (a panic), not a stream that stays
+// silent. TestEventKindsAreRuntimes
 // keeps it equal to runtime's Kind constants.
 var eventKinds = []string{
 	runtime.KindTaskSpawned, runtime.KindTaskCancelRequested, runtime.KindTaskFinished,

@@ -98,13 +98,15 @@ func WithReplaySize(n int) StreamOption {
 }
 
 // WithMaxStack caps the stacks of published events, in bytes (default
-// [DefaultMaxStack]).
+// [DefaultMaxStack]). A cut stack ends with a mark saying how many bytes
+// were cut; n <= 0 keeps only the mark.
 func WithMaxStack(n int) StreamOption {
 	return streamOption(func(s *Stream) { s.maxStack = max(n, 0) })
 }
 
 // WithMaxMessage caps the messages of published events' errors and causes,
-// in bytes (default [DefaultMaxMessage]).
+// in bytes (default [DefaultMaxMessage]). A cut message ends with a mark
+// saying how many bytes were cut; n <= 0 keeps only the mark.
 func WithMaxMessage(n int) StreamOption {
 	return streamOption(func(s *Stream) { s.maxMessage = max(n, 0) })
 }

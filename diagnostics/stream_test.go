@@ -477,6 +477,23 @@ func TestPayloadCaps(t *testing.T) {
 	}
 }
 
+// TestPayloadCapsOfZero: a cap of 0 (or less) keeps only the mark, which
+// says how much was cut; it is not "no limit".
+func TestPayloadCapsOfZero(t *testing.T) {
+	for _, n := range []int{0, -1} {
+		s := diagnostics.NewStream(diagnostics.WithMaxStack(n), diagnostics.WithMaxMessage(n))
+		sub := s.Subscribe(t.Context())
+		publish(s, runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Outcome: runtime.Panic, Stack: []byte("frame\n"), Err: errors.New("boom")})
+		evs := collect(sub)
+		if got, want := string(evs[0].Stack), " …[truncated 6 bytes]"; got != want {
+			t.Errorf("cap %d: stack %q, want %q", n, got, want)
+		}
+		if got, want := evs[0].Err.Error(), " …[truncated 4 bytes]"; got != want {
+			t.Errorf("cap %d: message %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestStreamStats(t *testing.T) {
 	s := diagnostics.NewStream()
 	a := s.Subscribe(t.Context(), diagnostics.BufferSize(1))

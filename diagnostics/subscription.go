@@ -1,9 +1,11 @@
 package diagnostics
 
 import (
+	"fmt"
 	"iter"
 	"log/slog"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,8 +53,14 @@ type subscribeConfig struct {
 // Kinds keeps only events of the given kinds, such as
 // runtime.KindTaskFinished. Listing kinds explicitly keeps a consumer from
 // being surprised by kinds added in later versions. Kinds() with no kinds
-// filters nothing.
+// filters nothing. A kind no stream carries (a typo, which would leave the
+// subscription silent) panics.
 func Kinds(kinds ...string) SubscribeOption {
+	for _, k := range kinds {
+		if !slices.Contains(eventKinds, k) {
+			panic(fmt.Sprintf("taskscope/diagnostics: Kinds(%q): no such event kind", k))
+		}
+	}
 	return subscribeOption(func(c *subscribeConfig) {
 		if len(kinds) == 0 {
 			return
