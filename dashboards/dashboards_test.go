@@ -138,9 +138,18 @@ func TestOverviewContents(t *testing.T) {
 	for _, v := range d.Templating.List {
 		names = append(names, v.Name+":"+string(v.Type))
 	}
-	// filters: ad hoc label filters, for the const labels a service sets.
-	if want := []string{"datasource:datasource", "job:query", "instance:query", "group:query", "task:query", "filters:adhoc"}; !slices.Equal(names, want) {
+	// filters: ad hoc label filters, for the const labels a service sets;
+	// tasks_url: where the Task page link goes.
+	if want := []string{"datasource:datasource", "job:query", "instance:query", "group:query", "task:query", "filters:adhoc", "tasks_url:textbox"}; !slices.Equal(names, want) {
 		t.Errorf("variables = %v, want %v", names, want)
+	}
+	// The task page is one click away, in the top bar (no placement: the
+	// controls menu hides it), defaulting to the demo's.
+	if len(d.Links) != 1 || d.Links[0].Url == nil || *d.Links[0].Url != "${tasks_url}" || d.Links[0].Placement != nil || !d.Links[0].TargetBlank {
+		t.Errorf("links = %+v, want one to ${tasks_url} in the top bar, in a new tab", d.Links)
+	}
+	if v := d.Templating.List[len(d.Templating.List)-1]; v.Query == nil || v.Query.String == nil || *v.Query.String != TaskPageURL {
+		t.Errorf("tasks_url defaults to %+v, want %s", v.Query, TaskPageURL)
 	}
 
 	types := map[string]string{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
@@ -13,6 +14,10 @@ import (
 
 // OverviewUID is the stable uid of the "Task supervision overview" dashboard.
 const OverviewUID = "taskscope-overview"
+
+// TaskPageURL is the default of the overview's Task page link: the demo's
+// task tree, where docker-compose.yml publishes it.
+const TaskPageURL = "http://127.0.0.1:8080/debug/tasks"
 
 // Selectors shared by the overview's queries. Task metrics are filtered by
 // every variable; group-level metrics by job, instance and group; process-wide
@@ -107,7 +112,25 @@ func Overview() (dashboard.Dashboard, error) {
 		WithVariable(dashboard.NewAdHocVariableBuilder("filters").
 			Label("Filters").
 			Description("Label filters added to every query, e.g. the const label (telemetry.WithConstLabels) that tells apart supervisors whose groups share names. The goroutine panels (go_goroutines) have no such label: they go empty while one is set.").
-			Datasource(promDatasource()))
+			Datasource(promDatasource())).
+		// The live task tree is served by the process itself
+		// (diagnostics.TasksHandler), at an address only the operator
+		// knows: the instance label is often not reachable from a
+		// browser. The default is the demo's.
+		WithVariable(dashboard.NewTextBoxVariableBuilder("tasks_url").
+			Label("Task page").
+			Description("URL of the service's live task tree (diagnostics.TasksHandler), opened by the Task page link; the default is the demo's.").
+			DefaultValue(dashboard.StringOrMap{String: cog.ToPtr(TaskPageURL)}).
+			Current(dashboard.VariableOption{
+				Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr(TaskPageURL)},
+				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr(TaskPageURL)},
+			})).
+		Link(dashboard.NewDashboardLinkBuilder("Task page").
+			Type(dashboard.DashboardLinkTypeLink).
+			Url("${tasks_url}").
+			Tooltip("The live task tree of the service: groups, tasks, states and ages (set its URL in the Task page variable)").
+			Icon("external link").
+			TargetBlank(true))
 
 	// Overview: the numbers to look at first.
 	d = d.WithRow(b.row("Overview")).
@@ -248,5 +271,11 @@ func Overview() (dashboard.Dashboard, error) {
 			query(fmt.Sprintf(`(sum(%[2]s{%[1]s}) + (sum(%[3]s{%[1]s}) or vector(0))) / sum(go_goroutines{%[1]s})`, selTarget, running, abandoned), "")).
 			Height(8))
 
-	return d.Build()
+	dash, err := d.Build()
+	// The SDK places links in the controls menu, out of sight; without a
+	// placement Grafana shows them in the dashboard's top bar.
+	for i := range dash.Links {
+		dash.Links[i].Placement = nil
+	}
+	return dash, err
 }
