@@ -338,14 +338,11 @@ func convOp(rng *rand.Rand, tree *randomwork.Tree, release chan struct{}, mu *sy
 	g := tree.Pick(rng)
 	switch n := rng.IntN(100); {
 	case n < 45:
-		var opts []runtime.TaskOption
-		if rng.IntN(8) == 0 { // canceled from outside, a little later
-			ext, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(time.Duration(rng.IntN(3))*time.Millisecond, cancel)
-			opts = append(opts, runtime.WithCancelOn(ext))
-		}
+		k := randomwork.Kind(rng.IntN(int(randomwork.Kinds)))
+		// Canceled from outside (maybe at once), long-running.
+		opts, _ := randomwork.Options(rng, nil, k != randomwork.Every)
 		var task *runtime.Task
-		if k := randomwork.Kind(rng.IntN(int(randomwork.Kinds))); k == randomwork.Every {
+		if k == randomwork.Every {
 			task = g.G.Every("every", randomwork.Period(rng), randomwork.Run(rng, true, release), opts...)
 		} else {
 			task = g.G.Go(k.String(), randomwork.Body(k, rng, fmt.Errorf("fail %d", rng.IntN(9)), release), opts...)

@@ -33,7 +33,8 @@ type randTask struct {
 	task  *runtime.Task
 	kind  randomwork.Kind
 	group *randomwork.Group
-	err   error // what fn returns, for randomwork.Err
+	err   error            // what fn returns, for randomwork.Err
+	sp    randomwork.Spawn // its options
 }
 
 type randSnap struct {
@@ -93,20 +94,29 @@ func (s *randState) tasksWithin(g *randomwork.Group) []*randTask {
 func (s *randState) spawn(rng *rand.Rand) {
 	g := s.tree.Pick(rng)
 	k := randomwork.Kind(rng.IntN(int(randomwork.Kinds)))
-	rt := &randTask{kind: k, group: g}
+	opts, sp := randomwork.Options(rng, randParent, k != randomwork.Every)
+	rt := &randTask{kind: k, group: g, sp: sp}
 	switch k {
 	case randomwork.Every:
-		rt.task = g.G.Every(k.String(), randomwork.Period(rng), randomwork.Run(rng, false, s.release))
+		rt.task = g.G.Every(k.String(), randomwork.Period(rng), randomwork.Run(rng, false, s.release), opts...)
 	default:
 		if k == randomwork.Err {
 			rt.err = fmt.Errorf("random failure %d", rng.IntN(1000))
 		}
-		rt.task = g.G.Go(k.String(), randomwork.Body(k, rng, rt.err, s.release))
+		rt.task = g.G.Go(k.String(), randomwork.Body(k, rng, rt.err, s.release), opts...)
 	}
 	s.mu.Lock()
 	s.tasks = append(s.tasks, rt)
 	s.mu.Unlock()
 }
+
+// randParent is the parent of the tasks spawned WithParent: already
+// canceled, which must not reach them.
+var randParent = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 func (s *randState) wait(rng *rand.Rand) {
 	g := s.tree.Pick(rng)
@@ -306,8 +316,20 @@ func (s *randState) check() {
 		s.checkSnapshot(sn, logs, taskGroup, groupCancel)
 	}
 	s.checkShutdowns(logs, taskGroup, groupCancel, seen)
-	t.Logf("%d tasks, %d groups, %d events, %d snapshots, %d shutdowns",
-		len(s.tasks), s.tree.Len(), len(s.events), len(s.snaps), len(s.shutdowns))
+	failFast, failed := 0, 0
+	for _, g := range s.tree.All() {
+		if randomwork.CheckErr(t, g.G, s.events) != nil {
+			failed++
+			if !g.CancelOnError {
+				t.Errorf("group %s without CancelOnError: Err() = %v", g.G.Name(), g.G.Err())
+			}
+		}
+		if g.CancelOnError {
+			failFast++
+		}
+	}
+	t.Logf("%d tasks, %d groups (%d fail fast, %d failed), %d events, %d snapshots, %d shutdowns",
+		len(s.tasks), s.tree.Len(), failFast, failed, len(s.events), len(s.snaps), len(s.shutdowns))
 }
 
 // checkTask checks one task's events, in delivery order, against the
@@ -484,9 +506,16 @@ func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Even
 	if res.Cause != nil && strings.HasPrefix(res.Cause.Error(), "random task cancel") && l.cancelSeq == 0 {
 		t.Errorf("task %d: canceled by Task.Cancel (%v) without a cancel_requested event", id, res.Cause)
 	}
+	// Only a task spawned WithCancelOn is canceled from outside.
+	if errors.Is(res.Cause, runtime.ErrExternal) && !rt.sp.CancelOn {
+		t.Errorf("task %d (%+v): external cause %v", id, rt.sp, res.Cause)
+	}
 	for _, ev := range evs {
 		if ev.Kind == runtime.KindTaskCancelRequested && (ev.Err == nil || ev.Cause == nil) {
 			t.Errorf("task %d: cancel_requested without err/cause: %v %v", id, ev.Err, ev.Cause)
+		}
+		if ev.LongRunning != rt.sp.LongRunning {
+			t.Errorf("task %d (%+v): %s event with LongRunning=%v", id, rt.sp, ev.Kind, ev.LongRunning)
 		}
 	}
 }

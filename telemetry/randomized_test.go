@@ -117,15 +117,13 @@ func (s *randState) spawn(rng *rand.Rand) {
 // spawn children from their own context (WithParent) when they run.
 func (s *randState) spawnIn(rng *rand.Rand, g *runtime.Group, opts []runtime.TaskOption, depth int) {
 	var task *runtime.Task
-	if rng.IntN(6) == 0 {
-		ext, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(4))*time.Millisecond)
-		_ = cancel // expires on its own
-		opts = append(opts, runtime.WithCancelOn(ext))
-	}
 	k := rng.IntN(10)
 	if k == 9 && depth == 0 {
 		k = 0
 	}
+	// LongRunning tasks, with no task span, and external cancellation.
+	more, _ := randomwork.Options(rng, nil, k != 8)
+	opts = append(opts, more...)
 	switch k {
 	case 9:
 		seed := rng.Uint64()
@@ -775,7 +773,7 @@ func (h *randHarness) checkSpans(when string, events []runtime.Event, f randFold
 	for _, ev := range events {
 		switch ev.Kind {
 		case runtime.KindTaskFinished:
-			if ev.Interval == 0 {
+			if ev.Interval == 0 && !ev.LongRunning { // periodic and long-running tasks have no task span
 				tk, _ := randLabel(f.tasks, ev.Task)
 				want[fmt.Sprintf("task %s name=%s #%d outcome=%s", tk, valid(ev.Task), ev.TaskID, ev.Outcome)]++
 			}

@@ -40,8 +40,9 @@ func Seeds(t *testing.T, n int, run func(t *testing.T, seed uint64)) {
 
 // Group is a group of the tree, with its parent (nil for the root).
 type Group struct {
-	G      *runtime.Group
-	Parent *Group
+	G             *runtime.Group
+	Parent        *Group
+	CancelOnError bool // made with runtime.CancelOnError
 }
 
 // Within reports whether g is anc or one of its descendants.
@@ -80,10 +81,11 @@ func (tr *Tree) Grow(rng *rand.Rand, name func(string) string) *Group {
 	n := tr.named
 	tr.mu.Unlock()
 	var opts []runtime.GroupOption
-	if rng.IntN(4) == 0 {
+	failFast := rng.IntN(4) == 0
+	if failFast {
 		opts = append(opts, runtime.CancelOnError())
 	}
-	g := &Group{G: p.G.Group(name(fmt.Sprint("g", n)), opts...), Parent: p}
+	g := &Group{G: p.G.Group(name(fmt.Sprint("g", n)), opts...), Parent: p, CancelOnError: failFast}
 	tr.mu.Lock()
 	tr.groups = append(tr.groups, g)
 	tr.mu.Unlock()
@@ -197,6 +199,13 @@ func Deadline(rng *rand.Rand) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Duration(rng.IntN(3))*time.Millisecond)
 }
 
+// All returns the groups, the root first.
+func (tr *Tree) All() []*Group {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]*Group(nil), tr.groups...)
+}
+
 // Within returns anc and its descendants among the groups.
 func (tr *Tree) Within(anc *Group) []*Group {
 	tr.mu.Lock()
@@ -208,4 +217,99 @@ func (tr *Tree) Within(anc *Group) []*Group {
 		}
 	}
 	return out
+}
+
+// Spawn says which options Options chose for one spawn.
+type Spawn struct {
+	// LongRunning: runtime.LongRunning (telemetry then makes no task span).
+	LongRunning bool
+	// Parent: runtime.WithParent with the parent context given to Options.
+	Parent bool
+	// CancelOn: runtime.WithCancelOn with an external context that is
+	// already done, expires within 3 ms, or is canceled within 3 ms with a
+	// cause of its own.
+	CancelOn bool
+}
+
+// Options returns random task options for one spawn, and what they are: a
+// fifth of the tasks are LongRunning (when longRunning allows it, as it
+// should not for a Group.Every task, which needs no such mark), a third
+// take their values and span from parent with WithParent (when parent is
+// not nil; parent's cancellation does not reach them), and a sixth are
+// canceled from outside with WithCancelOn.
+func Options(rng *rand.Rand, parent context.Context, longRunning bool) ([]runtime.TaskOption, Spawn) {
+	var opts []runtime.TaskOption
+	var sp Spawn
+	if longRunning && rng.IntN(5) == 0 {
+		opts, sp.LongRunning = append(opts, runtime.LongRunning()), true
+	}
+	if parent != nil && rng.IntN(3) == 0 {
+		opts, sp.Parent = append(opts, runtime.WithParent(parent)), true
+	}
+	if rng.IntN(6) == 0 {
+		opts, sp.CancelOn = append(opts, runtime.WithCancelOn(External(rng))), true
+	}
+	return opts, sp
+}
+
+// ErrClientGone is the cause of the external contexts External cancels
+// with a cause of their own.
+var ErrClientGone = errors.New("randomwork: client went away")
+
+// External returns an external context for runtime.WithCancelOn: already
+// done, expiring within 0 to 2 milliseconds (cause
+// context.DeadlineExceeded), or canceled within as long with cause
+// ErrClientGone. Its timers fire in the synctest bubble's fake time.
+func External(rng *rand.Rand) context.Context {
+	d := time.Duration(rng.IntN(3)) * time.Millisecond
+	switch rng.IntN(3) {
+	case 0:
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(ErrClientGone)
+		return ctx
+	case 1:
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_ = cancel // it expires on its own
+		return ctx
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(d, func() { cancel(ErrClientGone) })
+	return ctx
+}
+
+// CheckErr checks g.Err() against the supervisor's events (all of them,
+// from a recorder or a stream) once the workload is over, and returns it.
+// When a task of g failed first, g's own cancel_requested event carries
+// its *TaskError: Err must be that failure, naming a task whose finished
+// event has outcome error or panic in g. Otherwise (g without
+// CancelOnError, or canceled otherwise first: Cancel, Shutdown, an
+// ancestor) g has no such event and Err must be nil.
+func CheckErr(t testing.TB, g *runtime.Group, events []runtime.Event) *runtime.TaskError {
+	t.Helper()
+	var want *runtime.TaskError
+	outcome := map[uint64]runtime.Event{} // task ID → its finished event
+	for _, ev := range events {
+		var te *runtime.TaskError
+		switch {
+		case ev.Kind == runtime.KindGroupCancelRequested && ev.GroupID == g.ID() && errors.As(ev.Err, &te) && te.Group == g.Name():
+			want = te
+		case ev.Kind == runtime.KindTaskFinished:
+			outcome[ev.TaskID] = ev
+		}
+	}
+	err := g.Err()
+	got, ok := err.(*runtime.TaskError)
+	switch {
+	case want == nil && err != nil:
+		t.Errorf("group %s: Err() = %v, but no failure of its own canceled it", g.Name(), err)
+	case want == nil:
+	case !ok || got.TaskID != want.TaskID || got.Task != want.Task || got.Group != want.Group:
+		t.Errorf("group %s: Err() = %#v, its cancel_requested event says %v (task %d)", g.Name(), err, want, want.TaskID)
+	default:
+		fin, found := outcome[got.TaskID]
+		if !found || fin.GroupID != g.ID() || fin.Task != got.Task || (fin.Outcome != runtime.Error && fin.Outcome != runtime.Panic) {
+			t.Errorf("group %s: Err() names task %d (%s), whose finished event is %+v", g.Name(), got.TaskID, got.Task, fin)
+		}
+	}
+	return got
 }

@@ -1,16 +1,19 @@
 package randomwork_test
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"go.uber.org/goleak"
 
 	"github.com/taskscope/taskscope/internal/randomwork"
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -118,4 +121,81 @@ func TestBodies(t *testing.T) {
 	if _, ok := ctx.Deadline(); !ok && ctx.Err() == nil {
 		t.Error("Deadline gave a context that never ends")
 	}
+}
+
+type ctxKey struct{}
+
+// TestOptions: Options gives each option now and then, says which, and
+// the options do what Spawn says: LongRunning marks the events, WithParent
+// passes the parent's values but not its (already done) cancellation, and
+// WithCancelOn cancels a task that waits with a cause wrapping ErrExternal.
+func TestOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("app", runtime.WithObserver(rec))
+		parent, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+		cancel()
+		rng := rand.New(rand.NewPCG(1, 2))
+		type spawned struct {
+			task *runtime.Task
+			sp   randomwork.Spawn
+			val  any
+		}
+		var tasks []*spawned
+		var n randomwork.Spawn
+		counts := map[string]int{}
+		for i := range 300 {
+			opts, sp := randomwork.Options(rng, parent, i%2 == 0)
+			if sp.LongRunning && i%2 != 0 {
+				t.Fatal("LongRunning chosen while not allowed")
+			}
+			s := &spawned{sp: sp}
+			s.task = sup.Go("t", func(ctx context.Context) error {
+				s.val = ctx.Value(ctxKey{})
+				if sp.CancelOn {
+					<-ctx.Done()
+				}
+				return nil
+			}, opts...)
+			tasks = append(tasks, s)
+			n.LongRunning = n.LongRunning || sp.LongRunning
+			n.Parent = n.Parent || sp.Parent
+			n.CancelOn = n.CancelOn || sp.CancelOn
+		}
+		if n != (randomwork.Spawn{LongRunning: true, Parent: true, CancelOn: true}) {
+			t.Fatalf("in 300 spawns, options chosen: %+v", n)
+		}
+		for _, s := range tasks {
+			<-s.task.Done()
+			res := s.task.Result()
+			switch {
+			case s.sp.Parent && s.val != "v", !s.sp.Parent && s.val != nil:
+				t.Errorf("task %d (%+v): value %v", s.task.ID(), s.sp, s.val)
+			case s.sp.CancelOn && (res.Outcome != runtime.Canceled || !errors.Is(res.Cause, runtime.ErrExternal)):
+				t.Errorf("task %d (%+v): %v, cause %v; want canceled by its external context", s.task.ID(), s.sp, res.Outcome, res.Cause)
+			case !s.sp.CancelOn && res.Outcome != runtime.Success:
+				t.Errorf("task %d (%+v): %v, cause %v", s.task.ID(), s.sp, res.Outcome, res.Cause)
+			}
+			if errors.Is(res.Cause, randomwork.ErrClientGone) {
+				counts["client gone"]++
+			}
+			if errors.Is(res.Cause, context.DeadlineExceeded) {
+				counts["deadline"]++
+			}
+		}
+		if counts["client gone"] == 0 || counts["deadline"] == 0 {
+			t.Errorf("external causes seen: %v", counts)
+		}
+		for _, ev := range rec.Events() {
+			if ev.TaskID == 0 {
+				continue
+			}
+			if want := tasks[ev.TaskID-1].sp.LongRunning; ev.LongRunning != want {
+				t.Errorf("task %d: %s event LongRunning=%v, want %v", ev.TaskID, ev.Kind, ev.LongRunning, want)
+			}
+		}
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
