@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/internal/randomwork"
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
 )
@@ -41,16 +43,39 @@ func (c counts) String() string {
 	return b.String()
 }
 
-// periodic names the Every tasks, which have run spans instead of a task
-// span and are compared run by run.
-const periodic = "every."
+// Task classes, by name prefix: plain tasks have a task span; periodic
+// ones (Every) have run spans instead, compared run by run; long-running
+// ones (runtime.LongRunning) have no span at all. The classes without a
+// task span are compared on the three other channels. Group events
+// (cancel requests) form a class of their own.
+const (
+	plain       = ""
+	periodic    = "every."
+	longRunning = "service."
+	groupEvent  = "group"
+)
 
-func TestChannelsAgree(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { conform(t, seed) })
-		})
+// classOf is the class of a task name ("" for a group event's).
+func classOf(task string) string {
+	switch {
+	case task == "":
+		return groupEvent
+	case strings.HasPrefix(task, periodic):
+		return periodic
+	case strings.HasPrefix(task, longRunning):
+		return longRunning
 	}
+	return plain
+}
+
+// reqKey is the key of the value the request context passes to the tasks
+// spawned WithParent.
+type reqKey struct{}
+
+// TestChannelsAgree: RANDOMIZED_SEEDS=n runs more seeds, RANDOMIZED_SEED=s
+// one.
+func TestChannelsAgree(t *testing.T) {
+	randomwork.Seeds(t, 4, conform)
 }
 
 func conform(t *testing.T, seed uint64) {
@@ -83,91 +108,207 @@ func conform(t *testing.T, seed uint64) {
 
 	sup := runtime.New("app", runtime.WithObserver(tel), runtime.WithObserver(logObs), runtime.WithObserver(stream))
 	tracer := tp.Tracer("conformance")
-	childOf := map[trace.SpanID]uint64{} // span made in fn → the ID of the task whose fn made it
-	var childMu sync.Mutex
-	release := make(chan struct{})
-	runWorkload(t, sup, rand.New(rand.NewPCG(seed, 7)), release, func(ctx context.Context, id uint64) {
+	// The request whose context the tasks spawned WithParent take their
+	// span and values from.
+	reqCtx, req := tracer.Start(context.WithValue(context.Background(), reqKey{}, "req"), "request")
+	w := &work{childOf: map[trace.SpanID]uint64{}, spawns: map[uint64]randomwork.Spawn{}}
+	w.inner = func(ctx context.Context, id uint64, sp randomwork.Spawn) {
+		if got, want := ctx.Value(reqKey{}), map[bool]any{true: "req", false: nil}[sp.Parent]; got != want {
+			t.Errorf("task %d (%+v): request value %v in fn's context, want %v", id, sp, got, want)
+		}
 		_, span := tracer.Start(ctx, "inner")
-		childMu.Lock()
-		childOf[span.SpanContext().SpanID()] = id
-		childMu.Unlock()
+		w.mu.Lock()
+		w.childOf[span.SpanContext().SpanID()] = id
+		w.mu.Unlock()
 		span.End()
-	})
+	}
+	release := make(chan struct{})
+	runWorkload(t, sup, rand.New(rand.NewPCG(seed, 7)), release, reqCtx, w)
+	req.End()
 	close(release) // the aborted stragglers return: late exits
 	synctest.Wait()
 	stopSub()
 	<-subDone
 
-	// Tasks: spans, metrics, stream and logs agree per group and outcome.
-	spanFinished, spanStarted, runSpans := countSpans(t, spans, childOf)
+	// The stream's LongRunning flag is what the names say.
+	for _, ev := range streamed {
+		if ev.TaskID != 0 && ev.LongRunning != (classOf(ev.Task) == longRunning) {
+			t.Errorf("%s event of task %s#%d with LongRunning=%v", ev.Kind, ev.Task, ev.TaskID, ev.LongRunning)
+		}
+	}
+	// Plain tasks: spans, metrics, stream and logs agree per group and
+	// outcome; spans, stream and logs also on the cause kind of each
+	// cancellation, and all four on the cancel requests.
+	sp := countSpans(t, spans, w, req.SpanContext())
 	tp.check(t)
-	metricFinished, metricStarted, metricRuns := countMetrics(t, reg, false)
-	streamFinished, streamStarted, streamRuns := countEvents(streamed, false)
-	logFinished, logStarted, logRuns := countLogs(t, logs, false)
-	agree(t, "finished", channel{"spans", spanFinished}, channel{"metrics", metricFinished}, channel{"stream", streamFinished}, channel{"logs", logFinished})
-	agree(t, "spawned", channel{"spans", spanStarted}, channel{"metrics", metricStarted}, channel{"stream", streamStarted}, channel{"logs", logStarted})
-	agree(t, "periodic runs", channel{"spans", runSpans}, channel{"metrics", metricRuns}, channel{"stream", streamRuns}, channel{"logs", logRuns})
-	// Periodic tasks have no task span, but the other three channels do
-	// report their spawn and their end: they agree among themselves.
-	pMetricFinished, pMetricStarted, _ := countMetrics(t, reg, true)
-	pStreamFinished, pStreamStarted, _ := countEvents(streamed, true)
-	pLogFinished, pLogStarted, _ := countLogs(t, logs, true)
-	agree(t, "periodic tasks finished", channel{"metrics", pMetricFinished}, channel{"stream", pStreamFinished}, channel{"logs", pLogFinished})
-	agree(t, "periodic tasks spawned", channel{"metrics", pMetricStarted}, channel{"stream", pStreamStarted}, channel{"logs", pLogStarted})
+	m := countMetrics(t, reg, plain)
+	ev := countEvents(streamed, plain)
+	lg := countLogs(t, logs, plain)
+	agree(t, "finished", channel{"spans", sp.finished}, channel{"metrics", m.finished}, channel{"stream", ev.finished}, channel{"logs", lg.finished})
+	agree(t, "finished, by cause", channel{"spans", sp.finishedCause}, channel{"stream", ev.finishedCause}, channel{"logs", lg.finishedCause})
+	agree(t, "spawned", channel{"spans", sp.started}, channel{"metrics", m.started}, channel{"stream", ev.started}, channel{"logs", lg.started})
+	agree(t, "cancel requests", channel{"spans", sp.cancels}, channel{"metrics", m.cancels}, channel{"stream", ev.cancels}, channel{"logs", lg.cancels})
+	agree(t, "periodic runs", channel{"spans", sp.runs}, channel{"metrics", m.runs}, channel{"stream", ev.runs}, channel{"logs", lg.runs})
+	agree(t, "periodic runs, by cause", channel{"spans", sp.runsCause}, channel{"stream", ev.runsCause}, channel{"logs", lg.runsCause})
+	// Periodic and long-running tasks have no task span, but the other
+	// three channels do report their spawn, their end and their cancel
+	// requests: they agree among themselves. So do group cancel requests.
+	for _, class := range []string{periodic, longRunning, groupEvent} {
+		m, ev, lg := countMetrics(t, reg, class), countEvents(streamed, class), countLogs(t, logs, class)
+		agree(t, class+" cancel requests", channel{"metrics", m.cancels}, channel{"stream", ev.cancels}, channel{"logs", lg.cancels})
+		if class == groupEvent {
+			allCauses(t, "group cancel requests", ev.cancels, "fail_fast", "custom", "shutdown")
+			continue
+		}
+		agree(t, class+" tasks finished", channel{"metrics", m.finished}, channel{"stream", ev.finished}, channel{"logs", lg.finished})
+		agree(t, class+" tasks finished, by cause", channel{"stream", ev.finishedCause}, channel{"logs", lg.finishedCause})
+		agree(t, class+" tasks spawned", channel{"metrics", m.started}, channel{"stream", ev.started}, channel{"logs", lg.started})
+		allCauses(t, class+" tasks finished", ev.finishedCause, "external", "shutdown")
+		if class == longRunning {
+			allOutcomes(t, "long-running tasks", ev.finished)
+		}
+	}
 	// Every event the stream delivered is a log record and the other way
 	// round (the handler enables every level): cancel requests, aborts,
 	// late exits, rejections and group events included.
 	sameEvents(t, streamed, logs)
-	allOutcomes(t, "tasks", spanFinished)
-	allOutcomes(t, "periodic runs", runSpans)
+	allOutcomes(t, "tasks", sp.finished)
+	allOutcomes(t, "periodic runs", sp.runs)
+	allCauses(t, "tasks finished", sp.finishedCause, "external", "fail_fast", "shutdown", "canceled", "custom")
+	allCauses(t, "task cancel requests", sp.cancels, "external", "canceled", "custom")
 	if sub.Dropped() != 0 {
 		t.Fatalf("the stream dropped %d events with a buffer large enough for all", sub.Dropped())
 	}
+	// Group.Err: the failure that canceled a fail-fast group, as the
+	// stream reports it; nil for the groups canceled otherwise first.
+	for _, g := range w.groups {
+		err := randomwork.CheckErr(t, g, streamed)
+		switch wantErr, failed := w.failFirst[g], failures(streamed, g); {
+		case wantErr && err == nil:
+			t.Errorf("group %s: Err() = nil after its tasks failed (%d failures)", g.Name(), failed)
+		case !wantErr && failed == 0:
+			t.Errorf("group %s: no task failed, so its Err() = nil shows nothing", g.Name())
+		}
+	}
 	total := 0
-	for _, n := range spanFinished {
+	for _, n := range sp.finished {
 		total += n
 	}
 	runs := 0
-	for _, n := range runSpans {
+	for _, n := range sp.runs {
 		runs += n
 	}
-	t.Logf("seed %d: %d tasks (%v), %d runs", seed, total, spanFinished, runs)
+	t.Logf("seed %d: %d tasks (%v), %d runs, %d spans made in fn (%d of long-running tasks)", seed, total, sp.finished, runs, len(w.childOf), sp.roots)
 }
 
-// runWorkload spawns a random mix of every outcome in nested groups.
-func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release chan struct{}, inner func(context.Context, uint64)) {
+// work is what the workload tells the checks.
+type work struct {
+	// inner makes a span in fn of the task id, spawned with options sp.
+	inner func(ctx context.Context, id uint64, sp randomwork.Spawn)
+
+	mu      sync.Mutex
+	childOf map[trace.SpanID]uint64 // span made in fn → the ID of the task whose fn made it
+
+	spawns    map[uint64]randomwork.Spawn // task ID → its options
+	groups    []*runtime.Group            // the fail-fast groups
+	failFirst map[*runtime.Group]bool     // those a failure of their own canceled
+}
+
+// failures counts the tasks of g that ended with outcome error or panic.
+func failures(events []runtime.Event, g *runtime.Group) int {
+	n := 0
+	for _, ev := range events {
+		if ev.Kind == runtime.KindTaskFinished && ev.GroupID == g.ID() && (ev.Outcome == runtime.Error || ev.Outcome == runtime.Panic) {
+			n++
+		}
+	}
+	return n
+}
+
+// allCauses fails unless c has every cause kind of kinds in its keys (the
+// part after "cause=").
+func allCauses(t *testing.T, what string, c counts, kinds ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for k, n := range c {
+		_, cause, _ := strings.Cut(k.outcome, "cause=")
+		seen[cause] = seen[cause] || n > 0
+	}
+	for _, kind := range kinds {
+		if !seen[kind] {
+			t.Errorf("%s: no %s cause in this workload", what, kind)
+		}
+	}
+}
+
+// runWorkload spawns a random mix of every outcome in nested groups, with
+// random task options: long-running tasks (named longRunning+...), tasks
+// with req's values and span (WithParent) and tasks canceled from outside
+// (WithCancelOn).
+func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release chan struct{}, req context.Context, w *work) {
 	groups := []*runtime.Group{sup.Group("ingest"), sup.Group("pipeline")}
-	groups = append(groups, groups[0].Group("kafka"), groups[1].Group("stage").Group("deep"), sup.Group("failfast", runtime.CancelOnError()))
+	failfast := sup.Group("failfast", runtime.CancelOnError())
+	// Fail-fast groups canceled before any task of theirs fails: their
+	// failures (panics: a task that returns an error from a canceled
+	// context ends canceled) must not set Err.
+	doomed := sup.Group("doomed")
+	guarded := doomed.Group("guarded", runtime.CancelOnError())
+	halted := sup.Group("halted", runtime.CancelOnError())
+	doomed.Cancel(errors.New("doomed from the start"))
+	halted.Cancel(nil)
+	groups = append(groups, groups[0].Group("kafka"), groups[1].Group("stage").Group("deep"), failfast, guarded, halted)
+	w.groups = []*runtime.Group{failfast, guarded, halted}
+	w.failFirst = map[*runtime.Group]bool{failfast: true}
 	var tasks []*runtime.Task
+	// spawn starts a task with random options; a long-running one is
+	// named as such.
+	add := func(task *runtime.Task, sp randomwork.Spawn) *runtime.Task {
+		w.mu.Lock()
+		w.spawns[task.ID()] = sp
+		w.mu.Unlock()
+		tasks = append(tasks, task)
+		return task
+	}
+	spawn := func(g *runtime.Group, name string, fn func(ctx context.Context, sp randomwork.Spawn) error) *runtime.Task {
+		opts, sp := randomwork.Options(rng, req, true)
+		if sp.LongRunning {
+			name = longRunning + name
+		}
+		return add(g.Go(name, func(ctx context.Context) error { return fn(ctx, sp) }, opts...), sp)
+	}
+	every := func(g *runtime.Group, name string, fn func(ctx context.Context) error) {
+		opts, sp := randomwork.Options(rng, req, false)
+		add(g.Every(periodic+name, time.Millisecond, fn, opts...), sp)
+	}
 	for i := range 300 {
 		g := groups[rng.IntN(len(groups))]
-		switch rng.IntN(10) {
+		switch rng.IntN(11) {
 		case 0, 1:
 			id := make(chan uint64, 1) // its own ID, known once Go returns
-			task := g.Go("ok", func(ctx context.Context) error { inner(ctx, <-id); return nil })
-			id <- task.ID()
-			tasks = append(tasks, task)
+			id <- spawn(g, "ok", func(ctx context.Context, sp randomwork.Spawn) error { w.inner(ctx, <-id, sp); return nil }).ID()
 		case 2:
-			tasks = append(tasks, g.Go("fail", func(context.Context) error { return errors.New("boom") }))
+			spawn(g, "fail", func(context.Context, randomwork.Spawn) error { return errors.New("boom") })
 		case 3:
-			tasks = append(tasks, g.Go("crash", func(context.Context) error { panic("kaboom") }))
+			spawn(g, "crash", func(context.Context, randomwork.Spawn) error { panic("kaboom") })
 		case 4:
-			task := g.Go("cancelme", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-			task.Cancel(errors.New("no longer needed"))
-			tasks = append(tasks, task)
+			var cause error // Cancel(nil): context.Canceled
+			if rng.IntN(2) == 0 {
+				cause = errors.New("no longer needed")
+			}
+			spawn(g, "cancelme", func(ctx context.Context, _ randomwork.Spawn) error { <-ctx.Done(); return ctx.Err() }).Cancel(cause)
 		case 5:
 			d := time.Duration(rng.IntN(10)) * time.Millisecond
-			tasks = append(tasks, g.Go("sleepy", func(ctx context.Context) error {
+			spawn(g, "sleepy", func(ctx context.Context, _ randomwork.Spawn) error {
 				select {
 				case <-time.After(d):
 					return nil
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-			}))
+			})
 		case 6:
 			n := 1 + rng.IntN(4)
-			tasks = append(tasks, g.Every(periodic+"tick", time.Millisecond, func(ctx context.Context) error {
+			every(g, "tick", func(ctx context.Context) error {
 				if n--; n == 0 {
 					return runtime.ErrStop
 				}
@@ -175,26 +316,41 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 					return errors.New("run failed")
 				}
 				return nil
-			}))
+			})
 		case 7:
 			if i%50 == 0 {
-				tasks = append(tasks, g.Go("stubborn", func(context.Context) error { <-release; return nil }))
+				spawn(g, "stubborn", func(context.Context, randomwork.Spawn) error { <-release; return nil })
 			}
 		case 8:
 			n := rng.IntN(3)
-			tasks = append(tasks, g.Every(periodic+"crash", time.Millisecond, func(context.Context) error {
+			every(g, "crash", func(context.Context) error {
 				if n--; n < 0 {
 					panic("run kaboom")
 				}
 				return nil
-			}))
+			})
 		case 9: // its run is in progress at the shutdown: canceled
-			tasks = append(tasks, g.Every(periodic+"patient", time.Millisecond, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }))
+			every(g, "patient", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		case 10: // a service loop spawned from the request: the spans it makes are roots
+			id := make(chan uint64, 1)
+			sp := randomwork.Spawn{LongRunning: true, Parent: true, CancelOn: rng.IntN(2) == 0}
+			opts := []runtime.TaskOption{runtime.LongRunning(), runtime.WithParent(req)}
+			if sp.CancelOn {
+				opts = append(opts, runtime.WithCancelOn(randomwork.External(rng)))
+			}
+			id <- add(g.Go(longRunning+"loop", func(ctx context.Context) error {
+				w.inner(ctx, <-id, sp)
+				<-ctx.Done()
+				return ctx.Err()
+			}, opts...), sp).ID()
 		}
-		if i == 0 { // at least one forced abort with a late exit, of a task and of a run
-			tasks = append(tasks,
-				g.Go("stubborn", func(context.Context) error { <-release; return nil }),
-				g.Every(periodic+"stubborn", time.Millisecond, func(context.Context) error { <-release; return nil }))
+		if i == 0 { // at least one forced abort with a late exit, of a task, a long-running task and a run
+			stubborn := func(context.Context) error { <-release; return nil }
+			add(g.Go("stubborn", stubborn), randomwork.Spawn{})
+			add(g.Go(longRunning+"stubborn", stubborn, runtime.LongRunning()), randomwork.Spawn{LongRunning: true})
+			add(g.Every(periodic+"stubborn", time.Millisecond, stubborn), randomwork.Spawn{})
+			// and a long-running task that fails, in a group not canceled
+			add(groups[0].Go(longRunning+"fail", func(context.Context) error { return errors.New("boom") }, runtime.LongRunning()), randomwork.Spawn{LongRunning: true})
 		}
 	}
 	// Let every task that can end on its own do so (in fake time), and
@@ -266,8 +422,35 @@ func merge(a, b counts) counts {
 	return out
 }
 
-func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.SpanID]uint64) (finished, started, runs counts) {
-	finished, started, runs = counts{}, counts{}, counts{}
+// tally is what one channel reports about one class of tasks. Keys by
+// cause have the outcome "<outcome> cause=<kind>" (finished tasks and
+// runs) or "cause=<kind>" (cancel requests).
+type tally struct {
+	finished, started, runs  counts
+	finishedCause, runsCause counts
+	cancels                  counts
+	roots                    int // spans made in long-running tasks spawned WithParent: roots of their own traces
+}
+
+func newTally() tally {
+	return tally{counts{}, counts{}, counts{}, counts{}, counts{}, counts{}, 0}
+}
+
+func byCause(outcome, kind string) string {
+	if outcome == "" {
+		return "cause=" + kind
+	}
+	return outcome + " cause=" + kind
+}
+
+// countSpans counts the task spans (plain tasks), with the cancel_requested
+// events on them, and the run spans. A task span is a child of req's span
+// when its task was spawned WithParent, else a root; a run span is always
+// a root, linked to req's span in the first case. A span made in fn is a
+// child of its task's span, or, in a long-running task, a root of a trace
+// of its own.
+func countSpans(t *testing.T, rec *tracetest.SpanRecorder, w *work, req trace.SpanContext) tally {
+	c := newTally()
 	if s, e := len(rec.Started()), len(rec.Ended()); s != e {
 		t.Errorf("%d spans started, %d ended: every span must end exactly once", s, e)
 	}
@@ -284,17 +467,43 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 			attrs[string(a.Key)] = a.Value.String()
 		}
 		k := key{attrs["taskscope.group"], attrs["taskscope.task.outcome"]}
+		taskID, _ := strconv.ParseUint(attrs["taskscope.task.id"], 10, 64)
+		sp := w.spawns[taskID]
 		switch {
 		case strings.HasPrefix(s.Name(), "task "):
+			if class := classOf(attrs["taskscope.task.name"]); class != plain {
+				t.Errorf("%s task %s#%d has a task span", class, attrs["taskscope.task.name"], taskID)
+			}
+			if p := s.Parent(); (sp.Parent && (p.SpanID() != req.SpanID() || p.TraceID() != req.TraceID())) || (!sp.Parent && p.IsValid()) {
+				t.Errorf("task span of %s#%d (%+v) has parent %v, want the request's %v if spawned WithParent, else none", s.Name(), taskID, sp, p.SpanID(), req.SpanID())
+			}
 			taskSpans[id] = attrs["taskscope.task.id"]
-			started[key{k.group, ""}]++
-			finished[k]++
+			c.started[key{k.group, ""}]++
+			c.finished[k]++
+			c.finishedCause[key{k.group, byCause(k.outcome, attrs["taskscope.cancel.cause"])}]++
 			checkStatus(t, s, k.outcome)
 			if k.outcome == "panic" && !hasStackEvent(s) {
 				t.Errorf("panic span %s has no exception event with a stack", s.Name())
 			}
+			for _, ev := range s.Events() {
+				if ev.Name != runtime.KindTaskCancelRequested {
+					continue
+				}
+				kind := ""
+				for _, a := range ev.Attributes {
+					if a.Key == "taskscope.cancel.cause" {
+						kind = a.Value.AsString()
+					}
+				}
+				c.cancels[key{k.group, byCause("", kind)}]++
+			}
 		case strings.HasPrefix(s.Name(), "run "):
-			runs[k]++
+			linked := slices.ContainsFunc(s.Links(), func(l sdktrace.Link) bool { return l.SpanContext.SpanID() == req.SpanID() })
+			if s.Parent().IsValid() || linked != sp.Parent {
+				t.Errorf("run span of %s#%d (%+v) has parent %v and a link to the request: %v; want no parent, a link if spawned WithParent", s.Name(), taskID, sp, s.Parent().SpanID(), linked)
+			}
+			c.runs[k]++
+			c.runsCause[key{k.group, byCause(k.outcome, attrs["taskscope.cancel.cause"])}]++
 			checkStatus(t, s, k.outcome)
 		}
 	}
@@ -304,16 +513,25 @@ func countSpans(t *testing.T, rec *tracetest.SpanRecorder, childOf map[trace.Spa
 			continue
 		}
 		inner++
-		want, ok := childOf[s.SpanContext().SpanID()]
+		want, ok := w.childOf[s.SpanContext().SpanID()]
+		if sp := w.spawns[want]; ok && sp.LongRunning {
+			if p := s.Parent(); p.IsValid() || s.SpanContext().TraceID() == req.TraceID() {
+				t.Errorf("span made in fn of long-running task %d (%+v) has parent %v in trace %v (the request's: %v), want a root of its own trace", want, sp, p.SpanID(), s.SpanContext().TraceID(), req.TraceID())
+			}
+			if sp.Parent {
+				c.roots++
+			}
+			continue
+		}
 		got, isTask := taskSpans[s.Parent().SpanID()]
 		if !ok || !isTask || got != fmt.Sprint(want) {
 			t.Errorf("span made in fn of task %d has parent %s (a task span: %v, of task %q), not its task's span", want, s.Parent().SpanID(), isTask, got)
 		}
 	}
-	if inner != len(childOf) || inner == 0 {
-		t.Errorf("%d spans made in fn ended, %d made", inner, len(childOf))
+	if inner != len(w.childOf) || inner == 0 || c.roots == 0 {
+		t.Errorf("%d spans made in fn ended, %d made, %d in long-running tasks spawned WithParent", inner, len(w.childOf), c.roots)
 	}
-	return finished, started, runs
+	return c
 }
 
 func checkStatus(t *testing.T, s sdktrace.ReadOnlySpan, outcome string) {
@@ -337,8 +555,8 @@ func hasStackEvent(s sdktrace.ReadOnlySpan) bool {
 	return false
 }
 
-func countMetrics(t *testing.T, reg *prometheus.Registry, periodicTasks bool) (finished, started, runs counts) {
-	finished, started, runs = counts{}, counts{}, counts{}
+func countMetrics(t *testing.T, reg *prometheus.Registry, class string) tally {
+	c := newTally()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -347,18 +565,22 @@ func countMetrics(t *testing.T, reg *prometheus.Registry, periodicTasks bool) (f
 		for _, m := range mf.GetMetric() {
 			l := labels(m)
 			n := int(m.GetCounter().GetValue())
-			periodicTask := strings.HasPrefix(l["task"], periodic) != periodicTasks
+			mine := classOf(l["task"]) == class
 			switch mf.GetName() {
 			case "taskscope_tasks_finished_total":
-				if !periodicTask {
-					finished[key{l["group"], l["outcome"]}] += n
+				if mine {
+					c.finished[key{l["group"], l["outcome"]}] += n
 				}
 			case "taskscope_tasks_started_total":
-				if !periodicTask {
-					started[key{l["group"], ""}] += n
+				if mine {
+					c.started[key{l["group"], ""}] += n
+				}
+			case "taskscope_task_cancellations_total":
+				if mine {
+					c.cancels[key{l["group"], byCause("", l["cause"])}] += n
 				}
 			case "taskscope_periodic_runs_total":
-				runs[key{l["group"], l["outcome"]}] += n
+				c.runs[key{l["group"], l["outcome"]}] += n
 			case "taskscope_tasks_running", "taskscope_tasks_abandoned":
 				if v := m.GetGauge().GetValue(); v != 0 {
 					t.Errorf("%s%v = %v after everything ended, want 0", mf.GetName(), l, v)
@@ -366,7 +588,7 @@ func countMetrics(t *testing.T, reg *prometheus.Registry, periodicTasks bool) (f
 			}
 		}
 	}
-	return finished, started, runs
+	return c
 }
 
 func labels(m *dto.Metric) map[string]string {
@@ -377,43 +599,52 @@ func labels(m *dto.Metric) map[string]string {
 	return out
 }
 
-func countEvents(events []runtime.Event, periodicTasks bool) (finished, started, runs counts) {
-	finished, started, runs = counts{}, counts{}, counts{}
+func countEvents(events []runtime.Event, class string) tally {
+	c := newTally()
 	for _, ev := range events {
-		periodicTask := strings.HasPrefix(ev.Task, periodic) != periodicTasks
+		mine := classOf(ev.Task) == class
 		switch {
-		case ev.Kind == runtime.KindTaskFinished && !periodicTask:
-			finished[key{ev.Group, ev.Outcome.String()}]++
-		case ev.Kind == runtime.KindTaskSpawned && !periodicTask:
-			started[key{ev.Group, ""}]++
+		case ev.Kind == runtime.KindTaskFinished && mine:
+			c.finished[key{ev.Group, ev.Outcome.String()}]++
+			c.finishedCause[key{ev.Group, byCause(ev.Outcome.String(), runtime.CauseKind(ev.Cause))}]++
+		case ev.Kind == runtime.KindTaskSpawned && mine:
+			c.started[key{ev.Group, ""}]++
+		case (ev.Kind == runtime.KindTaskCancelRequested || ev.Kind == runtime.KindGroupCancelRequested) && mine:
+			c.cancels[key{ev.Group, byCause("", runtime.CauseKind(ev.Cause))}]++
 		case ev.Kind == runtime.KindTaskRunFinished:
-			runs[key{ev.Group, ev.Outcome.String()}]++
+			c.runs[key{ev.Group, ev.Outcome.String()}]++
+			c.runsCause[key{ev.Group, byCause(ev.Outcome.String(), runtime.CauseKind(ev.Cause))}]++
 		}
 	}
-	return finished, started, runs
+	return c
 }
 
-func countLogs(t *testing.T, h *recordingHandler, periodicTasks bool) (finished, started, runs counts) {
-	finished, started, runs = counts{}, counts{}, counts{}
+func countLogs(t *testing.T, h *recordingHandler, class string) tally {
+	c := newTally()
 	for _, r := range h.all() {
-		periodicTask := strings.HasPrefix(r.attrs["taskscope.task.name"], periodic) != periodicTasks
+		mine := classOf(r.attrs["taskscope.task.name"]) == class
 		k := key{r.attrs["taskscope.group"], r.attrs["taskscope.task.outcome"]}
+		cause := r.attrs["taskscope.cancel.cause"]
 		switch r.attrs["event"] {
 		case runtime.KindTaskFinished:
-			if !periodicTask {
-				finished[k]++
+			if mine {
+				c.finished[k]++
+				c.finishedCause[key{k.group, byCause(k.outcome, cause)}]++
 			}
 			if want := levelFor(k.outcome); r.level != want {
 				t.Errorf("finished log with outcome %s at %v, want %v", k.outcome, r.level, want)
 			}
 		case runtime.KindTaskSpawned:
-			if !periodicTask {
-				started[key{k.group, ""}]++
+			if mine {
+				c.started[key{k.group, ""}]++
 			}
 			if r.level != slog.LevelDebug {
 				t.Errorf("spawned log at %v, want DEBUG", r.level)
 			}
-		case runtime.KindTaskCancelRequested:
+		case runtime.KindTaskCancelRequested, runtime.KindGroupCancelRequested:
+			if mine {
+				c.cancels[key{k.group, byCause("", cause)}]++
+			}
 			if r.level != slog.LevelInfo {
 				t.Errorf("cancel_requested log at %v, want INFO", r.level)
 			}
@@ -422,13 +653,14 @@ func countLogs(t *testing.T, h *recordingHandler, periodicTasks bool) (finished,
 				t.Errorf("aborted log at %v, want WARN", r.level)
 			}
 		case runtime.KindTaskRunFinished:
-			runs[k]++
+			c.runs[k]++
+			c.runsCause[key{k.group, byCause(k.outcome, cause)}]++
 			if want := levelFor(k.outcome); r.level != want {
 				t.Errorf("run_finished log with outcome %s at %v, want %v", k.outcome, r.level, want)
 			}
 		}
 	}
-	return finished, started, runs
+	return c
 }
 
 // levelFor is the level per outcome, written out independently of

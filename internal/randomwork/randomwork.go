@@ -301,10 +301,10 @@ func CheckErr(t testing.TB, g *runtime.Group, events []runtime.Event) *runtime.T
 	got, ok := err.(*runtime.TaskError)
 	switch {
 	case want == nil && err != nil:
-		t.Errorf("group %s: Err() = %v, but no failure of its own canceled it", g.Name(), err)
+		t.Errorf("group %s: Err() = %s, but no failure of its own canceled it", g.Name(), short(err))
 	case want == nil:
 	case !ok || got.TaskID != want.TaskID || got.Task != want.Task || got.Group != want.Group:
-		t.Errorf("group %s: Err() = %#v, its cancel_requested event says %v (task %d)", g.Name(), err, want, want.TaskID)
+		t.Errorf("group %s: Err() = %s, its cancel_requested event says %s", g.Name(), short(err), short(want))
 	default:
 		fin, found := outcome[got.TaskID]
 		if !found || fin.GroupID != g.ID() || fin.Task != got.Task || (fin.Outcome != runtime.Error && fin.Outcome != runtime.Panic) {
@@ -312,4 +312,12 @@ func CheckErr(t testing.TB, g *runtime.Group, events []runtime.Event) *runtime.T
 		}
 	}
 	return got
+}
+
+// short names a *TaskError by its task (its message may hold a stack).
+func short(err error) string {
+	if te, ok := err.(*runtime.TaskError); ok && te != nil {
+		return fmt.Sprintf("*TaskError{%s/%s#%d}", te.Group, te.Task, te.TaskID)
+	}
+	return fmt.Sprintf("%T %v", err, err)
 }
