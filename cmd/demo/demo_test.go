@@ -113,15 +113,7 @@ func TestRun(t *testing.T) {
 		}
 	})
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return within 15s of the stop")
-	}
+	stopRun(t, stop, done)
 
 	report := stdout.String()
 	for _, want := range []string{
@@ -383,15 +375,7 @@ func TestOTelSDKLogsInDemoFormat(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no \"listening on\" line within 10s: startup waits for the collector?")
 	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return within 15s of the stop")
-	}
+	stopRun(t, stop, done)
 
 	found := false
 	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
@@ -446,5 +430,20 @@ func TestOTelLoggerLevels(t *testing.T) {
 		if strings.Join(got, " ") != c.want {
 			t.Errorf("at %v: %q, want %q", c.level, strings.Join(got, " "), c.want)
 		}
+	}
+}
+
+// stopRun stops a run started with done as its result and fails unless it
+// returns nil within 15 s (its shutdown budgets add up to less).
+func stopRun(t *testing.T, stop context.CancelFunc, done <-chan error) {
+	t.Helper()
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return within 15s of the stop")
 	}
 }
