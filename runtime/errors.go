@@ -62,10 +62,12 @@ type TaskError struct {
 	Err    error
 }
 
+// Error names the task, as group/name#id, and gives its error's message.
 func (e *TaskError) Error() string {
 	return fmt.Sprintf("taskscope: task %s/%s#%d failed: %v", e.Group, e.Task, e.TaskID, e.Err)
 }
 
+// Unwrap returns the task's error.
 func (e *TaskError) Unwrap() error { return e.Err }
 
 // TimeoutError is returned by [Group.Wait] when its context ends before the
@@ -82,11 +84,13 @@ type TimeoutError struct {
 	at time.Time // when Wait gave up: the tasks' ages are as of then
 }
 
+// Error names the group and lists the active tasks, with their ages.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: wait timed out with %d active task(s): %s",
 		e.Group, len(e.Active), describeTasks(e.Active, e.at))
 }
 
+// Unwrap returns Cause.
 func (e *TimeoutError) Unwrap() error { return e.Cause }
 
 // AbortError is returned by [Group.Shutdown] when its context ended before
@@ -103,11 +107,15 @@ type AbortError struct {
 	at time.Time // when the tasks were aborted: their ages are as of then
 }
 
+// Error names the group and lists the aborted tasks, with their ages;
+// %+v adds their stacks (see Format).
 func (e *AbortError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: shutdown aborted %d task(s): %s",
 		e.Group, len(e.Aborted), describeTasks(e.Aborted, e.at))
 }
 
+// Unwrap returns [ErrAborted] and Cause (when not nil), for errors.Is and
+// errors.As.
 func (e *AbortError) Unwrap() []error {
 	if e.Cause == nil {
 		return []error{ErrAborted}

@@ -20,7 +20,8 @@ import (
 // event through [Observer.TaskStarting] (the context it returns is the
 // run's) and a [KindTaskRunFinished] event at its end.
 //
-// interval <= 0 or a nil fn panics.
+// interval <= 0, a nil fn or a nil option panics. On a closed group, as
+// with Go, nothing runs: the task is already done with outcome [Canceled].
 func (g *Group) Every(name string, interval time.Duration, fn func(ctx context.Context) error, opts ...TaskOption) *Task {
 	if interval <= 0 {
 		panic(fmt.Sprintf("taskscope: Every(%q) with non-positive interval %v", name, interval))

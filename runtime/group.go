@@ -128,7 +128,8 @@ func (g *Group) parentID() uint64 {
 
 // Group returns a new child group named name; its [Group.Name] is
 // g.Name()+"."+name. Sibling names need not be unique. A child of a closed
-// group is closed. An empty name or one containing "." panics.
+// group is closed. An empty name, one containing ".", or a nil option
+// panics.
 //
 // A child group that has been shut down and has drained is detached from
 // its parent, so short-lived groups do not grow the tree.

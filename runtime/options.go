@@ -94,6 +94,7 @@ const (
 
 // WithPanicPolicy sets the group's panic policy. Child groups inherit their
 // parent's policy unless they set their own. The default is [Recover].
+// A policy other than Recover and Crash panics.
 func WithPanicPolicy(p PanicPolicy) GroupOption {
 	if p != Recover && p != Crash {
 		panic("taskscope: unknown PanicPolicy")
@@ -116,7 +117,8 @@ func CancelOnError() GroupOption {
 // WithCancelOn also cancels the task when ctx is done; the cause wraps
 // [ErrExternal] and ctx's own cause. Typical use: tie background work to a
 // request's context. Given several times, it cancels the task when any of
-// the contexts is done (the cause of the first to end stands).
+// the contexts is done (the cause of the first to end stands). A nil ctx
+// panics.
 func WithCancelOn(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithCancelOn(nil)")
@@ -140,8 +142,9 @@ func LongRunning() TaskOption {
 // WithParent makes ctx's values (a trace span, request-scoped values)
 // visible in the task's context and to observers, so that telemetry can
 // make the task's span a child of the spawning one. ctx's cancellation is
-// not inherited; combine with [WithCancelOn] for that. A task has one
-// parent: WithParent given twice panics.
+// not inherited; combine with [WithCancelOn] for that. A nil ctx panics,
+// and so does Go (or Every) given WithParent twice: a task has one
+// parent.
 func WithParent(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithParent(nil)")

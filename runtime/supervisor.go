@@ -24,7 +24,9 @@ type Supervisor struct {
 }
 
 // New returns a supervisor whose root group is named name ("" means
-// "runtime"). Options configure observers and the root group.
+// "runtime"). Options configure observers and the root group. A name
+// containing "." (group names are joined with dots) or a nil option
+// panics.
 func New(name string, opts ...Option) *Supervisor {
 	if name == "" {
 		name = "runtime"

@@ -35,12 +35,12 @@ type Result struct {
 // Task is a handle to one supervised task, returned by [Group.Go] and
 // [Group.Every]; the zero Task is not usable. Its methods are safe for
 // concurrent use.
-//
-// The record is kept to 80 bytes, rare fields out of line (taskExtra,
-// taskRare): the spawner writes it and the task goroutine, often on
-// another core, finishes it, so its size is paid in allocation, GC and
-// cache misses on every task.
 type Task struct {
+	// The record is kept to 80 bytes, rare fields out of line (taskExtra,
+	// taskRare): the spawner writes it and the task goroutine, often on
+	// another core, finishes it, so its size is paid in allocation, GC and
+	// cache misses on every task.
+
 	id uint64
 	fn func(context.Context) error
 	// clock is the spawn time (since the supervisor's epoch: one monotonic
@@ -290,7 +290,7 @@ func (t *Task) fillEvent(ev *Event, kind string) {
 //
 // On a closed group, Go starts nothing and never calls fn: the returned
 // task is already done with outcome [Canceled] and an error wrapping
-// [ErrClosed]. A nil fn panics.
+// [ErrClosed]. A nil fn or a nil option panics.
 func (g *Group) Go(name string, fn func(ctx context.Context) error, opts ...TaskOption) *Task {
 	if fn == nil {
 		panic(fmt.Sprintf("taskscope: Go(%q) with nil function", name))
