@@ -93,3 +93,33 @@ func ExampleGroup_Shutdown() {
 	// aborted: app.legacy stubborn abandoned
 	// abandoned: 1
 }
+
+// Wait reports whether a subtree went idle in time; it cancels nothing, so
+// a task still running after a timed-out Wait goes on.
+func ExampleGroup_Wait() {
+	sup := runtime.New("app")
+	jobs := sup.Group("jobs")
+	release := make(chan struct{})
+	jobs.Go("report", func(context.Context) error {
+		<-release
+		return nil
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := jobs.Wait(ctx)
+	var te *runtime.TimeoutError
+	if errors.As(err, &te) {
+		for _, t := range te.Active {
+			fmt.Println("still active:", t.Group, t.Name, t.State)
+		}
+	}
+	fmt.Println("deadline:", errors.Is(err, context.DeadlineExceeded))
+
+	close(release)
+	fmt.Println("wait:", jobs.Wait(context.Background()))
+	// Output:
+	// still active: app.jobs report running
+	// deadline: true
+	// wait: <nil>
+}
