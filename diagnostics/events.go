@@ -34,13 +34,14 @@ func (f eventsOption) applyEvents(h *eventsHandler) { f(h) }
 
 // WithKeepAlive sets how often an idle stream sends a keep-alive (an SSE
 // comment, or an empty line in NDJSON), so that proxies do not close it
-// (default [DefaultKeepAlive]; 0 disables them).
+// (default [DefaultKeepAlive]; 0 or less disables them).
 func WithKeepAlive(d time.Duration) EventsOption {
 	return eventsOption(func(h *eventsHandler) { h.keepAlive = max(d, 0) })
 }
 
 // WithMaxClients caps the concurrent streams the handler serves (default
-// [DefaultMaxClients]; 0 means no cap). Requests over the cap get 503.
+// [DefaultMaxClients]; 0 or less means no cap). Requests over the cap get
+// 503 with Retry-After.
 func WithMaxClients(n int) EventsOption {
 	return eventsOption(func(h *eventsHandler) { h.maxClients = int64(max(n, 0)) })
 }
@@ -92,7 +93,9 @@ type eventsHandler struct {
 // a newer version), and a ?level=, ?after=, ?format= or Last-Event-ID it
 // cannot read, is a 400; a
 // request after [Stream.Close] is a 503, which makes an EventSource stop
-// rather than reconnect.
+// rather than reconnect. A method other than GET or HEAD is a 405; HEAD
+// gets the headers only. Behind a ResponseWriter that cannot flush, the
+// handler answers 500 rather than a stream that never arrives.
 //
 // Each client is an ordinary [Subscription]: a slow client lags and is
 // told so, it never slows the supervisor. The response ends when the client
@@ -102,6 +105,8 @@ type eventsHandler struct {
 // handler sets its own write deadline for each write, so a server-wide
 // WriteTimeout does not cut the stream, and flushes after each event,
 // through http.ResponseController; it starts no goroutine of its own.
+//
+// A nil s or a nil option panics.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
 	if s == nil {
 		panic("taskscope/diagnostics: EventsHandler(nil Stream)")

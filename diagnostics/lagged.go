@@ -30,6 +30,8 @@ type LaggedError struct {
 	Resync bool
 }
 
+// Error says how many events were dropped or, for a resync, that the
+// snapshot must be re-fetched.
 func (e *LaggedError) Error() string {
 	switch {
 	case e.Resync && e.Missed == 0: // a cursor of another stream: nothing to count

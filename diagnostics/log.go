@@ -20,7 +20,8 @@ import (
 // and no allocation, so lifecycle records can stay wired in production
 // with the logger at info.
 //
-// Create one with [NewLogObserver]; it is safe for concurrent use.
+// Create one with [NewLogObserver]; the zero LogObserver is not usable. It
+// is safe for concurrent use.
 type LogObserver struct {
 	logger   *slog.Logger
 	min      slog.Leveler
@@ -49,20 +50,22 @@ func (f logOption) applyLog(o *LogObserver) { f(o) }
 // Task events are observed with the task's context, so when the telemetry
 // observer is passed to runtime.New before the log observer, a task's
 // records carry the ids of its own span. lookup is called only for records
-// that are logged.
+// that are logged; a nil lookup adds nothing.
 func WithTraceIDs(lookup func(ctx context.Context) (traceID, spanID string, ok bool)) LogOption {
 	return logOption(func(o *LogObserver) { o.traceIDs = lookup })
 }
 
 // WithMinLevel skips events below level even when the logger would log
 // them: for sharing an application logger at debug without a record per
-// task spawn. A *slog.LevelVar changes it at run time.
+// task spawn. A *slog.LevelVar changes it at run time; nil leaves the
+// logger's level alone.
 func WithMinLevel(level slog.Leveler) LogOption {
 	return logOption(func(o *LogObserver) { o.min = level })
 }
 
 // NewLogObserver returns an observer logging to l; a nil l means
-// slog.Default() as of this call. It never changes the default logger.
+// slog.Default() as of this call. It never changes the default logger. A
+// nil option panics.
 func NewLogObserver(l *slog.Logger, opts ...LogOption) *LogObserver {
 	if l == nil {
 		l = slog.Default()

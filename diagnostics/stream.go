@@ -45,8 +45,8 @@ const (
 // canceling, as a snapshot does.
 //
 // One stream serves one supervisor: sequence numbers from two supervisors
-// would collide. Create one with [NewStream]; it is safe for concurrent
-// use.
+// would collide. Create one with [NewStream]; the zero Stream is not
+// usable. It is safe for concurrent use.
 type Stream struct {
 	maxStack, maxMessage int
 	buffer               int
@@ -111,7 +111,7 @@ func WithMaxMessage(n int) StreamOption {
 	return streamOption(func(s *Stream) { s.maxMessage = max(n, 0) })
 }
 
-// NewStream returns a stream with no subscribers.
+// NewStream returns a stream with no subscribers. A nil option panics.
 func NewStream(opts ...StreamOption) *Stream {
 	s := &Stream{
 		maxStack:   DefaultMaxStack,
@@ -256,7 +256,9 @@ func (s *Stream) Close() {
 
 // Subscribe returns a subscription to the events published from now on
 // (and, with [After], to recent ones), filtered by opts. It ends when ctx is
-// done or it is closed. A nil ctx panics.
+// done or it is closed. On a closed stream, or with a ctx already done, it
+// returns a subscription that is already closed (its Events yields
+// nothing), not an error. A nil ctx or a nil option panics.
 func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscription {
 	if ctx == nil {
 		// Here, not at ctx.Err() under s.mu: a panic there would leave

@@ -15,7 +15,8 @@ import (
 )
 
 // Subscription is one subscriber's view of a [Stream]: a bounded buffer
-// that drops its oldest event when full. Read it with [Subscription.Events]
+// that drops its oldest event when full. Get one from [Stream.Subscribe];
+// the zero Subscription is not usable. Read it with [Subscription.Events]
 // from one goroutine; its other methods are safe for concurrent use.
 type Subscription struct {
 	stream *Stream

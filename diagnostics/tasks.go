@@ -39,7 +39,8 @@ type tasksHandler struct {
 // ?format=json or "Accept: application/json", otherwise (or for
 // ?format=html) as a small self-contained HTML page (no external assets)
 // showing the group tree, tasks, their states and ages. Any other
-// ?format= is a 400.
+// ?format= is a 400, a method other than GET or HEAD a 405. The response
+// is marked Cache-Control: no-store: it is a picture of now.
 //
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's
@@ -51,6 +52,8 @@ type tasksHandler struct {
 // [WithEventsURL] otherwise. For tests and scripts, the DOM is stable: each
 // group is a section with data-group="<dotted name>", each task a row with
 // data-task-id and data-state.
+//
+// A nil sup or a nil option panics.
 func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
 	if sup == nil {
 		panic("taskscope/diagnostics: TasksHandler(nil Supervisor)")
