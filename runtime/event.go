@@ -103,7 +103,12 @@ func freeEvent(ev *Event) { eventPool.Put(ev) }
 
 // Level is the severity every channel uses for the event: lifecycle at
 // debug, cancellation at info, errors and aborts at warn, panics at error.
-// It takes a pointer: observers call it on task goroutines, where a copy
+// In detail: finished, run_finished and late_exit events by outcome
+// (success debug, canceled info, error and aborted warn, panic error);
+// cancel requests, shutdown_started and rejected spawns at info;
+// shutdown_finished at info, or warn when it aborted tasks; aborted,
+// wait_timed_out and stream lag notices at warn; observer panics at error;
+// everything else (spawned, run_started) at debug. It takes a pointer: observers call it on task goroutines, where a copy
 // of the event is stack the goroutine may have to grow for.
 func (e *Event) Level() slog.Level {
 	switch e.Kind {
