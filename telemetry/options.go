@@ -86,7 +86,8 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // several supervisors in one process apart (for example
 // {"supervisor": "ingest"}). Their names must not be one of the metrics'
 // own labels (group, task, outcome, error_type, cause, result, label) nor
-// le, the histogram bucket label.
+// le, the histogram bucket label. l is copied. Given more than once, the
+// last set stands: sets are not merged, so pass every label in one.
 // Wrapping the registerer with prometheus.WrapRegistererWith does the same,
 // but New cannot see those labels: a wrapped le breaks the histograms'
 // exposition without an error here.
