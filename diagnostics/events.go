@@ -162,7 +162,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !canFlush(w) {
 		// An answer of 200 with no events would make an EventSource
 		// reconnect forever without saying why.
-		http.Error(w, "taskscope: streaming is not supported by this ResponseWriter (it cannot flush)", http.StatusInternalServerError)
+		http.Error(w, "taskscope/diagnostics: streaming is not supported by this ResponseWriter (it cannot flush)", http.StatusInternalServerError)
 		return
 	}
 	ctx := r.Context()
@@ -240,7 +240,7 @@ func (h *eventsHandler) send(w http.ResponseWriter, rc *http.ResponseController,
 // 200 would make an EventSource reconnect at once, and again; a 503 makes
 // it stop.
 func refuseClosed(w http.ResponseWriter) {
-	http.Error(w, "taskscope: the event stream is closed (the server is shutting down)", http.StatusServiceUnavailable)
+	http.Error(w, "taskscope/diagnostics: the event stream is closed (the server is shutting down)", http.StatusServiceUnavailable)
 }
 
 // eventJSON is ev's wire form with its cursor, "seq@stream" (none on lag
@@ -282,7 +282,7 @@ func wantsFormat(r *http.Request, def, alt, defType, altType string) (bool, erro
 	case "":
 		return prefers(r.Header.Get("Accept"), altType, defType), nil
 	default:
-		return false, fmt.Errorf("taskscope: unknown format %q: want %s or %s", f, def, alt)
+		return false, fmt.Errorf("taskscope/diagnostics: unknown format %q: want %s or %s", f, def, alt)
 	}
 }
 

@@ -48,14 +48,14 @@ var (
 func New(opts ...Option) (*Telemetry, error) {
 	for i, o := range opts {
 		if o == nil {
-			return nil, fmt.Errorf("telemetry: option %d of New is nil", i)
+			return nil, fmt.Errorf("taskscope/telemetry: option %d of New is nil", i)
 		}
 	}
 	c := newConfig(opts)
 	if _, ok := c.constLabels[bucketLabel]; ok {
 		// The histograms are collected by hand, so client_golang's own
 		// check does not run: the exposition would repeat the label.
-		return nil, fmt.Errorf("telemetry: invalid metrics: const label %q is reserved for histogram buckets", bucketLabel)
+		return nil, fmt.Errorf("taskscope/telemetry: invalid metrics: const label %q is reserved for histogram buckets", bucketLabel)
 	}
 	m := newMetrics(c.constLabels)
 	cache := newSeriesCache(m, c.maxLabelValues)
@@ -75,17 +75,17 @@ func New(opts ...Option) (*Telemetry, error) {
 	// collisions) so that a mistake is an error here rather than a panic
 	// or a failed scrape later, whether or not WithRegisterer is used.
 	if err := prometheus.NewPedanticRegistry().Register(t); err != nil {
-		return nil, fmt.Errorf("telemetry: invalid metrics: %w", err)
+		return nil, fmt.Errorf("taskscope/telemetry: invalid metrics: %w", err)
 	}
 	if c.regSet {
 		if c.reg == nil {
-			return nil, fmt.Errorf("telemetry: WithRegisterer(nil)")
+			return nil, fmt.Errorf("taskscope/telemetry: WithRegisterer(nil)")
 		}
 		if isNil(c.reg) {
-			return nil, fmt.Errorf("telemetry: WithRegisterer: nil %T", c.reg)
+			return nil, fmt.Errorf("taskscope/telemetry: WithRegisterer: nil %T", c.reg)
 		}
 		if err := c.reg.Register(t); err != nil {
-			return nil, fmt.Errorf("telemetry: registering metrics: %w", err)
+			return nil, fmt.Errorf("taskscope/telemetry: registering metrics: %w", err)
 		}
 	}
 	return t, nil
