@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -431,6 +432,34 @@ func TestOTelLoggerLevels(t *testing.T) {
 			t.Errorf("at %v: %q, want %q", c.level, strings.Join(got, " "), c.want)
 		}
 	}
+}
+
+// TestOTelErrorsRateLimited: during a collector outage (an export failure
+// a second), the log gets the first failure at once, then one record a
+// minute saying how many it held back, not a line per batch.
+func TestOTelErrorsRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		h := &otelErrors{logger: slog.New(slog.NewJSONHandler(&buf, nil)), every: time.Minute}
+		for range 150 { // two and a half minutes of failed exports
+			h.Handle(errors.New("traces export: connection refused"))
+			time.Sleep(time.Second)
+		}
+		var got []string
+		for line := range strings.Lines(buf.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec["level"] != "WARN" || rec["component"] != "opentelemetry" || !strings.Contains(fmt.Sprint(rec["error"]), "connection refused") {
+				t.Errorf("record %v: want a WARN from component opentelemetry with the error", rec)
+			}
+			got = append(got, fmt.Sprint(rec["suppressed"]))
+		}
+		if want := []string{"0", "59", "59"}; !slices.Equal(got, want) {
+			t.Errorf("records held back %v errors each, want %v (the first at once, then one a minute)", got, want)
+		}
+	})
 }
 
 // stopRun stops a run started with done as its result and fails unless it

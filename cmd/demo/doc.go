@@ -58,7 +58,10 @@
 // provider is flushed and shut down. The SDK's own errors and warnings
 // (export failures; a malformed OTEL_EXPORTER_OTLP_* variable, which the
 // exporter then ignores) are records of the demo's logger, in its format,
-// tagged component=opentelemetry.
+// tagged component=opentelemetry. Export failures, one per batch while the
+// collector is down, are logged at most once a minute, the first at once,
+// each record with the number held back since the last (suppressed);
+// _exported_total{result="failure"} counts their spans.
 //
 // The HTTP endpoints are operator pages and start no spans, so no
 // propagator is installed and a traceparent header is not continued. A

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/lmittmann/tint"
@@ -114,3 +116,32 @@ func (h otelLevels) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h otelLevels) WithGroup(name string) slog.Handler { return otelLevels{h.Handler.WithGroup(name)} }
+
+// otelErrors is the OpenTelemetry error handler (otel.SetErrorHandler):
+// export failures, one per batch (about one a second here) while the
+// collector is down. It logs the first, then at most one per every, with
+// the number it held back since the last: an outage is in the log at once
+// and stays there, without a line per batch. The exporter's counters
+// (/metrics, and the report at exit) count every failure.
+type otelErrors struct {
+	logger *slog.Logger
+	every  time.Duration
+
+	mu   sync.Mutex
+	last time.Time // guarded by mu: when the last record was written
+	held int       // guarded by mu: errors not logged since
+}
+
+func (h *otelErrors) Handle(err error) {
+	h.mu.Lock()
+	now := time.Now()
+	if !h.last.IsZero() && now.Sub(h.last) < h.every {
+		h.held++
+		h.mu.Unlock()
+		return
+	}
+	held := h.held
+	h.last, h.held = now, 0
+	h.mu.Unlock()
+	h.logger.Warn("opentelemetry", "component", "opentelemetry", "error", err, "suppressed", held)
+}

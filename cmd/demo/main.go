@@ -141,10 +141,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Export errors go to the global error handler, the only route the SDK
-	// has; the SDK's other messages (a malformed OTEL_* variable, read by
+	// has (rate-limited: one record a minute during an outage); the SDK's
+	// other messages (a malformed OTEL_* variable, read by
 	// autoexport below) go to the global logger. Without these both would
 	// bypass the demo's log format.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("opentelemetry", "component", "opentelemetry", "error", err) }))
+	otel.SetErrorHandler(&otelErrors{logger: logger, every: time.Minute})
 	otel.SetLogger(otelLogger(logger))
 	// The exporter outlives ctx: it must still flush after the signal.
 	tr, err := newTracing(context.WithoutCancel(ctx), cfg, logger)
