@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +59,16 @@ func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus
 // printURLs writes where to look, one line per endpoint, in one Write so
 // that the block is never interleaved with log output and a reader that
 // sees the "listening on" line also sees every endpoint.
+// baseURL is where a browser on this machine reaches a server listening on
+// addr: an unspecified address (0.0.0.0, ::, as in the container) is not
+// one to open, so it reads localhost.
+func baseURL(addr net.Addr) string {
+	if a, ok := addr.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		return "http://" + net.JoinHostPort("localhost", strconv.Itoa(a.Port))
+	}
+	return "http://" + addr.String()
+}
+
 func printURLs(w io.Writer, base string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "taskscope demo listening on %s (Ctrl-C to stop)\n", base)

@@ -195,7 +195,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return nil
 	}, runtime.LongRunning())
 
-	base := "http://" + ln.Addr().String()
+	base := baseURL(ln.Addr())
 	printURLs(stdout, base)
 	// The log says where to look too: a log pipeline never sees stdout's list.
 	logger.Info("demo running", "url", base+"/", "metrics", base+"/metrics", "tasks", base+"/debug/tasks",

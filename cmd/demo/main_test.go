@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -124,5 +125,23 @@ func TestSignalDuringShutdownKills(t *testing.T) {
 		_ = cmd.Process.Kill()
 		<-exited
 		t.Fatal("a SIGINT during the shutdown did not end the demo")
+	}
+}
+
+// The URLs printed and logged at startup are ones to open: a server on
+// every interface (0.0.0.0 or ::, as in the container) is at localhost.
+func TestBaseURL(t *testing.T) {
+	for _, c := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "http://localhost:8080"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, "http://localhost:8080"},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234}, "http://127.0.0.1:41234"},
+		{&net.TCPAddr{IP: net.ParseIP("::1"), Port: 80}, "http://[::1]:80"},
+	} {
+		if got := baseURL(c.addr); got != c.want {
+			t.Errorf("baseURL(%v) = %q, want %q", c.addr, got, c.want)
+		}
 	}
 }
