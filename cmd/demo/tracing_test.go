@@ -75,7 +75,7 @@ func TestResource(t *testing.T) {
 	attrs := func(r *resource.Resource) map[string]string {
 		m := map[string]string{}
 		for _, kv := range r.Attributes() {
-			m[string(kv.Key)] = kv.Value.Emit()
+			m[string(kv.Key)] = kv.Value.String()
 		}
 		return m
 	}
