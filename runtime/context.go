@@ -73,12 +73,8 @@ type taskRare struct {
 	// rejected: spawned on a closed group. Result.Cause is then Result.Err,
 	// not the context's cause. Guarded by Task.mu.
 	rejected    bool
-	longRunning bool // LongRunning; set before the task is started
-	// failFast is the cause with which the task's failure canceled its
-	// fail-fast group, first: report owes the group's event. Written
-	// under Task.mu, read by the task goroutine that wrote it.
-	failFast *TaskError
-	exitSeq  uint64 // Seq of the late_exit event; guarded by Task.mu
+	longRunning bool   // LongRunning; set before the task is started
+	exitSeq     uint64 // Seq of the late_exit event; guarded by Task.mu
 	// done is made by Task.Done when called before the end (after it,
 	// Done returns a closed channel). Guarded by Task.mu.
 	done chan struct{}

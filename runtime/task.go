@@ -543,9 +543,6 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		// (report).
 		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtx(cause) {
 			g.failure.Store(cause)
-			t.mu.Lock()
-			t.ctx.makeRare().failFast = cause
-			t.mu.Unlock()
 		}
 	}
 	return end, true
@@ -587,8 +584,12 @@ func (t *Task) report(stack []byte, end time.Duration) {
 		tr.emit(ctx, ev)
 		freeEvent(ev)
 	}
-	if r := t.ctx.rare(); r != nil && r.failFast != nil {
-		g.emitCanceled(ctx, r.failFast)
+	if t.failsFast() {
+		// The group's event, when this task's failure is the one that
+		// canceled it (finish).
+		if f := g.failure.Load(); f != nil && f.TaskID == t.id {
+			g.emitCanceled(ctx, f)
+		}
 	}
 	if t.crashes() {
 		return // the caller re-panics: Done never closes
