@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskscope/taskscope/internal/errtext"
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -98,7 +99,7 @@ func NewEventJSON(ev runtime.Event) EventJSON {
 // panic's own error, the panic value alone, since the stack has its own
 // field. (An error wrapping a panic, such as a fail-fast cause, keeps its
 // whole message: it says which task failed.) A panicking Error gives a
-// placeholder (see errorText).
+// placeholder (see errtext.Text).
 func errorMessage(err error) string {
 	// The stream's wrapper is on top, as panicError expects too: errors.As
 	// would run the methods of the application's chain to find it.
@@ -113,7 +114,7 @@ func errorMessage(err error) string {
 	if capped {
 		return ce.Error()
 	}
-	return truncateString(errorText(err), limit)
+	return truncateString(errtext.Text(err), limit)
 }
 
 // SnapshotJSON is the wire form of a supervisor's task tree, as served by

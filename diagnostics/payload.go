@@ -2,11 +2,11 @@ package diagnostics
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/taskscope/taskscope/internal/errtext"
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -63,13 +63,13 @@ func capStacks(err error, max int) (error, bool) {
 		return &c, true
 	case interface{ Unwrap() error }:
 		rest, _ := capStacks(e.Unwrap(), max)
-		return &rewrapped{msg: errorText(err), errs: []error{rest}}, true
+		return &rewrapped{msg: errtext.Text(err), errs: []error{rest}}, true
 	case interface{ Unwrap() []error }:
 		errs := slices.Clone(e.Unwrap())
 		for i := range errs {
 			errs[i], _ = capStacks(errs[i], max)
 		}
-		return &rewrapped{msg: errorText(err), errs: errs}, true
+		return &rewrapped{msg: errtext.Text(err), errs: errs}, true
 	}
 	return err, false // holds the panic behind an As method of its own: kept whole
 }
@@ -96,16 +96,6 @@ func recovering(f func()) (r any) {
 	defer func() { r = recover() }()
 	f()
 	return nil
-}
-
-// errorText is err.Error(), or, when that panics, a placeholder naming
-// err's type and the panic, such as "<*app.Error Error() panicked: runtime
-// error: invalid memory address or nil pointer dereference>".
-func errorText(err error) (s string) {
-	if r := recovering(func() { s = err.Error() }); r != nil {
-		s = fmt.Sprintf("<%T Error() panicked: %v>", err, r)
-	}
-	return s
 }
 
 // truncateBytes returns a copy of b's first n bytes (cut on a UTF-8
@@ -154,7 +144,7 @@ type cappedError struct {
 	etype string // the original's error type, when err is a copy
 }
 
-func (e *cappedError) Error() string { return truncateString(errorText(e.err), e.max) }
+func (e *cappedError) Error() string { return truncateString(errtext.Text(e.err), e.max) }
 func (e *cappedError) Unwrap() error { return e.err }
 
 // ErrorType classifies the wrapped error, not the wrapper, so that

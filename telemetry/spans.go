@@ -12,6 +12,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskscope/taskscope/internal/errtext"
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -128,7 +129,7 @@ func endSpan(span trace.Span, ev *runtime.Event, errType string) {
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, attrOutcome.String(ev.Outcome.String()))
 	if ev.Cause != nil {
-		attrs = append(attrs, attrCause.String(runtime.CauseKind(ev.Cause)), attrCauseText.String(truncate(errorText(ev.Cause))))
+		attrs = append(attrs, attrCause.String(runtime.CauseKind(ev.Cause)), attrCauseText.String(truncate(errtext.Text(ev.Cause))))
 	}
 	if errType != "" {
 		// An ErrorType method may return anything: the metric label is
@@ -140,7 +141,7 @@ func endSpan(span trace.Span, ev *runtime.Event, errType string) {
 	case runtime.Error:
 		msg := errType
 		if ev.Err != nil {
-			msg = errorText(ev.Err)
+			msg = errtext.Text(ev.Err)
 		}
 		span.SetStatus(codes.Error, truncate(msg))
 	case runtime.Panic:
@@ -149,18 +150,6 @@ func endSpan(span trace.Span, ev *runtime.Event, errType string) {
 		span.SetStatus(codes.Error, "aborted at the shutdown deadline; goroutine abandoned")
 	}
 	span.End()
-}
-
-// errorText is err.Error(), or, when that panics (a typed-nil error whose
-// Error dereferences its receiver), a placeholder naming the type and the
-// panic: the span must still end.
-func errorText(err error) (s string) {
-	defer func() {
-		if r := recover(); r != nil {
-			s = fmt.Sprintf("<%T Error() panicked: %v>", err, r)
-		}
-	}()
-	return err.Error()
 }
 
 // recordPanic adds the exception event with the stack the runtime captured
@@ -203,7 +192,7 @@ func cancelEvent(span trace.Span, kind string, cause error) {
 	}
 	attrs := []attribute.KeyValue{attrCause.String(kind)}
 	if cause != nil {
-		attrs = append(attrs, attrCauseText.String(truncate(errorText(cause))))
+		attrs = append(attrs, attrCauseText.String(truncate(errtext.Text(cause))))
 	}
 	span.AddEvent(runtime.KindTaskCancelRequested, trace.WithAttributes(attrs...))
 }
