@@ -108,7 +108,9 @@ func freeEvent(ev *Event) { eventPool.Put(ev) }
 // cancel requests, shutdown_started and rejected spawns at info;
 // shutdown_finished at info, or warn when it aborted tasks; aborted,
 // wait_timed_out and stream lag notices at warn; observer panics at error;
-// everything else (spawned, run_started) at debug. It takes a pointer: observers call it on task goroutines, where a copy
+// everything else (spawned, run_started) at debug.
+//
+// It takes a pointer: observers call it on task goroutines, where a copy
 // of the event is stack the goroutine may have to grow for.
 func (e *Event) Level() slog.Level {
 	switch e.Kind {
