@@ -204,10 +204,11 @@ func (w *workload) dispatch(m message) (budget context.Context) {
 		defer cancel()
 		return w.process(ctx, m)
 	}, runtime.WithCancelOn(budget))
-	select {
-	case <-t.Done(): // rejected (or already over: cancel is idempotent)
+	// A rejected spawn never runs fn, whose defer would release the
+	// budget. Result, not Done: Done would make a channel for every
+	// message.
+	if errors.Is(t.Result().Err, runtime.ErrClosed) {
 		cancel()
-	default:
 	}
 	return budget
 }
