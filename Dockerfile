@@ -6,7 +6,9 @@ ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/taskscope-demo ./cmd/demo
+# service.version (make up passes git describe; .git is not in the context).
+ARG DEMO_VERSION=""
+RUN go build -trimpath -ldflags="-s -w -X main.version=${DEMO_VERSION}" -o /out/taskscope-demo ./cmd/demo
 
 # Run stage: distroless static (Debian 12), non-root, no shell.
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -27,10 +27,15 @@ test-lib: vet fmt-check
 	@ext=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./runtime ./diagnostics | grep -v '^github.com/taskscope/taskscope' || true); \
 	  if [ -n "$$ext" ]; then echo "runtime/diagnostics import outside the standard library: $$ext"; exit 1; fi
 
+# The demo's service.version: builds run with -buildvcs=false (above), so
+# the revision is stamped here (make up passes it to the image build too).
+DEMO_VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+DEMO_LDFLAGS := -X main.version=$(DEMO_VERSION)
+
 # Built, then exec'd: `go run` exits 1 when interrupted, so Ctrl-C would
 # end a clean shutdown with a make error.
 demo:
-	$(GO) build -o $(STACK_BIN)/demo ./cmd/demo && exec $(STACK_BIN)/demo $(ARGS)
+	$(GO) build -ldflags '$(DEMO_LDFLAGS)' -o $(STACK_BIN)/demo ./cmd/demo && exec $(STACK_BIN)/demo $(ARGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -17,8 +17,12 @@ import (
 // (refType CHILD_OF), and the status as tags: otel.status_code=ERROR plus
 // error=true for Error, no otel.status_code at all for Unset.
 type jaegerTrace struct {
-	TraceID string       `json:"traceID"`
-	Spans   []jaegerSpan `json:"spans"`
+	TraceID   string       `json:"traceID"`
+	Spans     []jaegerSpan `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string     `json:"serviceName"`
+		Tags        []jaegerKV `json:"tags"` // the OTel resource's attributes
+	} `json:"processes"`
 }
 
 type jaegerSpan struct {
@@ -122,6 +126,26 @@ func tagsJSON(kv map[string]string) string {
 
 var outcomes = []string{"success", "error", "canceled", "panic", "aborted"}
 
+// checkResource checks the demo's resource as Jaeger shows it (its
+// process): the service name, and the version stamped into the build.
+func (s *stack) checkResource(t *testing.T, traces []jaegerTrace) {
+	if len(traces) == 0 || len(traces[0].Processes) == 0 {
+		t.Fatalf("no process in the traces %v", traces)
+	}
+	for id, p := range traces[0].Processes {
+		if p.ServiceName != serviceName {
+			t.Errorf("process %s: service %q, want %q", id, p.ServiceName, serviceName)
+		}
+		kv, _ := findKV(p.Tags, "service.version")
+		switch {
+		case s.demoVersion == "":
+			t.Logf("process %s: service.version %v (a demo built outside the test: not checked)", id, kv.Value)
+		case kv.Value != s.demoVersion:
+			t.Errorf("process %s: service.version %v, want %q, the version stamped into the build; tags %v", id, kv.Value, s.demoVersion, p.Tags)
+		}
+	}
+}
+
 // checkJaeger runs after the demo has exited: all its spans are flushed.
 func (s *stack) checkJaeger(t *testing.T) {
 	ctx := t.Context()
@@ -137,12 +161,18 @@ func (s *stack) checkJaeger(t *testing.T) {
 
 	// The shutdown span is the last the demo makes; once it is in, the
 	// flush has arrived.
-	var shutdown []jaegerSpan
+	var (
+		shutdown       []jaegerSpan
+		shutdownTraces []jaegerTrace
+	)
 	must(t, poll(ctx, "the `shutdown demo` span in Jaeger", 30*time.Second, 250*time.Millisecond, watch, func(ctx context.Context) (bool, error) {
 		traces, err := s.jaegerSearch(ctx, t, "shutdown", "operation", "shutdown demo", "limit", "5")
 		shutdown = spansWhere(traces, func(sp jaegerSpan) bool { return sp.OperationName == "shutdown demo" })
+		shutdownTraces = traces
 		return len(shutdown) > 0, err
 	}))
+
+	t.Run("resource", func(t *testing.T) { s.checkResource(t, shutdownTraces) })
 
 	// Task spans of every outcome.
 	aborted := map[string]jaegerSpan{} // "group/name#id" → span

@@ -37,9 +37,10 @@ type stack struct {
 	root string
 	art  *artifacts
 
-	demo      *proc
-	demoAddr  string // host:port
-	demoStart time.Time
+	demo        *proc
+	demoAddr    string // host:port
+	demoStart   time.Time
+	demoVersion string // stamped into the build; "" for $E2E_DEMO
 
 	prom    *proc
 	promURL string
@@ -100,7 +101,8 @@ func TestStack(t *testing.T) {
 	s := &stack{root: root, art: art}
 	var pp ports
 
-	demoBin := buildDemo(t, root)
+	var demoBin string
+	demoBin, s.demoVersion = buildDemo(t, root)
 
 	// Jaeger: its own config, every address from the environment.
 	jOTLPgRPC, jQuery := pp.free(t), pp.free(t)
@@ -231,25 +233,26 @@ func TestStack(t *testing.T) {
 }
 
 // buildDemo builds cmd/demo from the working tree into a temporary
-// directory, or returns $E2E_DEMO, a demo binary built otherwise (with
-// -race, say).
-func buildDemo(t *testing.T, root string) string {
+// directory, with a version stamped as make demo does, and returns it and
+// the version; or returns $E2E_DEMO, a demo binary built otherwise (with
+// -race, say), whose version it does not know.
+func buildDemo(t *testing.T, root string) (bin, version string) {
 	t.Helper()
 	if bin := os.Getenv("E2E_DEMO"); bin != "" {
 		t.Logf("demo: %s (E2E_DEMO)", bin)
-		return bin
+		return bin, ""
 	}
-	bin := filepath.Join(t.TempDir(), "demo")
+	bin, version = filepath.Join(t.TempDir(), "demo"), "e2e-"+strconv.FormatInt(time.Now().Unix(), 36)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/demo")
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "./cmd/demo")
 	cmd.Dir = root
 	begin := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/demo: %v\n%s", err, out)
 	}
 	t.Logf("built the demo in %v", time.Since(begin).Round(time.Millisecond))
-	return bin
+	return bin, version
 }
 
 // stopAll stops processes in parallel.

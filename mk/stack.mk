@@ -68,7 +68,7 @@ tools-apt:
 	fi
 
 up:
-	$(COMPOSE) -p taskscope up -d --build
+	DEMO_VERSION='$(DEMO_VERSION)' $(COMPOSE) -p taskscope up -d --build
 	@echo "Grafana http://127.0.0.1:3000  demo http://127.0.0.1:8080  Prometheus http://127.0.0.1:9090  Jaeger http://127.0.0.1:16686"
 
 down:

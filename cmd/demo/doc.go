@@ -43,13 +43,13 @@
 // The OpenTelemetry SDK lives only in this command. The resource's
 // service.name is taskscope-demo unless OTEL_SERVICE_NAME (or
 // OTEL_RESOURCE_ATTRIBUTES) says otherwise; its service.version is the
-// build's (the module version of go install ...@version, else the VCS
-// revision) unless OTEL_RESOURCE_ATTRIBUTES sets one. make demo and the
-// Dockerfile build with -buildvcs=false, so they have none of their own. Spans are always kept for
-// /debug/tracez; they are also exported, configured by the standard
-// variables through contrib's autoexport, when OTEL_TRACES_EXPORTER,
-// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
-// set. The export queue holds 16384 spans, exported in batches of up to
+// one stamped at build time (make demo and make up stamp git describe),
+// else the build's (the module version of go install ...@version, else the
+// VCS revision), unless OTEL_RESOURCE_ATTRIBUTES sets one. Spans are
+// always kept for /debug/tracez; they are also exported, configured by the
+// standard variables through contrib's autoexport, when
+// OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. The export queue holds 16384 spans, exported in batches of up to
 // 1024 every second (OTEL_BSP_* override these). A span that finds the
 // queue full is dropped and counted, never lost quietly:
 // taskscope_demo_spans_dropped_total (with _queued_total,

@@ -57,7 +57,8 @@ type tracing struct {
 // backend), plus an exporter configured by the standard OTEL_* variables
 // when the environment asks for one.
 func newTracing(ctx context.Context, cfg config, logger *slog.Logger) (*tracing, error) {
-	res, err := newResource(ctx, buildVersion(debug.ReadBuildInfo()), logger)
+	bi, ok := debug.ReadBuildInfo()
+	res, err := newResource(ctx, buildVersion(version, bi, ok), logger)
 	if err != nil {
 		return nil, err
 	}
@@ -114,12 +115,21 @@ func newResource(ctx context.Context, version string, logger *slog.Logger) (*res
 	return res, nil
 }
 
-// buildVersion is the demo's version as the build recorded it: the module
-// version of a `go install ...@version` build, else the VCS revision (with
-// -dirty for local changes) when the build stamped one; "" when neither is
-// known (a build with -buildvcs=false, as make demo and the Dockerfile
-// do: set service.version in OTEL_RESOURCE_ATTRIBUTES then).
-func buildVersion(bi *debug.BuildInfo, ok bool) string {
+// version is the demo's version when the build sets it with
+// -ldflags "-X main.version=...": make demo and make up stamp the output of
+// git describe (their builds run with -buildvcs=false, so the build info
+// has no revision).
+var version string
+
+// buildVersion is the demo's version: stamped (see version) if set, else
+// the module version of a `go install ...@version` build, else the VCS
+// revision (with -dirty for local changes) when the build recorded one;
+// "" when none is known (then set service.version in
+// OTEL_RESOURCE_ATTRIBUTES).
+func buildVersion(stamped string, bi *debug.BuildInfo, ok bool) string {
+	if stamped != "" {
+		return stamped
+	}
 	if !ok || bi == nil {
 		return ""
 	}

@@ -108,18 +108,22 @@ func TestResource(t *testing.T) {
 }
 
 func TestBuildVersion(t *testing.T) {
+	revision := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}}}
 	for _, c := range []struct {
-		bi   *debug.BuildInfo
-		want string
+		stamped string
+		bi      *debug.BuildInfo
+		want    string
 	}{
-		{nil, ""},
-		{&debug.BuildInfo{Main: debug.Module{Version: "v0.4.1"}}, "v0.4.1"},
-		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ""},
-		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}}}, "4fb5290abc"},
-		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}, {Key: "vcs.modified", Value: "true"}}}, "4fb5290abc-dirty"},
+		{"", nil, ""},
+		{"v0.5.0-3-g1a2b3c4-dirty", nil, "v0.5.0-3-g1a2b3c4-dirty"},
+		{"v0.5.0", revision, "v0.5.0"}, // the stamp wins over the build info
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "v0.4.1"}}, "v0.4.1"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ""},
+		{"", revision, "4fb5290abc"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4fb5290abc"}, {Key: "vcs.modified", Value: "true"}}}, "4fb5290abc-dirty"},
 	} {
-		if got := buildVersion(c.bi, c.bi != nil); got != c.want {
-			t.Errorf("buildVersion(%+v) = %q, want %q", c.bi, got, c.want)
+		if got := buildVersion(c.stamped, c.bi, c.bi != nil); got != c.want {
+			t.Errorf("buildVersion(%q, %+v) = %q, want %q", c.stamped, c.bi, got, c.want)
 		}
 	}
 }
