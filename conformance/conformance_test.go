@@ -351,6 +351,34 @@ func runWorkload(t *testing.T, sup *runtime.Supervisor, rng *rand.Rand, release 
 			add(g.Every(periodic+"stubborn", time.Millisecond, stubborn), randomwork.Spawn{})
 			// and a long-running task that fails, in a group not canceled
 			add(groups[0].Go(longRunning+"fail", func(context.Context) error { return errors.New("boom") }, runtime.LongRunning()), randomwork.Spawn{LongRunning: true})
+			// Whatever the draw (each of these is missing from a few seeds
+			// in a hundred otherwise): a panic in each fail-fast group
+			// canceled first, so that their Err staying nil is checked
+			// against a failure; a long-running task that panics; a cancel
+			// request of each kind; and a task, a long-running task and a
+			// periodic task canceled from outside, and three left to the
+			// shutdown.
+			crash := func(context.Context) error { panic("kaboom") }
+			wait := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+			for _, g := range []*runtime.Group{guarded, halted} {
+				add(g.Go("crash", crash), randomwork.Spawn{})
+			}
+			add(groups[0].Go(longRunning+"crash", crash, runtime.LongRunning()), randomwork.Spawn{LongRunning: true})
+			for _, cause := range []error{nil, errors.New("no longer needed")} {
+				add(groups[0].Go("cancelme", wait), randomwork.Spawn{}).Cancel(cause)
+			}
+			gone, leave := context.WithCancelCause(context.Background())
+			leave(randomwork.ErrClientGone)
+			for _, outside := range []bool{false, true} {
+				opts := []runtime.TaskOption{}
+				if outside {
+					opts = append(opts, runtime.WithCancelOn(gone))
+				}
+				add(groups[0].Go("patient", wait, opts...), randomwork.Spawn{CancelOn: outside})
+				add(groups[0].Every(periodic+"patient", time.Millisecond, wait, opts...), randomwork.Spawn{CancelOn: outside})
+				opts = append(opts, runtime.LongRunning())
+				add(groups[0].Go(longRunning+"patient", wait, opts...), randomwork.Spawn{LongRunning: true, CancelOn: outside})
+			}
 		}
 	}
 	// Let every task that can end on its own do so (in fake time), and
