@@ -9,6 +9,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,14 +89,15 @@ type eventsHandler struct {
 // began again) gets one at once.
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
-// its descendants, repeatable), ?level= (debug, info, warn, error). A
-// ?kind= that names no event kind this version knows (a typo, or a kind of
-// a newer version), and a ?level=, ?after=, ?format= or Last-Event-ID it
-// cannot read, is a 400; a
-// request after [Stream.Close] is a 503, which makes an EventSource stop
-// rather than reconnect. A method other than GET or HEAD is a 405; HEAD
-// gets the headers only. Behind a ResponseWriter that cannot flush, the
-// handler answers 500 rather than a stream that never arrives.
+// its descendants, as [GroupPrefix]; repeatable), ?level= (debug, info,
+// warn, error). A ?kind= that names no event kind this version knows (a
+// typo, or a kind of a newer version), a ?group= that is no dotted group
+// name (empty, or "app..ingest"), and a ?level=, ?after=, ?format= or
+// Last-Event-ID it cannot read, is a 400; a request after [Stream.Close] is
+// a 503, which makes an EventSource stop rather than reconnect. A method
+// other than GET or HEAD is a 405; HEAD gets the headers only. Behind a
+// ResponseWriter that cannot flush, the handler answers 500 rather than a
+// stream that never arrives.
 //
 // Each client is an ordinary [Subscription]: a slow client lags and is
 // told so, it never slows the supervisor. The response ends when the client
@@ -355,7 +357,11 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 	if len(kinds) > 0 {
 		opts = append(opts, Kinds(kinds...))
 	}
-	for _, g := range q["group"] {
+	groups, err := groupsFrom(q)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
 		opts = append(opts, GroupPrefix(g))
 	}
 	if l := q.Get("level"); l != "" {
@@ -383,6 +389,23 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 		opts = append(opts, After(seq))
 	}
 	return opts, nil
+}
+
+// groupsFrom reads a request's ?group= values (repeatable) as
+// [GroupPrefix] takes them, a trailing "." dropped. One that is empty, or
+// has an empty part ("app..ingest", ".app"), names no group the runtime can
+// make: it is an error, not a filter that matches every group (the empty
+// prefix) or none.
+func groupsFrom(q url.Values) ([]string, error) {
+	var groups []string
+	for _, g := range q["group"] {
+		name := strings.TrimSuffix(g, ".")
+		if slices.Contains(strings.Split(name, "."), "") {
+			return nil, fmt.Errorf("bad group %q: want a group's dotted name, such as app.ingest", g)
+		}
+		groups = append(groups, name)
+	}
+	return groups, nil
 }
 
 // canFlush reports whether w, or a ResponseWriter it wraps (as

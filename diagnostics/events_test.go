@@ -400,6 +400,14 @@ func TestEventsBadRequests(t *testing.T) {
 		{http.MethodGet, "/events?after=5@", "", http.StatusBadRequest},
 		{http.MethodGet, "/events?format=json", "", http.StatusBadRequest}, // a typo must not give SSE
 		{http.MethodGet, "/events?format=sse", "", http.StatusOK},
+		// A group the runtime cannot name: the empty prefix would match
+		// every group, the others none.
+		{http.MethodGet, "/events?group=", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?group=svc..ingest", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?group=.svc", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?group=.", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?group=svc&group=", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?group=svc.ingest.", "", http.StatusOK}, // the same group
 		{http.MethodPost, "/events", "", http.StatusMethodNotAllowed},
 	} {
 		req := httptest.NewRequestWithContext(ctx, tc.method, tc.target, nil)
