@@ -97,21 +97,26 @@ func TestStreamFilters(t *testing.T) {
 		{Seq: 4, Kind: runtime.KindTaskFinished, Group: "runtime.ingester", TaskID: 3, Outcome: runtime.Error, Err: errors.New("y")},
 		{Seq: 5, Kind: runtime.KindGroupCancelRequested, Group: "runtime", Cause: context.Canceled},
 		{Seq: 6, Kind: runtime.KindTaskFinished, Group: "runtime", TaskID: 4, Outcome: runtime.Success},
+		{Seq: 7, Kind: runtime.KindGroupShutdownStarted, Group: "runtime.ingester"},
+		{Seq: 8, Kind: runtime.KindGroupCancelRequested, Group: "runtime.ingest.kafka", Cause: context.Canceled},
 	}
 	tests := []struct {
 		name string
 		opts []diagnostics.SubscribeOption
 		want []uint64
 	}{
-		{"none", nil, []uint64{1, 2, 3, 4, 5, 6}},
-		{"kinds", []diagnostics.SubscribeOption{diagnostics.Kinds(runtime.KindTaskSpawned, runtime.KindGroupCancelRequested)}, []uint64{1, 5}},
-		{"kinds repeated", []diagnostics.SubscribeOption{diagnostics.Kinds(runtime.KindTaskSpawned), diagnostics.Kinds(runtime.KindGroupCancelRequested)}, []uint64{1, 5}},
+		{"none", nil, []uint64{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"kinds", []diagnostics.SubscribeOption{diagnostics.Kinds(runtime.KindTaskSpawned, runtime.KindGroupCancelRequested)}, []uint64{1, 5, 8}},
+		{"kinds repeated", []diagnostics.SubscribeOption{diagnostics.Kinds(runtime.KindTaskSpawned), diagnostics.Kinds(runtime.KindGroupCancelRequested)}, []uint64{1, 5, 8}},
 		{"level warn", []diagnostics.SubscribeOption{diagnostics.MinLevel(slog.LevelWarn)}, []uint64{2, 3, 4}},
 		{"level error", []diagnostics.SubscribeOption{diagnostics.MinLevel(slog.LevelError)}, []uint64{3}},
-		{"group prefix", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest")}, []uint64{1, 2, 3}},
-		{"group exact leaf", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest.kafka")}, []uint64{3}},
-		{"group root", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime")}, []uint64{1, 2, 3, 4, 5, 6}},
-		{"two groups", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingester"), diagnostics.GroupPrefix("runtime.ingest.kafka")}, []uint64{3, 4}},
+		// The root's cancel (5) is its descendants' too; the task of the
+		// root (6) and the shutdown of a sibling (7) are not.
+		{"group prefix", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest")}, []uint64{1, 2, 3, 5, 8}},
+		{"group exact leaf", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest.kafka")}, []uint64{3, 5, 8}},
+		{"group root", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime")}, []uint64{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"two groups", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingester"), diagnostics.GroupPrefix("runtime.ingest.kafka")}, []uint64{3, 4, 5, 7, 8}},
+		{"group events", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest"), diagnostics.Kinds(runtime.KindGroupCancelRequested, runtime.KindGroupShutdownStarted)}, []uint64{5, 8}},
 		{"combined", []diagnostics.SubscribeOption{diagnostics.GroupPrefix("runtime.ingest"), diagnostics.Kinds(runtime.KindTaskFinished), diagnostics.MinLevel(slog.LevelWarn)}, []uint64{2, 3}},
 	}
 	for _, tt := range tests {

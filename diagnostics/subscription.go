@@ -83,7 +83,9 @@ func MinLevel(l slog.Level) SubscribeOption {
 
 // GroupPrefix keeps only events of the group named prefix and its
 // descendants: "app.ingest" matches "app.ingest" and "app.ingest.kafka",
-// not "app.ingester".
+// not "app.ingester". Group events (those with no task, such as a cancel or
+// a shutdown) of its ancestors pass too: the runtime emits one for the
+// group's whole subtree, so "app"'s shutdown is "app.ingest"'s as well.
 func GroupPrefix(prefix string) SubscribeOption {
 	prefix = strings.TrimSuffix(prefix, ".") // "app.ingest." means the same group
 	return subscribeOption(func(c *subscribeConfig) { c.prefixes = append(c.prefixes, prefix) })
@@ -140,7 +142,7 @@ func (f *filter) match(ev *runtime.Event, lvl slog.Level) bool {
 		return true
 	}
 	for _, p := range f.prefixes {
-		if inGroup(ev.Group, p) {
+		if inGroup(ev.Group, p) || (ev.TaskID == 0 && inGroup(p, ev.Group)) {
 			return true
 		}
 	}
