@@ -132,7 +132,9 @@ type SnapshotJSON struct {
 }
 
 // GroupJSON is one group of a [SnapshotJSON]. The counts cover the
-// group's whole subtree; Tasks and Groups are never null.
+// group's whole subtree (in a tree narrowed by [TasksHandler]'s ?group=, a
+// group kept only on the way to the groups asked for counts just theirs);
+// Tasks and Groups are never null.
 type GroupJSON struct {
 	Name      string      `json:"name"` // full dotted name
 	ID        uint64      `json:"id"`   // the events' group_id: sibling groups may share a name

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -53,6 +54,19 @@ type tasksHandler struct {
 // group is a section with data-group="<dotted name>", each task a row with
 // data-task-id and data-state.
 //
+// ?group= (repeatable) narrows the tree to the groups of that dotted name
+// and their descendants, matched as [GroupPrefix] matches events:
+// "app.ingest" (or "app.ingest.") is every group named app.ingest, and
+// app.ingest.kafka, not app.ingester. The groups named on the way from the
+// root to those names (app, for app.ingest) stay, so that each group shown
+// has its parent there, as will one that comes later, but with no tasks of
+// their own and counting only those shown below them: a name that matches
+// no group gives that path as far as it exists, not an error. An empty
+// ?group=, or one that is no dotted group name ("app..ingest"), is a 400.
+// The snapshot's Seq is unchanged (the whole tree's), and the page follows
+// the event stream with the same ?group=, so it neither receives nor shows
+// the tasks of other groups.
+//
 // A nil sup or a nil option panics.
 func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
 	if sup == nil {
@@ -77,7 +91,15 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	groups, err := groupsFrom(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	tree := h.sup.Snapshot()
+	if groups != nil {
+		tree, _ = prune(tree, groups)
+	}
 	snap := NewSnapshotJSON(tree, time.Now()) // after the snapshot: no task is younger than 0
 	w.Header().Set("Cache-Control", "no-store")
 	var buf bytes.Buffer
@@ -89,12 +111,43 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := pageTemplate.Execute(&buf, pageData{Snapshot: snap, EventsURL: h.eventsURL}); err != nil {
+		data := pageData{Snapshot: snap, EventsURL: h.eventsURL, Filter: strings.Join(groups, ", ")}
+		if err := pageTemplate.Execute(&buf, data); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 	}
 	_, _ = w.Write(buf.Bytes())
+}
+
+// prune cuts g's tree down to what ?group= asks for: the groups in one of
+// prefixes (as inGroup matches), whole, and the groups on the way to them,
+// without their own tasks and counting only what is kept below them. It
+// reports whether g is either; if not, g comes back bare, as the root
+// stays whatever it matches.
+func prune(g runtime.GroupSnapshot, prefixes []string) (runtime.GroupSnapshot, bool) {
+	onPath := false
+	for _, p := range prefixes {
+		if inGroup(g.Name, p) {
+			return g, true
+		}
+		onPath = onPath || inGroup(p, g.Name)
+	}
+	kept := g
+	kept.Tasks, kept.Groups = nil, nil
+	kept.Running, kept.Canceling, kept.Abandoned = 0, 0, 0
+	if !onPath { // nor is anything below it
+		return kept, false
+	}
+	for _, c := range g.Groups {
+		if c, ok := prune(c, prefixes); ok {
+			kept.Groups = append(kept.Groups, c)
+			kept.Running += c.Running
+			kept.Canceling += c.Canceling
+			kept.Abandoned += c.Abandoned
+		}
+	}
+	return kept, true
 }
 
 //go:embed page.html
@@ -109,6 +162,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 type pageData struct {
 	Snapshot  SnapshotJSON
 	EventsURL string
+	Filter    string // the ?group= names, for the header; empty for the whole tree
 }
 
 // formatAge renders an age compactly, truncated: 850ms, 12.3s, 4m05s,

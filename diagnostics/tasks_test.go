@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -215,6 +217,229 @@ func TestTasksPageIntervals(t *testing.T) {
 		}
 		if err := sup.Shutdown(t.Context()); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// withGroups runs f against a supervisor "svc" with a task in the root and
+// in each of these groups, and a canceling one in svc.ingest.kafka; the
+// root's groups in this order:
+//
+//	svc.ingest (fetch) > svc.ingest.kafka (consume, stuck)
+//	svc.web (serve) > svc.web.api (api)
+//	svc.ingest (twin), a sibling of the first
+//	svc.ingester (other)
+func withGroups(t *testing.T, f func(sup *runtime.Supervisor)) {
+	synctest.Test(t, func(t *testing.T) {
+		sup := runtime.New("svc", runtime.WithObserver(diagnostics.NewStream())) // events: a Seq
+		release := make(chan struct{})
+		block := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+		ingest, web := sup.Group("ingest"), sup.Group("web")
+		kafka := ingest.Group("kafka")
+		sup.Go("root", block)
+		ingest.Go("fetch", block)
+		kafka.Go("consume", block)
+		kafka.Go("stuck", func(context.Context) error { <-release; return nil }).Cancel(nil)
+		sup.Group("ingest").Go("twin", block)
+		sup.Group("ingester").Go("other", block)
+		web.Go("serve", block)
+		web.Group("api").Go("api", block)
+		synctest.Wait()
+
+		f(sup)
+
+		close(release)
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// outline draws a tree as lines "name running/canceling/abandoned [tasks]",
+// indented by depth.
+func outline(g diagnostics.GroupJSON, indent string) []string {
+	var tasks []string
+	for _, task := range g.Tasks {
+		tasks = append(tasks, task.Name)
+	}
+	out := []string{fmt.Sprintf("%s%s %d/%d/%d %v", indent, g.Name, g.Running, g.Canceling, g.Abandoned, tasks)}
+	for _, c := range g.Groups {
+		out = append(out, outline(c, indent+"  ")...)
+	}
+	return out
+}
+
+// placed is a group of a tree and its parent's id.
+type placed struct {
+	diagnostics.GroupJSON
+	parent uint64
+}
+
+// byID indexes a tree's groups.
+func byID(g diagnostics.GroupJSON, parent uint64, into map[uint64]placed) {
+	into[g.ID] = placed{g, parent}
+	for _, c := range g.Groups {
+		byID(c, g.ID, into)
+	}
+}
+
+// TestTasksGroupFilter: ?group= narrows the JSON to the groups of those
+// names (every sibling of the name) and their descendants, whole, with the
+// groups on the way to them from the root, without their own tasks and
+// counting what is shown; the Seq is the whole tree's.
+func TestTasksGroupFilter(t *testing.T) {
+	withGroups(t, func(sup *runtime.Supervisor) {
+		h := diagnostics.TasksHandler(sup)
+		var whole diagnostics.SnapshotJSON
+		if err := json.Unmarshal(get(h, "/debug/tasks?format=json").Body.Bytes(), &whole); err != nil || whole.Seq == 0 {
+			t.Fatalf("whole tree: %v, Seq %d", err, whole.Seq)
+		}
+		wholeGroups := map[uint64]placed{}
+		byID(whole.Root, 0, wholeGroups)
+		ingest := []string{
+			"  svc.ingest 2/1/0 [fetch]",
+			"    svc.ingest.kafka 1/1/0 [consume stuck]",
+			"  svc.ingest 1/0/0 [twin]",
+		}
+		for _, tc := range []struct {
+			query string
+			want  []string // outline
+		}{
+			{"group=svc.ingest", append([]string{"svc 3/1/0 []"}, ingest...)},
+			{"group=svc.ingest.", append([]string{"svc 3/1/0 []"}, ingest...)}, // the same group
+			// The path to kafka: both groups named svc.ingest.
+			{"group=svc.ingest.kafka", []string{
+				"svc 1/1/0 []",
+				"  svc.ingest 1/1/0 []",
+				"    svc.ingest.kafka 1/1/0 [consume stuck]",
+				"  svc.ingest 0/0/0 []",
+			}},
+			{"group=svc.ingest.kafka&group=svc.web", []string{
+				"svc 3/1/0 []",
+				"  svc.ingest 1/1/0 []",
+				"    svc.ingest.kafka 1/1/0 [consume stuck]",
+				"  svc.web 2/0/0 [serve]",
+				"    svc.web.api 1/0/0 [api]",
+				"  svc.ingest 0/0/0 []",
+			}},
+			{"group=svc.ingester", []string{"svc 1/0/0 []", "  svc.ingester 1/0/0 [other]"}},
+			{"group=svc.web.api&group=svc.ingester", []string{
+				"svc 2/0/0 []",
+				"  svc.web 1/0/0 []",
+				"    svc.web.api 1/0/0 [api]",
+				"  svc.ingester 1/0/0 [other]",
+			}},
+			{"group=svc", outline(whole.Root, "")},
+			// Groups that may come later: the path as far as it exists.
+			{"group=svc.batch", []string{"svc 0/0/0 []"}},
+			{"group=svc.ingest.kafka.partition", []string{
+				"svc 0/0/0 []",
+				"  svc.ingest 0/0/0 []",
+				"    svc.ingest.kafka 0/0/0 []",
+				"  svc.ingest 0/0/0 []",
+			}},
+			{"group=other", []string{"svc 0/0/0 []"}},
+		} {
+			rec := get(h, "/debug/tasks?format=json&"+tc.query)
+			var snap diagnostics.SnapshotJSON
+			if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil {
+				t.Errorf("?%s: %d %v\n%s", tc.query, rec.Code, err, rec.Body)
+				continue
+			}
+			if got := outline(snap.Root, ""); !slices.Equal(got, tc.want) {
+				t.Errorf("?%s:\n%s\nwant\n%s", tc.query, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if snap.Seq != whole.Seq {
+				t.Errorf("?%s: Seq %d, the whole tree's is %d", tc.query, snap.Seq, whole.Seq)
+			}
+			// Each group is the one of the whole tree, under the same
+			// parent, with the same flags; those asked for are whole.
+			groups := map[uint64]placed{}
+			byID(snap.Root, 0, groups)
+			for id, got := range groups {
+				want, ok := wholeGroups[id]
+				if !ok || got.parent != want.parent || got.Name != want.Name || got.Closed != want.Closed || got.Canceled != want.Canceled {
+					t.Errorf("?%s: group %s#%d under %d, not as in the whole tree", tc.query, got.Name, id, got.parent)
+				}
+				if len(got.Tasks) > 0 && !reflect.DeepEqual(got, want) {
+					t.Errorf("?%s: group %s#%d has tasks, yet differs from the whole tree's", tc.query, got.Name, id)
+				}
+			}
+		}
+	})
+}
+
+// TestTasksBadGroup: a ?group= that names no group the runtime can make is
+// a 400 saying so, in either format and for HEAD.
+func TestTasksBadGroup(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	h := diagnostics.TasksHandler(sup)
+	for _, target := range []string{
+		"/debug/tasks?group=",
+		"/debug/tasks?format=json&group=",
+		"/debug/tasks?group=svc..ingest",
+		"/debug/tasks?group=.svc",
+		"/debug/tasks?group=.",
+		"/debug/tasks?group=svc.ingest..",
+		"/debug/tasks?format=json&group=svc&group=",
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("%s %s: %d, want 400", method, target, rec.Code)
+			} else if msg := rec.Body.String(); method == http.MethodGet && !strings.HasPrefix(msg, "bad group ") {
+				t.Errorf("%s %s: 400 %q, want one that says which group is bad", method, target, msg)
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/debug/tasks?group=svc.ingest", nil))
+	if rec.Code != http.StatusOK || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("HEAD ?group=svc.ingest: %d, Cache-Control %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
+}
+
+// TestTasksPageGroupFilter: the page of ?group= shows that subtree, says
+// so in its header (escaped: group names are the application's), and
+// embeds the same narrowed snapshot as the JSON form.
+func TestTasksPageGroupFilter(t *testing.T) {
+	withGroups(t, func(sup *runtime.Supervisor) {
+		h := diagnostics.TasksHandler(sup)
+		page := get(h, "/debug/tasks?group=svc.ingest.kafka&group=svc.web.api").Body.String()
+		for _, want := range []string{
+			`<title>taskscope · svc · svc.ingest.kafka, svc.web.api</title>`,
+			`<span id="filter">group filter: svc.ingest.kafka, svc.web.api · <a href="?">all groups</a></span>`,
+			`data-group="svc.ingest.kafka"`, `<td class="name">consume</td>`, `<td class="name">api</td>`,
+		} {
+			if !strings.Contains(page, want) {
+				t.Errorf("page lacks %s", want)
+			}
+		}
+		for _, other := range []string{"fetch", "twin", "other", "serve", "root"} {
+			if strings.Contains(page, `<td class="name">`+other+`</td>`) {
+				t.Errorf("page shows task %s, of a group not asked for", other)
+			}
+		}
+		_, rest, _ := strings.Cut(page, `<script id="snapshot" type="application/json">`)
+		embedded, _, _ := strings.Cut(rest, `</script>`)
+		var fromPage, fromJSON diagnostics.SnapshotJSON
+		if err := json.Unmarshal([]byte(embedded), &fromPage); err != nil {
+			t.Fatalf("embedded snapshot: %v\n%s", err, embedded)
+		}
+		_ = json.Unmarshal(get(h, "/debug/tasks?format=json&group=svc.ingest.kafka&group=svc.web.api").Body.Bytes(), &fromJSON)
+		a, _ := json.Marshal(fromPage)
+		b, _ := json.Marshal(fromJSON)
+		if string(a) != string(b) {
+			t.Errorf("embedded snapshot differs from the JSON form:\n%s\n%s", a, b)
+		}
+
+		if page := get(h, "/debug/tasks?group=svc.<b>").Body.String(); strings.Contains(page, "svc.<b>") || !strings.Contains(page, "svc.&lt;b&gt;") {
+			t.Error("the group filter is not escaped in the page")
+		}
+		if page := get(h, "/debug/tasks").Body.String(); strings.Contains(page, `id="filter"`) {
+			t.Error("the page of the whole tree has a group filter in its header")
 		}
 	})
 }
