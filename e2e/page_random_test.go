@@ -265,7 +265,7 @@ func pageRandomRun(t *testing.T, seed uint64, work time.Duration) {
 		w.mu.Unlock()
 		events.close()
 	}()
-	ctx := servePage(t, sup, stream, events)
+	ctx := servePage(t, sup, stream, events, "")
 	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
 	must(t, err)
 
@@ -436,7 +436,7 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	sup := runtime.New("app", runtime.WithObserver(hold), runtime.WithObserver(stream))
 	release := make(chan struct{})
 	defer close(release)
-	ctx := servePage(t, sup, stream, nil)
+	ctx := servePage(t, sup, stream, nil, "")
 	reload := func() {
 		must(t, chromedp.Do(ctx, chromedp.Reload(),
 			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,7 +37,7 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 	sup := runtime.New("app", runtime.WithObserver(stream))
 	release := make(chan struct{})
 	defer close(release)
-	ctx := servePage(t, sup, stream, nil)
+	ctx := servePage(t, sup, stream, nil, "")
 
 	stuck := func(context.Context) error { <-release; return nil }
 	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
@@ -120,11 +122,12 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 const intervalsJS = `Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.querySelector(".interval").textContent]))`
 
 // servePage serves sup's task page and stream's events (through events
-// when it is not nil) and opens the page, live, in headless Chromium. It
+// when it is not nil) and opens the page, with query (such as
+// group=app.ingest) when it is not empty, live, in headless Chromium. It
 // returns the browser's context, with a budget of 2 minutes. When the test
 // ends it closes the stream and the server and shuts sup down: release
 // what blocks the tasks first, in a defer.
-func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream, events http.Handler) context.Context {
+func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream, events http.Handler, query string) context.Context {
 	t.Helper()
 	chromium := chromiumPath()
 	if _, err := os.Stat(chromium); err != nil {
@@ -147,7 +150,11 @@ func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream
 		}
 	})
 	bctx := startBrowser(t, chromium, io.Discard)
-	must(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/debug/tasks"))) // starts the browser, for as long as bctx
+	page := srv.URL + "/debug/tasks"
+	if query != "" {
+		page += "?" + query
+	}
+	must(t, chromedp.Do(bctx, chromedp.Navigate(page))) // starts the browser, for as long as bctx
 	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
 	t.Cleanup(cancel)
 	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
@@ -172,6 +179,11 @@ const pageStateJS = `({
 })`
 
 func serverState(sup *runtime.Supervisor) pageState {
+	return stateOf(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()))
+}
+
+// stateOf is what a snapshot shows, as pageState.
+func stateOf(snap diagnostics.SnapshotJSON) pageState {
 	s := pageState{Tasks: map[string]string{}}
 	var walk func(g diagnostics.GroupJSON, parent string)
 	walk = func(g diagnostics.GroupJSON, parent string) {
@@ -190,7 +202,7 @@ func serverState(sup *runtime.Supervisor) pageState {
 			walk(c, fmt.Sprint(g.ID))
 		}
 	}
-	walk(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root, "")
+	walk(snap.Root, "")
 	return s
 }
 
@@ -205,7 +217,7 @@ func TestTaskPageBacksOffARefusedStream(t *testing.T) {
 	ctx := servePage(t, sup, stream, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tries.Add(1)
 		events.ServeHTTP(w, r)
-	}))
+	}), "")
 	stream.Close() // ends the page's stream; every retry gets a 503
 	start := tries.Load()
 	const window = 12 * time.Second
@@ -218,4 +230,128 @@ func TestTaskPageBacksOffARefusedStream(t *testing.T) {
 	if err != nil || stale != "true" {
 		t.Errorf("the tree is not shown stale while the stream is refused (%q, %v)", stale, err)
 	}
+}
+
+// TestTaskPageGroupFilter opens the page with ?group=app.ingest: it shows
+// what the server's JSON with that ?group= has (both groups named
+// app.ingest, with their subgroups, and the root without its tasks), says
+// so in its header, and follows it live from the event stream filtered the
+// same way, with no snapshot re-fetch: tasks spawned later in other groups
+// never show, not even for a moment, those spawned later in app.ingest
+// (and in a new group below it) do, and a cancel of the root, an ancestor,
+// reaches the tasks shown. Once its stream is cut, it re-fetches the
+// snapshot with the same ?group=.
+func TestTaskPageGroupFilter(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	release := make(chan struct{})
+	defer close(release)
+	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
+	ingest, ingester, web := sup.Group("ingest"), sup.Group("ingester"), sup.Group("web")
+	kafka := ingest.Group("kafka")
+	shown := map[string]bool{} // task ids the page must show
+	for _, task := range []*runtime.Task{
+		ingest.Go("fetch", waiting),
+		kafka.Go("consume", waiting),
+		sup.Group("ingest").Go("twin", waiting),
+	} {
+		shown[fmt.Sprint(task.ID())] = true
+	}
+	sup.Go("root", waiting)
+	ingester.Go("other", waiting)
+	web.Go("serve", waiting)
+
+	const query = "group=app.ingest"
+	events := newKickable(diagnostics.EventsHandler(stream))
+	defer events.close()
+	ctx := servePage(t, sup, stream, events, query)
+	filter, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("filter").textContent`))
+	must(t, err)
+	if !strings.Contains(filter, "app.ingest") {
+		t.Errorf("the page's header says %q, not that it shows app.ingest only", filter)
+	}
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(pageRecorder, "group filter")))
+	must(t, err)
+	check := func(what string) {
+		t.Helper()
+		err := poll(ctx, "the page to show what the server has for ?"+query+" after: "+what, 20*time.Second, 100*time.Millisecond, nil,
+			func(ctx context.Context) (bool, error) {
+				page, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+				if err != nil {
+					return false, err
+				}
+				server, err := servedState(sup, query)
+				if err != nil {
+					return false, err
+				}
+				if got := slices.Sorted(maps.Keys(page.Tasks)); !slices.Equal(got, slices.Sorted(maps.Keys(shown))) {
+					return false, fmt.Errorf("the page shows tasks %v, want %v", got, slices.Sorted(maps.Keys(shown)))
+				}
+				if !maps.Equal(page.Tasks, server.Tasks) {
+					return false, fmt.Errorf("tasks: page %v, server %v", page.Tasks, server.Tasks)
+				}
+				slices.Sort(page.Groups)
+				slices.Sort(server.Groups)
+				if !slices.Equal(page.Groups, server.Groups) {
+					return false, fmt.Errorf("groups: page %v, server %v", page.Groups, server.Groups)
+				}
+				return true, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("the page loaded")
+
+	// Other groups' tasks first: once the page shows app.ingest's, which
+	// came after, it has had every event it was sent before them.
+	hidden := map[string]bool{}
+	for _, task := range []*runtime.Task{
+		web.Go("web-later", waiting),
+		ingester.Go("ingester-later", waiting),
+		sup.Go("root-later", waiting),
+	} {
+		hidden[fmt.Sprint(task.ID())] = true
+	}
+	for _, task := range []*runtime.Task{
+		ingest.Go("ingest-later", waiting),
+		kafka.Group("part").Go("part-later", waiting),
+	} {
+		shown[fmt.Sprint(task.ID())] = true
+	}
+	check("spawns in other groups, then in app.ingest")
+
+	sup.Cancel(errors.New("ancestor canceled")) // its tasks wait for release: canceling
+	check("a cancel of the root")
+
+	log, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageChange](`window.__e2e.log`))
+	must(t, err)
+	for _, c := range log {
+		switch {
+		case c.Op == "resync":
+			t.Errorf("the page re-fetched its snapshot: it should have followed the stream alone")
+		case c.Op == "add" && hidden[c.ID]:
+			t.Errorf("the page showed task %s, of a group not asked for", c.ID)
+		}
+	}
+
+	// Cut off, the page re-fetches the snapshot.
+	events.kick()
+	web.Go("web-cut", waiting)
+	shown[fmt.Sprint(ingest.Go("ingest-cut", waiting).ID())] = true
+	must(t, poll(ctx, "the page to re-fetch its snapshot", 20*time.Second, 100*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__e2e.log.some(c => c.op === "resync")`))
+	}))
+	check("a cut of the event stream")
+}
+
+// servedState is what the task page with query (in its JSON form) has.
+func servedState(sup *runtime.Supervisor, query string) (pageState, error) {
+	rec := httptest.NewRecorder()
+	diagnostics.TasksHandler(sup).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/tasks?format=json&"+query, nil))
+	var snap diagnostics.SnapshotJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil {
+		return pageState{}, fmt.Errorf("?%s: %d %v", query, rec.Code, err)
+	}
+	return stateOf(snap), nil
 }
