@@ -61,11 +61,12 @@ type tasksHandler struct {
 // root to those names (app, for app.ingest) stay, so that each group shown
 // has its parent there, as will one that comes later, but with no tasks of
 // their own and counting only those shown below them: a name that matches
-// no group gives that path as far as it exists, not an error. An empty
-// ?group=, or one that is no dotted group name ("app..ingest"), is a 400.
-// The snapshot's Seq is unchanged (the whole tree's), and the page follows
-// the event stream with the same ?group=, so it neither receives nor shows
-// the tasks of other groups.
+// no group gives that path as far as it exists (and is open: nothing comes
+// below a closed group), not an error. An empty ?group=, or one that is no
+// dotted group name ("app..ingest"), is a 400. The snapshot's Seq is
+// unchanged (the whole tree's), and the page follows the event stream with
+// the same ?group=, so it neither receives nor shows the tasks of other
+// groups.
 //
 // A nil sup or a nil option panics.
 func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
@@ -123,8 +124,8 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // prune cuts g's tree down to what ?group= asks for: the groups in one of
 // prefixes (as inGroup matches), whole, and the groups on the way to them,
 // without their own tasks and counting only what is kept below them. It
-// reports whether g is either; if not, g comes back bare, as the root
-// stays whatever it matches.
+// reports whether g is kept; if not, g comes back bare, as the root stays
+// whatever it matches.
 func prune(g runtime.GroupSnapshot, prefixes []string) (runtime.GroupSnapshot, bool) {
 	onPath := false
 	for _, p := range prefixes {
@@ -147,7 +148,10 @@ func prune(g runtime.GroupSnapshot, prefixes []string) (runtime.GroupSnapshot, b
 			kept.Abandoned += c.Abandoned
 		}
 	}
-	return kept, true
+	// Nothing can come below a closed group any more. The page drops such a
+	// group once nothing is shown below it; it would not hear of the group
+	// detaching later, when the tasks of its own, not shown, have ended.
+	return kept, !g.Closed || len(kept.Groups) > 0
 }
 
 //go:embed page.html

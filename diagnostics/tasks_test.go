@@ -229,6 +229,7 @@ func TestTasksPageIntervals(t *testing.T) {
 //	svc.web (serve) > svc.web.api (api)
 //	svc.ingest (twin), a sibling of the first
 //	svc.ingester (other)
+//	svc.done (stubborn), shut down: closed, its task abandoned
 func withGroups(t *testing.T, f func(sup *runtime.Supervisor)) {
 	synctest.Test(t, func(t *testing.T) {
 		sup := runtime.New("svc", runtime.WithObserver(diagnostics.NewStream())) // events: a Seq
@@ -244,6 +245,12 @@ func withGroups(t *testing.T, f func(sup *runtime.Supervisor)) {
 		sup.Group("ingester").Go("other", block)
 		web.Go("serve", block)
 		web.Group("api").Go("api", block)
+		done := sup.Group("done")
+		done.Go("stubborn", func(context.Context) error { <-release; return nil })
+		synctest.Wait() // stubborn is running: the shutdown abandons it
+		expired, cancel := context.WithCancel(t.Context())
+		cancel()
+		_ = done.Shutdown(expired) // aborts stubborn
 		synctest.Wait()
 
 		f(sup)
@@ -330,8 +337,11 @@ func TestTasksGroupFilter(t *testing.T) {
 				"  svc.ingester 1/0/0 [other]",
 			}},
 			{"group=svc", outline(whole.Root, "")},
-			// Groups that may come later: the path as far as it exists.
+			{"group=svc.done", []string{"svc 0/0/1 []", "  svc.done 0/0/1 [stubborn]"}},
+			// Groups that may come later: the path as far as it exists,
+			// but for a closed group, where none can come.
 			{"group=svc.batch", []string{"svc 0/0/0 []"}},
+			{"group=svc.done.later", []string{"svc 0/0/0 []"}},
 			{"group=svc.ingest.kafka.partition", []string{
 				"svc 0/0/0 []",
 				"  svc.ingest 0/0/0 []",
