@@ -36,7 +36,21 @@ import (
 // PAGE_SEEDS=n runs seeds 0 to n-1 (default 3); PAGE_SEED=s runs seed s
 // alone; PAGE_WORK=duration sets how long the workload runs (default 2.5s);
 // PAGE_NAMES=unique gives every group a name of its own.
-func TestTaskPageFollowsRandomWork(t *testing.T) {
+func TestTaskPageFollowsRandomWork(t *testing.T) { pageRandom(t, "") }
+
+// TestTaskPageFollowsRandomWorkInAGroup is TestTaskPageFollowsRandomWork
+// with the page opened on ?group=app.w.g1&group=app.w.g0.g2, which the
+// server's JSON of that ?group= must agree with: groups of those names
+// (siblings share them) come and go, and so do those on the way to them,
+// whose cancels and shutdowns the page learns of from its filtered stream.
+func TestTaskPageFollowsRandomWorkInAGroup(t *testing.T) {
+	pageRandom(t, "group=app.w.g1&group=app.w.g0.g2")
+}
+
+// pageRandom runs pageRandomRun for the seeds and the time the environment
+// asks for (see TestTaskPageFollowsRandomWork), with the page opened with
+// query.
+func pageRandom(t *testing.T, query string) {
 	n, first := uint64(3), uint64(0)
 	if s, err := strconv.ParseUint(os.Getenv("PAGE_SEEDS"), 10, 64); err == nil {
 		n = s
@@ -49,7 +63,7 @@ func TestTaskPageFollowsRandomWork(t *testing.T) {
 		work = d
 	}
 	for seed := first; seed < first+n; seed++ {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { pageRandomRun(t, seed, work) })
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { pageRandomRun(t, seed, work, query) })
 	}
 }
 
@@ -244,7 +258,7 @@ const pageResyncsJS = `(() => {
   return true;
 })()`
 
-func pageRandomRun(t *testing.T, seed uint64, work time.Duration) {
+func pageRandomRun(t *testing.T, seed uint64, work time.Duration, query string) {
 	start := time.Now()
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
@@ -265,7 +279,7 @@ func pageRandomRun(t *testing.T, seed uint64, work time.Duration) {
 		w.mu.Unlock()
 		events.close()
 	}()
-	ctx := servePage(t, sup, stream, events, "")
+	ctx := servePage(t, sup, stream, events, query)
 	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
 	must(t, err)
 
@@ -369,7 +383,11 @@ func pageRandomRun(t *testing.T, seed uint64, work time.Duration) {
 				return false, err
 			}
 			last = page
-			if d := w.diff(page, serverState(sup)); d != "" {
+			server, err := servedState(sup, query)
+			if err != nil {
+				return false, err
+			}
+			if d := w.diff(page, server); d != "" {
 				return false, errors.New(d)
 			}
 			return true, nil
