@@ -38,7 +38,7 @@ func Example_observability() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))      // live task tree (HTML, ?format=json)
+	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))      // live task tree (HTML, ?format=json, ?group=app.ingest)
 	mux.Handle("/debug/events", diagnostics.EventsHandler(stream)) // SSE, or NDJSON
 	srv := &http.Server{Addr: ":8080", Handler: mux}
 	// Event streams end only when their client leaves or the stream is
