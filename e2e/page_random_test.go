@@ -557,7 +557,7 @@ func TestTaskPageTellsSiblingsApart(t *testing.T) {
 	close(late)              // its late exit detaches p1
 	_ = p2.Shutdown(context.Background())
 	must(t, poll(ctx, "both app.pair groups to be detached", 10*time.Second, 10*time.Millisecond, nil, func(context.Context) (bool, error) {
-		return !slices.Contains(serverState(sup).Groups, "app.pair"), nil
+		return !serverState(sup).hasGroup("app.pair"), nil
 	}))
 	check("shutdowns of two groups named app.pair (page loaded with both)")
 	noRefetch("the pairs")

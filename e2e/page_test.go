@@ -67,7 +67,7 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 			_ = g.Shutdown(expired) // aborts stubborn
 			close(late)             // its late exit detaches the group
 			must(t, poll(ctx, "app.batch to be detached", 10*time.Second, 10*time.Millisecond, nil, func(context.Context) (bool, error) {
-				return !slices.Contains(serverState(sup).Groups, "app.batch"), nil
+				return !serverState(sup).hasGroup("app.batch"), nil
 			}))
 			g.Go("rejected", stuck)
 			_ = deep.Shutdown(context.Background())
@@ -180,6 +180,12 @@ const pageStateJS = `({
 
 func serverState(sup *runtime.Supervisor) pageState {
 	return stateOf(diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()))
+}
+
+// hasGroup reports whether s shows a group named name (Groups holds
+// "name#id^parent flags").
+func (s pageState) hasGroup(name string) bool {
+	return slices.ContainsFunc(s.Groups, func(g string) bool { return strings.HasPrefix(g, name+"#") })
 }
 
 // stateOf is what a snapshot shows, as pageState.
