@@ -47,6 +47,24 @@ func withTree(t *testing.T, f func(sup *runtime.Supervisor, ids map[string]uint6
 	})
 }
 
+// embedsJSON checks that page embeds the snapshot h serves as JSON at
+// jsonURL (taken after the page: the same tree, unless it changed).
+func embedsJSON(t *testing.T, page string, h http.Handler, jsonURL string) {
+	t.Helper()
+	_, rest, _ := strings.Cut(page, `<script id="snapshot" type="application/json">`)
+	embedded, _, _ := strings.Cut(rest, `</script>`)
+	var fromPage, fromJSON diagnostics.SnapshotJSON
+	if err := json.Unmarshal([]byte(embedded), &fromPage); err != nil {
+		t.Fatalf("embedded snapshot: %v\n%s", err, embedded)
+	}
+	_ = json.Unmarshal(get(h, jsonURL).Body.Bytes(), &fromJSON)
+	a, _ := json.Marshal(fromPage)
+	b, _ := json.Marshal(fromJSON)
+	if string(a) != string(b) {
+		t.Errorf("embedded snapshot differs from the JSON form:\n%s\n%s", a, b)
+	}
+}
+
 func get(h http.Handler, target string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodGet, target, nil)
 	for i := 0; i+1 < len(header); i += 2 {
@@ -138,19 +156,7 @@ func TestTasksPage(t *testing.T) {
 			}
 		}
 
-		// The embedded snapshot is the JSON form.
-		_, rest, _ := strings.Cut(page, `<script id="snapshot" type="application/json">`)
-		embedded, _, _ := strings.Cut(rest, `</script>`)
-		var fromPage, fromJSON diagnostics.SnapshotJSON
-		if err := json.Unmarshal([]byte(embedded), &fromPage); err != nil {
-			t.Fatalf("embedded snapshot: %v\n%s", err, embedded)
-		}
-		_ = json.Unmarshal(get(diagnostics.TasksHandler(sup), "/debug/tasks?format=json").Body.Bytes(), &fromJSON)
-		a, _ := json.Marshal(fromPage)
-		b, _ := json.Marshal(fromJSON)
-		if string(a) != string(b) {
-			t.Errorf("embedded snapshot differs from the JSON form:\n%s\n%s", a, b)
-		}
+		embedsJSON(t, page, diagnostics.TasksHandler(sup), "/debug/tasks?format=json")
 
 		custom := get(diagnostics.TasksHandler(sup, diagnostics.WithEventsURL("/ops/events")), "/debug/tasks").Body.String()
 		if !strings.Contains(custom, `const eventsURL = "/ops/events";`) {
@@ -432,18 +438,7 @@ func TestTasksPageGroupFilter(t *testing.T) {
 				t.Errorf("page shows task %s, of a group not asked for", other)
 			}
 		}
-		_, rest, _ := strings.Cut(page, `<script id="snapshot" type="application/json">`)
-		embedded, _, _ := strings.Cut(rest, `</script>`)
-		var fromPage, fromJSON diagnostics.SnapshotJSON
-		if err := json.Unmarshal([]byte(embedded), &fromPage); err != nil {
-			t.Fatalf("embedded snapshot: %v\n%s", err, embedded)
-		}
-		_ = json.Unmarshal(get(h, "/debug/tasks?format=json&group=svc.ingest.kafka&group=svc.web.api").Body.Bytes(), &fromJSON)
-		a, _ := json.Marshal(fromPage)
-		b, _ := json.Marshal(fromJSON)
-		if string(a) != string(b) {
-			t.Errorf("embedded snapshot differs from the JSON form:\n%s\n%s", a, b)
-		}
+		embedsJSON(t, page, h, "/debug/tasks?format=json&group=svc.ingest.kafka&group=svc.web.api")
 
 		if page := get(h, "/debug/tasks?group=svc.<b>").Body.String(); strings.Contains(page, "svc.<b>") || !strings.Contains(page, "svc.&lt;b&gt;") {
 			t.Error("the group filter is not escaped in the page")
