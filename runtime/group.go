@@ -33,8 +33,14 @@ type Group struct {
 	policy   PanicPolicy
 	failFast bool
 
-	cancelOnce atomic.Bool               // an explicit Cancel (or shutdown) was requested
-	failure    atomic.Pointer[TaskError] // see Err
+	failure atomic.Pointer[TaskError] // see Err
+
+	// cancelMu serializes the group's cancellation requests (Cancel,
+	// shutdown, fail-fast), so that the first is the one whose cause
+	// stands; it is held while the subtree is marked and its contexts
+	// are canceled.
+	cancelMu        sync.Mutex
+	cancelRequested bool // guarded by cancelMu
 
 	mu           sync.Mutex // guards the fields below
 	closed       bool       // refuses spawns and makes children closed
@@ -191,9 +197,21 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 
 // cancelCtx cancels the subtree's contexts with cause and reports whether
 // this was the group's first cancellation, which owes its
-// cancel_requested event (emitCanceled).
+// cancel_requested event (emitCanceled): no request of the group came
+// before it and no ancestor had canceled it. The group's requests are
+// serialized, so that of racing ones exactly one is first and its cause is
+// the one that stands (before, a later one could cancel the context
+// between the first one's claim and its check, and then none was first).
+// An ancestor's cancellation reaches the group without this lock: one
+// that lands between the check and the cancel leaves its own cause.
 func (g *Group) cancelCtx(cause error) (first bool) {
-	first = g.cancelOnce.CompareAndSwap(false, true) && g.ctx.Err() == nil
+	g.cancelMu.Lock()
+	defer g.cancelMu.Unlock()
+	if g.cancelRequested {
+		return false // canceled under this lock already
+	}
+	g.cancelRequested = true
+	first = g.ctx.Err() == nil
 	g.markCanceled(time.Now())
 	g.cancel(cause)
 	return first
