@@ -569,8 +569,9 @@ func (t *Task) failsFast() bool {
 
 // report ends what finish began for a task in stateFinishing, which ended
 // at end: it delivers the finished event, then the event of the fail-fast
-// cancellation finish made, updates the books and closes Done. Only the task goroutine writes the result, and it
-// is done writing, so it is read without the lock.
+// cancellation finish made, updates the books and closes Done. Only the
+// task goroutine writes the result, and it is done writing, so it is read
+// without the lock.
 func (t *Task) report(stack []byte, end time.Duration) {
 	g, tr, ctx := t.owner(), t.tree(), t.fnContext()
 	if tr.observed() {
