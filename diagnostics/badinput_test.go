@@ -2,6 +2,8 @@ package diagnostics_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -45,5 +47,30 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 	s.Observe(context.Background(), runtime.Event{Seq: 1, Kind: runtime.KindTaskSpawned})
 	if got := s.Published(); got != 1 {
 		t.Errorf("Published() = %d after the panics, want 1", got)
+	}
+}
+
+// TestMalformedQuery: a query the handlers cannot parse (a bad %-escape, a
+// ";" between parameters) is a 400 saying so. r.URL.Query drops the pairs
+// it cannot read, so ?level=warn%zz served every level, ?after=5; no
+// resume, ?format=json; the HTML page.
+func TestMalformedQuery(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	for _, tc := range []struct {
+		h      http.Handler
+		target string
+	}{
+		{diagnostics.EventsHandler(diagnostics.NewStream()), "/events?level=warn%zz"},
+		{diagnostics.EventsHandler(diagnostics.NewStream()), "/events?kind=taskscope.task.finished&after=5;"},
+		{diagnostics.EventsHandler(diagnostics.NewStream()), "/events?group=svc.ingest%"},
+		{diagnostics.TasksHandler(sup), "/tasks?format=json;"},
+		{diagnostics.TasksHandler(sup), "/tasks?group=svc%2"},
+	} {
+		rec := httptest.NewRecorder()
+		tc.h.ServeHTTP(rec, endedRequest(t, tc.target))
+		if body := rec.Body.String(); rec.Code != http.StatusBadRequest || !strings.Contains(body, "bad query") {
+			t.Errorf("%s: %d %.60q, want 400 saying the query is bad", tc.target, rec.Code, body)
+		}
 	}
 }

@@ -93,8 +93,10 @@ type eventsHandler struct {
 // warn, error). A ?kind= that names no event kind this version knows (a
 // typo, or a kind of a newer version), a ?group= that is no dotted group
 // name (empty, or "app..ingest"), and a ?level=, ?after=, ?format= or
-// Last-Event-ID it cannot read, is a 400; a request after [Stream.Close] is
-// a 503, which makes an EventSource stop rather than reconnect. A method
+// Last-Event-ID it cannot read (or a query that does not parse: a bad
+// %-escape, a ";" between parameters), is a 400; a request after
+// [Stream.Close] is a 503, which makes an EventSource stop rather than
+// reconnect. A method
 // other than GET or HEAD is a 405; HEAD gets the headers only. Behind a
 // ResponseWriter that cannot flush, the handler answers 500 rather than a
 // stream that never arrives.
@@ -125,6 +127,10 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := queryError(r); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	opts, err := subscribeOptionsFrom(r, h.stream.id)
@@ -389,6 +395,17 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 		opts = append(opts, After(seq))
 	}
 	return opts, nil
+}
+
+// queryError reports a query that does not parse (a bad %-escape, or ";"
+// between parameters): r.URL.Query drops the pairs it cannot read, so that
+// ?level=warn%zz would be no filter at all, or ?format=json; the other
+// format, rather than a 400.
+func queryError(r *http.Request) error {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return fmt.Errorf("taskscope/diagnostics: bad query: %w", err)
+	}
+	return nil
 }
 
 // groupsFrom reads a request's ?group= values (repeatable) as

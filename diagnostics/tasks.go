@@ -40,8 +40,9 @@ type tasksHandler struct {
 // ?format=json or "Accept: application/json", otherwise (or for
 // ?format=html) as a small self-contained HTML page (no external assets)
 // showing the group tree, tasks, their states and ages. Any other
-// ?format= is a 400, a method other than GET or HEAD a 405. The response
-// is marked Cache-Control: no-store: it is a picture of now.
+// ?format= is a 400 (as is a query that does not parse), a method other
+// than GET or HEAD a 405. The response is marked Cache-Control: no-store:
+// it is a picture of now.
 //
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's
@@ -85,6 +86,10 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := queryError(r); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	asJSON, err := wantsFormat(r, "html", "json", "text/html", "application/json")
