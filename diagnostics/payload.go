@@ -121,18 +121,39 @@ func appendMark(b []byte, cut int) []byte {
 	return append(b, " bytes]"...)
 }
 
+// runeBoundary returns where to cut b to keep at most n bytes: n, or the
+// start of the character n would split. It backs off over at most
+// utf8.UTFMax-1 bytes, and only to a character that spans n: in bytes that
+// are no UTF-8, there is no character to keep whole, and backing off over
+// a whole run of continuation bytes would keep nothing before it either.
 func runeBoundary(b []byte, n int) int {
-	for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
-		n--
+	if n <= 0 || n >= len(b) {
+		return max(n, 0)
 	}
-	return max(n, 0)
+	for i := n; i > 0 && n-i < utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if _, size := utf8.DecodeRune(b[i:]); i+size > n {
+				return i
+			}
+			break
+		}
+	}
+	return n
 }
 
 func runeBoundaryString(s string, n int) int {
-	for n > 0 && n < len(s) && !utf8.RuneStart(s[n]) {
-		n--
+	if n <= 0 || n >= len(s) {
+		return max(n, 0)
 	}
-	return max(n, 0)
+	for i := n; i > 0 && n-i < utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			if _, size := utf8.DecodeRuneInString(s[i:]); i+size > n {
+				return i
+			}
+			break
+		}
+	}
+	return n
 }
 
 // cappedError limits the message of the error it wraps. It keeps Unwrap,

@@ -499,6 +499,31 @@ func TestPayloadCapsOfZero(t *testing.T) {
 	}
 }
 
+// TestPayloadCapsNotUTF8: a cut backs off to the start of a character it
+// would split, and no further. In bytes that are no UTF-8 (an error
+// quoting a binary payload), there is no character to keep whole: the cut
+// is at the cap, not wherever the run of continuation bytes began, which
+// left nothing but the mark, however large the cap.
+func TestPayloadCapsNotUTF8(t *testing.T) {
+	binary := "read frame " + strings.Repeat("\x80", 100)
+	for _, tt := range []struct{ msg, want string }{
+		{binary, binary[:21] + " …[truncated 90 bytes]"},
+		{"ab" + strings.Repeat("é", 20), "ab" + strings.Repeat("é", 9) + " …[truncated 22 bytes]"}, // é is 2 bytes: 21 is in the middle of one
+		{"a" + strings.Repeat("€", 10), "a" + strings.Repeat("€", 6) + " …[truncated 12 bytes]"},   // € is 3 bytes: 21 is in the middle of one
+	} {
+		s := diagnostics.NewStream(diagnostics.WithMaxMessage(21), diagnostics.WithMaxStack(21))
+		sub := s.Subscribe(t.Context())
+		publish(s, runtime.Event{Seq: 1, Kind: runtime.KindTaskFinished, Outcome: runtime.Error, Err: errors.New(tt.msg), Stack: []byte(tt.msg)})
+		evs := collect(sub)
+		if got := evs[0].Err.Error(); got != tt.want {
+			t.Errorf("message %q cut to %q, want %q", tt.msg, got, tt.want)
+		}
+		if got := string(evs[0].Stack); got != tt.want {
+			t.Errorf("stack %q cut to %q, want %q", tt.msg, got, tt.want)
+		}
+	}
+}
+
 func TestStreamStats(t *testing.T) {
 	s := diagnostics.NewStream()
 	a := s.Subscribe(t.Context(), diagnostics.BufferSize(1))
