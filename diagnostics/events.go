@@ -288,7 +288,8 @@ func wantsFormat(r *http.Request, def, alt, defType, altType string) (bool, erro
 	case def:
 		return false, nil
 	case "":
-		return prefers(r.Header.Get("Accept"), altType, defType), nil
+		// Several Accept lines are one list (RFC 9110, section 5.3).
+		return prefers(strings.Join(r.Header.Values("Accept"), ","), altType, defType), nil
 	default:
 		return false, fmt.Errorf("taskscope/diagnostics: unknown format %q: want %s or %s", f, def, alt)
 	}

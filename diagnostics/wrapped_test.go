@@ -178,6 +178,34 @@ func TestContentNegotiation(t *testing.T) {
 	}
 }
 
+// TestContentNegotiationAcrossAcceptLines: an Accept sent as several
+// header lines is one list (RFC 9110, section 5.3), read whole, not only
+// its first line.
+func TestContentNegotiationAcrossAcceptLines(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	for _, tc := range []struct {
+		h     http.Handler
+		lines []string
+		want  string
+	}{
+		{diagnostics.EventsHandler(diagnostics.NewStream()), []string{"text/plain", "application/x-ndjson"}, "application/x-ndjson"},
+		{diagnostics.EventsHandler(diagnostics.NewStream()), []string{"application/x-ndjson", "text/event-stream"}, "application/x-ndjson"},
+		{diagnostics.EventsHandler(diagnostics.NewStream()), []string{"application/x-ndjson", "text/event-stream;q=0.1, */*;q=0.9"}, "application/x-ndjson"},
+		{diagnostics.EventsHandler(diagnostics.NewStream()), []string{"application/x-ndjson;q=0.5", "text/event-stream"}, "text/event-stream"},
+		{diagnostics.TasksHandler(sup), []string{"text/plain;q=0.5", "application/json"}, "application/json"},
+		{diagnostics.TasksHandler(sup), []string{"application/json;q=0.5", "text/html"}, "text/html"},
+	} {
+		rec := httptest.NewRecorder()
+		req := endedRequest(t, "/")
+		req.Header["Accept"] = tc.lines
+		tc.h.ServeHTTP(rec, req)
+		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, tc.want) {
+			t.Errorf("Accept lines %q: Content-Type %q, want %s", tc.lines, ct, tc.want)
+		}
+	}
+}
+
 // GroupPrefix with a trailing dot ("work.", as ?group=work.) means the
 // group: it matches it and its descendants.
 func TestGroupPrefixTrailingDot(t *testing.T) {
