@@ -111,7 +111,7 @@ func truncateString(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	n = runeBoundaryString(s, n)
+	n = runeBoundary(s, n)
 	return string(appendMark([]byte(s[:n]), len(s)-n))
 }
 
@@ -121,33 +121,19 @@ func appendMark(b []byte, cut int) []byte {
 	return append(b, " bytes]"...)
 }
 
-// runeBoundary returns where to cut b to keep at most n bytes: n, or the
+// runeBoundary returns where to cut s to keep at most n bytes: n, or the
 // start of the character n would split. It backs off over at most
 // utf8.UTFMax-1 bytes, and only to a character that spans n: in bytes that
 // are no UTF-8, there is no character to keep whole, and backing off over
 // a whole run of continuation bytes would keep nothing before it either.
-func runeBoundary(b []byte, n int) int {
-	if n <= 0 || n >= len(b) {
-		return max(n, 0)
-	}
-	for i := n; i > 0 && n-i < utf8.UTFMax; i-- {
-		if utf8.RuneStart(b[i]) {
-			if _, size := utf8.DecodeRune(b[i:]); i+size > n {
-				return i
-			}
-			break
-		}
-	}
-	return n
-}
-
-func runeBoundaryString(s string, n int) int {
+func runeBoundary[T string | []byte](s T, n int) int {
 	if n <= 0 || n >= len(s) {
 		return max(n, 0)
 	}
 	for i := n; i > 0 && n-i < utf8.UTFMax; i-- {
 		if utf8.RuneStart(s[i]) {
-			if _, size := utf8.DecodeRuneInString(s[i:]); i+size > n {
+			// At most utf8.UTFMax bytes: converting them allocates nothing.
+			if _, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))])); i+size > n {
 				return i
 			}
 			break

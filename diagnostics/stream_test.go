@@ -508,8 +508,9 @@ func TestPayloadCapsNotUTF8(t *testing.T) {
 	binary := "read frame " + strings.Repeat("\x80", 100)
 	for _, tt := range []struct{ msg, want string }{
 		{binary, binary[:21] + " …[truncated 90 bytes]"},
-		{"ab" + strings.Repeat("é", 20), "ab" + strings.Repeat("é", 9) + " …[truncated 22 bytes]"}, // é is 2 bytes: 21 is in the middle of one
-		{"a" + strings.Repeat("€", 10), "a" + strings.Repeat("€", 6) + " …[truncated 12 bytes]"},   // € is 3 bytes: 21 is in the middle of one
+		{"ab" + strings.Repeat("é", 20), "ab" + strings.Repeat("é", 9) + " …[truncated 22 bytes]"},                // é is 2 bytes: 21 is in the middle of one
+		{"a" + strings.Repeat("€", 10), "a" + strings.Repeat("€", 6) + " …[truncated 12 bytes]"},                  // € is 3 bytes: 21 is in the middle of one
+		{strings.Repeat("x", 19) + "\x80\x80\x80\x80", strings.Repeat("x", 19) + "\x80\x80 …[truncated 2 bytes]"}, // stray bytes after the last character: cut at the cap
 	} {
 		s := diagnostics.NewStream(diagnostics.WithMaxMessage(21), diagnostics.WithMaxStack(21))
 		sub := s.Subscribe(t.Context())
