@@ -52,13 +52,14 @@ const (
 )
 
 // schema3Bounds are the fractions (of a power of two) at which schema 3
-// buckets end: 2^(i/8 - 1).
-var schema3Bounds = func() (b [1 << nativeSchema]float64) {
-	for i := range b {
-		b[i] = math.Exp2(float64(i)/(1<<nativeSchema) - 1)
-	}
-	return b
-}()
+// buckets end: 2^(i/8 - 1), written out as client_golang's table has them
+// (and Prometheus's, which computes the bucket bounds it shows from the
+// same values). math.Exp2 is an ulp off for three of them, which put a
+// duration whose fraction fell on that ulp one bucket lower.
+var schema3Bounds = [1 << nativeSchema]float64{
+	0.5, 0.5452538663326288, 0.5946035575013605, 0.6484197773255048,
+	0.7071067811865475, 0.7711054127039704, 0.8408964152537144, 0.9170040432046711,
+}
 
 func newHistogramVec(name, help string, bounds []float64, constLabels prometheus.Labels, labels ...string) *histogramVec {
 	v := &histogramVec{

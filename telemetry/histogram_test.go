@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -123,4 +124,40 @@ func TestHistogramScrapeIsConsistent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestNativeBucketBoundsMatchClientGolang: durations that land exactly on
+// (or an ulp from) a schema-3 bucket bound go to the bucket client_golang
+// (and Prometheus, whose bounds are the same table) puts them in. The
+// bounds computed with math.Exp2 are an ulp off client_golang's for three
+// of the eight fractions, so such a value went one bucket lower.
+func TestNativeBucketBoundsMatchClientGolang(t *testing.T) {
+	vec := newHistogramVec("h_seconds", "h", durationBuckets, nil, "l")
+	for i := range 1 << nativeSchema {
+		for _, b := range []float64{math.Exp2(float64(i)/(1<<nativeSchema) - 1), schema3Bounds[i]} {
+			for _, frac := range []float64{math.Nextafter(b, 0), b, math.Nextafter(b, 1)} {
+				for e := -20; e <= 33; e++ {
+					target := math.Ldexp(frac, e)
+					c := int64(math.Round(target * 1e9))
+					for d := time.Duration(c - 3); d <= time.Duration(c+3); d++ {
+						if d <= 0 || d.Seconds() != target {
+							continue
+						}
+						h := vec.with(d.String())
+						h.observe(d)
+						ref := prometheus.NewHistogram(prometheus.HistogramOpts{
+							Name: "h_seconds", Help: "h", Buckets: durationBuckets,
+							NativeHistogramBucketFactor: 1.1, NativeHistogramZeroThreshold: prometheus.DefNativeHistogramZeroThreshold,
+						})
+						ref.Observe(d.Seconds())
+						got, want := writeHistogram(t, histogramMetric{h}), writeHistogram(t, ref)
+						if got.GetSchema() != want.GetSchema() || got.PositiveSpan[0].GetOffset() != want.PositiveSpan[0].GetOffset() {
+							t.Errorf("%d ns (%v s, fraction %v): schema %d bucket %d, client_golang schema %d bucket %d",
+								int64(d), d.Seconds(), frac, got.GetSchema(), got.PositiveSpan[0].GetOffset(), want.GetSchema(), want.PositiveSpan[0].GetOffset())
+						}
+					}
+				}
+			}
+		}
+	}
 }
