@@ -50,9 +50,11 @@ func (t *Task) loop() error {
 		g.mu.Lock()
 		t.mu.Lock()
 		if t.state == stateAborted {
+			// No run starts after the abort. The loop's error is what fn
+			// returned (the late_exit event's Err): this run never did.
 			t.mu.Unlock()
 			g.mu.Unlock()
-			return context.Cause(ctx)
+			return nil
 		}
 		if timer != nil && ctx.Err() != nil {
 			// Canceled as the next run fell due, and the wait saw the
