@@ -49,17 +49,12 @@ func (t *Task) loop() error {
 		g := t.owner()
 		g.mu.Lock()
 		t.mu.Lock()
-		if t.state == stateAborted {
-			// No run starts after the abort. The loop's error is what fn
-			// returned (the late_exit event's Err): this run never did.
-			t.mu.Unlock()
-			g.mu.Unlock()
-			return nil
-		}
-		if timer != nil && ctx.Err() != nil {
-			// Canceled as the next run fell due, and the wait saw the
-			// timer first. Checked under t.mu, which Cancel holds: no
-			// further run starts once Cancel has returned.
+		// No run starts after an abort, nor after a cancel that came as
+		// the next run fell due and the wait saw the timer first (checked
+		// under t.mu, which Cancel holds: no further run starts once
+		// Cancel has returned). The loop's error is what fn returned (the
+		// late_exit event's Err after an abort): this run never did.
+		if t.state == stateAborted || timer != nil && ctx.Err() != nil {
 			t.mu.Unlock()
 			g.mu.Unlock()
 			return nil
