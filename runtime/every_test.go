@@ -237,33 +237,6 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 	})
 }
 
-// TestEveryAbortedBeforeItStartedReportsNoError: an Every task aborted
-// before its goroutine got to its first run never runs fn, so its late
-// exit carries no error, as a Go task's aborted before it started does
-// (Event.Err is what fn returned). Before, the loop returned the shutdown's
-// cause, which the late_exit event then gave as fn's error.
-func TestEveryAbortedBeforeItStartedReportsNoError(t *testing.T) {
-	// One P: the new goroutine runs only once the test's blocks, which
-	// Every and a Shutdown with no grace period do not.
-	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
-	bubble(t, func(t *testing.T) {
-		for range 20 {
-			sup, rec := recorded()
-			var ran atomic.Bool
-			task := sup.Every("late-start", time.Hour, func(context.Context) error { ran.Store(true); return nil })
-			mustAbort(t, sup, 1)
-			synctest.Wait()
-			if ran.Load() {
-				t.Fatal("fn ran after the Shutdown that aborted its task returned")
-			}
-			late := eventsOf(rec, task.ID(), runtime.KindTaskLateExit)
-			if len(late) != 1 || late[0].Err != nil {
-				t.Fatalf("late_exit events %+v, want one with no error: fn never ran", late)
-			}
-		}
-	})
-}
-
 // TestEveryAbortWhileARunIsObserved: a shutdown deadline that passes while
 // a run's run_started or run_finished event is being observed comes
 // entirely before or after it: before run_started, the run never starts;

@@ -541,32 +541,48 @@ func TestTimeoutErrorsMatchTheirCause(t *testing.T) {
 
 // TestTaskAbortedBeforeItStartedNeverRuns: a task aborted before its
 // goroutine ran fn (spawned just before a Shutdown with no grace period)
-// never runs fn, as a periodic task never starts a run then: fn starting
+// never runs fn, and a periodic task never starts a run then: fn starting
 // after the Shutdown that listed it returned would use what the service
-// has since closed.
+// has since closed. Its late exit carries no error (Event.Err is what fn
+// returned); an Every task's used to carry the shutdown's cause.
 func TestTaskAbortedBeforeItStartedNeverRuns(t *testing.T) {
+	spawners := map[string]func(sup *runtime.Supervisor, fn func(context.Context) error) *runtime.Task{
+		"Go": func(sup *runtime.Supervisor, fn func(context.Context) error) *runtime.Task {
+			return sup.Go("late-start", fn)
+		},
+		"Every": func(sup *runtime.Supervisor, fn func(context.Context) error) *runtime.Task {
+			return sup.Every("late-start", time.Hour, fn)
+		},
+	}
 	// One P: the new goroutine runs only once the test's blocks, which
-	// Go and a Shutdown with no grace period do not.
+	// Go, Every and a Shutdown with no grace period do not.
 	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
-	bubble(t, func(t *testing.T) {
-		for range 20 {
-			sup, rec := recorded()
-			var ran atomic.Bool
-			task := sup.Go("late-start", func(context.Context) error { ran.Store(true); return nil })
-			mustAbort(t, sup, 1)
-			synctest.Wait()
-			if ran.Load() {
-				t.Fatal("fn ran after the Shutdown that aborted its task returned")
-			}
-			want := []string{runtime.KindTaskSpawned, runtime.KindTaskAborted, runtime.KindTaskFinished, runtime.KindTaskLateExit}
-			if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
-				t.Fatalf("events %v, want %v", got, want)
-			}
-			if n := sup.Abandoned(); n != 0 {
-				t.Fatalf("Abandoned() = %d after the goroutine ended", n)
-			}
-		}
-	})
+	for name, spawn := range spawners {
+		t.Run(name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				for range 20 {
+					sup, rec := recorded()
+					var ran atomic.Bool
+					task := spawn(sup, func(context.Context) error { ran.Store(true); return nil })
+					mustAbort(t, sup, 1)
+					synctest.Wait()
+					if ran.Load() {
+						t.Fatal("fn ran after the Shutdown that aborted its task returned")
+					}
+					want := []string{runtime.KindTaskSpawned, runtime.KindTaskAborted, runtime.KindTaskFinished, runtime.KindTaskLateExit}
+					if got := rec.Kinds(task.ID()); !slices.Equal(got, want) {
+						t.Fatalf("events %v, want %v", got, want)
+					}
+					if late := eventsOf(rec, task.ID(), runtime.KindTaskLateExit); late[0].Err != nil {
+						t.Fatalf("late_exit Err = %v: fn never ran", late[0].Err)
+					}
+					if n := sup.Abandoned(); n != 0 {
+						t.Fatalf("Abandoned() = %d after the goroutine ended", n)
+					}
+				}
+			})
+		})
+	}
 }
 
 // TestRejectedSpawnCarriesItsCause: the spawned event of a task rejected
