@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -24,12 +25,15 @@ func Example_observability() {
 	tp := sdktrace.NewTracerProvider() // your SDK provider, with its exporter
 	reg := prometheus.NewRegistry()    // yours; taskscope never touches the default one
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	stream := diagnostics.NewStream()
 
-	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithRegisterer(reg))
+	// The dashboard's goroutine panels compare the tasks with go_goroutines.
+	reg.MustRegister(collectors.NewGoCollector())
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithRegisterer(reg),
+		telemetry.WithStreamStats(stream)) // taskscope_stream_*: the stream panels, TaskscopeStreamDropping
 	if err != nil {
 		panic(err)
 	}
-	stream := diagnostics.NewStream()
 	sup := runtime.New("app",
 		runtime.WithObserver(tel),                                // spans + Prometheus metrics
 		runtime.WithObserver(diagnostics.NewLogObserver(logger)), // slog records
@@ -50,7 +54,15 @@ func Example_observability() {
 	_ = sup.Shutdown(context.Background())
 	_ = srv.Shutdown(context.Background()) // never started here: returns at once
 	_ = tp.Shutdown(context.Background())
-	n, _ := testutil.GatherAndCount(reg, "taskscope_tasks_started_total")
-	fmt.Println("started series:", n)
-	// Output: started series: 1
+	// Every metric the shipped dashboard and alerts read is there: the
+	// stream's (TaskscopeStreamDropping, the stream panels) and the Go
+	// collector's go_goroutines (the goroutine panels) included.
+	for _, name := range []string{"taskscope_tasks_started_total", "taskscope_stream_dropped_total", "go_goroutines"} {
+		n, _ := testutil.GatherAndCount(reg, name)
+		fmt.Println(name, n)
+	}
+	// Output:
+	// taskscope_tasks_started_total 1
+	// taskscope_stream_dropped_total 1
+	// go_goroutines 1
 }
