@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
 
 func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
@@ -24,6 +25,7 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 			sup.Go("x", func(context.Context) error { return nil }, runtime.WithParent(context.Background()), runtime.WithParent(context.Background()))
 		}},
 		{"WithObserver nil", "WithObserver(nil)", func() { runtime.WithObserver(nil) }},
+		{"WithObserver nil pointer", "WithObserver(nil *runtimetest.Recorder)", func() { runtime.WithObserver((*runtimetest.Recorder)(nil)) }},
 		{"unknown panic policy", "unknown PanicPolicy", func() { runtime.WithPanicPolicy(runtime.PanicPolicy(7)) }},
 		{"New nil option", "nil Option", func() { runtime.New("x", nil) }},
 		{"Group nil option", "nil GroupOption", func() { sup.Group("x", nil) }},

@@ -1,6 +1,10 @@
 package runtime
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
 
 // Option configures a [Supervisor]. Every [GroupOption] is also an Option
 // and then applies to the root group.
@@ -69,10 +73,15 @@ func (f taskOption) applyTask(c *taskConfig) { f(c) }
 
 // WithObserver adds an observer. With several, each event reaches them in
 // the order given, and each [Observer.TaskStarting] receives the context the
-// previous one returned. A nil observer panics.
+// previous one returned. A nil observer panics, and so does a nil pointer
+// in an Observer (such as a *telemetry.Telemetry left nil by an error
+// that was not checked): its methods would panic at every event instead.
 func WithObserver(o Observer) Option {
 	if o == nil {
 		panic("taskscope: WithObserver(nil)")
+	}
+	if v := reflect.ValueOf(o); v.Kind() == reflect.Pointer && v.IsNil() {
+		panic(fmt.Sprintf("taskscope: WithObserver(nil %T)", o))
 	}
 	return supervisorOption(func(c *supervisorConfig) { c.observers = append(c.observers, o) })
 }
