@@ -175,6 +175,9 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	if ev.Kind == runtime.KindGroupShutdownDone {
 		a = append(a, slog.Int(keyDrained, ev.Drained), slog.Int(keyAborted, ev.Aborted))
 	}
+	if lag, ok := ev.Err.(*LaggedError); ok && ev.Kind == KindStreamLagged {
+		a = append(a, slog.Uint64(keyMissed, lag.Missed))
+	}
 	if o.traceIDs != nil {
 		if traceID, spanID, ok := o.traceIDs(ctx); ok {
 			a = append(a, slog.String(keyTraceID, traceID), slog.String(keySpanID, spanID))

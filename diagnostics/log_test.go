@@ -92,6 +92,11 @@ func TestLogObserverRecords(t *testing.T) {
 			[]string{"taskscope.task.id", "taskscope.task.name"}},
 		{"group cancel", runtime.Event{Kind: runtime.KindGroupCancelRequested, Group: "runtime", Err: context.Canceled, Cause: context.Canceled},
 			slog.LevelInfo, "group cancel requested", map[string]any{"taskscope.cancel.cause": "canceled"}, []string{"taskscope.task.id"}},
+		// A lag notice, as a subscription yields it (logged by an application
+		// that feeds its subscription's events to a LogObserver): the missed
+		// count under the vocabulary's key, not only inside the error text.
+		{"stream lagged", runtime.Event{Kind: diagnostics.KindStreamLagged, Err: &diagnostics.LaggedError{Missed: 12}},
+			slog.LevelWarn, "stream subscriber lagged", map[string]any{"taskscope.stream.missed": uint64(12)}, []string{"taskscope.task.id", "error.type"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
