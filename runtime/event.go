@@ -67,10 +67,14 @@ type Event struct {
 	// cause of a cancel request; on a spawned event, the cause of a context
 	// that was already done (the task was spawned into a canceled group),
 	// or, for a task rejected by a closed group, the rejection (as its
-	// Result.Cause).
+	// Result.Cause). On a group's cancel_requested event it is the group
+	// context's cause, and on wait_timed_out the cause of the context
+	// Wait was given (a deadline there is the wait's, not a cancellation).
 	Cause error
-	// Duration is fn's run time on finished, run_finished and late_exit
-	// events, and the shutdown's duration on shutdown_finished.
+	// Duration is the time from the task's spawn to its end on finished
+	// events (as Result.Duration: to the abort for an aborted task), to the
+	// abandoned goroutine's return on late_exit, a run's time on
+	// run_finished, and the shutdown's duration on shutdown_finished.
 	Duration time.Duration
 	// CancelLatency is the time from the first cancellation request that
 	// reached the task (or from its spawn, for a task spawned into a
