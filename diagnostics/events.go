@@ -96,10 +96,9 @@ type eventsHandler struct {
 // Last-Event-ID it cannot read (or a query that does not parse: a bad
 // %-escape, a ";" between parameters), is a 400; a request after
 // [Stream.Close] is a 503, which makes an EventSource stop rather than
-// reconnect. A method
-// other than GET or HEAD is a 405; HEAD gets the headers only. Behind a
-// ResponseWriter that cannot flush, the handler answers 500 rather than a
-// stream that never arrives.
+// reconnect. A method other than GET or HEAD is a 405; HEAD gets the
+// headers only. Behind a ResponseWriter that cannot flush, the handler
+// answers 500 rather than a stream that never arrives.
 //
 // Each client is an ordinary [Subscription]: a slow client lags and is
 // told so, it never slows the supervisor. The response ends when the client
