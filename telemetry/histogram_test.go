@@ -16,19 +16,27 @@ import (
 // histogram and in a client_golang histogram with the same classic buckets
 // and a native bucket factor giving the same schema, and compares what a
 // scrape sees: count, sum, classic buckets, schema, zero bucket, spans and
-// deltas.
+// deltas. The "bounds" case observes each classic bound and its neighbours:
+// a bucket holds its upper bound (le).
 func TestHistogramMatchesClientGolang(t *testing.T) {
+	var atBounds []time.Duration
+	for _, b := range durationBuckets {
+		d := time.Duration(b * float64(time.Second))
+		atBounds = append(atBounds, d-1, d, d, d+1)
+	}
 	cases := []struct {
 		name   string
 		n      int
-		spread float64 // log10 of the largest duration in ns
-		factor float64 // client_golang's bucket factor for the schema expected
+		spread float64         // log10 of the largest duration in ns
+		factor float64         // client_golang's bucket factor for the schema expected
+		ds     []time.Duration // observed instead of n random durations
 	}{
-		{"few", 20, 4, 1.1},
-		{"nanoseconds-to-100µs", 3000, 5, 1.1},        // 133 buckets at schema 3
-		{"nanoseconds-to-seconds", 3000, 9, 1.2},      // 240 at schema 3, 120 at 2
-		{"nanoseconds-to-31-years", 5000, 18, 1.5},    // 240 at schema 2, 120 at 1
-		{"nanoseconds-to-250-years", 5000, 18.9, 1.5}, // up to the largest Duration
+		{"bounds", 0, 0, 1.1, atBounds},
+		{"few", 20, 4, 1.1, nil},
+		{"nanoseconds-to-100µs", 3000, 5, 1.1, nil},        // 133 buckets at schema 3
+		{"nanoseconds-to-seconds", 3000, 9, 1.2, nil},      // 240 at schema 3, 120 at 2
+		{"nanoseconds-to-31-years", 5000, 18, 1.5, nil},    // 240 at schema 2, 120 at 1
+		{"nanoseconds-to-250-years", 5000, 18.9, 1.5, nil}, // up to the largest Duration
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -39,11 +47,15 @@ func TestHistogramMatchesClientGolang(t *testing.T) {
 				Name: "h_seconds", Help: "h", Buckets: durationBuckets,
 				NativeHistogramBucketFactor: c.factor, NativeHistogramZeroThreshold: prometheus.DefNativeHistogramZeroThreshold,
 			})
+			ds := c.ds
 			for i := range c.n {
 				d := time.Duration(pow10(rng.Float64() * c.spread))
 				if i%97 == 0 {
 					d = 0
 				}
+				ds = append(ds, d)
+			}
+			for _, d := range ds {
 				h.observe(d)
 				ref.Observe(d.Seconds())
 			}
