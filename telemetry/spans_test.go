@@ -23,7 +23,9 @@ import (
 )
 
 // TestOutcomes checks, for every outcome, the task span's status and
-// attributes and the finished counter, as the package doc's table says.
+// attributes and the finished counter, as the package doc's table says,
+// and the duration and cancel latency histograms, with tracing on and off
+// (two paths: see taskFinishedTraced).
 func TestOutcomes(t *testing.T) {
 	cases := []struct {
 		outcome    string
@@ -56,30 +58,46 @@ func TestOutcomes(t *testing.T) {
 		}, codes.Error, "aborted"},
 	}
 	for _, c := range cases {
-		t.Run(c.outcome, func(t *testing.T) {
-			bubble(t, func(t *testing.T) {
-				h := newHarness(t)
-				c.run(t, h)
-				s := h.span("task work")
-				if s.Status().Code != c.wantStatus {
-					t.Errorf("status %v (%q), want %v", s.Status().Code, s.Status().Description, c.wantStatus)
-				}
-				if got := attrString(s, "taskscope.task.outcome"); got != c.outcome {
-					t.Errorf("taskscope.task.outcome = %q, want %q", got, c.outcome)
-				}
-				if got := attrString(s, "error.type"); got != c.errorType {
-					t.Errorf("error.type = %q, want %q", got, c.errorType)
-				}
-				if s.SpanKind() != trace.SpanKindInternal {
-					t.Errorf("span kind %v, want internal", s.SpanKind())
-				}
-				wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app.g", "task", "work", "outcome", c.outcome, "error_type", c.errorType), 1, "")
-				wantMetric(t, h.reg, "taskscope_task_duration_seconds", labels("outcome", c.outcome), 1, "histogram count")
-				wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "after the task ended")
-				wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "after the late exit")
-				h.checkSpansEndedOnce()
+		for _, traced := range []bool{true, false} {
+			name := c.outcome + "/traced"
+			var opts []telemetry.Option
+			if !traced { // the metrics' own path, with no span to end
+				name, opts = c.outcome+"/untraced", []telemetry.Option{telemetry.WithTracerProvider(nil)}
+			}
+			t.Run(name, func(t *testing.T) {
+				bubble(t, func(t *testing.T) {
+					h := newHarness(t, opts...)
+					c.run(t, h)
+					if traced {
+						s := h.span("task work")
+						if s.Status().Code != c.wantStatus {
+							t.Errorf("status %v (%q), want %v", s.Status().Code, s.Status().Description, c.wantStatus)
+						}
+						if got := attrString(s, "taskscope.task.outcome"); got != c.outcome {
+							t.Errorf("taskscope.task.outcome = %q, want %q", got, c.outcome)
+						}
+						if got := attrString(s, "error.type"); got != c.errorType {
+							t.Errorf("error.type = %q, want %q", got, c.errorType)
+						}
+						if s.SpanKind() != trace.SpanKindInternal {
+							t.Errorf("span kind %v, want internal", s.SpanKind())
+						}
+					} else if n := len(h.sr.Started()); n != 0 {
+						t.Errorf("%d spans started with tracing off", n)
+					}
+					wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app.g", "task", "work", "outcome", c.outcome, "error_type", c.errorType), 1, "")
+					wantMetric(t, h.reg, "taskscope_task_duration_seconds", labels("outcome", c.outcome), 1, "histogram count")
+					latency := 0.0
+					if c.outcome == "canceled" || c.outcome == "aborted" { // aborted: at the late exit
+						latency = 1
+					}
+					wantMetric(t, h.reg, "taskscope_task_cancel_latency_seconds", nil, latency, "histogram count: tasks that were canceled")
+					wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "after the task ended")
+					wantMetric(t, h.reg, "taskscope_tasks_abandoned", nil, 0, "after the late exit")
+					h.checkSpansEndedOnce()
+				})
 			})
-		})
+		}
 	}
 }
 
