@@ -506,6 +506,13 @@ func TestPeriodicRunSpanEndsAtAbort(t *testing.T) {
 		if run.Status().Code != codes.Error || attrString(run, "taskscope.task.outcome") != "aborted" {
 			t.Errorf("run span status %v outcome %s, want Error and aborted", run.Status().Code, attrString(run, "taskscope.task.outcome"))
 		}
+		ev, ok := eventNamed(run, runtime.KindTaskAborted)
+		if !ok || !strings.Contains(eventAttr(ev, "taskscope.task.stack"), "goroutine") {
+			t.Errorf("no %s event with the stuck run's stack: %v", runtime.KindTaskAborted, run.Events())
+		}
+		if got := attrString(run, "taskscope.cancel.cause"); got != "shutdown" {
+			t.Errorf("cause %q, want shutdown", got)
+		}
 		close(release)
 		synctest.Wait()
 		if n := len(h.spans("run stuck")); n != 1 {
