@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -499,46 +500,58 @@ func TestNilOption(t *testing.T) {
 	}
 }
 
-// TestPeriodicGaugesOfAPanickedTask: a periodic task a panic ended keeps
-// its gauges, its last success frozen, so that the stall alert finds work
-// that stopped by accident; a periodic task of the pair starting again
-// takes over; one that stopped on purpose (ErrStop) takes its gauges away.
+// TestPeriodicGaugesOfAPanickedTask: a periodic task a panic (or
+// runtime.Goexit, outcome error) ended keeps its gauges, its last success
+// frozen, so that the stall alert finds work that stopped by accident; a
+// periodic task of the pair starting again takes over; one that stopped on
+// purpose (ErrStop) takes its gauges away.
 func TestPeriodicGaugesOfAPanickedTask(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		h := newHarness(t)
-		lbl := map[string]string{"group": "app", "task": "sync"}
-		const last = "taskscope_periodic_last_success_timestamp_seconds"
-		unix := func(at time.Time) float64 { return float64(at.UnixNano()) / 1e9 }
+	for _, c := range []struct {
+		name    string
+		outcome runtime.Outcome
+		die     func()
+	}{
+		{"panic", runtime.Panic, func() { panic("corrupt state") }},
+		{"goexit", runtime.Error, goruntime.Goexit},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				h := newHarness(t)
+				lbl := map[string]string{"group": "app", "task": "sync"}
+				const last = "taskscope_periodic_last_success_timestamp_seconds"
+				unix := func(at time.Time) float64 { return float64(at.UnixNano()) / 1e9 }
 
-		var runs atomic.Int32
-		spawned := time.Now()
-		a := h.sup.Every("sync", time.Minute, func(context.Context) error {
-			if runs.Add(1) == 2 {
-				panic("corrupt state")
-			}
-			return nil
+				var runs atomic.Int32
+				spawned := time.Now()
+				a := h.sup.Every("sync", time.Minute, func(context.Context) error {
+					if runs.Add(1) == 2 {
+						c.die()
+					}
+					return nil
+				})
+				time.Sleep(time.Minute)
+				<-a.Done()
+				if got := a.Result().Outcome; got != c.outcome {
+					t.Fatalf("outcome %v, want %v", got, c.outcome)
+				}
+				time.Sleep(time.Hour)
+				wantMetric(t, h.reg, last, lbl, unix(spawned), "an accident ended the task: run 1's end, frozen")
+				wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 60, "the dead task's period")
+
+				b := h.sup.Every("sync", time.Hour, func(context.Context) error { return runtime.ErrStop })
+				<-b.Done()
+				if n := len(series(t, h.reg, last)); n != 0 {
+					t.Errorf("restarted, then stopped on purpose: %d last-success series, want none", n)
+				}
+
+				d := h.sup.Every("sync", time.Hour, func(context.Context) error { return errors.New("down") })
+				synctest.Wait()
+				wantMetric(t, h.reg, last, lbl, unix(time.Now()), "a new task: its spawn")
+				d.Cancel(nil)
+				<-d.Done()
+			})
 		})
-		time.Sleep(time.Minute)
-		<-a.Done()
-		if got := a.Result().Outcome; got != runtime.Panic {
-			t.Fatalf("outcome %v, want panic", got)
-		}
-		time.Sleep(time.Hour)
-		wantMetric(t, h.reg, last, lbl, unix(spawned), "a panic ended the task: run 1's end, frozen")
-		wantMetric(t, h.reg, "taskscope_periodic_interval_seconds", lbl, 60, "the dead task's period")
-
-		b := h.sup.Every("sync", time.Hour, func(context.Context) error { return runtime.ErrStop })
-		<-b.Done()
-		if n := len(series(t, h.reg, last)); n != 0 {
-			t.Errorf("restarted, then stopped on purpose: %d last-success series, want none", n)
-		}
-
-		c := h.sup.Every("sync", time.Hour, func(context.Context) error { return errors.New("down") })
-		synctest.Wait()
-		wantMetric(t, h.reg, last, lbl, unix(time.Now()), "a new task: its spawn")
-		c.Cancel(nil)
-		<-c.Done()
-	})
+	}
 }
 
 // TestPeriodicGauges: a periodic task's last success is its spawn until a
