@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -266,3 +267,13 @@ func blockUntilCanceled(ctx context.Context) error {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// recordOnly is a sampler that records every span and samples none, as a
+// tail-sampling setup does: the spans record but are never exported.
+type recordOnly struct{}
+
+func (recordOnly) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordOnly, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (recordOnly) Description() string { return "RecordOnly" }

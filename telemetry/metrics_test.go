@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -96,6 +97,23 @@ func TestNoExemplarsFromSpansNotRecording(t *testing.T) {
 			if found := exemplars(t, reg, name, nil); len(found) > 0 {
 				t.Errorf("%s: exemplars %v from spans that do not record", name, found)
 			}
+		}
+	})
+}
+
+// TestNoExemplarsFromSpansNotSampled: a span a sampler records but does
+// not sample (RecordOnly) is never exported, so its trace cannot be
+// found: it makes no exemplar.
+func TestNoExemplarsFromSpansNotSampled(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarnessWith(t, []sdktrace.TracerProviderOption{sdktrace.WithSampler(recordOnly{})})
+		<-h.sup.Go("w", func(context.Context) error { return nil }).Done()
+		if s := h.span("task w"); s.SpanContext().IsSampled() {
+			t.Fatal("the task span is sampled; want recorded only")
+		}
+		wantMetric(t, h.reg, "taskscope_task_duration_seconds", nil, 1, "observations")
+		if found := exemplars(t, h.reg, "taskscope_task_duration_seconds", nil); len(found) > 0 {
+			t.Errorf("exemplars %v from a span that is not sampled", found)
 		}
 	})
 }
