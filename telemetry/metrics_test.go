@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,6 +115,40 @@ func TestNoExemplarsFromSpansNotSampled(t *testing.T) {
 		wantMetric(t, h.reg, "taskscope_task_duration_seconds", nil, 1, "observations")
 		if found := exemplars(t, h.reg, "taskscope_task_duration_seconds", nil); len(found) > 0 {
 			t.Errorf("exemplars %v from a span that is not sampled", found)
+		}
+	})
+}
+
+// TestExemplarIsReplacedAfterASecond: a bucket takes at most one exemplar a
+// second: a task ending within the second after the exemplar's keeps it, one
+// ending a second after it (to the nanosecond) replaces it.
+func TestExemplarIsReplacedAfterASecond(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		lbl := labels("task", "x")
+		traceOf := func(i int) string {
+			t.Helper()
+			s := h.spans("task x")
+			if len(s) <= i {
+				t.Fatalf("%d spans named \"task x\", want %d", len(s), i+1)
+			}
+			return "trace_id=" + s[i].SpanContext().TraceID().String()
+		}
+		for i, c := range []struct {
+			after time.Duration // since the previous task's end
+			want  int           // the task whose trace is the exemplar
+		}{
+			{0, 0},
+			{time.Second - time.Millisecond, 0},
+			{time.Millisecond, 2},
+		} {
+			time.Sleep(c.after)
+			<-h.sup.Go("x", func(context.Context) error { return nil }).Done() // 0s: the same bucket
+			want := traceOf(c.want)
+			got := exemplars(t, h.reg, "taskscope_task_duration_seconds", lbl) // native and classic: the same one
+			if len(got) == 0 || slices.ContainsFunc(got, func(e string) bool { return e != want }) {
+				t.Errorf("after task %d: exemplars %v, want task %d's, %s", i, got, c.want, want)
+			}
 		}
 	})
 }
