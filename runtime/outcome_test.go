@@ -7,6 +7,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/taskscope/taskscope/runtime"
 )
@@ -19,35 +20,51 @@ func TestOutcomes(t *testing.T) {
 		name    string
 		fn      func(ctx context.Context) error
 		cancel  bool // cancel the task before releasing it
+		every   bool // holds for an Every task too (whose loop only ends so)
 		want    runtime.Outcome
 		wantErr error
 	}{
-		{"nil is success", func(context.Context) error { return nil }, false, runtime.Success, nil},
-		{"error is error", func(context.Context) error { return errWork }, false, runtime.Error, errWork},
-		{"canceled, returned nil", func(ctx context.Context) error { <-ctx.Done(); return nil }, true, runtime.Canceled, nil},
-		{"canceled, returned error", func(ctx context.Context) error { <-ctx.Done(); return errWork }, true, runtime.Canceled, errWork},
-		{"canceled, returned ctx.Err", blockUntilCanceled, true, runtime.Canceled, context.Canceled},
-		{"Goexit is error", func(context.Context) error { goruntime.Goexit(); return nil }, false, runtime.Error, runtime.ErrGoexit},
+		{"nil is success", func(context.Context) error { return nil }, false, false, runtime.Success, nil},
+		{"error is error", func(context.Context) error { return errWork }, false, false, runtime.Error, errWork},
+		{"canceled, returned nil", func(ctx context.Context) error { <-ctx.Done(); return nil }, true, true, runtime.Canceled, nil},
+		{"canceled, returned error", func(ctx context.Context) error { <-ctx.Done(); return errWork }, true, true, runtime.Canceled, errWork},
+		{"canceled, returned ctx.Err", blockUntilCanceled, true, true, runtime.Canceled, context.Canceled},
+		{"Goexit is error", func(context.Context) error { goruntime.Goexit(); return nil }, false, true, runtime.Error, runtime.ErrGoexit},
+	}
+	spawners := []struct {
+		name  string
+		spawn func(g *runtime.Supervisor, fn func(context.Context) error) *runtime.Task
+	}{
+		{"Go", func(g *runtime.Supervisor, fn func(context.Context) error) *runtime.Task { return g.Go("t", fn) }},
+		{"Every", func(g *runtime.Supervisor, fn func(context.Context) error) *runtime.Task {
+			return g.Every("t", time.Hour, fn)
+		}},
 	}
 	// With and without an observer: unobserved tasks keep their result in
 	// fewer places (the error out of line), and must report the same.
 	for _, observed := range []bool{true, false} {
-		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s/observed=%v", tt.name, observed), func(t *testing.T) {
-				bubble(t, func(t *testing.T) {
-					testOutcome(t, observed, tt.fn, tt.cancel, tt.want, tt.wantErr)
+		for _, sp := range spawners {
+			for _, tt := range tests {
+				if sp.name == "Every" && !tt.every {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%s/observed=%v", tt.name, sp.name, observed), func(t *testing.T) {
+					bubble(t, func(t *testing.T) {
+						testOutcome(t, observed, sp.spawn, tt.fn, tt.cancel, tt.want, tt.wantErr)
+					})
 				})
-			})
+			}
 		}
 	}
 }
 
-func testOutcome(t *testing.T, observed bool, fn func(context.Context) error, cancel bool, want runtime.Outcome, wantErr error) {
+func testOutcome(t *testing.T, observed bool, spawn func(*runtime.Supervisor, func(context.Context) error) *runtime.Task,
+	fn func(context.Context) error, cancel bool, want runtime.Outcome, wantErr error) {
 	sup, rec := recorded()
 	if !observed {
 		sup = runtime.New("")
 	}
-	task := sup.Go("t", fn)
+	task := spawn(sup, fn)
 	if cancel {
 		task.Cancel(nil)
 	}
@@ -61,6 +78,9 @@ func testOutcome(t *testing.T, observed bool, fn func(context.Context) error, ca
 	}
 	if got := rec.Outcomes(); observed && (len(got) != 1 || got[want] != 1) {
 		t.Fatalf("finished events by outcome = %v, want exactly one %v", got, want)
+	}
+	if fin := eventsOf(rec, task.ID(), runtime.KindTaskFinished); observed && (len(fin) != 1 || fin[0].Err != r.Err) {
+		t.Fatalf("finished events %+v, want one with Err %v, as Result", fin, r.Err)
 	}
 }
 
