@@ -536,6 +536,19 @@ func TestTimeoutErrorsMatchTheirCause(t *testing.T) {
 		if errors.Is(serr, context.Canceled) {
 			t.Errorf("Shutdown = %v matches context.Canceled", serr)
 		}
+
+		// A context's own cause, not its Err, is what they carry.
+		errDeploy := errors.New("deploy window over")
+		ctx, cancel = context.WithTimeoutCause(t.Context(), time.Second, errDeploy)
+		defer cancel()
+		sup2 := runtime.New("")
+		sup2.Go("stuck", func(context.Context) error { <-release; return nil })
+		if werr := sup2.Wait(ctx); !errors.As(werr, &te) || te.Cause != errDeploy || !errors.Is(werr, errDeploy) {
+			t.Errorf("Wait = %v: want a *TimeoutError with Cause %v", werr, errDeploy)
+		}
+		if serr := sup2.Shutdown(ctx); !errors.As(serr, &ae) || ae.Cause != errDeploy || !errors.Is(serr, errDeploy) {
+			t.Errorf("Shutdown = %v: want an *AbortError with Cause %v", serr, errDeploy)
+		}
 	})
 }
 
