@@ -270,6 +270,41 @@ func TestLateExitFollowsTheAbortEvents(t *testing.T) {
 	})
 }
 
+// TestSnapshotDuringALateExitAgreesWithItsSeq takes a snapshot while the
+// late_exit event of an abandoned task is being delivered (the task is
+// still in its group then): the snapshot's Seq is the event's, so the
+// snapshot reflects it and shows the task gone, not abandoned. A client
+// applying the events after that Seq will not see the late exit again.
+func TestSnapshotDuringALateExitAgreesWithItsSeq(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		hold := &holdObserver{kind: runtime.KindTaskLateExit, release: make(chan struct{})}
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("", runtime.WithObserver(rec), runtime.WithObserver(hold))
+		release := make(chan struct{})
+		task := sup.Go("stuck", stuckOnRelease(release))
+		synctest.Wait() // fn is running: its late exit comes after the Shutdown's events
+		mustAbort(t, sup, 1)
+		close(release)
+		synctest.Wait() // the late_exit event is being delivered, held by the observer
+		late := eventsOf(rec, task.ID(), runtime.KindTaskLateExit)
+		if len(late) != 1 {
+			t.Fatalf("%d late_exit events, want 1 (held)", len(late))
+		}
+		snap := sup.Snapshot()
+		close(hold.release)
+		synctest.Wait()
+		if snap.Seq != late[0].Seq {
+			t.Fatalf("snapshot Seq %d, want the late_exit's %d (no other event since)", snap.Seq, late[0].Seq)
+		}
+		if snap.Abandoned != 0 || len(snap.Tasks) != 0 {
+			t.Errorf("snapshot at the late_exit's Seq shows %d abandoned, tasks %+v; want none", snap.Abandoned, snap.Tasks)
+		}
+		if n := sup.Abandoned(); n != 0 {
+			t.Errorf("Abandoned() = %d after the late exit", n)
+		}
+	})
+}
+
 // TestShutdownStacksOfManyStuckTasks: the profile lists the stack most
 // goroutines share first, right after its header; it is that of the
 // stragglers when many tasks of one name are stuck in one place, and each
