@@ -480,6 +480,19 @@ func TestPayloadCaps(t *testing.T) {
 	if strings.ContainsRune(msg, '\uFFFD') {
 		t.Errorf("message cut inside a rune: %q", msg)
 	}
+
+	// At the caps exactly, nothing is cut (nor marked as cut).
+	sub = s.Subscribe(t.Context())
+	atCap, atCapMsg := []byte(strings.Repeat("f", 100)), strings.Repeat("m", 50)
+	publish(s, runtime.Event{Seq: 3, Kind: runtime.KindTaskAborted, Outcome: runtime.Aborted, Stack: atCap, Err: errors.New(atCapMsg)})
+	sub.Close()
+	evs = collect(sub)
+	if string(evs[0].Stack) != string(atCap) {
+		t.Errorf("stack of exactly the cap published as %q, want it whole", evs[0].Stack)
+	}
+	if got := evs[0].Err.Error(); got != atCapMsg {
+		t.Errorf("message of exactly the cap published as %q, want it whole", got)
+	}
 }
 
 // TestPayloadCapsOfZero: a cap of 0 (or less) keeps only the mark, which
