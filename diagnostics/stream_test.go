@@ -632,6 +632,22 @@ func TestStreamResumeFromAnotherProcess(t *testing.T) {
 			t.Errorf("a cursor slightly ahead got a lag notice: %v", ev.Err)
 		}
 	}
+
+	// "Far beyond" is more than 65536 past the highest Seq published (9).
+	for _, c := range []struct {
+		after  uint64
+		resync bool
+	}{
+		{9 + 1<<16, false},
+		{9 + 1<<16 + 1, true},
+	} {
+		sub := s.Subscribe(t.Context(), diagnostics.After(c.after))
+		sub.Close()
+		evs := collect(sub)
+		if got := len(evs) > 0 && lagged(t, evs[0]).Resync; got != c.resync {
+			t.Errorf("After(9+%d): resync %v, want %v (events %v)", c.after-9, got, c.resync, seqs(evs))
+		}
+	}
 }
 
 // holdFirst is an observer placed before the stream that holds the first
