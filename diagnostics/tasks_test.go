@@ -174,6 +174,32 @@ func TestTasksMethod(t *testing.T) {
 	}
 }
 
+// TestSnapshotJSONAgesAreAsOfItsTime: a task's age is the time from its
+// start to the snapshot's Time (the now given), in every group, not to
+// whenever the JSON is built, so that ages and Time agree.
+func TestSnapshotJSONAgesAreAsOfItsTime(t *testing.T) {
+	started := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := started.Add(90 * time.Second)
+	snap := runtime.GroupSnapshot{
+		Name:  "svc",
+		Tasks: []runtime.TaskInfo{{ID: 1, Name: "a", Group: "svc", Started: started, State: runtime.Running}},
+		Groups: []runtime.GroupSnapshot{{
+			Name:  "svc.child",
+			Tasks: []runtime.TaskInfo{{ID: 2, Name: "b", Group: "svc.child", Started: started.Add(30 * time.Second), State: runtime.Running}},
+		}},
+	}
+	j := diagnostics.NewSnapshotJSON(snap, now)
+	if !j.Time.Equal(now) {
+		t.Errorf("Time %v, want %v", j.Time, now)
+	}
+	if got := j.Root.Tasks[0].AgeSeconds; got != 90 {
+		t.Errorf("root task age %vs, want 90s", got)
+	}
+	if got := j.Root.Groups[0].Tasks[0].AgeSeconds; got != 60 {
+		t.Errorf("child group's task age %vs, want 60s", got)
+	}
+}
+
 // TestTasksAgesAreNeverNegative: ages are relative to the snapshot's time,
 // which must not come before the snapshot itself, even while tasks are
 // being spawned as the page is served.
