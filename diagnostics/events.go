@@ -301,7 +301,7 @@ func wantsFormat(r *http.Request, def, alt, defType, altType string) (bool, erro
 func prefers(accept, alt, def string) bool {
 	altQ, defQ, defSpec := 0.0, 0.0, -1
 	defType, _, _ := strings.Cut(def, "/")
-	for a := range strings.SplitSeq(accept, ",") {
+	for _, a := range splitList(accept) {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(a))
 		if err != nil {
 			continue
@@ -330,6 +330,26 @@ func prefers(accept, alt, def string) bool {
 		}
 	}
 	return altQ > 0 && altQ >= defQ
+}
+
+// splitList splits an HTTP list (such as an Accept header) at its commas,
+// but not at those inside a quoted string, a parameter's value (RFC 9110,
+// section 5.6.4): text/html;level="1,2";q=0.8 is one media range.
+func splitList(s string) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\':
+			i++ // a quoted pair: the next byte is literal
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // eventKinds lists every event kind a stream carries, for ?kind= and

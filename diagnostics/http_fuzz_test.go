@@ -414,6 +414,8 @@ func FuzzEventsRequest(f *testing.F) {
 	f.Add(uint8(2), "after=x", "", "")
 	f.Add(uint8(0), "after=0", " 4@x ", `application/x-ndjson, text/event-stream;a="b,c";q=0.9`)
 	f.Add(uint8(0), "level=INFO%2B2;after=0", "", "text/*;q=0.2, application/x-ndjson;q=0.1")
+	// A comma inside a quoted parameter value does not end the media range.
+	f.Add(uint8(0), "after=0", "", `application/x-ndjson;q=0.5, text/event-stream;a="b,c";q=0.9`)
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, "get"}
 	f.Fuzz(func(t *testing.T, m uint8, rawQuery, lastEventID, accept string) {
 		method := methods[int(m)%len(methods)]
@@ -552,6 +554,7 @@ func FuzzTasksRequest(f *testing.F) {
 	f.Add(uint8(0), "group=svc..x", "text/html;q=0.5, application/json;q=0.6")
 	f.Add(uint8(0), "format=xml", "*/*;q=0.1, application/json;q=0.1")
 	f.Add(uint8(2), "", "")
+	f.Add(uint8(0), "", `text/html;level="1,2";q=0.8, application/json;q=0.4`)
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut}
 	f.Fuzz(func(t *testing.T, m uint8, rawQuery, accept string) {
 		method := methods[int(m)%len(methods)]
