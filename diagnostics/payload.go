@@ -130,7 +130,7 @@ func runeBoundary[T string | []byte](s T, n int) int {
 	if n <= 0 || n >= len(s) {
 		return max(n, 0)
 	}
-	for i := n; i > 0 && n-i < utf8.UTFMax; i-- {
+	for i := n; i >= 0 && n-i < utf8.UTFMax; i-- {
 		if utf8.RuneStart(s[i]) {
 			// At most utf8.UTFMax bytes: converting them allocates nothing.
 			if _, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))])); i+size > n {

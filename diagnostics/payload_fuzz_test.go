@@ -88,6 +88,7 @@ func FuzzPayloadCaps(f *testing.F) {
 	f.Add("read frame "+strings.Repeat("\x80", 100), []byte(strings.Repeat("x", 19)+"\x80\x80\x80\x80"), 21, 21)
 	f.Add("\xf0\x9f\x98\x80\xf0\x9f\x98\x80", []byte("\xf0\x9f\x98"), 5, 2)
 	f.Add("", []byte{}, 0, -1)
+	f.Add("€uro", []byte("\u0ef9"), 2, 2) // the cap splits the first character: nothing is kept
 	f.Fuzz(func(t *testing.T, msg string, stack []byte, maxMessage, maxStack int) {
 		maxMessage, maxStack = maxMessage%300, maxStack%300
 		s := diagnostics.NewStream(diagnostics.WithMaxMessage(maxMessage), diagnostics.WithMaxStack(maxStack))
