@@ -1,0 +1,1001 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
+)
+
+// FuzzOps interprets its input as a sequence of operations on a
+// supervisor (spawns of every kind of task and option, sub-groups, task
+// and group cancels, Wait and Shutdown with short or expired deadlines,
+// fake sleeps, snapshots, Active), in a synctest bubble, and checks the
+// outcome against the documented contract: the event log's grammar and
+// Seq numbers, results against finished events, causes, snapshots against
+// the events up to their Seq, Wait and Shutdown promises, Group.Err.
+//
+//	go test -run XXX -fuzz FuzzOps -fuzztime 5m -parallel 1 ./runtime
+func FuzzOps(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 4, 0, 0, 5, 0, 0, 7, 0, 0})
+	// Sub-groups (fail fast), failing and blocking tasks, cancels, a wait.
+	f.Add([]byte{3, 0, 1, 0, 1, 1, 0, 0, 4, 0, 1, 1, 0, 0, 6, 1, 3, 10, 0, 11, 0, 8, 2})
+	// Periodic tasks with every run behaviour, a snapshot, a shutdown.
+	f.Add([]byte{2, 0, 2, 0, 2, 3, 2, 0, 1, 0, 6, 4, 8, 3, 10, 0, 4, 0, 0, 8, 1, 7, 0, 0})
+	// Stubborn tasks aborted at an expired deadline, then released.
+	f.Add([]byte{0, 0, 5, 0, 0, 0, 5, 1, 2, 0, 6, 0, 0, 7, 0, 0, 13, 0, 10, 0, 13, 1, 9})
+	// Nested groups, a reused name, external contexts, background shutdowns.
+	f.Add([]byte{3, 0, 0, 0, 3, 1, 0, 1, 3, 0, 0, 0, 0, 2, 4, 1, 0, 3, 6, 3, 12, 0, 15, 1, 2, 15, 2, 0, 10, 0, 9, 7, 0, 1, 11, 0})
+	// Every tasks canceled between runs, with cancel-on contexts and parents.
+	f.Add([]byte{2, 0, 0, 7, 2, 6, 5, 2, 0, 1, 3, 0, 1, 5, 8, 3, 4, 0, 1, 8, 3, 4, 1, 0, 12, 1, 8, 2, 10, 0, 5, 0, 1, 9})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		synctest.Test(t, func(t *testing.T) { runOps(t, data) })
+	})
+}
+
+// opMaxOps bounds the operations one input runs.
+const opMaxOps = 64
+
+type opKey struct{}
+
+type opGroup struct {
+	g        opGroupAPI
+	id       uint64
+	parent   int // index in opState.groups; -1 for the root
+	failFast bool
+}
+
+// opGroupAPI is what *runtime.Group and *runtime.Supervisor share.
+type opGroupAPI interface {
+	Go(name string, fn func(ctx context.Context) error, opts ...runtime.TaskOption) *runtime.Task
+	Every(name string, interval time.Duration, fn func(ctx context.Context) error, opts ...runtime.TaskOption) *runtime.Task
+	Group(name string, opts ...runtime.GroupOption) *runtime.Group
+	Cancel(cause error)
+	Wait(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+	Snapshot() runtime.GroupSnapshot
+	Active() []runtime.TaskInfo
+	Err() error
+	ID() uint64
+	Name() string
+}
+
+type opTask struct {
+	task     *runtime.Task
+	group    int
+	every    bool
+	behave   byte   // Go tasks: the body; Every tasks: unused
+	pattern  []byte // Every tasks: run behaviours
+	err      error  // what a failing body returns
+	release  chan struct{}
+	cancelOn bool
+	parent   bool
+	long     bool
+
+	mu      sync.Mutex
+	ctx     context.Context // the context fn got, kept to check it ends
+	seen    error           // the cause fn saw, when it waited for its context
+	badVal  bool            // WithParent's value not visible
+	started bool
+
+	unlisted bool // Active missed it while it was not done
+}
+
+type opSnap struct {
+	snap  runtime.GroupSnapshot
+	group int
+}
+
+type opState struct {
+	t       *testing.T
+	data    []byte
+	pos     int
+	sup     *runtime.Supervisor
+	rec     *runtimetest.Recorder
+	groups  []*opGroup
+	tasks   []*opTask
+	exts    []context.Context
+	extStop []context.CancelCauseFunc
+	parent  context.Context
+	snaps   []opSnap
+	bg      sync.WaitGroup
+	seq     int // names errors
+}
+
+func (s *opState) byte() byte {
+	if s.pos >= len(s.data) {
+		return 0
+	}
+	b := s.data[s.pos]
+	s.pos++
+	return b
+}
+
+func (s *opState) pickGroup() int { return int(s.byte()) % len(s.groups) }
+
+func (s *opState) pickTask() *opTask {
+	b := s.byte()
+	if len(s.tasks) == 0 {
+		return nil
+	}
+	return s.tasks[int(b)%len(s.tasks)]
+}
+
+// within reports whether group i is group j or one of its descendants.
+func (s *opState) within(i, j int) bool {
+	for ; i >= 0; i = s.groups[i].parent {
+		if i == j {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *opState) groupIndex(id uint64) int {
+	for i, g := range s.groups {
+		if g.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *opState) newErr(what string) error {
+	s.seq++
+	return fmt.Errorf("%s %d", what, s.seq)
+}
+
+func isDone(t *runtime.Task) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func runOps(t *testing.T, data []byte) {
+	rec := &runtimetest.Recorder{}
+	s := &opState{t: t, data: data, rec: rec}
+	rootOpts := []runtime.Option{runtime.WithObserver(rec)}
+	if len(data) > 0 && data[0]&0x80 != 0 {
+		rootOpts = append(rootOpts, runtime.CancelOnError())
+	}
+	s.sup = runtime.New("fz", rootOpts...)
+	s.groups = []*opGroup{{g: s.sup, id: s.sup.ID(), parent: -1, failFast: len(rootOpts) > 1}}
+	for range 3 {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		s.exts, s.extStop = append(s.exts, ctx), append(s.extStop, cancel)
+	}
+	pctx, pcancel := context.WithCancel(context.WithValue(context.Background(), opKey{}, "parent"))
+	pcancel() // canceled: that must not reach the tasks spawned WithParent
+	s.parent = pctx
+
+	for n := 0; n < opMaxOps && s.pos < len(data) && !t.Failed(); n++ {
+		s.op()
+	}
+	s.finish()
+}
+
+func (s *opState) taskOpts(ot *opTask) []runtime.TaskOption {
+	b := s.byte()
+	var opts []runtime.TaskOption
+	if b&1 != 0 {
+		opts = append(opts, runtime.WithCancelOn(s.exts[int(b>>4)%len(s.exts)]))
+		ot.cancelOn = true
+	}
+	if b&2 != 0 {
+		opts = append(opts, runtime.WithParent(s.parent))
+		ot.parent = true
+	}
+	if b&4 != 0 {
+		opts = append(opts, runtime.LongRunning())
+		ot.long = true
+	}
+	if b&8 != 0 {
+		opts = append(opts, runtime.WithCancelOn(s.exts[int(b>>6)%len(s.exts)]))
+		ot.cancelOn = true
+	}
+	return opts
+}
+
+// body runs behaviour b for task ot (one run of an Every task, or a Go
+// task's fn).
+func (ot *opTask) body(ctx context.Context, b byte) error {
+	ot.mu.Lock()
+	if !ot.started {
+		ot.started, ot.ctx = true, ctx
+		if ot.parent && ctx.Value(opKey{}) != "parent" {
+			ot.badVal = true
+		}
+	}
+	ot.mu.Unlock()
+	switch b % 9 {
+	case 0:
+		return nil
+	case 1:
+		return ot.err
+	case 2:
+		panic(ot.err)
+	case 3:
+		goruntime.Goexit()
+	case 4: // well-behaved: waits for its context
+		<-ctx.Done()
+		ot.mu.Lock()
+		ot.seen = context.Cause(ctx)
+		ot.mu.Unlock()
+		return ctx.Err()
+	case 5: // stubborn: ignores its context until released
+		<-ot.release
+		return nil
+	case 6:
+		time.Sleep(time.Duration(1+b/9%4) * time.Millisecond)
+		return nil
+	case 7:
+		return runtime.ErrStop
+	case 8: // sleeps, or less if canceled, then fails
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Millisecond):
+		}
+		return ot.err
+	}
+	return nil
+}
+
+func (s *opState) op() {
+	t := s.t
+	switch op := s.byte() % 16; op {
+	case 0, 1: // Go
+		gi := s.pickGroup()
+		ot := &opTask{group: gi, behave: s.byte(), release: make(chan struct{})}
+		ot.err = s.newErr("task failure")
+		opts := s.taskOpts(ot)
+		if ot.behave%9 == 7 {
+			ot.behave = 0 // ErrStop means nothing special to Go
+		}
+		ot.task = s.groups[gi].g.Go(fmt.Sprintf("go%d", ot.behave%9), func(ctx context.Context) error { return ot.body(ctx, ot.behave) }, opts...)
+		s.tasks = append(s.tasks, ot)
+	case 2: // Every
+		gi := s.pickGroup()
+		interval := time.Duration(1+s.byte()%5) * time.Millisecond
+		ot := &opTask{group: gi, every: true, pattern: []byte{s.byte(), s.byte(), s.byte()}, release: make(chan struct{})}
+		ot.err = s.newErr("run failure")
+		opts := s.taskOpts(ot)
+		var run int
+		var mu sync.Mutex
+		ot.task = s.groups[gi].g.Every("every", interval, func(ctx context.Context) error {
+			mu.Lock()
+			b := ot.pattern[run%len(ot.pattern)]
+			run++
+			mu.Unlock()
+			return ot.body(ctx, b)
+		}, opts...)
+		s.tasks = append(s.tasks, ot)
+	case 3: // a sub-group
+		pi := s.pickGroup()
+		b := s.byte()
+		var opts []runtime.GroupOption
+		if b&1 != 0 {
+			opts = append(opts, runtime.CancelOnError())
+		}
+		if b&2 != 0 {
+			opts = append(opts, runtime.WithPanicPolicy(runtime.Recover))
+		}
+		name := []string{"a", "b", "c"}[int(b>>2)%3] // names repeat
+		g := s.groups[pi].g.Group(name, opts...)
+		s.groups = append(s.groups, &opGroup{g: g, id: g.ID(), parent: pi, failFast: b&1 != 0})
+	case 4: // Task.Cancel
+		ot := s.pickTask()
+		b := s.byte()
+		if ot == nil {
+			return
+		}
+		var cause error
+		if b&1 != 0 {
+			cause = s.newErr("task cancel")
+		}
+		ot.task.Cancel(cause)
+	case 5: // Group.Cancel
+		gi := s.pickGroup()
+		var cause error
+		if s.byte()&1 != 0 {
+			cause = s.newErr("group cancel")
+		}
+		s.groups[gi].g.Cancel(cause)
+	case 6: // Wait with a timeout
+		gi := s.pickGroup()
+		d := time.Duration(s.byte()%8) * time.Millisecond
+		s.wait(gi, d)
+	case 7: // Shutdown with a deadline
+		gi := s.pickGroup()
+		d := time.Duration(s.byte()%4) * time.Millisecond
+		s.shutdown(gi, d)
+	case 8:
+		time.Sleep(time.Duration(1+s.byte()%4) * time.Millisecond)
+	case 9:
+		synctest.Wait()
+	case 10: // Snapshot
+		gi := s.pickGroup()
+		before := s.doneTasks()
+		snap := s.groups[gi].g.Snapshot()
+		s.snaps = append(s.snaps, opSnap{snap, gi})
+		// A task done before the call has ended, and its end event has
+		// a Seq the snapshot reflects.
+		for _, info := range snapTasks(snap) {
+			if before[info.ID] && info.State != runtime.Abandoned {
+				t.Errorf("Snapshot(%s) lists task %d, done before the call, as %v", s.groups[gi].g.Name(), info.ID, info.State)
+			}
+		}
+	case 11: // Active
+		gi := s.pickGroup()
+		before := s.doneTasks()
+		active := s.groups[gi].g.Active()
+		listed := map[uint64]bool{}
+		for _, info := range active {
+			listed[info.ID] = true
+			if info.State != runtime.Running && info.State != runtime.Canceling {
+				t.Errorf("Active lists task %d in state %v", info.ID, info.State)
+			}
+			if before[info.ID] {
+				t.Errorf("Active(%s) lists task %d, done before the call", s.groups[gi].g.Name(), info.ID)
+			}
+		}
+		for _, ot := range s.tasks {
+			inside := s.within(ot.group, gi)
+			if listed[ot.task.ID()] && !inside {
+				t.Errorf("Active(%s) lists task %d of %s", s.groups[gi].g.Name(), ot.task.ID(), ot.task.Group())
+			}
+			if inside && !listed[ot.task.ID()] && !isDone(ot.task) {
+				// Only a task that an abort is reporting (not running
+				// any more, but not done yet) may be missing.
+				ot.unlisted = true
+			}
+		}
+	case 12: // an external context ends
+		i := int(s.byte()) % len(s.exts)
+		s.extStop[i](s.newErr("external"))
+	case 13: // a stubborn task is released
+		if ot := s.pickTask(); ot != nil {
+			select {
+			case <-ot.release:
+			default:
+				close(ot.release)
+			}
+		}
+	case 14: // Result of a done task agrees with its finished event
+		if ot := s.pickTask(); ot != nil && isDone(ot.task) {
+			if s.finishedOf(ot.task.ID()) == nil {
+				t.Errorf("task %d: Done closed before its finished event was delivered", ot.task.ID())
+			}
+		}
+	case 15: // Shutdown in the background, overlapping what comes next
+		gi := s.pickGroup()
+		d := time.Duration(s.byte()%4) * time.Millisecond
+		g, before := s.groups[gi].g, s.subtreeTasks(gi)
+		s.bg.Go(func() { s.shutdownOf(g, before, d) })
+	}
+}
+
+// doneTasks returns the IDs of the tasks whose Done is closed.
+func (s *opState) doneTasks() map[uint64]bool {
+	done := map[uint64]bool{}
+	for _, ot := range s.tasks {
+		if isDone(ot.task) {
+			done[ot.task.ID()] = true
+		}
+	}
+	return done
+}
+
+func snapTasks(g runtime.GroupSnapshot) []runtime.TaskInfo {
+	out := slices.Clone(g.Tasks)
+	for _, c := range g.Groups {
+		out = append(out, snapTasks(c)...)
+	}
+	return out
+}
+
+func (s *opState) finishedOf(id uint64) *runtime.Event {
+	for _, ev := range s.rec.Events() {
+		if ev.TaskID == id && ev.Kind == runtime.KindTaskFinished {
+			return &ev
+		}
+	}
+	return nil
+}
+
+// subtreeTasks returns the tasks spawned so far in group gi's subtree.
+func (s *opState) subtreeTasks(gi int) []*opTask {
+	var out []*opTask
+	for _, ot := range s.tasks {
+		if s.within(ot.group, gi) {
+			out = append(out, ot)
+		}
+	}
+	return out
+}
+
+func (s *opState) wait(gi int, d time.Duration) {
+	t := s.t
+	g := s.groups[gi].g
+	before := s.subtreeTasks(gi)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	err := g.Wait(ctx)
+	if err == nil {
+		// Idle: every task ended, finished events delivered.
+		for _, ot := range before {
+			if !isDone(ot.task) {
+				t.Errorf("Wait(%s) = nil, task %d not done", g.Name(), ot.task.ID())
+			} else if s.finishedOf(ot.task.ID()) == nil {
+				t.Errorf("Wait(%s) = nil, task %d has no finished event", g.Name(), ot.task.ID())
+			}
+		}
+		return
+	}
+	var te *runtime.TimeoutError
+	if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait(%s) = %v, want nil or a *TimeoutError", g.Name(), err)
+		return
+	}
+	for _, info := range te.Active {
+		i := slices.IndexFunc(s.tasks, func(ot *opTask) bool { return ot.task.ID() == info.ID })
+		if i < 0 || !s.within(s.tasks[i].group, gi) {
+			t.Errorf("Wait(%s): TimeoutError lists task %d, not of its subtree", g.Name(), info.ID)
+		}
+	}
+}
+
+func (s *opState) shutdown(gi int, d time.Duration) {
+	s.shutdownOf(s.groups[gi].g, s.subtreeTasks(gi), d)
+}
+
+// shutdownOf shuts g down with a deadline d away (0: expired) and checks
+// that the tasks of its subtree spawned before, before, are then done.
+func (s *opState) shutdownOf(g opGroupAPI, before []*opTask, d time.Duration) {
+	t := s.t
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if d == 0 {
+		ctx, cancel = context.WithCancel(context.Background())
+		cancel()
+	} else {
+		ctx, cancel = context.WithTimeout(context.Background(), d)
+	}
+	defer cancel()
+	err := g.Shutdown(ctx)
+	var ae *runtime.AbortError
+	switch {
+	case err == nil || errors.As(err, &ae):
+		// This call (or the first one, whose result it returns) drained
+		// the subtree: every task of it is done.
+		for _, ot := range before {
+			if !isDone(ot.task) {
+				t.Errorf("Shutdown(%s) = %v, task %d not done", g.Name(), err, ot.task.ID())
+			} else if s.finishedOf(ot.task.ID()) == nil {
+				t.Errorf("Shutdown(%s) = %v, task %d has no finished event", g.Name(), err, ot.task.ID())
+			}
+		}
+		if ae != nil {
+			if len(ae.Aborted) == 0 || !errors.Is(err, runtime.ErrAborted) {
+				t.Errorf("Shutdown(%s): AbortError %v with no tasks", g.Name(), err)
+			}
+			for _, info := range ae.Aborted {
+				if info.State != runtime.Abandoned {
+					t.Errorf("Shutdown(%s): aborted task %d in state %v", g.Name(), info.ID, info.State)
+				}
+			}
+		}
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// A later call that gave up waiting for the first.
+	default:
+		t.Errorf("Shutdown(%s) = %v", g.Name(), err)
+	}
+}
+
+func (s *opState) finish() {
+	t := s.t
+	s.shutdown(0, 3*time.Millisecond)
+	for _, ot := range s.tasks {
+		select {
+		case <-ot.release:
+		default:
+			close(ot.release)
+		}
+	}
+	for _, stop := range s.extStop {
+		stop(nil)
+	}
+	s.bg.Wait()
+	// Abandoned goroutines may be asleep: let fake time pass until they
+	// have all returned.
+	for i := 0; i < 100 && s.sup.Abandoned() > 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	synctest.Wait()
+	if t.Failed() {
+		return
+	}
+	if n := s.sup.Abandoned(); n != 0 {
+		t.Errorf("Abandoned() = %d after every goroutine returned", n)
+	}
+	if a := s.sup.Active(); len(a) != 0 {
+		t.Errorf("Active() = %v at the end", a)
+	}
+	if snap := s.sup.Snapshot(); len(snapTasks(snap)) != 0 || snap.Running+snap.Canceling+snap.Abandoned != 0 {
+		t.Errorf("Snapshot() at the end lists %v", snapTasks(snap))
+	}
+	s.check()
+}
+
+// opLog is one task's events, digested.
+type opLog struct {
+	evs                    []runtime.Event
+	spawned, end, late     uint64 // Seqs; end: aborted, else finished
+	finished               *runtime.Event
+	cancel                 *runtime.Event
+	aborted, rejected      bool
+	runs                   []uint64 // Seqs of run_started events
+	lateIndex, cancelIndex int
+}
+
+func (s *opState) dump(l *opLog) string {
+	var b strings.Builder
+	for _, ev := range l.evs {
+		fmt.Fprintf(&b, "\n\t%d %s run=%d outcome=%v err=%v cause=%v", ev.Seq, ev.Kind, ev.Run, ev.Outcome, ev.Err, ev.Cause)
+	}
+	return b.String()
+}
+
+func (s *opState) check() {
+	t := s.t
+	events := s.rec.Events()
+	seen := map[uint64]bool{}
+	byTask := map[uint64][]runtime.Event{}
+	groupCancels := map[uint64][]runtime.Event{}
+	for _, ev := range events {
+		if ev.Seq == 0 || seen[ev.Seq] {
+			t.Errorf("event %s with Seq %d: zero or used twice", ev.Kind, ev.Seq)
+		}
+		seen[ev.Seq] = true
+		if ev.TaskID != 0 {
+			byTask[ev.TaskID] = append(byTask[ev.TaskID], ev)
+		}
+		if ev.Kind == runtime.KindGroupCancelRequested {
+			groupCancels[ev.GroupID] = append(groupCancels[ev.GroupID], ev)
+		}
+		if ev.Kind == runtime.KindObserverPanicked {
+			t.Errorf("observer panicked: %v", ev.Err)
+		}
+	}
+	for id, evs := range groupCancels {
+		if len(evs) > 1 {
+			t.Errorf("group %d: %d cancel_requested events", id, len(evs))
+		}
+	}
+	if len(byTask) != len(s.tasks) {
+		t.Errorf("%d tasks have events, %d were spawned", len(byTask), len(s.tasks))
+	}
+	logs := map[uint64]*opLog{}
+	aborts, lates := 0, 0
+	for _, ot := range s.tasks {
+		l := s.checkEvents(ot, byTask[ot.task.ID()])
+		logs[ot.task.ID()] = l
+		if l.aborted {
+			aborts++
+		}
+		if l.late != 0 {
+			lates++
+		}
+		s.checkResult(ot, l)
+	}
+	t.Logf("%d tasks, %d groups, %d events, %d aborted, %d snapshots", len(s.tasks), len(s.groups), len(events), aborts, len(s.snaps))
+	if aborts != lates {
+		t.Errorf("%d aborted tasks, %d late exits", aborts, lates)
+	}
+	if t.Failed() {
+		return
+	}
+	for _, sn := range s.snaps {
+		s.checkSnapshot(sn, logs)
+	}
+	for gi := range s.groups {
+		s.checkErr(gi, logs, groupCancels)
+	}
+}
+
+// checkEvents checks a task's events, in delivery order, against the
+// lifecycle grammar.
+func (s *opState) checkEvents(ot *opTask, evs []runtime.Event) *opLog {
+	t := s.t
+	l := &opLog{evs: evs}
+	bad := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("task %d (%s): %s%s", ot.task.ID(), ot.task.Name(), fmt.Sprintf(format, args...), s.dump(l))
+	}
+	if len(evs) == 0 || evs[0].Kind != runtime.KindTaskSpawned {
+		bad("first event is not spawned")
+		return l
+	}
+	var openRun uint64
+	for i, ev := range evs {
+		if ev.GroupID != s.groups[ot.group].id || ev.Task != ot.task.Name() {
+			bad("event %s of group %d, task %q", ev.Kind, ev.GroupID, ev.Task)
+		}
+		if ev.LongRunning != ot.long {
+			bad("%s with LongRunning=%v", ev.Kind, ev.LongRunning)
+		}
+		if i > 0 && ev.Seq <= evs[i-1].Seq {
+			bad("Seq not increasing")
+		}
+		if l.late != 0 {
+			bad("%s after late_exit", ev.Kind)
+		}
+		if l.finished != nil && ev.Kind != runtime.KindTaskLateExit {
+			bad("%s after finished", ev.Kind)
+		}
+		switch ev.Kind {
+		case runtime.KindTaskSpawned:
+			if i != 0 {
+				bad("second spawned")
+			}
+			l.spawned, l.rejected = ev.Seq, ev.Rejected
+		case runtime.KindTaskRejected:
+			if !l.rejected || i != 1 {
+				bad("unexpected rejected")
+			}
+		case runtime.KindTaskRunStarted:
+			if !ot.every || l.aborted || openRun != 0 {
+				bad("unexpected run_started")
+			}
+			l.runs = append(l.runs, ev.Seq)
+			if ev.Run != uint64(len(l.runs)) {
+				bad("run_started %d, want %d", ev.Run, len(l.runs))
+			}
+			openRun = ev.Run
+		case runtime.KindTaskRunFinished:
+			if openRun == 0 || ev.Run != openRun {
+				bad("run_finished %d, open run %d", ev.Run, openRun)
+			}
+			if l.aborted != (ev.Outcome == runtime.Aborted) {
+				bad("run_finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
+			}
+			if ev.Outcome == runtime.Canceled && ev.Cause == nil {
+				bad("canceled run without a cause")
+			}
+			openRun = 0
+		case runtime.KindTaskCancelRequested:
+			if l.cancel != nil || l.aborted {
+				bad("unexpected cancel_requested")
+			}
+			if ev.Cause == nil || ev.Err == nil {
+				bad("cancel_requested without err or cause")
+			}
+			e := ev
+			l.cancel, l.cancelIndex = &e, i
+		case runtime.KindTaskAborted:
+			if l.aborted {
+				bad("second aborted")
+			}
+			l.aborted, l.end = true, ev.Seq
+		case runtime.KindTaskFinished:
+			if openRun != 0 {
+				bad("finished with run %d open", openRun)
+			}
+			if l.aborted != (ev.Outcome == runtime.Aborted) {
+				bad("finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
+			}
+			if ev.Rejected != l.rejected {
+				bad("finished Rejected=%v", ev.Rejected)
+			}
+			if !l.aborted {
+				l.end = ev.Seq
+			}
+			e := ev
+			l.finished = &e
+		case runtime.KindTaskLateExit:
+			if !l.aborted || l.finished == nil {
+				bad("late_exit of a task not aborted")
+			}
+			l.late, l.lateIndex = ev.Seq, i
+		default:
+			bad("unexpected kind %s", ev.Kind)
+		}
+	}
+	if l.finished == nil {
+		bad("no finished event")
+	}
+	if ot.unlisted && !l.aborted {
+		bad("Active missed it while it was not done, and it was not aborted")
+	}
+	if l.aborted && l.late == 0 {
+		bad("aborted, no late_exit once every goroutine returned")
+	}
+	// No run starts once Task.Cancel has returned (but the first) is
+	// checked through the cancel_requested event: run_started events
+	// are delivered under the lock that Cancel holds.
+	if l.cancel != nil {
+		for _, ev := range evs[l.cancelIndex:] {
+			if ev.Kind == runtime.KindTaskRunStarted && ev.Run > 1 {
+				bad("run %d started after cancel_requested", ev.Run)
+			}
+		}
+	}
+	return l
+}
+
+func sameErr(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a == b || a.Error() == b.Error()
+}
+
+func (s *opState) checkResult(ot *opTask, l *opLog) {
+	t := s.t
+	id := ot.task.ID()
+	bad := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("task %d (%s, every=%v): %s%s", id, ot.task.Name(), ot.every, fmt.Sprintf(format, args...), s.dump(l))
+	}
+	if !isDone(ot.task) {
+		bad("Done not closed at the end")
+		return
+	}
+	if l.finished == nil {
+		return
+	}
+	res, fin := ot.task.Result(), l.finished
+	if res.Outcome != fin.Outcome || !sameErr(res.Err, fin.Err) || !sameErr(res.Cause, fin.Cause) || res.Duration != fin.Duration {
+		bad("Result %+v, finished event outcome=%v err=%v cause=%v duration=%v", res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
+	}
+	if res.Duration < 0 {
+		bad("negative duration %v", res.Duration)
+	}
+	o := res.Outcome
+	if l.rejected {
+		if o != runtime.Canceled || !errors.Is(res.Err, runtime.ErrClosed) || !errors.Is(res.Cause, runtime.ErrClosed) {
+			bad("rejected with %v %v %v", o, res.Err, res.Cause)
+		}
+		return
+	}
+	switch o {
+	case runtime.Success:
+		if res.Err != nil || res.Cause != nil {
+			bad("success with err %v cause %v", res.Err, res.Cause)
+		}
+	case runtime.Error:
+		if res.Err == nil {
+			bad("error outcome without an error")
+		}
+		if res.Err != runtime.ErrGoexit && res.Cause != nil {
+			bad("error outcome with a cause %v", res.Cause)
+		}
+	case runtime.Canceled:
+		if res.Cause == nil {
+			bad("canceled without a cause")
+		}
+	case runtime.Panic:
+		var pe *runtime.PanicError
+		if !errors.As(res.Err, &pe) || !errors.Is(res.Err, ot.err) {
+			bad("panic outcome with err %v", res.Err)
+		}
+	case runtime.Aborted:
+		if res.Err != runtime.ErrAborted || res.Cause == nil {
+			bad("aborted with err %v cause %v", res.Err, res.Cause)
+		}
+	default:
+		bad("outcome %v", o)
+	}
+	if !ot.every {
+		var want []runtime.Outcome
+		switch ot.behave % 9 {
+		case 0, 6:
+			want = []runtime.Outcome{runtime.Success, runtime.Canceled}
+		case 1, 8:
+			want = []runtime.Outcome{runtime.Error, runtime.Canceled}
+		case 2:
+			want = []runtime.Outcome{runtime.Panic}
+		case 3:
+			want = []runtime.Outcome{runtime.Error}
+		case 4:
+			want = []runtime.Outcome{runtime.Canceled}
+		case 5:
+			want = []runtime.Outcome{runtime.Success, runtime.Canceled}
+		}
+		// Any task may be aborted at a deadline, even before it starts.
+		if want = append(want, runtime.Aborted); !slices.Contains(want, o) {
+			bad("outcome %v for behaviour %d", o, ot.behave%9)
+		}
+		if o == runtime.Error && ot.behave%9 == 3 && res.Err != runtime.ErrGoexit {
+			bad("Goexit with err %v", res.Err)
+		}
+		if o == runtime.Error && ot.behave%9 != 3 && res.Err != ot.err {
+			bad("error outcome with err %v, fn returned %v", res.Err, ot.err)
+		}
+	}
+	if errors.Is(res.Cause, runtime.ErrExternal) && !ot.cancelOn {
+		bad("external cause %v without WithCancelOn", res.Cause)
+	}
+	if l.cancel != nil && res.Cause != nil && o != runtime.Aborted && res.Cause != l.cancel.Cause {
+		bad("cause %v, its cancel_requested event's %v", res.Cause, l.cancel.Cause)
+	}
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	if ot.badVal {
+		bad("WithParent's value not visible to fn")
+	}
+	if ot.started {
+		// Once fn has returned its context is canceled too.
+		if ot.ctx.Err() == nil {
+			bad("fn's context not done after the end")
+		}
+		if ot.seen != nil && context.Cause(ot.ctx) != ot.seen {
+			bad("fn's context cause changed from %v to %v", ot.seen, context.Cause(ot.ctx))
+		}
+		if !ot.every && ot.seen != nil && (o == runtime.Canceled || o == runtime.Aborted) && res.Cause != ot.seen {
+			bad("Result.Cause %v, fn saw %v", res.Cause, ot.seen)
+		}
+	}
+}
+
+func (s *opState) checkSnapshot(sn opSnap, logs map[uint64]*opLog) {
+	t := s.t
+	snap := sn.snap
+	S := snap.Seq
+	listed := map[uint64]runtime.TaskState{}
+	var walk func(gs runtime.GroupSnapshot) (r, c, a int)
+	walk = func(gs runtime.GroupSnapshot) (r, c, a int) {
+		gi := s.groupIndex(gs.ID)
+		if gi < 0 || !s.within(gi, sn.group) {
+			t.Errorf("snapshot of %s lists group %s (%d) outside its subtree", snap.Name, gs.Name, gs.ID)
+		}
+		if gs.Seq != S {
+			t.Errorf("snapshot %s: nested Seq %d != %d", gs.Name, gs.Seq, S)
+		}
+		for _, info := range gs.Tasks {
+			if info.Group != gs.Name {
+				t.Errorf("snapshot %s lists task %d of group %s", gs.Name, info.ID, info.Group)
+			}
+			if _, dup := listed[info.ID]; dup {
+				t.Errorf("snapshot %s: task %d listed twice", snap.Name, info.ID)
+			}
+			listed[info.ID] = info.State
+			switch info.State {
+			case runtime.Running:
+				r++
+			case runtime.Canceling:
+				c++
+			case runtime.Abandoned:
+				a++
+			}
+			l := logs[info.ID]
+			if l == nil {
+				t.Errorf("snapshot Seq %d lists unknown task %d", S, info.ID)
+				continue
+			}
+			var runs uint64
+			for _, rs := range l.runs {
+				if rs <= S {
+					runs++
+				}
+			}
+			switch {
+			case l.rejected || l.spawned > S:
+				t.Errorf("snapshot Seq %d lists task %d spawned at %d (rejected=%v)%s", S, info.ID, l.spawned, l.rejected, s.dump(l))
+			case info.Runs != runs:
+				t.Errorf("snapshot Seq %d: task %d Runs=%d, %d run_started events <= Seq%s", S, info.ID, info.Runs, runs, s.dump(l))
+			case info.State == runtime.Abandoned:
+				if !l.aborted || l.end > S || (l.late != 0 && l.late <= S) {
+					t.Errorf("snapshot Seq %d: task %d abandoned%s", S, info.ID, s.dump(l))
+				}
+			case info.State == runtime.Running || info.State == runtime.Canceling:
+				if l.end <= S {
+					t.Errorf("snapshot Seq %d: task %d %v but ended at Seq %d%s", S, info.ID, info.State, l.end, s.dump(l))
+				}
+				if info.State == runtime.Running && l.cancel != nil && l.cancel.Seq <= S {
+					t.Errorf("snapshot Seq %d: task %d running after its cancel_requested%s", S, info.ID, s.dump(l))
+				}
+			default:
+				t.Errorf("snapshot: task %d in state %v", info.ID, info.State)
+			}
+		}
+		for _, cg := range gs.Groups {
+			cr, cc, ca := walk(cg)
+			r, c, a = r+cr, c+cc, a+ca
+		}
+		if gs.Running != r || gs.Canceling != c || gs.Abandoned != a {
+			t.Errorf("snapshot %s: counts %d/%d/%d, tasks say %d/%d/%d", gs.Name, gs.Running, gs.Canceling, gs.Abandoned, r, c, a)
+		}
+		return r, c, a
+	}
+	walk(snap)
+	// Every task of the subtree live (or abandoned) at S is listed.
+	for _, ot := range s.tasks {
+		l := logs[ot.task.ID()]
+		if l.rejected || l.spawned > S || !s.within(ot.group, sn.group) {
+			continue
+		}
+		live := l.end > S || (l.aborted && (l.late == 0 || l.late > S))
+		if _, ok := listed[ot.task.ID()]; live && !ok {
+			t.Errorf("snapshot %s Seq %d misses task %d%s", snap.Name, S, ot.task.ID(), s.dump(l))
+		}
+	}
+}
+
+// checkErr checks Group.Err: the *TaskError of the failure that canceled
+// a CancelOnError group, nil otherwise.
+func (s *opState) checkErr(gi int, logs map[uint64]*opLog, cancels map[uint64][]runtime.Event) {
+	t := s.t
+	g := s.groups[gi]
+	err := g.g.Err()
+	var ownTE *runtime.TaskError // the group's cancel_requested event's, if a failure of its own
+	for _, ev := range cancels[g.id] {
+		var te *runtime.TaskError
+		if errors.As(ev.Err, &te) {
+			ownTE = te
+		}
+	}
+	if !g.failFast {
+		if err != nil || ownTE != nil {
+			t.Errorf("group %s without CancelOnError: Err() = %v, cancel event %v", g.g.Name(), err, ownTE)
+		}
+		return
+	}
+	var failed []*opLog
+	for _, ot := range s.tasks {
+		if l := logs[ot.task.ID()]; ot.group == gi && l.finished != nil && (l.finished.Outcome == runtime.Error || l.finished.Outcome == runtime.Panic) {
+			failed = append(failed, l)
+		}
+	}
+	if err == nil {
+		if ownTE != nil {
+			t.Errorf("group %s: Err() = nil, its cancel_requested event names failure %v", g.g.Name(), ownTE)
+		}
+		if len(failed) > 0 {
+			// Canceled otherwise first: by a request of its own or of
+			// an ancestor, which has its event.
+			found := false
+			for i := gi; i >= 0; i = s.groups[i].parent {
+				found = found || len(cancels[s.groups[i].id]) > 0
+			}
+			if !found {
+				t.Errorf("group %s: Err() = nil after task %d failed, and nothing canceled it", g.g.Name(), failed[0].finished.TaskID)
+			}
+		}
+		return
+	}
+	te, ok := err.(*runtime.TaskError)
+	if !ok || ownTE == nil || te.TaskID != ownTE.TaskID {
+		t.Errorf("group %s: Err() = %v, its cancel_requested event names %v", g.g.Name(), err, ownTE)
+		return
+	}
+	l := logs[te.TaskID]
+	if l == nil || l.finished == nil || l.finished.GroupID != g.id || (l.finished.Outcome != runtime.Error && l.finished.Outcome != runtime.Panic) {
+		t.Errorf("group %s: Err() names task %d, not a failure of its own", g.g.Name(), te.TaskID)
+		return
+	}
+	if !sameErr(te.Err, l.finished.Err) {
+		t.Errorf("group %s: Err() wraps %v, the task's error is %v", g.g.Name(), te.Err, l.finished.Err)
+	}
+	first := slices.MinFunc(failed, func(a, b *opLog) int { return int(a.finished.Seq) - int(b.finished.Seq) })
+	if first != l {
+		t.Errorf("group %s: Err() names task %d, but task %d failed first (Seq %d < %d)%s%s", g.g.Name(), te.TaskID, first.finished.TaskID, first.finished.Seq, l.finished.Seq, s.dump(first), s.dump(l))
+	}
+	// The group's event follows the failing task's finished event.
+	ev := cancels[g.id][0]
+	if ev.Seq < l.finished.Seq {
+		t.Errorf("group %s: cancel_requested (Seq %d) before the failure's finished event (Seq %d)", g.g.Name(), ev.Seq, l.finished.Seq)
+	}
+}
