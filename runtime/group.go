@@ -38,7 +38,9 @@ type Group struct {
 	// cancelMu serializes the group's cancellation requests (Cancel,
 	// shutdown, fail-fast), so that the first is the one whose cause
 	// stands; it is held while the subtree is marked and its contexts
-	// are canceled.
+	// are canceled, and by a failing task of a fail-fast group from the
+	// Seq of its end on (see Task.finish). Lock order: cancelMu, then a
+	// task's mu or a group's mu.
 	cancelMu        sync.Mutex
 	cancelRequested bool // guarded by cancelMu
 
@@ -207,6 +209,11 @@ func (g *Group) cancelWith(ctx context.Context, cause error) {
 func (g *Group) cancelCtx(cause error) (first bool) {
 	g.cancelMu.Lock()
 	defer g.cancelMu.Unlock()
+	return g.cancelCtxLocked(cause)
+}
+
+// cancelCtxLocked is cancelCtx, called with g.cancelMu held.
+func (g *Group) cancelCtxLocked(cause error) (first bool) {
 	if g.cancelRequested {
 		return false // canceled under this lock already
 	}

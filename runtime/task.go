@@ -514,9 +514,20 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 	x := t.ctx.ext()
 	g, tr := t.owner(), t.tree()
 	end = tr.now()
+	// A failure that fails its group fast holds the group's cancellation
+	// lock from its end's Seq to the cancellation, so that of failures
+	// racing to end, the first (by the Seq of its finished event) is the
+	// one that cancels the group, and Err names.
+	failing := g.failFast && (outcome == Error || outcome == Panic)
+	if failing {
+		g.cancelMu.Lock()
+	}
 	t.mu.Lock()
 	if t.state == stateAborted {
 		t.mu.Unlock()
+		if failing {
+			g.cancelMu.Unlock()
+		}
 		t.lateExit(outcome, err, end)
 		return end, false
 	}
@@ -537,13 +548,14 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		x.endSeq = tr.nextSeq() // with the state change, for Snapshot
 	}
 	t.mu.Unlock()
-	if t.failsFast() {
+	if failing {
 		// Now, as errgroup does: the siblings must not go on while the
 		// observers are told. The group's event follows the finished one
 		// (report).
-		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtx(cause) {
+		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtxLocked(cause) {
 			g.failure.Store(cause)
 		}
+		g.cancelMu.Unlock()
 	}
 	return end, true
 }
