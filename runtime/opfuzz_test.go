@@ -53,6 +53,7 @@ type opGroup struct {
 	id       uint64
 	parent   int // index in opState.groups; -1 for the root
 	failFast bool
+	closed   bool // a Shutdown of it returned
 }
 
 // opGroupAPI is what *runtime.Group and *runtime.Supervisor share.
@@ -109,7 +110,10 @@ type opState struct {
 	parent  context.Context
 	snaps   []opSnap
 	bg      sync.WaitGroup
-	seq     int // names errors
+
+	abortMu sync.Mutex
+	abortBy map[uint64]string // task ID → the group whose Shutdown's AbortError listed it
+	seq     int               // names errors
 }
 
 func (s *opState) byte() byte {
@@ -141,6 +145,28 @@ func (s *opState) within(i, j int) bool {
 	return false
 }
 
+// closed reports whether a Shutdown of group i or of an ancestor has
+// returned: the group is closed.
+func (s *opState) closed(i int) bool {
+	for ; i >= 0; i = s.groups[i].parent {
+		if s.groups[i].closed {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSpawn checks that a task spawned on a closed group was rejected.
+func (s *opState) checkSpawn(ot *opTask) {
+	if !s.closed(ot.group) {
+		return
+	}
+	res := ot.task.Result()
+	if !isDone(ot.task) || res.Outcome != runtime.Canceled || !errors.Is(res.Err, runtime.ErrClosed) {
+		s.t.Errorf("task %d spawned on closed group %s: done=%v, %+v", ot.task.ID(), s.groups[ot.group].g.Name(), isDone(ot.task), res)
+	}
+}
+
 func (s *opState) groupIndex(id uint64) int {
 	for i, g := range s.groups {
 		if g.id == id {
@@ -166,7 +192,7 @@ func isDone(t *runtime.Task) bool {
 
 func runOps(t *testing.T, data []byte) {
 	rec := &runtimetest.Recorder{}
-	s := &opState{t: t, data: data, rec: rec}
+	s := &opState{t: t, data: data, rec: rec, abortBy: map[uint64]string{}}
 	rootOpts := []runtime.Option{runtime.WithObserver(rec)}
 	if len(data) > 0 && data[0]&0x80 != 0 {
 		rootOpts = append(rootOpts, runtime.CancelOnError())
@@ -266,6 +292,7 @@ func (s *opState) op() {
 		}
 		ot.task = s.groups[gi].g.Go(fmt.Sprintf("go%d", ot.behave%9), func(ctx context.Context) error { return ot.body(ctx, ot.behave) }, opts...)
 		s.tasks = append(s.tasks, ot)
+		s.checkSpawn(ot)
 	case 2: // Every
 		gi := s.pickGroup()
 		interval := time.Duration(1+s.byte()%5) * time.Millisecond
@@ -282,6 +309,7 @@ func (s *opState) op() {
 			return ot.body(ctx, b)
 		}, opts...)
 		s.tasks = append(s.tasks, ot)
+		s.checkSpawn(ot)
 	case 3: // a sub-group
 		pi := s.pickGroup()
 		b := s.byte()
@@ -459,6 +487,7 @@ func (s *opState) wait(gi int, d time.Duration) {
 
 func (s *opState) shutdown(gi int, d time.Duration) {
 	s.shutdownOf(s.groups[gi].g, s.subtreeTasks(gi), d)
+	s.groups[gi].closed = true
 }
 
 // shutdownOf shuts g down with a deadline d away (0: expired) and checks
@@ -494,6 +523,18 @@ func (s *opState) shutdownOf(g opGroupAPI, before []*opTask, d time.Duration) {
 			for _, info := range ae.Aborted {
 				if info.State != runtime.Abandoned {
 					t.Errorf("Shutdown(%s): aborted task %d in state %v", g.Name(), info.ID, info.State)
+				}
+				// A task is aborted once, by one Shutdown, and only that
+				// call's AbortError lists it (later calls return the same
+				// error: the first one's).
+				s.abortMu.Lock()
+				if by, dup := s.abortBy[info.ID]; dup && by != ae.Group {
+					t.Errorf("task %d listed by the AbortErrors of %s and %s", info.ID, by, ae.Group)
+				}
+				s.abortBy[info.ID] = ae.Group
+				s.abortMu.Unlock()
+				if info.Group != g.Name() && !strings.HasPrefix(info.Group, g.Name()+".") {
+					t.Errorf("Shutdown(%s): AbortError lists task %d, not of its subtree", g.Name(), info.ID)
 				}
 			}
 		}
@@ -715,6 +756,9 @@ func (s *opState) checkEvents(ot *opTask, evs []runtime.Event) *opLog {
 	}
 	if l.finished == nil {
 		bad("no finished event")
+	}
+	if _, listed := s.abortBy[ot.task.ID()]; listed && !l.aborted {
+		bad("listed by an AbortError, but not aborted")
 	}
 	if ot.unlisted && !l.aborted {
 		bad("Active missed it while it was not done, and it was not aborted")
