@@ -12,8 +12,9 @@ import (
 var ErrAborted = errors.New("taskscope: task aborted at shutdown deadline (goroutine abandoned)")
 
 type shutdownState struct {
-	done chan struct{} // closed when the first Shutdown call has finished
-	err  error         // its result; written before done is closed
+	closed chan struct{} // closed once the first call has closed the subtree
+	done   chan struct{} // closed when the first Shutdown call has finished
+	err    error         // its result; written before done is closed
 }
 
 // Shutdown stops the group's subtree, in the manner of http.Server.Shutdown:
@@ -48,11 +49,15 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	st, first := g.shutdown, g.shutdown == nil
 	if first {
-		st = &shutdownState{done: make(chan struct{})}
+		st = &shutdownState{closed: make(chan struct{}), done: make(chan struct{})}
 		g.shutdown = st
 	}
 	g.mu.Unlock()
 	if !first {
+		// Not before the subtree is closed, even when ctx is done: once
+		// any Shutdown call has returned, spawns are rejected. The first
+		// call closes it at once (it only takes the groups' locks).
+		<-st.closed
 		select {
 		case <-st.done:
 			return st.err
@@ -71,6 +76,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	// that Seq must show the subtree closed, since a client following the
 	// stream from it will not see the event.
 	groups, live := g.closeSubtree(tr.observed())
+	close(st.closed)
 	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID()}
 	tr.emit(ctx, started)
 	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
