@@ -36,7 +36,9 @@ type shutdownState struct {
 // is already done, it aborts whatever has not returned, with no grace
 // period. Shutdown is idempotent: later calls wait for the first one and
 // return its result, or their own ctx's cause if that ends first (they
-// never abort on their own deadline). A nil ctx panics.
+// never abort on their own deadline). Either way, once any call has
+// returned, the subtree is closed and new spawns are rejected. A nil ctx
+// panics.
 //
 // A task that shuts down its own subtree (a "signals" task calling
 // sup.Shutdown) waits for itself until ctx ends (with a ctx that never
