@@ -181,15 +181,6 @@ func (s *opState) newErr(what string) error {
 	return fmt.Errorf("%s %d", what, s.seq)
 }
 
-func isDone(t *runtime.Task) bool {
-	select {
-	case <-t.Done():
-		return true
-	default:
-		return false
-	}
-}
-
 func runOps(t *testing.T, data []byte) {
 	rec := &runtimetest.Recorder{}
 	s := &opState{t: t, data: data, rec: rec, abortBy: map[uint64]string{}}
@@ -580,58 +571,23 @@ func (s *opState) finish() {
 	s.check()
 }
 
-// opLog is one task's events, digested.
-type opLog struct {
-	evs                    []runtime.Event
-	spawned, end, late     uint64 // Seqs; end: aborted, else finished
-	finished               *runtime.Event
-	cancel                 *runtime.Event
-	aborted, rejected      bool
-	runs                   []uint64 // Seqs of run_started events
-	lateIndex, cancelIndex int
-}
-
-func (s *opState) dump(l *opLog) string {
-	var b strings.Builder
-	for _, ev := range l.evs {
-		fmt.Fprintf(&b, "\n\t%d %s run=%d outcome=%v err=%v cause=%v", ev.Seq, ev.Kind, ev.Run, ev.Outcome, ev.Err, ev.Cause)
-	}
-	return b.String()
+// spec is what checkTaskEvents and checkTaskResult know of ot.
+func (s *opState) spec(ot *opTask) taskSpec {
+	return taskSpec{task: ot.task, groupID: s.groups[ot.group].id, every: ot.every, long: ot.long, cancelOn: ot.cancelOn}
 }
 
 func (s *opState) check() {
 	t := s.t
 	events := s.rec.Events()
-	seen := map[uint64]bool{}
-	byTask := map[uint64][]runtime.Event{}
-	groupCancels := map[uint64][]runtime.Event{}
-	for _, ev := range events {
-		if ev.Seq == 0 || seen[ev.Seq] {
-			t.Errorf("event %s with Seq %d: zero or used twice", ev.Kind, ev.Seq)
-		}
-		seen[ev.Seq] = true
-		if ev.TaskID != 0 {
-			byTask[ev.TaskID] = append(byTask[ev.TaskID], ev)
-		}
-		if ev.Kind == runtime.KindGroupCancelRequested {
-			groupCancels[ev.GroupID] = append(groupCancels[ev.GroupID], ev)
-		}
-		if ev.Kind == runtime.KindObserverPanicked {
-			t.Errorf("observer panicked: %v", ev.Err)
-		}
-	}
-	for id, evs := range groupCancels {
-		if len(evs) > 1 {
-			t.Errorf("group %d: %d cancel_requested events", id, len(evs))
-		}
-	}
+	byTask, groupCancels := splitEvents(t, events)
 	if len(byTask) != len(s.tasks) {
 		t.Errorf("%d tasks have events, %d were spawned", len(byTask), len(s.tasks))
 	}
-	logs := map[uint64]*opLog{}
+	logs := map[uint64]*taskLog{}
 	aborts, lates := 0, 0
 	for _, ot := range s.tasks {
-		l := s.checkEvents(ot, byTask[ot.task.ID()])
+		sp := s.spec(ot)
+		l := checkTaskEvents(t, sp, byTask[ot.task.ID()])
 		logs[ot.task.ID()] = l
 		if l.aborted {
 			aborts++
@@ -639,7 +595,10 @@ func (s *opState) check() {
 		if l.late != 0 {
 			lates++
 		}
-		s.checkResult(ot, l)
+		s.checkAborted(ot, sp, l)
+		if res, ok := checkTaskResult(t, sp, l); ok {
+			s.checkOutcome(ot, res, badTask(t, sp, l))
+		}
 	}
 	t.Logf("%d tasks, %d groups, %d events, %d aborted, %d snapshots", len(s.tasks), len(s.groups), len(events), aborts, len(s.snaps))
 	if aborts != lates {
@@ -649,198 +608,31 @@ func (s *opState) check() {
 		return
 	}
 	for _, sn := range s.snaps {
-		s.checkSnapshot(sn, logs)
+		s.checkSnapshot(sn, logs, groupCancels)
 	}
 	for gi := range s.groups {
 		s.checkErr(gi, logs, groupCancels)
 	}
 }
 
-// checkEvents checks a task's events, in delivery order, against the
-// lifecycle grammar.
-func (s *opState) checkEvents(ot *opTask, evs []runtime.Event) *opLog {
-	t := s.t
-	l := &opLog{evs: evs}
-	bad := func(format string, args ...any) {
-		t.Helper()
-		t.Errorf("task %d (%s): %s%s", ot.task.ID(), ot.task.Name(), fmt.Sprintf(format, args...), s.dump(l))
-	}
-	if len(evs) == 0 || evs[0].Kind != runtime.KindTaskSpawned {
-		bad("first event is not spawned")
-		return l
-	}
-	var openRun uint64
-	for i, ev := range evs {
-		if ev.GroupID != s.groups[ot.group].id || ev.Task != ot.task.Name() {
-			bad("event %s of group %d, task %q", ev.Kind, ev.GroupID, ev.Task)
-		}
-		if ev.LongRunning != ot.long {
-			bad("%s with LongRunning=%v", ev.Kind, ev.LongRunning)
-		}
-		if i > 0 && ev.Seq <= evs[i-1].Seq {
-			bad("Seq not increasing")
-		}
-		if l.late != 0 {
-			bad("%s after late_exit", ev.Kind)
-		}
-		if l.finished != nil && ev.Kind != runtime.KindTaskLateExit {
-			bad("%s after finished", ev.Kind)
-		}
-		switch ev.Kind {
-		case runtime.KindTaskSpawned:
-			if i != 0 {
-				bad("second spawned")
-			}
-			l.spawned, l.rejected = ev.Seq, ev.Rejected
-		case runtime.KindTaskRejected:
-			if !l.rejected || i != 1 {
-				bad("unexpected rejected")
-			}
-		case runtime.KindTaskRunStarted:
-			if !ot.every || l.aborted || openRun != 0 {
-				bad("unexpected run_started")
-			}
-			l.runs = append(l.runs, ev.Seq)
-			if ev.Run != uint64(len(l.runs)) {
-				bad("run_started %d, want %d", ev.Run, len(l.runs))
-			}
-			openRun = ev.Run
-		case runtime.KindTaskRunFinished:
-			if openRun == 0 || ev.Run != openRun {
-				bad("run_finished %d, open run %d", ev.Run, openRun)
-			}
-			if l.aborted != (ev.Outcome == runtime.Aborted) {
-				bad("run_finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
-			}
-			if ev.Outcome == runtime.Canceled && ev.Cause == nil {
-				bad("canceled run without a cause")
-			}
-			openRun = 0
-		case runtime.KindTaskCancelRequested:
-			if l.cancel != nil || l.aborted {
-				bad("unexpected cancel_requested")
-			}
-			if ev.Cause == nil || ev.Err == nil {
-				bad("cancel_requested without err or cause")
-			}
-			e := ev
-			l.cancel, l.cancelIndex = &e, i
-		case runtime.KindTaskAborted:
-			if l.aborted {
-				bad("second aborted")
-			}
-			l.aborted, l.end = true, ev.Seq
-		case runtime.KindTaskFinished:
-			if openRun != 0 {
-				bad("finished with run %d open", openRun)
-			}
-			if l.aborted != (ev.Outcome == runtime.Aborted) {
-				bad("finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
-			}
-			if ev.Rejected != l.rejected {
-				bad("finished Rejected=%v", ev.Rejected)
-			}
-			if !l.aborted {
-				l.end = ev.Seq
-			}
-			e := ev
-			l.finished = &e
-		case runtime.KindTaskLateExit:
-			if !l.aborted || l.finished == nil {
-				bad("late_exit of a task not aborted")
-			}
-			l.late, l.lateIndex = ev.Seq, i
-		default:
-			bad("unexpected kind %s", ev.Kind)
-		}
-	}
-	if l.finished == nil {
-		bad("no finished event")
-	}
+// checkAborted checks that a task an AbortError listed, or that Active
+// missed while it was not done, was aborted.
+func (s *opState) checkAborted(ot *opTask, sp taskSpec, l *taskLog) {
+	bad := badTask(s.t, sp, l)
 	if _, listed := s.abortBy[ot.task.ID()]; listed && !l.aborted {
 		bad("listed by an AbortError, but not aborted")
 	}
 	if ot.unlisted && !l.aborted {
 		bad("Active missed it while it was not done, and it was not aborted")
 	}
-	if l.aborted && l.late == 0 {
-		bad("aborted, no late_exit once every goroutine returned")
-	}
-	// No run starts once Task.Cancel has returned (but the first) is
-	// checked through the cancel_requested event: run_started events
-	// are delivered under the lock that Cancel holds.
-	if l.cancel != nil {
-		for _, ev := range evs[l.cancelIndex:] {
-			if ev.Kind == runtime.KindTaskRunStarted && ev.Run > 1 {
-				bad("run %d started after cancel_requested", ev.Run)
-			}
-		}
-	}
-	return l
 }
 
-func sameErr(a, b error) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a == b || a.Error() == b.Error()
-}
-
-func (s *opState) checkResult(ot *opTask, l *opLog) {
-	t := s.t
-	id := ot.task.ID()
-	bad := func(format string, args ...any) {
-		t.Helper()
-		t.Errorf("task %d (%s, every=%v): %s%s", id, ot.task.Name(), ot.every, fmt.Sprintf(format, args...), s.dump(l))
-	}
-	if !isDone(ot.task) {
-		bad("Done not closed at the end")
-		return
-	}
-	if l.finished == nil {
-		return
-	}
-	res, fin := ot.task.Result(), l.finished
-	if res.Outcome != fin.Outcome || !sameErr(res.Err, fin.Err) || !sameErr(res.Cause, fin.Cause) || res.Duration != fin.Duration {
-		bad("Result %+v, finished event outcome=%v err=%v cause=%v duration=%v", res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
-	}
-	if res.Duration < 0 {
-		bad("negative duration %v", res.Duration)
-	}
+// checkOutcome checks ot's Result, beyond checkTaskResult, against what
+// its body did.
+func (s *opState) checkOutcome(ot *opTask, res runtime.Result, bad func(format string, args ...any)) {
 	o := res.Outcome
-	if l.rejected {
-		if o != runtime.Canceled || !errors.Is(res.Err, runtime.ErrClosed) || !errors.Is(res.Cause, runtime.ErrClosed) {
-			bad("rejected with %v %v %v", o, res.Err, res.Cause)
-		}
-		return
-	}
-	switch o {
-	case runtime.Success:
-		if res.Err != nil || res.Cause != nil {
-			bad("success with err %v cause %v", res.Err, res.Cause)
-		}
-	case runtime.Error:
-		if res.Err == nil {
-			bad("error outcome without an error")
-		}
-		if res.Err != runtime.ErrGoexit && res.Cause != nil {
-			bad("error outcome with a cause %v", res.Cause)
-		}
-	case runtime.Canceled:
-		if res.Cause == nil {
-			bad("canceled without a cause")
-		}
-	case runtime.Panic:
-		var pe *runtime.PanicError
-		if !errors.As(res.Err, &pe) || !errors.Is(res.Err, ot.err) {
-			bad("panic outcome with err %v", res.Err)
-		}
-	case runtime.Aborted:
-		if res.Err != runtime.ErrAborted || res.Cause == nil {
-			bad("aborted with err %v cause %v", res.Err, res.Cause)
-		}
-	default:
-		bad("outcome %v", o)
+	if o == runtime.Panic && !errors.Is(res.Err, ot.err) {
+		bad("panic outcome with err %v, fn panicked with %v", res.Err, ot.err)
 	}
 	if !ot.every {
 		var want []runtime.Outcome
@@ -869,12 +661,6 @@ func (s *opState) checkResult(ot *opTask, l *opLog) {
 			bad("error outcome with err %v, fn returned %v", res.Err, ot.err)
 		}
 	}
-	if errors.Is(res.Cause, runtime.ErrExternal) && !ot.cancelOn {
-		bad("external cause %v without WithCancelOn", res.Cause)
-	}
-	if l.cancel != nil && res.Cause != nil && o != runtime.Aborted && res.Cause != l.cancel.Cause {
-		bad("cause %v, its cancel_requested event's %v", res.Cause, l.cancel.Cause)
-	}
 	ot.mu.Lock()
 	defer ot.mu.Unlock()
 	if ot.badVal {
@@ -894,93 +680,31 @@ func (s *opState) checkResult(ot *opTask, l *opLog) {
 	}
 }
 
-func (s *opState) checkSnapshot(sn opSnap, logs map[uint64]*opLog) {
-	t := s.t
-	snap := sn.snap
-	S := snap.Seq
-	listed := map[uint64]runtime.TaskState{}
-	var walk func(gs runtime.GroupSnapshot) (r, c, a int)
-	walk = func(gs runtime.GroupSnapshot) (r, c, a int) {
-		gi := s.groupIndex(gs.ID)
-		if gi < 0 || !s.within(gi, sn.group) {
-			t.Errorf("snapshot of %s lists group %s (%d) outside its subtree", snap.Name, gs.Name, gs.ID)
-		}
-		if gs.Seq != S {
-			t.Errorf("snapshot %s: nested Seq %d != %d", gs.Name, gs.Seq, S)
-		}
-		for _, info := range gs.Tasks {
-			if info.Group != gs.Name {
-				t.Errorf("snapshot %s lists task %d of group %s", gs.Name, info.ID, info.Group)
-			}
-			if _, dup := listed[info.ID]; dup {
-				t.Errorf("snapshot %s: task %d listed twice", snap.Name, info.ID)
-			}
-			listed[info.ID] = info.State
-			switch info.State {
-			case runtime.Running:
-				r++
-			case runtime.Canceling:
-				c++
-			case runtime.Abandoned:
-				a++
-			}
-			l := logs[info.ID]
-			if l == nil {
-				t.Errorf("snapshot Seq %d lists unknown task %d", S, info.ID)
-				continue
-			}
-			var runs uint64
-			for _, rs := range l.runs {
-				if rs <= S {
-					runs++
-				}
-			}
-			switch {
-			case l.rejected || l.spawned > S:
-				t.Errorf("snapshot Seq %d lists task %d spawned at %d (rejected=%v)%s", S, info.ID, l.spawned, l.rejected, s.dump(l))
-			case info.Runs != runs:
-				t.Errorf("snapshot Seq %d: task %d Runs=%d, %d run_started events <= Seq%s", S, info.ID, info.Runs, runs, s.dump(l))
-			case info.State == runtime.Abandoned:
-				if !l.aborted || l.end > S || (l.late != 0 && l.late <= S) {
-					t.Errorf("snapshot Seq %d: task %d abandoned%s", S, info.ID, s.dump(l))
-				}
-			case info.State == runtime.Running || info.State == runtime.Canceling:
-				if l.end <= S {
-					t.Errorf("snapshot Seq %d: task %d %v but ended at Seq %d%s", S, info.ID, info.State, l.end, s.dump(l))
-				}
-				if info.State == runtime.Running && l.cancel != nil && l.cancel.Seq <= S {
-					t.Errorf("snapshot Seq %d: task %d running after its cancel_requested%s", S, info.ID, s.dump(l))
-				}
-			default:
-				t.Errorf("snapshot: task %d in state %v", info.ID, info.State)
-			}
-		}
-		for _, cg := range gs.Groups {
-			cr, cc, ca := walk(cg)
-			r, c, a = r+cr, c+cc, a+ca
-		}
-		if gs.Running != r || gs.Canceling != c || gs.Abandoned != a {
-			t.Errorf("snapshot %s: counts %d/%d/%d, tasks say %d/%d/%d", gs.Name, gs.Running, gs.Canceling, gs.Abandoned, r, c, a)
-		}
-		return r, c, a
-	}
-	walk(snap)
-	// Every task of the subtree live (or abandoned) at S is listed.
+func (s *opState) checkSnapshot(sn opSnap, logs map[uint64]*taskLog, cancels map[uint64][]runtime.Event) {
+	taskGroup := map[uint64]int{}
 	for _, ot := range s.tasks {
-		l := logs[ot.task.ID()]
-		if l.rejected || l.spawned > S || !s.within(ot.group, sn.group) {
-			continue
-		}
-		live := l.end > S || (l.aborted && (l.late == 0 || l.late > S))
-		if _, ok := listed[ot.task.ID()]; live && !ok {
-			t.Errorf("snapshot %s Seq %d misses task %d%s", snap.Name, S, ot.task.ID(), s.dump(l))
-		}
+		taskGroup[ot.task.ID()] = ot.group
 	}
+	checkSnapshotLogs(s.t, sn.snap, logs, snapScope{
+		group: func(gs runtime.GroupSnapshot) bool {
+			gi := s.groupIndex(gs.ID)
+			return gi >= 0 && s.within(gi, sn.group)
+		},
+		task: func(id uint64) bool { return s.within(taskGroup[id], sn.group) },
+		groupCanceled: func(id, seq uint64) bool {
+			for i := taskGroup[id]; i >= 0; i = s.groups[i].parent {
+				if evs := cancels[s.groups[i].id]; len(evs) > 0 && evs[0].Seq <= seq {
+					return true
+				}
+			}
+			return false
+		},
+	})
 }
 
 // checkErr checks Group.Err: the *TaskError of the failure that canceled
 // a CancelOnError group, nil otherwise.
-func (s *opState) checkErr(gi int, logs map[uint64]*opLog, cancels map[uint64][]runtime.Event) {
+func (s *opState) checkErr(gi int, logs map[uint64]*taskLog, cancels map[uint64][]runtime.Event) {
 	t := s.t
 	g := s.groups[gi]
 	err := g.g.Err()
@@ -997,7 +721,7 @@ func (s *opState) checkErr(gi int, logs map[uint64]*opLog, cancels map[uint64][]
 		}
 		return
 	}
-	var failed []*opLog
+	var failed []*taskLog
 	for _, ot := range s.tasks {
 		if l := logs[ot.task.ID()]; ot.group == gi && l.finished != nil && (l.finished.Outcome == runtime.Error || l.finished.Outcome == runtime.Panic) {
 			failed = append(failed, l)
@@ -1033,9 +757,9 @@ func (s *opState) checkErr(gi int, logs map[uint64]*opLog, cancels map[uint64][]
 	if !sameErr(te.Err, l.finished.Err) {
 		t.Errorf("group %s: Err() wraps %v, the task's error is %v", g.g.Name(), te.Err, l.finished.Err)
 	}
-	first := slices.MinFunc(failed, func(a, b *opLog) int { return int(a.finished.Seq) - int(b.finished.Seq) })
+	first := slices.MinFunc(failed, func(a, b *taskLog) int { return int(a.finished.Seq) - int(b.finished.Seq) })
 	if first != l {
-		t.Errorf("group %s: Err() names task %d, but task %d failed first (Seq %d < %d)%s%s", g.g.Name(), te.TaskID, first.finished.TaskID, first.finished.Seq, l.finished.Seq, s.dump(first), s.dump(l))
+		t.Errorf("group %s: Err() names task %d, but task %d failed first (Seq %d < %d)%s%s", g.g.Name(), te.TaskID, first.finished.TaskID, first.finished.Seq, l.finished.Seq, first.dump(), l.dump())
 	}
 	// The group's event follows the failing task's finished event.
 	ev := cancels[g.id][0]

@@ -53,9 +53,8 @@ type randState struct {
 	obs     *runtimetest.Recorder
 	release chan struct{}
 
-	// The recorded events, all and by task in delivery order; set by check.
+	// The recorded events, in delivery order; set by check.
 	events []runtime.Event
-	byTask map[uint64][]runtime.Event
 
 	mu        sync.Mutex
 	tree      *randomwork.Tree
@@ -126,7 +125,7 @@ func (s *randState) wait(rng *rand.Rand) {
 	err := g.G.Wait(ctx)
 	if err == nil {
 		for _, rt := range before {
-			if !randIsDone(rt.task) {
+			if !isDone(rt.task) {
 				s.failf("Wait(%s) = nil while task %d (%s) of its subtree is not done", g.G.Name(), rt.task.ID(), rt.kind)
 			}
 		}
@@ -148,7 +147,7 @@ func (s *randState) shutdown(rng *rand.Rand, g *randomwork.Group) {
 		before = nil // a later call that gave up waiting (its ctx's cause)
 	}
 	for _, rt := range before {
-		if !randIsDone(rt.task) {
+		if !isDone(rt.task) {
 			s.failf("Shutdown(%s) returned (%v) while task %d (%s) of its subtree is not done", g.G.Name(), err, rt.task.ID(), rt.kind)
 		}
 	}
@@ -226,15 +225,6 @@ func (s *randState) op(rng *rand.Rand) {
 	}
 }
 
-func randIsDone(t *runtime.Task) bool {
-	select {
-	case <-t.Done():
-		return true
-	default:
-		return false
-	}
-}
-
 func randRun(t *testing.T, seed uint64) {
 	obs := &runtimetest.Recorder{}
 	sup := runtime.New("random", runtime.WithObserver(obs))
@@ -262,12 +252,9 @@ func randRun(t *testing.T, seed uint64) {
 	s.check()
 }
 
-type randTaskLog struct {
-	spawned, end, late uint64 // Seqs; end is finished or aborted
-	finished           *runtime.Event
-	aborted, rejected  bool
-	runs               []uint64 // Seqs of run_started
-	cancelSeq          uint64
+// spec is what checkTaskEvents and checkTaskResult know of rt.
+func (rt *randTask) spec() taskSpec {
+	return taskSpec{task: rt.task, groupID: rt.group.G.ID(), every: rt.kind == randomwork.Every, long: rt.sp.LongRunning, cancelOn: rt.sp.CancelOn}
 }
 
 func (s *randState) check() {
@@ -275,18 +262,14 @@ func (s *randState) check() {
 	if t.Failed() {
 		return
 	}
-	s.events, s.byTask = s.obs.Events(), map[uint64][]runtime.Event{}
-	for _, ev := range s.events {
-		if ev.TaskID != 0 {
-			s.byTask[ev.TaskID] = append(s.byTask[ev.TaskID], ev)
-		}
+	s.events = s.obs.Events()
+	byTask, _ := splitEvents(t, s.events)
+	if t.Failed() {
+		return
 	}
 	seen := map[uint64]runtime.Event{}
 	groupCancel := map[string]uint64{} // group name → Seq of its cancel_requested
 	for _, ev := range s.events {
-		if prev, ok := seen[ev.Seq]; ok || ev.Seq == 0 {
-			t.Fatalf("Seq %d used twice (or zero): %s and %s", ev.Seq, prev.Kind, ev.Kind)
-		}
 		seen[ev.Seq] = ev
 		if ev.Kind == runtime.KindGroupCancelRequested {
 			if _, ok := groupCancel[ev.Group]; ok {
@@ -295,15 +278,17 @@ func (s *randState) check() {
 			groupCancel[ev.Group] = ev.Seq
 		}
 	}
-	logs := map[uint64]*randTaskLog{}
-	for id, evs := range s.byTask {
-		logs[id] = s.checkTask(id, evs)
-	}
+	logs := map[uint64]*taskLog{}
 	for _, rt := range s.tasks {
-		s.checkResult(rt, logs[rt.task.ID()], s.byTask[rt.task.ID()])
+		sp := rt.spec()
+		l := checkTaskEvents(t, sp, byTask[rt.task.ID()])
+		logs[rt.task.ID()] = l
+		if res, ok := checkTaskResult(t, sp, l); ok {
+			rt.checkOutcome(res, l, badTask(t, sp, l))
+		}
 	}
-	if len(logs) != len(s.tasks) {
-		t.Errorf("%d tasks have events, %d were spawned", len(logs), len(s.tasks))
+	if len(byTask) != len(s.tasks) {
+		t.Errorf("%d tasks have events, %d were spawned", len(byTask), len(s.tasks))
 	}
 	if t.Failed() {
 		return
@@ -313,7 +298,11 @@ func (s *randState) check() {
 		taskGroup[rt.task.ID()] = rt.task.Group()
 	}
 	for _, sn := range s.snaps {
-		s.checkSnapshot(sn, logs, taskGroup, groupCancel)
+		checkSnapshotLogs(t, sn.snap, logs, snapScope{
+			group:         func(gs runtime.GroupSnapshot) bool { return randWithin(gs.Name, sn.snap.Name) },
+			task:          func(id uint64) bool { return randWithin(taskGroup[id], sn.snap.Name) },
+			groupCanceled: func(id, seq uint64) bool { return randCanceledBy(taskGroup[id], seq, groupCancel) },
+		})
 	}
 	s.checkShutdowns(logs, taskGroup, groupCancel, seen)
 	failFast, failed := 0, 0
@@ -332,150 +321,10 @@ func (s *randState) check() {
 		len(s.tasks), s.tree.Len(), failFast, failed, len(s.events), len(s.snaps), len(s.shutdowns))
 }
 
-// checkTask checks one task's events, in delivery order, against the
-// lifecycle grammar.
-func (s *randState) checkTask(id uint64, evs []runtime.Event) *randTaskLog {
-	t := s.t
-	l := &randTaskLog{}
-	bad := func(format string, args ...any) {
-		t.Helper()
-		var b strings.Builder
-		for _, ev := range evs {
-			fmt.Fprintf(&b, "\n\t%d %s run=%d outcome=%v", ev.Seq, ev.Kind, ev.Run, ev.Outcome)
-		}
-		t.Errorf("task %d: "+format+"%s", append(append([]any{id}, args...), b.String())...)
-	}
-	if len(evs) == 0 || evs[0].Kind != runtime.KindTaskSpawned {
-		bad("first event is not spawned")
-		return l
-	}
-	openRun := uint64(0)
-	for i, ev := range evs {
-		if i > 0 && ev.Seq <= evs[i-1].Seq {
-			bad("events out of Seq order")
-			return l
-		}
-		if i > 0 && ev.Kind == runtime.KindTaskSpawned {
-			bad("second spawned")
-		}
-		if l.late != 0 {
-			bad("event %s after late_exit", ev.Kind)
-		}
-		if l.finished != nil && ev.Kind != runtime.KindTaskLateExit {
-			bad("event %s after finished", ev.Kind)
-		}
-		switch ev.Kind {
-		case runtime.KindTaskSpawned:
-			l.spawned = ev.Seq
-			l.rejected = ev.Rejected
-		case runtime.KindTaskRejected:
-			if !l.rejected || i != 1 {
-				bad("unexpected rejected")
-			}
-		case runtime.KindTaskRunStarted:
-			if l.aborted || l.end != 0 {
-				bad("run_started after the end")
-			}
-			if openRun != 0 {
-				bad("run_started while run %d open", openRun)
-			}
-			l.runs = append(l.runs, ev.Seq)
-			if ev.Run != uint64(len(l.runs)) {
-				bad("run_started numbered %d, want %d", ev.Run, len(l.runs))
-			}
-			openRun = ev.Run
-		case runtime.KindTaskRunFinished:
-			if openRun == 0 || ev.Run != openRun {
-				bad("run_finished %d with open run %d", ev.Run, openRun)
-			}
-			if l.aborted != (ev.Outcome == runtime.Aborted) {
-				bad("run_finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
-			}
-			openRun = 0
-		case runtime.KindTaskCancelRequested:
-			if l.cancelSeq != 0 {
-				bad("second cancel_requested")
-			}
-			if l.end != 0 {
-				bad("cancel_requested after the end")
-			}
-			l.cancelSeq = ev.Seq
-		case runtime.KindTaskAborted:
-			if l.end != 0 {
-				bad("aborted after the end")
-			}
-			l.aborted, l.end = true, ev.Seq
-		case runtime.KindTaskFinished:
-			if openRun != 0 {
-				bad("finished with run %d open", openRun)
-			}
-			if l.aborted != (ev.Outcome == runtime.Aborted) {
-				bad("finished outcome %v, aborted=%v", ev.Outcome, l.aborted)
-			}
-			if ev.Rejected != l.rejected {
-				bad("finished Rejected=%v", ev.Rejected)
-			}
-			if l.end == 0 {
-				l.end = ev.Seq
-			}
-			e := ev
-			l.finished = &e
-		case runtime.KindTaskLateExit:
-			if !l.aborted || l.finished == nil {
-				bad("late_exit of a task not aborted and finished")
-			}
-			l.late = ev.Seq
-		default:
-			bad("unexpected kind %s", ev.Kind)
-		}
-	}
-	if l.finished == nil {
-		bad("no finished event")
-	}
-	if l.aborted && l.late == 0 {
-		bad("aborted, no late_exit after every goroutine returned")
-	}
-	return l
-}
-
-func randSameErr(a, b error) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a == b || a.Error() == b.Error()
-}
-
-func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Event) {
-	t := s.t
-	id := rt.task.ID()
-	if !randIsDone(rt.task) {
-		t.Errorf("task %d: Done not closed at the end", id)
-		return
-	}
-	if l == nil || l.finished == nil {
-		return
-	}
-	res, fin := rt.task.Result(), l.finished
-	if res.Outcome != fin.Outcome || !randSameErr(res.Err, fin.Err) || !randSameErr(res.Cause, fin.Cause) || res.Duration != fin.Duration {
-		t.Errorf("task %d (%s): Result %+v, finished event outcome=%v err=%v cause=%v duration=%v",
-			id, rt.kind, res, fin.Outcome, fin.Err, fin.Cause, fin.Duration)
-	}
+// checkOutcome checks rt's Result, beyond checkTaskResult, against its
+// kind.
+func (rt *randTask) checkOutcome(res runtime.Result, l *taskLog, bad func(format string, args ...any)) {
 	o := res.Outcome
-	switch {
-	case l.rejected:
-		if o != runtime.Canceled || !errors.Is(res.Err, runtime.ErrClosed) {
-			t.Errorf("task %d: rejected with %v %v", id, o, res.Err)
-		}
-		return
-	case o == runtime.Aborted:
-		if res.Err != runtime.ErrAborted {
-			t.Errorf("task %d: aborted with err %v", id, res.Err)
-		}
-		return
-	}
-	if (o == runtime.Canceled && res.Cause == nil) || ((o == runtime.Success || (o == runtime.Error && rt.kind != randomwork.Goexit)) && res.Cause != nil) {
-		t.Errorf("task %d: outcome %v with cause %v", id, o, res.Cause)
-	}
 	want := map[randomwork.Kind][]runtime.Outcome{
 		randomwork.OK:       {runtime.Success, runtime.Canceled},
 		randomwork.Err:      {runtime.Error, runtime.Canceled},
@@ -486,37 +335,19 @@ func (s *randState) checkResult(rt *randTask, l *randTaskLog, evs []runtime.Even
 		randomwork.Goexit:   {runtime.Error},
 		randomwork.Every:    {runtime.Success, runtime.Canceled, runtime.Panic},
 	}[rt.kind]
-	if !slices.Contains(want, o) {
-		t.Errorf("task %d (%s): outcome %v", id, rt.kind, o)
+	// Any task may be aborted at a deadline, even before it starts.
+	if want = append(want, runtime.Aborted); !slices.Contains(want, o) {
+		bad("outcome %v for kind %s", o, rt.kind)
 	}
 	switch {
 	case o == runtime.Error && rt.kind == randomwork.Err && res.Err != rt.err,
-		o == runtime.Error && rt.kind == randomwork.Goexit && res.Err != runtime.ErrGoexit,
-		o == runtime.Success && res.Err != nil:
-		t.Errorf("task %d (%s): outcome %v with err %v", id, rt.kind, o, res.Err)
-	}
-	if o == runtime.Panic {
-		var pe *runtime.PanicError
-		if !errors.As(res.Err, &pe) {
-			t.Errorf("task %d: panic outcome with err %v", id, res.Err)
-		}
+		o == runtime.Error && rt.kind == randomwork.Goexit && res.Err != runtime.ErrGoexit:
+		bad("outcome %v with err %v", o, res.Err)
 	}
 	// A task whose cause is the one its own Cancel gave was canceled by that
 	// call, which must have been reported.
-	if res.Cause != nil && strings.HasPrefix(res.Cause.Error(), "random task cancel") && l.cancelSeq == 0 {
-		t.Errorf("task %d: canceled by Task.Cancel (%v) without a cancel_requested event", id, res.Cause)
-	}
-	// Only a task spawned WithCancelOn is canceled from outside.
-	if errors.Is(res.Cause, runtime.ErrExternal) && !rt.sp.CancelOn {
-		t.Errorf("task %d (%+v): external cause %v", id, rt.sp, res.Cause)
-	}
-	for _, ev := range evs {
-		if ev.Kind == runtime.KindTaskCancelRequested && (ev.Err == nil || ev.Cause == nil) {
-			t.Errorf("task %d: cancel_requested without err/cause: %v %v", id, ev.Err, ev.Cause)
-		}
-		if ev.LongRunning != rt.sp.LongRunning {
-			t.Errorf("task %d (%+v): %s event with LongRunning=%v", id, rt.sp, ev.Kind, ev.LongRunning)
-		}
+	if res.Cause != nil && strings.HasPrefix(res.Cause.Error(), "random task cancel") && l.cancel == nil {
+		bad("canceled by Task.Cancel (%v) without a cancel_requested event", res.Cause)
 	}
 }
 
@@ -537,94 +368,7 @@ func randCanceledBy(group string, seq uint64, groupCancel map[string]uint64) boo
 	}
 }
 
-func (s *randState) checkSnapshot(sn randSnap, logs map[uint64]*randTaskLog, taskGroup map[uint64]string, groupCancel map[string]uint64) {
-	t := s.t
-	snap := sn.snap
-	S := snap.Seq
-	listed := map[uint64]runtime.TaskState{}
-	var walk func(gs runtime.GroupSnapshot) (r, c, a int)
-	walk = func(gs runtime.GroupSnapshot) (r, c, a int) {
-		if gs.Seq != S {
-			t.Errorf("snapshot %s: nested Seq %d != %d", gs.Name, gs.Seq, S)
-		}
-		var lastID uint64
-		for _, info := range gs.Tasks {
-			if info.Group != gs.Name {
-				t.Errorf("snapshot %s lists task %d of group %s", gs.Name, info.ID, info.Group)
-			}
-			if info.ID <= lastID {
-				t.Errorf("snapshot %s: tasks not in spawn order (%d after %d)", gs.Name, info.ID, lastID)
-			}
-			lastID = info.ID
-			if _, dup := listed[info.ID]; dup {
-				t.Errorf("snapshot %s: task %d listed twice", snap.Name, info.ID)
-			}
-			listed[info.ID] = info.State
-			switch info.State {
-			case runtime.Running:
-				r++
-			case runtime.Canceling:
-				c++
-			case runtime.Abandoned:
-				a++
-			}
-			l := logs[info.ID]
-			if l == nil {
-				t.Errorf("snapshot Seq %d lists unknown task %d", S, info.ID)
-				continue
-			}
-			var runs uint64
-			for _, rs := range l.runs {
-				if rs <= S {
-					runs++
-				}
-			}
-			switch {
-			case l.rejected || l.spawned > S:
-				t.Errorf("snapshot Seq %d lists task %d spawned at %d (rejected=%v)", S, info.ID, l.spawned, l.rejected)
-			case info.Runs != runs:
-				t.Errorf("snapshot Seq %d: task %d Runs=%d, %d run_started events <= Seq (runs at %v)", S, info.ID, info.Runs, runs, l.runs)
-			case info.State == runtime.Abandoned:
-				if !l.aborted || l.end > S || (l.late != 0 && l.late <= S) {
-					t.Errorf("snapshot Seq %d: task %d abandoned; aborted=%v end=%d late=%d", S, info.ID, l.aborted, l.end, l.late)
-				}
-			case info.State == runtime.Running || info.State == runtime.Canceling:
-				if l.end <= S {
-					t.Errorf("snapshot Seq %d: task %d %v but ended at Seq %d", S, info.ID, info.State, l.end)
-				}
-				// A group cancel is a group event: it only binds a task whose
-				// context was done when fn returned (outcome canceled/aborted).
-				ctxDone := l.finished != nil && (l.finished.Outcome == runtime.Canceled || l.finished.Outcome == runtime.Aborted)
-				if info.State == runtime.Running && ((l.cancelSeq != 0 && l.cancelSeq <= S) || (ctxDone && randCanceledBy(taskGroup[info.ID], S, groupCancel))) {
-					t.Errorf("snapshot Seq %d: task %d running after a cancel_requested event (task %d)%s", S, info.ID, l.cancelSeq, s.dump(info.ID))
-				}
-			default:
-				t.Errorf("snapshot: task %d in state %v", info.ID, info.State)
-			}
-		}
-		for _, cg := range gs.Groups {
-			cr, cc, ca := walk(cg)
-			r, c, a = r+cr, c+cc, a+ca
-		}
-		if gs.Running != r || gs.Canceling != c || gs.Abandoned != a {
-			t.Errorf("snapshot %s: counts %d/%d/%d, tasks say %d/%d/%d", gs.Name, gs.Running, gs.Canceling, gs.Abandoned, r, c, a)
-		}
-		return r, c, a
-	}
-	walk(snap)
-	// Completeness: every task of the subtree live (or abandoned) at S.
-	for id, l := range logs {
-		if l.rejected || l.spawned > S || !randWithin(taskGroup[id], snap.Name) {
-			continue
-		}
-		live := l.end > S || (l.aborted && (l.late == 0 || l.late > S))
-		if _, ok := listed[id]; live && !ok {
-			t.Errorf("snapshot %s Seq %d misses task %d (spawned %d, end %d, late %d)", snap.Name, S, id, l.spawned, l.end, l.late)
-		}
-	}
-}
-
-func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[uint64]string, groupCancel map[string]uint64, seen map[uint64]runtime.Event) {
+func (s *randState) checkShutdowns(logs map[uint64]*taskLog, taskGroup map[uint64]string, groupCancel map[string]uint64, seen map[uint64]runtime.Event) {
 	t := s.t
 	started := map[string]uint64{}
 	for _, ev := range s.events {
@@ -674,7 +418,7 @@ func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[u
 				t.Errorf("group %s: shutdown_finished Drained=%d, want between %d and %d (started %d, cancel %d, finished %d)", ev.Group, ev.Drained, lo, hi, st, cs, ev.Seq)
 				for id, l := range logs {
 					if randWithin(taskGroup[id], ev.Group) && l.spawned < ev.Seq && l.end > st-20 {
-						t.Logf("  task %d: %s", id, s.dump(id))
+						t.Logf("  task %d: %s", id, l.dump())
 					}
 				}
 			}
@@ -694,12 +438,4 @@ func (s *randState) checkShutdowns(logs map[uint64]*randTaskLog, taskGroup map[u
 			t.Errorf("Shutdown(%s) returned an AbortError of %s", sd.group.G.Name(), ae.Group)
 		}
 	}
-}
-
-func (s *randState) dump(id uint64) string {
-	var b strings.Builder
-	for _, ev := range s.byTask[id] {
-		fmt.Fprintf(&b, "\n\t%d %s %s run=%d outcome=%v err=%v cause=%v", ev.Seq, ev.Kind, ev.Task, ev.Run, ev.Outcome, ev.Err, ev.Cause)
-	}
-	return b.String()
 }
