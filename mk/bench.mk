@@ -69,8 +69,9 @@ bench-check:
 	  case "$$rev" in ""|*+dirty|unknown) echo "bench-check: bench/$(BENCH_OUT) was not recorded at a clean commit ($$rev); run make bench"; exit 1;; esac; \
 	  git -C .. diff --quiet "$$rev" -- runtime telemetry diagnostics go.mod go.sum \
 	    ':(exclude,glob)runtime/**/*_test.go' ':(exclude,glob)telemetry/**/*_test.go' ':(exclude,glob)diagnostics/**/*_test.go' \
+	    ':(exclude,glob)runtime/**/testdata/**' ':(exclude,glob)telemetry/**/testdata/**' ':(exclude,glob)diagnostics/**/testdata/**' \
 	    ':(glob)bench/*_test.go' bench/go.mod bench/go.sum 2>/dev/null || \
-	  { echo "bench-check: bench/$(BENCH_OUT) measures $$rev; the measured code (runtime/, telemetry/, diagnostics/ but their tests, bench/*_test.go, the go.mod files) changed since; run make bench"; exit 1; }
+	  { echo "bench-check: bench/$(BENCH_OUT) measures $$rev; the measured code (runtime/, telemetry/, diagnostics/ but their tests and testdata, bench/*_test.go, the go.mod files) changed since; run make bench"; exit 1; }
 	cd bench && $(GO) run ./cmd/benchcheck -batch 100 -peer taskscope \
 	  -fast errgroup -max-vs-errgroup 2.0 -slow suture -min-vs-suture 4 \
 	  -max-allocs 3 \
