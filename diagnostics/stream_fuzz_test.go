@@ -166,7 +166,7 @@ func runStreamFuzz(t *testing.T, data []byte) {
 
 	var (
 		pub       []pubEv
-		nextSeq   uint64 = 1
+		nextSeq   uint64  = 1
 		pending   []pubEv // issued, not yet published (the reordering window)
 		subs      []*fuzzSub
 		closed    bool
