@@ -35,6 +35,13 @@ func FuzzChannelsAgree(f *testing.F) {
 	// long-running tasks, external contexts, releases.
 	f.Add([]byte{0, 0, 5, 4, 0, 0, 5, 0, 1, 0, 4, 6, 0, 0, 7, 11, 3, 0, 1, 12, 1, 0, 12, 0, 1, 10, 0, 7, 0, 0, 11, 0, 11, 1, 8, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// An input that hangs (in real time: fake time may run on, with
+		// periodic tasks) dumps every goroutine.
+		hung := time.AfterFunc(30*time.Second, func() {
+			buf := make([]byte, 1<<22)
+			panic(fmt.Sprintf("input %q hung:\n%s", data, buf[:goruntime.Stack(buf, true)]))
+		})
+		defer hung.Stop()
 		synctest.Test(t, func(t *testing.T) { runChannels(t, data) })
 	})
 }
@@ -190,9 +197,9 @@ func (ft *fuzzTask) body(ctx context.Context, s *chState, b byte, every bool) er
 }
 
 // taskOpts reads a task's options: WithCancelOn (one of the external
-// contexts), WithParent (the request), LongRunning (not for Every tasks,
-// as in TestChannelsAgree).
-func (s *chState) taskOpts(ft *fuzzTask, every bool) []runtime.TaskOption {
+// contexts), WithParent (the request), LongRunning (which an Every task
+// needs not, but may have).
+func (s *chState) taskOpts(ft *fuzzTask) []runtime.TaskOption {
 	b := s.byte()
 	var opts []runtime.TaskOption
 	if b&1 != 0 {
@@ -203,7 +210,7 @@ func (s *chState) taskOpts(ft *fuzzTask, every bool) []runtime.TaskOption {
 		opts = append(opts, runtime.WithParent(s.req))
 		ft.sp.Parent = true
 	}
-	if b&4 != 0 && !every {
+	if b&4 != 0 {
 		opts = append(opts, runtime.LongRunning())
 		ft.sp.LongRunning = true
 	}
@@ -246,7 +253,7 @@ func (s *chState) op() {
 		g := s.pickGroup()
 		b := s.byte()
 		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.newErr("task failure")}
-		opts := s.taskOpts(ft, false)
+		opts := s.taskOpts(ft)
 		name := fmt.Sprint("go", b%10)
 		if ft.sp.LongRunning {
 			name = longRunning + name
@@ -258,10 +265,14 @@ func (s *chState) op() {
 		interval := time.Duration(1+s.byte()%3) * time.Millisecond
 		pattern := []byte{s.byte(), s.byte(), s.byte()}
 		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.newErr("run failure")}
-		opts := s.taskOpts(ft, true)
+		opts := s.taskOpts(ft)
+		name := periodic + "run"
+		if ft.sp.LongRunning {
+			name = periodic + longRunning + "run"
+		}
 		var mu sync.Mutex
 		run := 0
-		ft.task = g.g.Every(periodic+"run", interval, func(ctx context.Context) error {
+		ft.task = g.g.Every(name, interval, func(ctx context.Context) error {
 			mu.Lock()
 			b := pattern[run%len(pattern)]
 			run++
