@@ -47,6 +47,9 @@ type Query struct {
 	Unit      string // the panel's unit, e.g. "percentunit" for ratios
 	Raw       string // the expression as stored, with template variables
 	Expr      string // Raw with every template variable substituted
+	// Links are the panel's data link URLs, with template variables: see
+	// ExpandLink.
+	Links []string
 }
 
 // Queries returns every query of every panel of every dashboard in All, in
@@ -85,6 +88,12 @@ func DashboardQueries(d dashboard.Dashboard, vars map[string]string) ([]Query, e
 	}
 	var out []Query
 	for _, p := range panels(d) {
+		var links []string
+		if p.FieldConfig != nil {
+			for _, l := range p.FieldConfig.Defaults.Links {
+				links = append(links, deref(l.Url))
+			}
+		}
 		for _, t := range p.Targets {
 			q, ok := asPrometheus(t)
 			if !ok {
@@ -103,6 +112,7 @@ func DashboardQueries(d dashboard.Dashboard, vars map[string]string) ([]Query, e
 				Unit:      unit(p),
 				Raw:       q.Expr,
 				Expr:      expr,
+				Links:     links,
 			})
 		}
 	}

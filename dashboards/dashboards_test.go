@@ -333,6 +333,64 @@ func TestExpand(t *testing.T) {
 	}
 }
 
+func TestExpandLink(t *testing.T) {
+	vars := map[string]string{"tasks_url": "http://127.0.0.1:8080/debug/tasks"}
+	labels := map[string]string{"group": "app.ingest k&v"}
+	for _, c := range []struct{ in, want, err string }{
+		{in: GroupLinkURL, want: "http://127.0.0.1:8080/debug/tasks?group=app.ingest+k%26v"},
+		{in: "${tasks_url:raw}", want: "http://127.0.0.1:8080/debug/tasks"},
+		{in: "${tasks_url:percentencode}", want: "http%3A%2F%2F127.0.0.1%3A8080%2Fdebug%2Ftasks"},
+		{in: "${tasks_url}?group=${__field.labels.group:percentencode}", err: "${tasks_url} needs the format"},
+		{in: "${tasks_url:raw}?group=${__field.labels.task:raw}", err: "no value for ${__field.labels.task:raw}"},
+		{in: "${nope:raw}", err: "no value for ${nope:raw}"},
+		{in: "${tasks_url:csv}", err: "needs the format raw or percentencode"},
+		{in: "$tasks_url", err: "another syntax"},
+	} {
+		got, err := ExpandLink(c.in, vars, labels)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("ExpandLink(%q) error = %v, want one containing %q", c.in, err, c.err)
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("ExpandLink(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// A per-group series links to the task page of its group; a panel with a
+// series that has no group label (by outcome, process-wide) links nowhere,
+// since ?group= with no value is a 400. The end-to-end suite follows every
+// link of every series against the demo.
+func TestGroupLinks(t *testing.T) {
+	qs, err := Queries(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := map[string]bool{}
+	for _, q := range qs {
+		perGroup := strings.Contains(q.Legend, "{{group}}")
+		switch {
+		case len(q.Links) > 0 && !perGroup:
+			t.Errorf("panel %q links to a group, but its query %s has no group in its legend %q", q.Panel, q.RefID, q.Legend)
+		case len(q.Links) > 0:
+			if !slices.Equal(q.Links, []string{GroupLinkURL}) {
+				t.Errorf("panel %q links = %q, want [%s]", q.Panel, q.Links, GroupLinkURL)
+			}
+			linked[q.Panel] = true
+		}
+	}
+	for _, want := range []string{"Running and abandoned tasks by group", "Spawn rate by group", "Failure ratio by group",
+		"Task duration p50 / p95 / p99", "Cancel latency p50 / p95 / p99", "Group shutdowns by result", "Time since last success"} {
+		if !linked[want] {
+			t.Errorf("panel %q has no link to its group's task page", want)
+		}
+	}
+	for _, not := range []string{"Finish rate by outcome", "Cancellations by cause", "Goroutines: supervised vs unsupervised", "Running tasks"} {
+		if linked[not] {
+			t.Errorf("panel %q has series without a group, but links to one", not)
+		}
+	}
+}
+
 // Quantile panels read the native histogram where Prometheus has one and
 // fall back to the classic buckets only for series without it: "native
 // or classic", in that order, since "or" keeps its left side's series.

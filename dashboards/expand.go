@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -43,6 +44,46 @@ func Expand(expr string, vars map[string]string) (string, error) {
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return "", fmt.Errorf("no value for template variable(s) %s in %q", strings.Join(missing, ", "), expr)
+	}
+	return out, nil
+}
+
+// linkVar is a variable of a data link URL: ${name:format}, where name may
+// be a field path such as __field.labels.group.
+var linkVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::([A-Za-z]*))?\}`)
+
+// ExpandLink substitutes the variables of a data link URL as Grafana does
+// when a series is clicked: dashboard variables from vars,
+// ${__field.labels.<name>} from the series' labels. Each variable must name
+// its format, raw or percentencode: without one, Grafana versions differ in
+// whether they encode. A variable with no value, or another format, is an
+// error.
+func ExpandLink(link string, vars, labels map[string]string) (string, error) {
+	var errs []string
+	out := linkVar.ReplaceAllStringFunc(link, func(m string) string {
+		sub := linkVar.FindStringSubmatch(m)
+		name, format := sub[1], sub[2]
+		v, ok := vars[name]
+		if label, isLabel := strings.CutPrefix(name, "__field.labels."); isLabel {
+			v, ok = labels[label]
+		}
+		switch {
+		case !ok:
+			errs = append(errs, "no value for "+m)
+		case format == "raw":
+			return v
+		case format == "percentencode":
+			return url.QueryEscape(v)
+		default:
+			errs = append(errs, m+" needs the format raw or percentencode")
+		}
+		return m
+	})
+	if strings.Contains(linkVar.ReplaceAllString(link, ""), "$") {
+		errs = append(errs, "a variable of another syntax")
+	}
+	if len(errs) > 0 {
+		return "", fmt.Errorf("data link %q: %s", link, strings.Join(errs, "; "))
 	}
 	return out, nil
 }

@@ -19,6 +19,13 @@ const OverviewUID = "taskscope-overview"
 // task tree, where docker-compose.yml publishes it.
 const TaskPageURL = "http://127.0.0.1:8080/debug/tasks"
 
+// GroupLinkURL is the data link of the overview's per-group series: the
+// Task page narrowed to the series' group (diagnostics.TasksHandler's
+// ?group=), so that from a group's line an operator reaches its running and
+// abandoned tasks. The page's URL is used as typed (raw: data links
+// percent-encode variables by default), the group percent-encoded.
+const GroupLinkURL = "${tasks_url:raw}?group=${__field.labels.group:percentencode}"
+
 // Selectors shared by the overview's queries. Task metrics are filtered by
 // every variable; group-level metrics by job, instance and group; process-wide
 // metrics (stream, label overflow, go_*) by job and instance only.

@@ -2,6 +2,8 @@ package dashboards
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
@@ -82,9 +84,11 @@ func (b *builder) statPanel(title, description, unit string, width uint32, ts ..
 		Thresholds(thresholds("green"))
 }
 
-// timeseriesPanel is a graph with a table legend (mean, max, last).
+// timeseriesPanel is a graph with a table legend (mean, max, last). When
+// every query's legend names the group, each series carries a group label,
+// and a click on it offers GroupLinkURL: the live task tree of that group.
 func (b *builder) timeseriesPanel(title, description, unit string, width uint32, ts ...target) *timeseries.PanelBuilder {
-	return timeseries.NewPanelBuilder().
+	p := timeseries.NewPanelBuilder().
 		Id(b.id()).
 		Title(title).
 		Description(description).
@@ -105,6 +109,15 @@ func (b *builder) timeseriesPanel(title, description, unit string, width uint32,
 		Tooltip(common.NewVizTooltipOptionsBuilder().
 			Mode(common.TooltipDisplayModeMulti).
 			Sort(common.SortOrderDescending))
+	if !slices.ContainsFunc(ts, func(t target) bool { return !strings.Contains(t.legend, "{{group}}") }) {
+		p = p.DataLinks([]cog.Builder[dashboard.DashboardLink]{
+			dashboard.NewDashboardLinkBuilder("Task page of ${__field.labels.group}").
+				Type(dashboard.DashboardLinkTypeLink).
+				Url(GroupLinkURL).
+				TargetBlank(true),
+		})
+	}
+	return p
 }
 
 // thresholds builds absolute thresholds: a base colour, then (value, colour)

@@ -280,11 +280,30 @@ func poll(ctx context.Context, what string, timeout, interval time.Duration, wat
 // getJSON GETs u and decodes its JSON body into v; the raw body is
 // returned as well (for artifacts and messages).
 func getJSON(ctx context.Context, u string, v any) ([]byte, error) {
+	body, err := fetch(ctx, u, "application/json")
+	if err != nil || v == nil {
+		return body, err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return body, fmt.Errorf("GET %s: %w: %.300s", u, err, body)
+	}
+	return body, nil
+}
+
+// getHTML GETs u as a browser does (Chromium's Accept header) and returns
+// its body as text; non-200 is an error.
+func getHTML(ctx context.Context, u string) (string, error) {
+	body, err := fetch(ctx, u, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+	return string(body), err
+}
+
+// fetch GETs u with an Accept header; non-200 is an error.
+func fetch(ctx context.Context, u, accept string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -296,11 +315,6 @@ func getJSON(ctx context.Context, u string, v any) ([]byte, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return body, fmt.Errorf("GET %s: %s: %.300s", u, resp.Status, body)
-	}
-	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			return body, fmt.Errorf("GET %s: %w: %.300s", u, err, body)
-		}
 	}
 	return body, nil
 }

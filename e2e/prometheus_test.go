@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/taskscope/taskscope/dashboards"
+	"github.com/taskscope/taskscope/diagnostics"
 )
 
 // promResponse is the envelope of Prometheus's HTTP API.
@@ -125,6 +127,7 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	at := time.Now()
 	var record []map[string]any
 	var exemplarPanels []dashboards.Query
+	var linked []linkedSeries
 	for _, q := range queries {
 		name := fmt.Sprintf("panel %q (%s, refId %s)", q.Panel, q.Dashboard, q.RefID)
 		if strings.Contains(q.Expr, "$") {
@@ -142,6 +145,9 @@ func (s *stack) checkPrometheus(t *testing.T) {
 		default:
 			if err := checkValues(res, q.Unit); err != nil {
 				t.Errorf("%s: %v\n  expr: %s", name, err, q.Expr)
+			}
+			if len(q.Links) > 0 {
+				linked = append(linked, linkedSeries{q, res})
 			}
 		}
 		// Range: what the time-series panel draws over the demo's run.
@@ -165,10 +171,97 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	}
 	t.Logf("evaluated %d dashboard queries", len(queries))
 
+	s.checkGroupLinks(t, linked)
 	s.checkExemplars(t, exemplarPanels, at)
 	s.checkNativeHistogram(t, at)
 	s.checkSeriesStartAtZero(t, at)
 	s.checkAlertRules(t)
+}
+
+// linkedSeries is the instant result of a query whose panel has data links.
+type linkedSeries struct {
+	q   dashboards.Query
+	res promResult
+}
+
+// checkGroupLinks follows every data link of every series, as a click in
+// Grafana would (the Task page variable set to the demo's page): each link
+// opens the task page narrowed to the series' group, and the page shows
+// every group of that name that is open in the tree all along. Groups come
+// and go (the demo's batch and job groups are shut down and made again), so
+// a group counts as open all along when a snapshot before the first link
+// and one after the last both have its ID open.
+func (s *stack) checkGroupLinks(t *testing.T, linked []linkedSeries) {
+	ctx := t.Context()
+	page := s.demoURL("/debug/tasks")
+	before, err := openGroups(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"tasks_url": page}
+	pages := map[string]string{} // link URL → HTML served
+	groupOf := map[string]string{}
+	for _, l := range linked {
+		for _, series := range l.res.Result {
+			for _, link := range l.q.Links {
+				u, err := dashboards.ExpandLink(link, vars, series.Metric)
+				if err != nil {
+					t.Errorf("panel %q, series %v: %v", l.q.Panel, series.Metric, err)
+					continue
+				}
+				if _, done := pages[u]; done {
+					continue
+				}
+				body, err := getHTML(ctx, u)
+				if err != nil {
+					t.Errorf("panel %q, series %v: %v", l.q.Panel, series.Metric, err)
+				}
+				pages[u], groupOf[u] = body, series.Metric["group"]
+			}
+		}
+	}
+	after, err := openGroups(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := 0
+	for u, body := range pages {
+		for _, id := range before[groupOf[u]] {
+			if !slices.Contains(after[groupOf[u]], id) {
+				continue
+			}
+			shown++
+			if !strings.Contains(body, fmt.Sprintf(`data-group-id="%d"`, id)) {
+				t.Errorf("%s does not show group %s (id %d), open all along", u, groupOf[u], id)
+			}
+		}
+	}
+	if shown == 0 {
+		t.Errorf("none of %d group links led to a group open all along", len(pages))
+	}
+	t.Logf("followed %d group links; %d groups open all along shown", len(pages), shown)
+}
+
+// openGroups returns the IDs of the open groups of the task page's tree,
+// by name.
+func openGroups(ctx context.Context, page string) (map[string][]uint64, error) {
+	var snap diagnostics.SnapshotJSON
+	if _, err := getJSON(ctx, page, &snap); err != nil {
+		return nil, err
+	}
+	open := map[string][]uint64{}
+	var walk func(g diagnostics.GroupJSON)
+	walk = func(g diagnostics.GroupJSON) {
+		if g.Closed {
+			return // nothing below a closed group is open
+		}
+		open[g.Name] = append(open[g.Name], g.ID)
+		for _, c := range g.Groups {
+			walk(c)
+		}
+	}
+	walk(snap.Root)
+	return open, nil
 }
 
 // checkAlertRules: Prometheus loaded deploy/prometheus/alerts.yml and
