@@ -128,16 +128,17 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if err := queryError(r); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	opts, err := subscribeOptionsFrom(r, h.stream.id)
+	q, err := parseQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	ndjson, err := wantsFormat(r, "sse", "ndjson", "text/event-stream", "application/x-ndjson")
+	opts, err := subscribeOptionsFrom(r, q, h.stream.id)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ndjson, err := wantsFormat(r, q, "sse", "ndjson", "text/event-stream", "application/x-ndjson")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -276,12 +277,13 @@ func writeSSE(buf *bytes.Buffer, enc *json.Encoder, j EventJSON) {
 	buf.WriteString("\n\n")
 }
 
-// wantsFormat reports whether r asks for the alternative representation
-// alt rather than def: by ?format= (def or alt; anything else is an error,
-// so that a typo does not silently give the other one), else by its Accept
-// header, where they are the media types defType and altType.
-func wantsFormat(r *http.Request, def, alt, defType, altType string) (bool, error) {
-	switch f := r.URL.Query().Get("format"); f {
+// wantsFormat reports whether r, with query q, asks for the alternative
+// representation alt rather than def: by ?format= (def or alt; anything
+// else is an error, so that a typo does not silently give the other one),
+// else by its Accept header, where they are the media types defType and
+// altType.
+func wantsFormat(r *http.Request, q url.Values, def, alt, defType, altType string) (bool, error) {
+	switch f := q.Get("format"); f {
 	case alt:
 		return true, nil
 	case def:
@@ -365,9 +367,9 @@ var eventKinds = []string{
 	runtime.KindObserverPanicked, KindStreamLagged,
 }
 
-// subscribeOptionsFrom reads the filters and the resume point of a request.
-func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, error) {
-	q := r.URL.Query()
+// subscribeOptionsFrom reads the filters and the resume point of a
+// request with query q.
+func subscribeOptionsFrom(r *http.Request, q url.Values, streamID string) ([]SubscribeOption, error) {
 	var opts []SubscribeOption
 	var kinds []string
 	for _, k := range q["kind"] {
@@ -417,15 +419,16 @@ func subscribeOptionsFrom(r *http.Request, streamID string) ([]SubscribeOption, 
 	return opts, nil
 }
 
-// queryError reports a query that does not parse (a bad %-escape, or ";"
-// between parameters): r.URL.Query drops the pairs it cannot read, so that
-// ?level=warn%zz would be no filter at all, or ?format=json; the other
-// format, rather than a 400.
-func queryError(r *http.Request) error {
-	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-		return fmt.Errorf("taskscope/diagnostics: bad query: %w", err)
+// parseQuery returns r's query, or an error when it does not parse (a bad
+// %-escape, or ";" between parameters): r.URL.Query drops the pairs it
+// cannot read, so that ?level=warn%zz would be no filter at all, or
+// ?format=json; the other format, rather than a 400.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("taskscope/diagnostics: bad query: %w", err)
 	}
-	return nil
+	return q, nil
 }
 
 // groupsFrom reads a request's ?group= values (repeatable) as

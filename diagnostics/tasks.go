@@ -88,16 +88,17 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if err := queryError(r); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	asJSON, err := wantsFormat(r, "html", "json", "text/html", "application/json")
+	q, err := parseQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	groups, err := groupsFrom(r.URL.Query())
+	asJSON, err := wantsFormat(r, q, "html", "json", "text/html", "application/json")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	groups, err := groupsFrom(q)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
