@@ -536,7 +536,7 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 	t.endLocked(canceled, tr.observed())
 	t.outcome, t.canceled = outcome, canceled
 	t.setErrLocked(err)
-	if !tr.observed() && !t.failsFast() && !t.crashes() {
+	if !tr.observed() && !failing && !t.crashes() {
 		// Nothing to report before Done closes: end in one step.
 		t.doneLocked(end)
 		t.mu.Unlock()
