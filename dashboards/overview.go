@@ -57,6 +57,16 @@ func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 	return ts
 }
 
+// histogramRate is a histogram's count (fn histogram_count, suffix
+// "_count") or sum (histogram_sum, "_sum") per second, aggregated by the
+// labels by: from the native histogram where Prometheus scrapes it, else
+// from the classic series, which a Prometheus that scrapes native
+// histograms only does not have.
+func histogramRate(fn, suffix, histogram, sel, by string) string {
+	return fmt.Sprintf(`(sum by (%[1]s) (%[2]s(%[3]s)) or sum by (%[1]s) (%[4]s))`,
+		by, fn, rate(histogram, sel), rate(histogram+suffix, sel))
+}
+
 // failureRatio is failed / finished per `by` (failed: the outcomes
 // matchFailed selects): 0 (not absent) where nothing failed, absent (not
 // NaN) where nothing finished in the window, as with a group of
@@ -206,8 +216,9 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Mean task duration by outcome",
 			"Average run time by outcome: a canceled or aborted task's duration includes the time it took to notice cancellation.",
 			"s", 12,
-			query(fmt.Sprintf(`sum by (outcome) (%s) / (sum by (outcome) (%s) > 0)`,
-				rate(duration+"_sum", selTask), rate(duration+"_count", selTask)), "{{outcome}}")))
+			query(fmt.Sprintf(`%s / (%s > 0)`,
+				histogramRate("histogram_sum", "_sum", duration, selTask, "outcome"),
+				histogramRate("histogram_count", "_count", duration, selTask, "outcome")), "{{outcome}}")))
 
 	// Cancellation and shutdown.
 	d = d.WithRow(b.row("Cancellation and shutdown")).
@@ -222,7 +233,7 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
 			"Group shutdowns per minute: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
 			"opm", 6,
-			query(fmt.Sprintf(`60 * sum by (group, result) (%s)`, rate(shutdown+"_count", selGroup)), "{{group}} {{result}}")).
+			query("60 * "+histogramRate("histogram_count", "_count", shutdown, selGroup, "group, result"), "{{group}} {{result}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
 		WithPanel(b.timeseriesPanel("Shutdown duration p50 / p99",
 			"Time from a group's shutdown request until all its tasks returned or were abandoned. Exemplars link to the shutdown's trace, which lists aborted tasks.",

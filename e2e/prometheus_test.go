@@ -172,10 +172,96 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	t.Logf("evaluated %d dashboard queries", len(queries))
 
 	s.checkGroupLinks(t, linked)
+	s.checkHistogramVariants(t, queries, at)
 	s.checkExemplars(t, exemplarPanels, at)
 	s.checkNativeHistogram(t, at)
 	s.checkSeriesStartAtZero(t, at)
 	s.checkAlertRules(t)
+}
+
+// checkHistogramVariants: a histogram reaches Prometheus as a native
+// histogram, as classic series (_bucket, _sum, _count) or as both, as
+// deploy/prometheus scrapes it. Every panel must answer with either alone:
+// each query that reads a histogram is evaluated twice more, once with the
+// classic series renamed away (a Prometheus that scrapes native histograms
+// only) and once with the native ones (one that does not scrape them), and
+// must give the same series; the same values too, except quantiles, which
+// the native histogram's finer buckets place elsewhere.
+func (s *stack) checkHistogramVariants(t *testing.T, queries []dashboards.Query, at time.Time) {
+	var classic, native []*regexp.Regexp
+	for _, m := range dashboards.Metrics {
+		if m.Type == dashboards.Histogram {
+			classic = append(classic, regexp.MustCompile(`\b`+m.Name+`_(bucket|sum|count)\{`))
+			native = append(native, regexp.MustCompile(`\b`+m.Name+`\{`))
+		}
+	}
+	hide := func(expr string, res []*regexp.Regexp) string {
+		for _, re := range res {
+			expr = re.ReplaceAllStringFunc(expr, func(m string) string { return strings.TrimSuffix(m, "{") + "_not_scraped{" })
+		}
+		return expr
+	}
+	variants := 0
+	for _, q := range queries {
+		want, err := s.promQuery(t.Context(), q.Expr, at)
+		if err != nil {
+			t.Errorf("panel %q (refId %s): %v", q.Panel, q.RefID, err)
+			continue
+		}
+		for _, v := range []struct{ scrape, expr string }{
+			{"native histograms only", hide(q.Expr, classic)},
+			{"classic histograms only", hide(q.Expr, native)},
+		} {
+			if v.expr == q.Expr {
+				continue
+			}
+			variants++
+			got, err := s.promQuery(t.Context(), v.expr, at)
+			if err != nil {
+				t.Errorf("panel %q (refId %s), %s: %v", q.Panel, q.RefID, v.scrape, err)
+				continue
+			}
+			if diff := compareResults(want, got, !strings.Contains(q.Expr, "histogram_quantile")); diff != "" {
+				t.Errorf("panel %q (refId %s) with %s: %s\n  expr: %s", q.Panel, q.RefID, v.scrape, diff, v.expr)
+			}
+		}
+	}
+	if variants == 0 {
+		t.Error("no dashboard query reads a histogram")
+	}
+	t.Logf("%d histogram queries answer alike from native or classic series alone", variants)
+}
+
+// compareResults says how got differs from want, instant results: in its
+// series, or (when values is set) in a value by more than one part in a
+// million.
+func compareResults(want, got promResult, values bool) string {
+	key := func(m map[string]string) string { return fmt.Sprint(m) } // fmt sorts map keys
+	wantV := map[string][]any{}
+	for _, r := range want.Result {
+		wantV[key(r.Metric)] = r.Value
+	}
+	if len(got.Result) != len(want.Result) {
+		return fmt.Sprintf("%d series, want %d", len(got.Result), len(want.Result))
+	}
+	for _, r := range got.Result {
+		w, ok := wantV[key(r.Metric)]
+		if !ok {
+			return fmt.Sprintf("series %v, not in the result with both", r.Metric)
+		}
+		if !values {
+			continue
+		}
+		a, errA := sampleValue(w)
+		b, errB := sampleValue(r.Value)
+		if errA != nil || errB != nil {
+			return fmt.Sprintf("series %v: %v %v", r.Metric, errA, errB)
+		}
+		if a != b && !(math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b))) {
+			return fmt.Sprintf("series %v = %v, want %v", r.Metric, b, a)
+		}
+	}
+	return ""
 }
 
 // linkedSeries is the instant result of a query whose panel has data links.
