@@ -66,7 +66,14 @@ func ExampleGroup_Err() {
 		fmt.Println("wait:", err)
 	}
 	fmt.Println(g.Err())
-	// Output: taskscope: task app.fetch/users#1 failed: users: connection refused
+
+	// Unlike an errgroup, a group lives in a tree: one made per batch
+	// leaves it only when shut down. After Wait, Shutdown returns at once.
+	_ = g.Shutdown(context.Background())
+	fmt.Println("groups left:", len(sup.Snapshot().Groups))
+	// Output:
+	// taskscope: task app.fetch/users#1 failed: users: connection refused
+	// groups left: 0
 }
 
 func ExampleGroup_Shutdown() {

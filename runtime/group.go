@@ -140,7 +140,11 @@ func (g *Group) parentID() uint64 {
 // panics.
 //
 // A child group that has been shut down and has drained is detached from
-// its parent, so short-lived groups do not grow the tree.
+// its parent, so short-lived groups do not grow the tree. Only then: a
+// group that was only waited for stays in the tree, idle, for as long as
+// its parent lives, in every snapshot and on the task page. Shut down a
+// group made per request or per batch when done with it; after a Wait
+// that returned nil, Shutdown returns at once.
 func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	checkGroupName(name)
 	cfg := groupConfig{}

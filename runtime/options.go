@@ -119,6 +119,10 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 // the failing task's finished event, and the siblings it canceled may be
 // reported before either. [Group.Err] returns that *TaskError: unlike
 // errgroup's, [Group.Wait] reports only whether the group became idle.
+//
+// Like an errgroup, a fail-fast group serves one batch: once canceled, its
+// later tasks start canceled. Unlike one, it stays in its parent's tree
+// until it is shut down (see [Group.Group]).
 func CancelOnError() GroupOption {
 	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
 }
