@@ -18,6 +18,9 @@
 //	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
 //	srv.RegisterOnShutdown(stream.Close)
 //
+// otelIDs is the application's: this package imports no tracing library.
+// [WithTraceIDs] shows the function to write for OpenTelemetry.
+//
 // # Logs
 //
 // [LogObserver] writes one record per event, at the event's
