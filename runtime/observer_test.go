@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -232,6 +233,29 @@ func TestPanickingObserverIsContained(t *testing.T) {
 		if !slices.Equal(kinds, want) {
 			t.Errorf("the observer after the panicking one saw %v, want %v", kinds, want)
 		}
+	})
+}
+
+// The panic value of an observer.panicked event is what logs and the
+// stream print (exception.message, the "error" field): it must read as a
+// sentence that names the observer, not as an internal struct.
+func TestObserverPanicValuePrints(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("", runtime.WithObserver(panicky{onObserve: true}), runtime.WithObserver(rec))
+		<-sup.Go("t", func(context.Context) error { return nil }).Done()
+		for _, ev := range rec.Events() {
+			var pe *runtime.PanicError
+			if ev.Kind != runtime.KindObserverPanicked || !errors.As(ev.Err, &pe) {
+				continue
+			}
+			want := "observer runtime_test.panicky panicked on taskscope.task.finished: observer bug"
+			if got := fmt.Sprint(pe.Value); got != want {
+				t.Errorf("panic value prints %q, want %q", got, want)
+			}
+			return
+		}
+		t.Fatal("no observer.panicked event")
 	})
 }
 

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	goruntime "runtime"
 	"sync"
@@ -216,6 +217,13 @@ type observerPanic struct {
 	Observer string
 	Event    string
 	Value    any
+}
+
+// String is what logs and the stream print as the panic's message: an
+// operator reads it, and the type is unexported, so a struct dump would
+// say less.
+func (p observerPanic) String() string {
+	return fmt.Sprintf("observer %s panicked on %s: %v", p.Observer, p.Event, p.Value)
 }
 
 // funcName returns fn's name for Event.Function. Tasks of one name mostly
