@@ -67,8 +67,9 @@ func ExampleGroup_Err() {
 	}
 	fmt.Println(g.Err())
 
-	// Unlike an errgroup, a group lives in a tree: one made per batch
-	// leaves it only when shut down. After Wait, Shutdown returns at once.
+	// A group lives in a tree. One made per batch leaves it as garbage
+	// once dropped, or at once when shut down: after Wait, Shutdown
+	// returns at once.
 	_ = g.Shutdown(context.Background())
 	fmt.Println("groups left:", len(sup.Snapshot().Groups))
 	// Output:

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 )
 
 // maxLabelCache bounds the per-group cache of pprof label contexts, so that
@@ -23,12 +24,17 @@ const maxLabelCache = 1024
 //
 // All methods are safe for concurrent use.
 type Group struct {
-	tree     *tree
-	parent   *Group
-	name     string
-	id       uint64 // see ID
-	label    string // id as a string, for the LabelGroupID pprof label
+	tree   *tree
+	parent *Group
+	name   string
+	id     uint64 // see ID
+	label  string // id as a string, for the LabelGroupID pprof label
+	// ctx is canceled by the group's cancellation walk (cancelCtxLocked),
+	// which reaches the descendants, not through context propagation: a
+	// parent's context would hold its children's, and with them every
+	// group ever made.
 	ctx      context.Context
+	public   context.Context // what Context returns: ctx, holding the group
 	cancel   context.CancelCauseFunc
 	policy   PanicPolicy
 	failFast bool
@@ -51,13 +57,16 @@ type Group struct {
 	head, tail   *Task      // live and abandoned tasks, in spawn order
 	live         int        // tasks in the list that are not abandoned
 	busyChildren int        // children whose subtree is not idle
-	children     []*Group
-	idle         chan struct{}         // closed when the subtree becomes idle; nil if nobody waits
-	labels       map[string]*taskLabel // task name → its shared label
-	lastLabel    *taskLabel            // the last name spawned
-	canceledAt   time.Time             // first cancellation that reached the group
-	shutdown     *shutdownState
-	ids          idBlock // task IDs taken from the tree, not yet used
+	// children holds the child groups weakly, so that an idle group that
+	// nothing holds (one made per request and only waited for) is garbage,
+	// not a leak; see childrenLocked.
+	children   []weak.Pointer[Group]
+	idle       chan struct{}         // closed when the subtree becomes idle; nil if nobody waits
+	labels     map[string]*taskLabel // task name → its shared label
+	lastLabel  *taskLabel            // the last name spawned
+	canceledAt time.Time             // first cancellation that reached the group
+	shutdown   *shutdownState
+	ids        idBlock // task IDs taken from the tree, not yet used
 }
 
 // idBlock is a range of task IDs a group took from its tree: next up to,
@@ -87,13 +96,9 @@ func (g *Group) nextIDLocked() uint64 {
 }
 
 func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
-	base := context.Background()
-	if parent != nil {
-		base = parent.ctx
-	}
-	ctx, cancel := context.WithCancelCause(base)
+	ctx, cancel := context.WithCancelCause(context.Background())
 	id := groupIDs.Add(1)
-	return &Group{
+	g := &Group{
 		tree:     tr,
 		parent:   parent,
 		name:     name,
@@ -104,6 +109,8 @@ func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
 		policy:   cfg.panicPolicy,
 		failFast: cfg.cancelOnError,
 	}
+	g.public = &groupContext{ctx, g}
+	return g
 }
 
 func checkGroupName(name string) {
@@ -139,12 +146,14 @@ func (g *Group) parentID() uint64 {
 // group is closed. An empty name, one containing ".", or a nil option
 // panics.
 //
-// A child group that has been shut down and has drained is detached from
-// its parent, so short-lived groups do not grow the tree. Only then: a
-// group that was only waited for stays in the tree, idle, for as long as
-// its parent lives, in every snapshot and on the task page. Shut down a
-// group made per request or per batch when done with it; after a Wait
-// that returned nil, Shutdown returns at once.
+// Short-lived groups do not grow the tree. A child group that has been
+// shut down and has drained is detached from its parent at once. One that
+// is idle and that nothing holds (no task of it is running or abandoned,
+// it has no such child group, and neither it nor its [Group.Context] is
+// referenced), such as a group made per request and only waited for, as
+// an errgroup would be, is garbage: it leaves the tree, and snapshots, at
+// the next garbage collection. Shut it down to see it leave at once, with
+// its shutdown events.
 func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	checkGroupName(name)
 	cfg := groupConfig{}
@@ -157,20 +166,55 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	}
 	c := newGroup(g.tree, g, g.name+"."+name, cfg)
 	g.mu.Lock()
+	// Under g.mu, against the cancellation walk: it cancels g's context
+	// and lists g's children with the lock held, so c is either listed or
+	// sees g canceled here.
 	c.canceledAt = g.canceledAt
+	if g.ctx.Err() != nil {
+		c.cancel(context.Cause(g.ctx))
+	}
 	if g.closed {
 		c.closed, c.shut, c.detached = true, true, true
 	} else {
-		g.children = append(g.children, c)
+		if len(g.children) == cap(g.children) {
+			g.childrenLocked() // drop the collected ones before growing
+		}
+		g.children = append(g.children, weak.Make(c))
 	}
 	g.mu.Unlock()
 	return c
 }
 
+// childrenLocked returns g's child groups in creation order, and drops
+// from g.children those collected. A group stays while anything holds it:
+// a task of it (running or abandoned), a child group, its
+// [Group.Context], or the application. Called with g.mu held.
+func (g *Group) childrenLocked() []*Group {
+	live := make([]*Group, 0, len(g.children))
+	kept := g.children[:0]
+	for _, w := range g.children {
+		if c := w.Value(); c != nil {
+			live = append(live, c)
+			kept = append(kept, w)
+		}
+	}
+	clear(g.children[len(kept):])
+	g.children = kept
+	return live
+}
+
 // Context returns a context that is done when the group is canceled (by
 // [Group.Cancel], an ancestor, fail-fast or shutdown); [context.Cause] says
-// why.
-func (g *Group) Context() context.Context { return g.ctx }
+// why. The context holds the group (see [Group.Group]).
+func (g *Group) Context() context.Context { return g.public }
+
+// groupContext is the context [Group.Context] returns. It holds the group,
+// so that the group, and with it the walk that cancels its context, stays
+// while the context is in use.
+type groupContext struct {
+	context.Context
+	group *Group
+}
 
 // Err returns the failure that canceled a [CancelOnError] group: the
 // [*TaskError] of the first of its tasks that ended with outcome [Error] or
@@ -223,8 +267,21 @@ func (g *Group) cancelCtxLocked(cause error) (first bool) {
 	}
 	g.cancelRequested = true
 	first = g.ctx.Err() == nil
-	g.markCanceled(time.Now())
-	g.cancel(cause)
+	at := time.Now()
+	// Parents come before their children: each descendant takes its
+	// parent's cause, as a context canceled by its parent would. When
+	// cancellation reaches a group, its time is recorded first, for its
+	// tasks' cancel latency.
+	g.subtreeLocking(func(c *Group) {
+		if c.canceledAt.IsZero() {
+			c.canceledAt = at
+		}
+		if c == g {
+			c.cancel(cause)
+		} else {
+			c.cancel(context.Cause(c.parent.ctx))
+		}
+	})
 	return first
 }
 
@@ -232,16 +289,6 @@ func (g *Group) cancelCtxLocked(cause error) (first bool) {
 // with cause.
 func (g *Group) emitCanceled(ctx context.Context, cause error) {
 	g.tree.emit(ctx, &Event{Kind: KindGroupCancelRequested, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Cause: context.Cause(g.ctx), Err: cause})
-}
-
-// markCanceled records when cancellation reached each group of the
-// subtree, for tasks' cancel latency.
-func (g *Group) markCanceled(at time.Time) {
-	g.subtreeLocking(func(c *Group) {
-		if c.canceledAt.IsZero() {
-			c.canceledAt = at
-		}
-	})
 }
 
 // subtree lists g and its descendants in tree order: depth first, each
@@ -264,8 +311,9 @@ func (g *Group) subtreeLocking(visit func(c *Group)) []*Group {
 		if visit != nil {
 			visit(c)
 		}
-		for i := len(c.children) - 1; i >= 0; i-- {
-			next = append(next, c.children[i])
+		children := c.childrenLocked()
+		for i := len(children) - 1; i >= 0; i-- {
+			next = append(next, children[i])
 		}
 		c.mu.Unlock()
 	}
@@ -399,14 +447,14 @@ func (g *Group) idleChan() <-chan struct{} {
 func (g *Group) maybeDetach() {
 	g.mu.Lock()
 	p := g.parent
-	if !g.shut || g.detached || p == nil || g.head != nil || len(g.children) > 0 {
+	if !g.shut || g.detached || p == nil || g.head != nil || len(g.childrenLocked()) > 0 {
 		g.mu.Unlock()
 		return
 	}
 	g.detached = true
 	g.mu.Unlock()
 	p.mu.Lock()
-	if i := slices.Index(p.children, g); i >= 0 {
+	if i := slices.Index(p.children, weak.Make(g)); i >= 0 {
 		p.children = slices.Delete(p.children, i, i+1)
 	}
 	p.mu.Unlock()

@@ -121,8 +121,8 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 // errgroup's, [Group.Wait] reports only whether the group became idle.
 //
 // Like an errgroup, a fail-fast group serves one batch: once canceled, its
-// later tasks start canceled. Unlike one, it stays in its parent's tree
-// until it is shut down (see [Group.Group]).
+// later tasks start canceled. Made per batch and dropped after its Wait,
+// it leaves its parent's tree as garbage (see [Group.Group]).
 func CancelOnError() GroupOption {
 	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
 }

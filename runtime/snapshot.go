@@ -181,7 +181,7 @@ func (g *Group) lockSubtree() []*Group {
 		children := 0
 		stable := true
 		for _, c := range groups {
-			for _, child := range c.children {
+			for _, child := range c.childrenLocked() {
 				children++
 				stable = stable && locked[child]
 			}
@@ -212,7 +212,7 @@ func (g *Group) snapshotLocked(seq uint64) GroupSnapshot {
 			s.Abandoned++
 		}
 	}
-	for _, c := range g.children {
+	for _, c := range g.childrenLocked() {
 		cs := c.snapshotLocked(seq)
 		s.Running += cs.Running
 		s.Canceling += cs.Canceling
