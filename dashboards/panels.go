@@ -109,7 +109,8 @@ func (b *builder) timeseriesPanel(title, description, unit string, width uint32,
 		Tooltip(common.NewVizTooltipOptionsBuilder().
 			Mode(common.TooltipDisplayModeMulti).
 			Sort(common.SortOrderDescending))
-	if !slices.ContainsFunc(ts, func(t target) bool { return !strings.Contains(t.legend, "{{group}}") }) {
+	perGroup := !slices.ContainsFunc(ts, func(t target) bool { return !strings.Contains(t.legend, "{{group}}") })
+	if perGroup {
 		p = p.DataLinks([]cog.Builder[dashboard.DashboardLink]{
 			dashboard.NewDashboardLinkBuilder("Task page of ${__field.labels.group}").
 				Type(dashboard.DashboardLinkTypeLink).
