@@ -18,8 +18,9 @@
 // nothing came first), as an http.Request's is when its handler returns.
 // [Group.Wait] waits for a subtree to go idle; [Group.Shutdown] closes it,
 // cancels it, waits until its context ends and then aborts the rest. A
-// group made for one request or batch needs neither: once it is idle and
-// nothing holds it, it leaves the tree as garbage (see [Group.Group]).
+// group made for one request or batch needs no Shutdown to go away: once
+// it is idle and nothing holds it, it leaves the tree as garbage (see
+// [Group.Group]).
 //
 // # Outcomes
 //
