@@ -170,12 +170,17 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	// and lists g's children with the lock held, so c is either listed or
 	// sees g canceled here.
 	c.canceledAt = g.canceledAt
-	if g.ctx.Err() != nil {
-		c.cancel(context.Cause(g.ctx))
-	}
 	if g.closed {
+		// Never listed, so no walk reaches it: its context is made from
+		// g's, which the Shutdown that closed g cancels (or did). g's
+		// holds it only until then.
 		c.closed, c.shut, c.detached = true, true, true
+		c.ctx, c.cancel = context.WithCancelCause(g.ctx)
+		c.public = &groupContext{c.ctx, c}
 	} else {
+		if g.ctx.Err() != nil {
+			c.cancel(context.Cause(g.ctx))
+		}
 		if len(g.children) == cap(g.children) {
 			g.childrenLocked() // drop the collected ones before growing
 		}
