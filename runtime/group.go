@@ -40,6 +40,7 @@ type Group struct {
 	failFast bool
 
 	failure atomic.Pointer[TaskError] // see Err
+	pinned  atomic.Bool               // the public context's Done was asked for, or needs no pin (see pin)
 
 	// cancelMu serializes the group's cancellation requests (Cancel,
 	// shutdown, fail-fast), so that the first is the one whose cause
@@ -153,7 +154,11 @@ func (g *Group) parentID() uint64 {
 // referenced), such as a group made per request and only waited for, as
 // an errgroup would be, is garbage: it leaves the tree, and snapshots, at
 // the next garbage collection. Shut it down to see it leave at once, with
-// its shutdown events.
+// its shutdown events. A group whose Context's Done channel has been asked
+// for (a select on it, a context made from it, [context.AfterFunc]) stays
+// until it is canceled, as a context made from another stays in it until
+// canceled: whatever waits on the channel must be woken when an ancestor
+// is canceled.
 func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	checkGroupName(name)
 	cfg := groupConfig{}
@@ -177,6 +182,7 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 		c.closed, c.shut, c.detached = true, true, true
 		c.ctx, c.cancel = context.WithCancelCause(g.ctx)
 		c.public = &groupContext{c.ctx, c}
+		c.pinned.Store(true) // g's context holds it: no pin
 	} else {
 		if g.ctx.Err() != nil {
 			c.cancel(context.Cause(g.ctx))
@@ -210,15 +216,64 @@ func (g *Group) childrenLocked() []*Group {
 
 // Context returns a context that is done when the group is canceled (by
 // [Group.Cancel], an ancestor, fail-fast or shutdown); [context.Cause] says
-// why. The context holds the group (see [Group.Group]).
+// why. The context holds the group (see [Group.Group]); once its Done
+// channel has been asked for, the group stays until it is canceled.
 func (g *Group) Context() context.Context { return g.public }
 
 // groupContext is the context [Group.Context] returns. It holds the group,
 // so that the group, and with it the walk that cancels its context, stays
-// while the context is in use.
+// while the context is in use. What waits on its Done channel need not
+// hold it: a goroutine blocked on the channel alone, or a callback of
+// context.AfterFunc (the context's own children hold it, in a cycle with
+// the group). So the first Done pins the group (see pin) until it is
+// canceled, as a context made from its parent's would be held by it.
 type groupContext struct {
 	context.Context
 	group *Group
+}
+
+func (c *groupContext) Done() <-chan struct{} {
+	if g := c.group; !g.pinned.Load() {
+		g.pin()
+	}
+	return c.Context.Done()
+}
+
+// pin keeps g, and through it its ancestors, reachable from the tree until
+// g is canceled (cancelCtxLocked unpins it), so that the walk of an
+// ancestor's cancellation reaches whatever waits on g's context. The root,
+// and groups canceled already, need no pin; nor does a group made under a
+// closed one, whose context is made from its parent's (Group.Group marks
+// it pinned at birth). Only the tree's pinMu is taken, never a group's
+// lock: Done may be called under any lock of the caller.
+func (g *Group) pin() {
+	tr := g.tree
+	tr.pinMu.Lock()
+	defer tr.pinMu.Unlock()
+	if g.pinned.Load() {
+		return
+	}
+	// Before the check: a walk that cancels g after the check sees the
+	// flag and unpins; one that canceled it before makes the check fail.
+	g.pinned.Store(true)
+	if g.parent == nil || g.ctx.Err() != nil {
+		return
+	}
+	if tr.pins == nil {
+		tr.pins = make(map[*Group]struct{})
+	}
+	tr.pins[g] = struct{}{}
+}
+
+// unpin releases what pin holds, once g's context is canceled.
+func (g *Group) unpin() {
+	if !g.pinned.Load() {
+		return
+	}
+	tr := g.tree
+	tr.pinMu.Lock()
+	delete(tr.pins, g)
+	tr.pinMu.Unlock()
 }
 
 // Err returns the failure that canceled a [CancelOnError] group: the
@@ -286,6 +341,7 @@ func (g *Group) cancelCtxLocked(cause error) (first bool) {
 		} else {
 			c.cancel(context.Cause(c.parent.ctx))
 		}
+		c.unpin()
 	})
 	return first
 }

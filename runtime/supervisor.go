@@ -62,6 +62,9 @@ type tree struct {
 	seq       atomic.Uint64   // last event sequence number issued
 	ids       atomic.Uint64   // last task ID handed out to a group (see nextIDLocked)
 	abandoned atomic.Int64    // aborted tasks still running
+
+	pinMu sync.Mutex          // guards pins; taken last, under any lock
+	pins  map[*Group]struct{} // groups whose context's Done was asked for, until canceled (see Group.pin)
 }
 
 // now reads the monotonic clock only (time.Now also reads the wall

@@ -1,0 +1,132 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	goruntime "runtime"
+	"testing"
+	"testing/synctest"
+	"weak"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// A callback registered with context.AfterFunc on a group's Context runs
+// when an ancestor cancels the group, as the Context's doc promises, even
+// when nothing else holds the group.
+func TestAfterFuncOnDroppedGroupsContextRunsOnAncestorCancel(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		ran := make(chan error, 1)
+		func() {
+			g := sup.Group("watched")
+			ctx := g.Context()
+			context.AfterFunc(ctx, func() { ran <- context.Cause(ctx) })
+		}()
+		goruntime.GC()
+		goruntime.GC()
+		stop := errors.New("stop")
+		sup.Cancel(stop)
+		synctest.Wait()
+		select {
+		case cause := <-ran:
+			if !errors.Is(cause, stop) {
+				t.Errorf("cause = %v, want %v", cause, stop)
+			}
+		default:
+			t.Fatal("the AfterFunc on a group's Context did not run after the root's Cancel")
+		}
+	})
+}
+
+// A goroutine waiting on a group's Context().Done(), holding nothing but
+// the channel, is woken by an ancestor's cancellation.
+func TestWaiterOnDroppedGroupsDoneIsWokenByAncestorCancel(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		woken, giveUp := make(chan struct{}), make(chan struct{})
+		defer close(giveUp)
+		func() {
+			done := sup.Group("watched").Context().Done()
+			go func() {
+				select {
+				case <-done:
+					close(woken)
+				case <-giveUp:
+				}
+			}()
+		}()
+		synctest.Wait()
+		goruntime.GC()
+		goruntime.GC()
+		sup.Cancel(errors.New("stop"))
+		synctest.Wait()
+		select {
+		case <-woken:
+		default:
+			t.Error("a goroutine waiting on a group's Context().Done() was not woken by the root's Cancel")
+		}
+	})
+}
+
+// A group reached only through a dropped parent, whose Context has an
+// AfterFunc, still gets the root's cancellation, with the root's cause:
+// the pin holds the chain of parents too.
+func TestAfterFuncUnderDroppedParentRunsOnRootCancel(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		ran := make(chan error, 1)
+		func() {
+			stage := sup.Group("request").Group("stage")
+			ctx := stage.Context()
+			context.AfterFunc(ctx, func() { ran <- context.Cause(ctx) })
+		}()
+		goruntime.GC()
+		goruntime.GC()
+		if n := len(sup.Snapshot().Groups); n != 1 {
+			t.Errorf("%d groups under the root, want the request group, kept by its pinned child", n)
+		}
+		stop := errors.New("stop")
+		sup.Cancel(stop)
+		synctest.Wait()
+		select {
+		case cause := <-ran:
+			if !errors.Is(cause, stop) {
+				t.Errorf("cause = %v, want %v", cause, stop)
+			}
+		default:
+			t.Fatal("the AfterFunc on a grandchild's Context did not run after the root's Cancel")
+		}
+	})
+}
+
+// The pin lasts until the group is canceled: then nothing can wake a
+// waiter any more, and the group is garbage again, as is one whose
+// Context's Done was never asked for.
+func TestPinnedGroupIsCollectedOnceCanceled(t *testing.T) {
+	sup := runtime.New("app")
+	var pinned, plain weak.Pointer[runtime.Group]
+	ran := make(chan struct{})
+	func() {
+		g := sup.Group("pinned")
+		context.AfterFunc(g.Context(), func() { close(ran) })
+		pinned = weak.Make(g)
+		h := sup.Group("plain")
+		_ = h.Context()
+		plain = weak.Make(h)
+	}()
+	goruntime.GC()
+	if pinned.Value() == nil {
+		t.Fatal("a group with an AfterFunc on its Context was collected before it was canceled")
+	}
+	if plain.Value() != nil {
+		t.Error("a group whose Context's Done was never asked for was not collected")
+	}
+	pinned.Value().Cancel(nil)
+	<-ran
+	goruntime.GC()
+	if pinned.Value() != nil {
+		t.Error("a canceled group is still held by its pin")
+	}
+	goruntime.KeepAlive(sup) // what holds the pins
+}
