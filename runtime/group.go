@@ -150,8 +150,8 @@ func (g *Group) parentID() uint64 {
 // Short-lived groups do not grow the tree. A child group that has been
 // shut down and has drained is detached from its parent at once. One that
 // is idle and that nothing holds (no task of it is running or abandoned,
-// it has no such child group, and neither it nor its [Group.Context] is
-// referenced), such as a group made per request and only waited for, as
+// none of its child groups stays, and neither it nor its [Group.Context]
+// is referenced), such as a group made per request and only waited for, as
 // an errgroup would be, is garbage: it leaves the tree, and snapshots, at
 // the next garbage collection. Shut it down to see it leave at once, with
 // its shutdown events. A group whose Context's Done channel has been asked
