@@ -12,31 +12,45 @@ import (
 )
 
 // A callback registered with context.AfterFunc on a group's Context runs
-// when an ancestor cancels the group, as the Context's doc promises, even
-// when nothing else holds the group.
+// when an ancestor cancels the group, with the ancestor's cause, as the
+// Context's doc promises, even when nothing else holds the group: a child
+// of the root, or a grandchild under a dropped parent (the pin holds the
+// chain of parents too).
 func TestAfterFuncOnDroppedGroupsContextRunsOnAncestorCancel(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		sup := runtime.New("app")
-		ran := make(chan error, 1)
-		func() {
-			g := sup.Group("watched")
-			ctx := g.Context()
-			context.AfterFunc(ctx, func() { ran <- context.Cause(ctx) })
-		}()
-		goruntime.GC()
-		goruntime.GC()
-		stop := errors.New("stop")
-		sup.Cancel(stop)
-		synctest.Wait()
-		select {
-		case cause := <-ran:
-			if !errors.Is(cause, stop) {
-				t.Errorf("cause = %v, want %v", cause, stop)
-			}
-		default:
-			t.Fatal("the AfterFunc on a group's Context did not run after the root's Cancel")
-		}
-	})
+	for _, tc := range []struct {
+		name  string
+		group func(sup *runtime.Supervisor) *runtime.Group
+	}{
+		{"child", func(sup *runtime.Supervisor) *runtime.Group { return sup.Group("watched") }},
+		{"grandchild", func(sup *runtime.Supervisor) *runtime.Group { return sup.Group("request").Group("stage") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup := runtime.New("app")
+				ran := make(chan error, 1)
+				func() {
+					ctx := tc.group(sup).Context()
+					context.AfterFunc(ctx, func() { ran <- context.Cause(ctx) })
+				}()
+				goruntime.GC()
+				goruntime.GC()
+				if n := len(sup.Snapshot().Groups); n != 1 {
+					t.Errorf("%d groups under the root, want 1, kept by the pinned group", n)
+				}
+				stop := errors.New("stop")
+				sup.Cancel(stop)
+				synctest.Wait()
+				select {
+				case cause := <-ran:
+					if !errors.Is(cause, stop) {
+						t.Errorf("cause = %v, want %v", cause, stop)
+					}
+				default:
+					t.Fatal("the AfterFunc on a group's Context did not run after the root's Cancel")
+				}
+			})
+		})
+	}
 }
 
 // A goroutine waiting on a group's Context().Done(), holding nothing but
@@ -65,37 +79,6 @@ func TestWaiterOnDroppedGroupsDoneIsWokenByAncestorCancel(t *testing.T) {
 		case <-woken:
 		default:
 			t.Error("a goroutine waiting on a group's Context().Done() was not woken by the root's Cancel")
-		}
-	})
-}
-
-// A group reached only through a dropped parent, whose Context has an
-// AfterFunc, still gets the root's cancellation, with the root's cause:
-// the pin holds the chain of parents too.
-func TestAfterFuncUnderDroppedParentRunsOnRootCancel(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		sup := runtime.New("app")
-		ran := make(chan error, 1)
-		func() {
-			stage := sup.Group("request").Group("stage")
-			ctx := stage.Context()
-			context.AfterFunc(ctx, func() { ran <- context.Cause(ctx) })
-		}()
-		goruntime.GC()
-		goruntime.GC()
-		if n := len(sup.Snapshot().Groups); n != 1 {
-			t.Errorf("%d groups under the root, want the request group, kept by its pinned child", n)
-		}
-		stop := errors.New("stop")
-		sup.Cancel(stop)
-		synctest.Wait()
-		select {
-		case cause := <-ran:
-			if !errors.Is(cause, stop) {
-				t.Errorf("cause = %v, want %v", cause, stop)
-			}
-		default:
-			t.Fatal("the AfterFunc on a grandchild's Context did not run after the root's Cancel")
 		}
 	})
 }
