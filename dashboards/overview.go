@@ -61,9 +61,12 @@ func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 // "_count") or sum (histogram_sum, "_sum") per second, aggregated by the
 // labels by: from the native histogram where Prometheus scrapes it, else
 // from the classic series, which a Prometheus that scrapes native
-// histograms only does not have.
+// histograms only does not have. The choice is made per series, before
+// the sum: in a fleet where some targets have native histograms and others
+// only classic series, an "or" of the two sums would keep the native one
+// and drop the classic targets from it.
 func histogramRate(fn, suffix, histogram, sel, by string) string {
-	return fmt.Sprintf(`(sum by (%[1]s) (%[2]s(%[3]s)) or sum by (%[1]s) (%[4]s))`,
+	return fmt.Sprintf(`sum by (%s) (%s(%s) or %s)`,
 		by, fn, rate(histogram, sel), rate(histogram+suffix, sel))
 }
 
