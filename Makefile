@@ -21,6 +21,7 @@ vet:
 # tests once when Go 1.26's race runtime crashed (golang/go#78156), and
 # only then: a failing test is never retried.
 test-lib: vet fmt-check
+	mk/racetest_test.sh
 	mk/racetest.sh $(GO) -count=1 ./...
 	@# The stack budgets hold only without the race detector's instrumentation.
 	$(GO) test -count=1 -run 'Stack' ./telemetry
