@@ -335,9 +335,11 @@ func TestExpand(t *testing.T) {
 
 func TestExpandLink(t *testing.T) {
 	vars := map[string]string{"tasks_url": "http://127.0.0.1:8080/debug/tasks"}
-	labels := map[string]string{"group": "app.ingest k&v"}
+	labels := map[string]string{"group": "app.ingest k&v", "odd": "a+b !'()*~"}
 	for _, c := range []struct{ in, want, err string }{
-		{in: GroupLinkURL, want: "http://127.0.0.1:8080/debug/tasks?group=app.ingest+k%26v"},
+		{in: GroupLinkURL, want: "http://127.0.0.1:8080/debug/tasks?group=app.ingest%20k%26v"},
+		// Grafana's percentencode: encodeURIComponent, and !'()* as well.
+		{in: "${__field.labels.odd:percentencode}", want: "a%2Bb%20%21%27%28%29%2A~"},
 		{in: "${tasks_url:raw}", want: "http://127.0.0.1:8080/debug/tasks"},
 		{in: "${tasks_url:percentencode}", want: "http%3A%2F%2F127.0.0.1%3A8080%2Fdebug%2Ftasks"},
 		{in: "${tasks_url}?group=${__field.labels.group:percentencode}", err: "${tasks_url} needs the format"},

@@ -73,7 +73,9 @@ func ExpandLink(link string, vars, labels map[string]string) (string, error) {
 		case format == "raw":
 			return v
 		case format == "percentencode":
-			return url.QueryEscape(v)
+			// Grafana's is encodeURIComponent with !'()* escaped too:
+			// QueryEscape's, but a space is %20, not +.
+			return strings.ReplaceAll(url.QueryEscape(v), "+", "%20")
 		default:
 			errs = append(errs, m+" needs the format raw or percentencode")
 		}
