@@ -273,14 +273,16 @@ type linkedSeries struct {
 // checkGroupLinks follows every data link of every series, as a click in
 // Grafana would (the Task page variable set to the demo's page): each link
 // opens the task page narrowed to the series' group, and the page shows
-// every group of that name that is open in the tree all along. Groups come
+// every group of that name that is open in the tree all along, and none of
+// another name, other than those below it or on its way from the root (a
+// link without its ?group= would show the whole tree). Groups come
 // and go (the demo's batch and job groups are shut down and made again), so
 // a group counts as open all along when a snapshot before the first link
 // and one after the last both have its ID open.
 func (s *stack) checkGroupLinks(t *testing.T, linked []linkedSeries) {
 	ctx := t.Context()
 	page := s.demoURL("/debug/tasks")
-	before, err := openGroups(ctx, page)
+	before, root, err := openGroups(ctx, page)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,34 +308,51 @@ func (s *stack) checkGroupLinks(t *testing.T, linked []linkedSeries) {
 			}
 		}
 	}
-	after, err := openGroups(ctx, page)
+	after, _, err := openGroups(ctx, page)
 	if err != nil {
 		t.Fatal(err)
 	}
-	shown := 0
+	// related: the page of group g shows the groups named g, those below
+	// them, those on the way from the root, and the root; no other.
+	related := func(name, g string) bool {
+		return name == g || name == root || strings.HasPrefix(name, g+".") || strings.HasPrefix(g, name+".")
+	}
+	shown, hidden := 0, 0
 	for u, body := range pages {
-		for _, id := range before[groupOf[u]] {
-			if !slices.Contains(after[groupOf[u]], id) {
-				continue
-			}
-			shown++
-			if !strings.Contains(body, fmt.Sprintf(`data-group-id="%d"`, id)) {
-				t.Errorf("%s does not show group %s (id %d), open all along", u, groupOf[u], id)
+		g := groupOf[u]
+		for name, ids := range before {
+			for _, id := range ids {
+				if !slices.Contains(after[name], id) {
+					continue
+				}
+				has := strings.Contains(body, fmt.Sprintf(`data-group-id="%d"`, id))
+				switch {
+				case name == g:
+					shown++
+					if !has {
+						t.Errorf("%s does not show group %s (id %d), open all along", u, g, id)
+					}
+				case !related(name, g):
+					hidden++
+					if has {
+						t.Errorf("%s shows group %s (id %d): not narrowed to %s", u, name, id, g)
+					}
+				}
 			}
 		}
 	}
-	if shown == 0 {
-		t.Errorf("none of %d group links led to a group open all along", len(pages))
+	if shown == 0 || hidden == 0 {
+		t.Errorf("%d group links led to %d groups open all along and hid %d others: want some of each", len(pages), shown, hidden)
 	}
-	t.Logf("followed %d group links; %d groups open all along shown", len(pages), shown)
+	t.Logf("followed %d group links; %d groups open all along shown, %d of other names hidden", len(pages), shown, hidden)
 }
 
 // openGroups returns the IDs of the open groups of the task page's tree,
-// by name.
-func openGroups(ctx context.Context, page string) (map[string][]uint64, error) {
+// by name, and the root's name.
+func openGroups(ctx context.Context, page string) (map[string][]uint64, string, error) {
 	var snap diagnostics.SnapshotJSON
 	if _, err := getJSON(ctx, page, &snap); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	open := map[string][]uint64{}
 	var walk func(g diagnostics.GroupJSON)
@@ -347,7 +366,7 @@ func openGroups(ctx context.Context, page string) (map[string][]uint64, error) {
 		}
 	}
 	walk(snap.Root)
-	return open, nil
+	return open, snap.Root.Name, nil
 }
 
 // checkAlertRules: Prometheus loaded deploy/prometheus/alerts.yml and
