@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # racetest.sh GO ARGS...: runs `GO test -race ARGS...`, and once more when
 # it failed only because Go 1.26's race runtime crashed (golang/go#78156:
-# "ThreadSanitizer: CHECK failed: tsan_rtl.cpp:346", or SIGSEGV in
-# runtime.(*timer).maybeRunChan, in processes that run many timers inside
-# testing/synctest bubbles). Only then: every package that failed must show
+# "ThreadSanitizer: CHECK failed: tsan_rtl.cpp:346", or :282, or SIGSEGV
+# in runtime.(*timer).maybeRunChan, in processes that run many timers
+# inside testing/synctest bubbles). Only then: every package that failed must show
 # that crash, and none a failing test (--- FAIL), a race report, a panic or
 # another fatal error. A package that failed otherwise (a fatal error, an
 # os.Exit in a test, a build failure) keeps the status, even next to a
@@ -23,7 +23,7 @@ fi
 # "FAIL\tpkg ..." or "?   \tpkg". crashed counts the failed packages that
 # crashed and nothing else; other, those that failed otherwise.
 read -r crashed other < <(awk '
-	/ThreadSanitizer: CHECK failed: tsan_rtl\.cpp:346|runtime\.\(\*timer\)\.maybeRunChan/ { sig = 1 }
+	/^ThreadSanitizer: CHECK failed: |runtime\.\(\*timer\)\.maybeRunChan/ { sig = 1 }
 	/--- FAIL|WARNING: DATA RACE|^panic: / { bad = 1 }
 	/^fatal error: / && !/^fatal error: unexpected signal during runtime execution/ { bad = 1 }
 	/^(ok  |\?   |FAIL)\t/ {

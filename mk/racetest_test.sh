@@ -52,6 +52,9 @@ $pass" 1 "$pass" 0
 check crash-then-fail 1 2 "$crash" 1 "--- FAIL: TestX (0.00s)
 FAIL	example.com/m/runtime	1.0s" 1
 check segv-then-pass 0 2 "$segv" 2 "$pass" 0
+# The same bug also fails other CHECKs of the race runtime (seen: :282).
+check check282-then-pass 0 2 'ThreadSanitizer: CHECK failed: tsan_rtl.cpp:282 "((!thr->slot_locked)) != (0)" (0x0, 0x0) (tid=24639)
+FAIL	example.com/m/runtime	1.5s' 1 "$pass" 0
 check crash-twice 1 2 "$crash" 1 "$crash" 1
 check test-fails 1 1 "--- FAIL: TestX (0.00s)
     x_test.go:9: ThreadSanitizer: CHECK failed: tsan_rtl.cpp:346
