@@ -45,8 +45,11 @@ func rate(series, sel string) string {
 // histogram answers where Prometheus scrapes it: its buckets are 9 % wide,
 // while the classic buckets, a few per decade, put a quantile near a
 // bucket's upper bound, several times the true value. The classic buckets
-// answer for the series that have no native histogram (a Prometheus that
-// does not scrape them).
+// answer where no series of an aggregated label set has a native
+// histogram (a Prometheus that does not scrape them). The choice comes
+// after the aggregation, as quantiles cannot be summed: in a fleet where
+// some instances of a group and task have native histograms and others
+// only classic ones, the quantile reads the native ones alone.
 func quantiles(histogram, sel, by, legend string, qs ...float64) []target {
 	ts := make([]target, len(qs))
 	for i, q := range qs {
