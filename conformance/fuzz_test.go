@@ -70,9 +70,9 @@ type fuzzTask struct {
 }
 
 type chState struct {
+	*randomwork.Input // the fuzz input, decoded into operations
+
 	t       *testing.T
-	data    []byte
-	pos     int
 	w       *work
 	req     context.Context
 	sup     *runtime.Supervisor
@@ -81,21 +81,6 @@ type chState struct {
 	exts    []context.Context
 	extStop []context.CancelCauseFunc
 	bg      sync.WaitGroup
-	seq     int
-}
-
-func (s *chState) byte() byte {
-	if s.pos >= len(s.data) {
-		return 0
-	}
-	b := s.data[s.pos]
-	s.pos++
-	return b
-}
-
-func (s *chState) newErr(what string) error {
-	s.seq++
-	return fmt.Errorf("%s %d", what, s.seq)
 }
 
 func runChannels(t *testing.T, data []byte) {
@@ -107,14 +92,14 @@ func runChannels(t *testing.T, data []byte) {
 	if len(data) > 0 && data[0]&0x80 != 0 {
 		opts = append(opts, runtime.CancelOnError())
 	}
-	s := &chState{t: t, data: data, w: newWork(t, tracer), req: reqCtx}
+	s := &chState{t: t, Input: randomwork.NewInput(data), w: newWork(t, tracer), req: reqCtx}
 	s.sup = runtime.New("fz", opts...)
 	s.groups = []chGroup{{g: s.sup}}
 	for range 3 {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		s.exts, s.extStop = append(s.exts, ctx), append(s.extStop, cancel)
 	}
-	for n := 0; n < chMaxOps && s.pos < len(data); n++ {
+	for n := 0; n < chMaxOps && s.More(); n++ {
 		s.op()
 	}
 
@@ -200,7 +185,7 @@ func (ft *fuzzTask) body(ctx context.Context, s *chState, b byte, every bool) er
 // contexts), WithParent (the request), LongRunning (which an Every task
 // needs not, but may have).
 func (s *chState) taskOpts(ft *fuzzTask) []runtime.TaskOption {
-	b := s.byte()
+	b := s.Byte()
 	var opts []runtime.TaskOption
 	if b&1 != 0 {
 		opts = append(opts, runtime.WithCancelOn(s.exts[int(b>>4)%len(s.exts)]))
@@ -225,10 +210,10 @@ func (s *chState) add(ft *fuzzTask) {
 	s.tasks = append(s.tasks, ft)
 }
 
-func (s *chState) pickGroup() chGroup { return s.groups[int(s.byte())%len(s.groups)] }
+func (s *chState) pickGroup() chGroup { return s.groups[int(s.Byte())%len(s.groups)] }
 
 func (s *chState) deadline() (context.Context, context.CancelFunc) {
-	d := time.Duration(s.byte()%4) * time.Millisecond
+	d := time.Duration(s.Byte()%4) * time.Millisecond
 	if d == 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -248,11 +233,11 @@ func (s *chState) shutdown(g interface{ Shutdown(context.Context) error }, d tim
 }
 
 func (s *chState) op() {
-	switch op := s.byte() % 13; op {
+	switch op := s.Byte() % 13; op {
 	case 0, 1: // Go
 		g := s.pickGroup()
-		b := s.byte()
-		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.newErr("task failure")}
+		b := s.Byte()
+		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.NewErr("task failure")}
 		opts := s.taskOpts(ft)
 		name := fmt.Sprint("go", b%10)
 		if ft.sp.LongRunning {
@@ -262,9 +247,9 @@ func (s *chState) op() {
 		s.add(ft)
 	case 2: // Every
 		g := s.pickGroup()
-		interval := time.Duration(1+s.byte()%3) * time.Millisecond
-		pattern := []byte{s.byte(), s.byte(), s.byte()}
-		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.newErr("run failure")}
+		interval := time.Duration(1+s.Byte()%3) * time.Millisecond
+		pattern := []byte{s.Byte(), s.Byte(), s.Byte()}
+		ft := &fuzzTask{id: make(chan uint64, 1), release: make(chan struct{}), err: s.NewErr("run failure")}
 		opts := s.taskOpts(ft)
 		name := periodic + "run"
 		if ft.sp.LongRunning {
@@ -282,7 +267,7 @@ func (s *chState) op() {
 		s.add(ft)
 	case 3: // a sub-group, fail-fast or not; names repeat
 		p := s.pickGroup()
-		b := s.byte()
+		b := s.Byte()
 		var opts []runtime.GroupOption
 		if b&1 != 0 {
 			opts = append(opts, runtime.CancelOnError())
@@ -290,20 +275,20 @@ func (s *chState) op() {
 		g := p.g.Group([]string{"a", "b", "c"}[int(b>>1)%3], opts...)
 		s.groups = append(s.groups, chGroup{g: g, group: g})
 	case 4: // Task.Cancel
-		b, c := s.byte(), s.byte()
+		b, c := s.Byte(), s.Byte()
 		if len(s.tasks) == 0 {
 			return
 		}
 		var cause error
 		if c&1 != 0 {
-			cause = s.newErr("task cancel")
+			cause = s.NewErr("task cancel")
 		}
 		s.tasks[int(b)%len(s.tasks)].task.Cancel(cause)
 	case 5: // Group.Cancel
 		g := s.pickGroup()
 		var cause error
-		if s.byte()&1 != 0 {
-			cause = s.newErr("group cancel")
+		if s.Byte()&1 != 0 {
+			cause = s.NewErr("group cancel")
 		}
 		g.g.Cancel(cause)
 	case 6: // Wait
@@ -317,19 +302,19 @@ func (s *chState) op() {
 		_ = g.g.Shutdown(ctx)
 		cancel()
 	case 8:
-		time.Sleep(time.Duration(1+s.byte()%4) * time.Millisecond)
+		time.Sleep(time.Duration(1+s.Byte()%4) * time.Millisecond)
 	case 9:
 		synctest.Wait()
 	case 10: // an external context ends
-		s.extStop[int(s.byte())%len(s.exts)](s.newErr("external"))
+		s.extStop[int(s.Byte())%len(s.exts)](s.NewErr("external"))
 	case 11: // a stubborn task is released
-		b := s.byte()
+		b := s.Byte()
 		if len(s.tasks) > 0 {
 			s.tasks[int(b)%len(s.tasks)].unblock()
 		}
 	case 12: // a Shutdown in the background, overlapping what comes next
 		g := s.pickGroup()
-		d := time.Duration(s.byte()%4) * time.Millisecond
+		d := time.Duration(s.Byte()%4) * time.Millisecond
 		s.bg.Go(func() { s.shutdown(g.g, d) })
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/taskscope/taskscope/internal/randomwork"
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/runtime/runtimetest"
 )
@@ -98,9 +99,9 @@ type opSnap struct {
 }
 
 type opState struct {
+	*randomwork.Input // the fuzz input, decoded into operations
+
 	t       *testing.T
-	data    []byte
-	pos     int
 	sup     *runtime.Supervisor
 	rec     *runtimetest.Recorder
 	groups  []*opGroup
@@ -113,22 +114,12 @@ type opState struct {
 
 	abortMu sync.Mutex
 	abortBy map[uint64]string // task ID → the group whose Shutdown's AbortError listed it
-	seq     int               // names errors
 }
 
-func (s *opState) byte() byte {
-	if s.pos >= len(s.data) {
-		return 0
-	}
-	b := s.data[s.pos]
-	s.pos++
-	return b
-}
-
-func (s *opState) pickGroup() int { return int(s.byte()) % len(s.groups) }
+func (s *opState) pickGroup() int { return int(s.Byte()) % len(s.groups) }
 
 func (s *opState) pickTask() *opTask {
-	b := s.byte()
+	b := s.Byte()
 	if len(s.tasks) == 0 {
 		return nil
 	}
@@ -176,14 +167,9 @@ func (s *opState) groupIndex(id uint64) int {
 	return -1
 }
 
-func (s *opState) newErr(what string) error {
-	s.seq++
-	return fmt.Errorf("%s %d", what, s.seq)
-}
-
 func runOps(t *testing.T, data []byte) {
 	rec := &runtimetest.Recorder{}
-	s := &opState{t: t, data: data, rec: rec, abortBy: map[uint64]string{}}
+	s := &opState{t: t, Input: randomwork.NewInput(data), rec: rec, abortBy: map[uint64]string{}}
 	rootOpts := []runtime.Option{runtime.WithObserver(rec)}
 	if len(data) > 0 && data[0]&0x80 != 0 {
 		rootOpts = append(rootOpts, runtime.CancelOnError())
@@ -198,14 +184,14 @@ func runOps(t *testing.T, data []byte) {
 	pcancel() // canceled: that must not reach the tasks spawned WithParent
 	s.parent = pctx
 
-	for n := 0; n < opMaxOps && s.pos < len(data) && !t.Failed(); n++ {
+	for n := 0; n < opMaxOps && s.More() && !t.Failed(); n++ {
 		s.op()
 	}
 	s.finish()
 }
 
 func (s *opState) taskOpts(ot *opTask) []runtime.TaskOption {
-	b := s.byte()
+	b := s.Byte()
 	var opts []runtime.TaskOption
 	if b&1 != 0 {
 		opts = append(opts, runtime.WithCancelOn(s.exts[int(b>>4)%len(s.exts)]))
@@ -272,11 +258,11 @@ func (ot *opTask) body(ctx context.Context, b byte) error {
 
 func (s *opState) op() {
 	t := s.t
-	switch op := s.byte() % 16; op {
+	switch op := s.Byte() % 16; op {
 	case 0, 1: // Go
 		gi := s.pickGroup()
-		ot := &opTask{group: gi, behave: s.byte(), release: make(chan struct{})}
-		ot.err = s.newErr("task failure")
+		ot := &opTask{group: gi, behave: s.Byte(), release: make(chan struct{})}
+		ot.err = s.NewErr("task failure")
 		opts := s.taskOpts(ot)
 		if ot.behave%9 == 7 {
 			ot.behave = 0 // ErrStop means nothing special to Go
@@ -286,9 +272,9 @@ func (s *opState) op() {
 		s.checkSpawn(ot)
 	case 2: // Every
 		gi := s.pickGroup()
-		interval := time.Duration(1+s.byte()%5) * time.Millisecond
-		ot := &opTask{group: gi, every: true, pattern: []byte{s.byte(), s.byte(), s.byte()}, release: make(chan struct{})}
-		ot.err = s.newErr("run failure")
+		interval := time.Duration(1+s.Byte()%5) * time.Millisecond
+		ot := &opTask{group: gi, every: true, pattern: []byte{s.Byte(), s.Byte(), s.Byte()}, release: make(chan struct{})}
+		ot.err = s.NewErr("run failure")
 		opts := s.taskOpts(ot)
 		var run int
 		var mu sync.Mutex
@@ -303,7 +289,7 @@ func (s *opState) op() {
 		s.checkSpawn(ot)
 	case 3: // a sub-group
 		pi := s.pickGroup()
-		b := s.byte()
+		b := s.Byte()
 		var opts []runtime.GroupOption
 		if b&1 != 0 {
 			opts = append(opts, runtime.CancelOnError())
@@ -316,32 +302,32 @@ func (s *opState) op() {
 		s.groups = append(s.groups, &opGroup{g: g, id: g.ID(), parent: pi, failFast: b&1 != 0})
 	case 4: // Task.Cancel
 		ot := s.pickTask()
-		b := s.byte()
+		b := s.Byte()
 		if ot == nil {
 			return
 		}
 		var cause error
 		if b&1 != 0 {
-			cause = s.newErr("task cancel")
+			cause = s.NewErr("task cancel")
 		}
 		ot.task.Cancel(cause)
 	case 5: // Group.Cancel
 		gi := s.pickGroup()
 		var cause error
-		if s.byte()&1 != 0 {
-			cause = s.newErr("group cancel")
+		if s.Byte()&1 != 0 {
+			cause = s.NewErr("group cancel")
 		}
 		s.groups[gi].g.Cancel(cause)
 	case 6: // Wait with a timeout
 		gi := s.pickGroup()
-		d := time.Duration(s.byte()%8) * time.Millisecond
+		d := time.Duration(s.Byte()%8) * time.Millisecond
 		s.wait(gi, d)
 	case 7: // Shutdown with a deadline
 		gi := s.pickGroup()
-		d := time.Duration(s.byte()%4) * time.Millisecond
+		d := time.Duration(s.Byte()%4) * time.Millisecond
 		s.shutdown(gi, d)
 	case 8:
-		time.Sleep(time.Duration(1+s.byte()%4) * time.Millisecond)
+		time.Sleep(time.Duration(1+s.Byte()%4) * time.Millisecond)
 	case 9:
 		synctest.Wait()
 	case 10: // Snapshot
@@ -382,8 +368,8 @@ func (s *opState) op() {
 			}
 		}
 	case 12: // an external context ends
-		i := int(s.byte()) % len(s.exts)
-		s.extStop[i](s.newErr("external"))
+		i := int(s.Byte()) % len(s.exts)
+		s.extStop[i](s.NewErr("external"))
 	case 13: // a stubborn task is released
 		if ot := s.pickTask(); ot != nil {
 			select {
@@ -400,7 +386,7 @@ func (s *opState) op() {
 		}
 	case 15: // Shutdown in the background, overlapping what comes next
 		gi := s.pickGroup()
-		d := time.Duration(s.byte()%4) * time.Millisecond
+		d := time.Duration(s.Byte()%4) * time.Millisecond
 		g, before := s.groups[gi].g, s.subtreeTasks(gi)
 		s.bg.Go(func() { s.shutdownOf(g, before, d) })
 	}

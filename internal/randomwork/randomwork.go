@@ -2,6 +2,7 @@
 // tests (runtime's and telemetry's): seeds, a tree of groups that grows as
 // the workload runs, task bodies of every kind, and the deadlines of its
 // Waits and Shutdowns. Each test adds operations and checks of its own.
+// Input reads the input of the stateful fuzz tests.
 package randomwork
 
 import (

@@ -199,3 +199,24 @@ func TestOptions(t *testing.T) {
 		}
 	})
 }
+
+// An Input reads its bytes in order, then zeros; its errors all differ.
+func TestInput(t *testing.T) {
+	in := randomwork.NewInput([]byte{7, 9})
+	var got []byte
+	var more []bool
+	for range 4 {
+		more = append(more, in.More())
+		got = append(got, in.Byte())
+	}
+	if want := []byte{7, 9, 0, 0}; !slices.Equal(got, want) {
+		t.Errorf("bytes = %v, want %v", got, want)
+	}
+	if want := []bool{true, true, false, false}; !slices.Equal(more, want) {
+		t.Errorf("More = %v, want %v", more, want)
+	}
+	a, b := in.NewErr("task failure"), in.NewErr("task failure")
+	if a.Error() != "task failure 1" || b.Error() != "task failure 2" || errors.Is(a, b) {
+		t.Errorf("errors %q and %q: want task failure 1 and 2, distinct", a, b)
+	}
+}
