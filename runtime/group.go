@@ -188,7 +188,7 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 			c.cancel(context.Cause(g.ctx))
 		}
 		if len(g.children) == cap(g.children) {
-			g.childrenLocked() // drop the collected ones before growing
+			g.pruneLocked() // drop the collected ones before growing
 		}
 		g.children = append(g.children, weak.Make(c))
 	}
@@ -196,21 +196,23 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	return c
 }
 
-// childrenLocked returns g's child groups in creation order, and drops
-// from g.children those collected. A group stays while anything holds it:
-// a task of it (running or abandoned), a child group, its
-// [Group.Context], or the application. Called with g.mu held.
+// pruneLocked drops from g.children the groups collected. A group stays
+// while anything holds it: a task of it (running or abandoned), a child
+// group, its [Group.Context], or the application. Called with g.mu held.
+func (g *Group) pruneLocked() {
+	g.children = slices.DeleteFunc(g.children, func(w weak.Pointer[Group]) bool { return w.Value() == nil })
+}
+
+// childrenLocked returns g's child groups in creation order, pruning
+// first. Called with g.mu held.
 func (g *Group) childrenLocked() []*Group {
+	g.pruneLocked()
 	live := make([]*Group, 0, len(g.children))
-	kept := g.children[:0]
 	for _, w := range g.children {
-		if c := w.Value(); c != nil {
+		if c := w.Value(); c != nil { // nil if collected since the prune
 			live = append(live, c)
-			kept = append(kept, w)
 		}
 	}
-	clear(g.children[len(kept):])
-	g.children = kept
 	return live
 }
 
@@ -508,7 +510,8 @@ func (g *Group) idleChan() <-chan struct{} {
 func (g *Group) maybeDetach() {
 	g.mu.Lock()
 	p := g.parent
-	if !g.shut || g.detached || p == nil || g.head != nil || len(g.childrenLocked()) > 0 {
+	g.pruneLocked()
+	if !g.shut || g.detached || p == nil || g.head != nil || len(g.children) > 0 {
 		g.mu.Unlock()
 		return
 	}
