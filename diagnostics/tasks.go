@@ -55,6 +55,14 @@ type tasksHandler struct {
 // group is a section with data-group="<dotted name>", each task a row with
 // data-task-id and data-state.
 //
+// No event says that a group is gone when the runtime collects one that
+// nobody holds (a group per request, dropped after its Wait), so the page
+// keeps the sections of open groups the stream emptied only while they are
+// among the newest 64 (the tree's data-idle-limit), then forgets them: a
+// page left open does not grow with the requests. A forgotten group that
+// is still there reappears with its next task; a reload shows every group
+// the process has.
+//
 // ?group= (repeatable) narrows the tree to the groups of that dotted name
 // and their descendants, matched as [GroupPrefix] matches events:
 // "app.ingest" (or "app.ingest.") is every group named app.ingest, and

@@ -361,3 +361,116 @@ func servedState(sup *runtime.Supervisor, query string) (pageState, error) {
 	}
 	return stateOf(snap), nil
 }
+
+// TestTaskPageForgetsDroppedGroups: a service that makes a group per
+// request and drops it after its Wait leaves the runtime nothing to keep
+// (it collects such groups, and tells nobody), but the page made a section
+// for each from its first spawn. Left open, the page must not grow with
+// the requests: it keeps at most its idle limit (the #tree element's
+// data-idle-limit) of sections emptied while it watched, forgetting the
+// oldest, and still shows every task the server has, in groups the server
+// has. It follows all that from the stream, with no snapshot re-fetch. A
+// group whose section was forgotten but which is still there gets it back
+// with its next task, in the right place.
+func TestTaskPageForgetsDroppedGroups(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	release := make(chan struct{})
+	defer close(release)
+	waiting := func(ctx context.Context) error { <-ctx.Done(); <-release; return nil }
+	quick := func(context.Context) error { return nil }
+	ctx := servePage(t, sup, stream, nil, "")
+	limit, err := chromedp.Run(ctx, chromedp.Evaluate[int](`Number(document.getElementById("tree").dataset.idleLimit)`))
+	must(t, err)
+	if limit < 1 {
+		t.Fatalf("the page's idle limit is %d", limit)
+	}
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
+	must(t, err)
+	var page idlePageState
+	converge := func(what string, sections int) {
+		t.Helper()
+		err := poll(ctx, "the page to show what the server has after "+what, 20*time.Second, 100*time.Millisecond, nil,
+			func(ctx context.Context) (bool, error) {
+				var err error
+				page, err = chromedp.Run(ctx, chromedp.Evaluate[idlePageState](idlePageStateJS))
+				if err != nil {
+					return false, err
+				}
+				server := serverState(sup)
+				if !maps.Equal(page.Tasks, server.Tasks) {
+					return false, fmt.Errorf("tasks: page %v, server %v", page.Tasks, server.Tasks)
+				}
+				// The runtime may have collected the groups of idle sections.
+				for _, g := range page.Busy {
+					if !slices.Contains(server.Groups, g) {
+						return false, fmt.Errorf("the page shows group %s with tasks; the server has %v", g, server.Groups)
+					}
+				}
+				if page.Sections > sections {
+					return false, fmt.Errorf("the page has %d sections, want at most %d", page.Sections, sections)
+				}
+				return true, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sup.Group("serve").Go("listen", waiting)
+	web := sup.Group("http")
+	kept := web.Group("kept") // held by the test: forgotten by the page, not by the runtime
+	kept.Go("first", quick)
+	// In bursts the page follows without lagging.
+	const requests, burst = 300, 30
+	for i := range requests {
+		req := web.Group("request")
+		req.Go("handle", quick)
+		req.Group("db").Go("query", quick)
+		must(t, req.Wait(context.Background()))
+		if (i+1)%burst == 0 {
+			seq := sup.Snapshot().Seq
+			must(t, poll(ctx, "the page to catch up", 20*time.Second, 10*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+				status, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status").textContent`))
+				return status == fmt.Sprint("live · seq ", seq), err
+			}))
+		}
+	}
+	// Each request's idle sections are its group and its db group; root,
+	// serve and http are the others.
+	converge(fmt.Sprint(requests, " requests"), 2*limit+3)
+	resyncs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__resyncs`))
+	must(t, err)
+	if resyncs != 0 {
+		t.Errorf("the page fetched %d snapshots: it should have followed the stream alone", resyncs)
+	}
+	t.Logf("after %d per-request groups the page has %d sections (idle limit %d)", requests, page.Sections, limit)
+
+	// kept went idle first: its section is long forgotten.
+	again := kept.Group("again")
+	again.Go("later", waiting)
+	converge("a task in a group under a forgotten one", 2*limit+5)
+	want := fmt.Sprintf("%s#%d^%d", again.Name(), again.ID(), kept.ID())
+	if !slices.Contains(page.Busy, want) {
+		t.Errorf("the page shows %v, not %s", page.Busy, want)
+	}
+}
+
+// idlePageState is pageState's tasks, the page's sections with a task
+// below them ("name#id^parent flags", as pageState's groups), and how many
+// sections there are.
+type idlePageState struct {
+	Tasks    map[string]string `json:"tasks"`
+	Busy     []string          `json:"busy"`
+	Sections int               `json:"sections"`
+}
+
+const idlePageStateJS = `(() => {
+  const all = ` + pageStateJS + `;
+  const sections = Array.from(document.querySelectorAll("#tree section.group"));
+  return {
+    tasks: all.tasks,
+    busy: all.groups.filter((_, i) => sections[i].querySelector("tr[data-task-id]") !== null),
+    sections: sections.length,
+  };
+})()`
