@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/taskscope/taskscope/internal/errtext"
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -15,6 +16,10 @@ import (
 // keys the telemetry spans use (taskscope.group, taskscope.task.name,
 // taskscope.task.id as an int64, taskscope.task.outcome,
 // taskscope.cancel.cause, error.type, exception.stacktrace, ...).
+// Where a task aborted at a shutdown deadline was stuck is on its aborted
+// record (taskscope.task.stack), once: its finished record and the
+// group's shutdown_finished one (whose error is logged as its message)
+// do not repeat it.
 //
 // A record whose level the logger does not enable costs one level check
 // and no allocation, so lifecycle records can stay wired in production
@@ -160,10 +165,16 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
 			slog.String(keyExcMessage, fmt.Sprint(pe.Value)),
 			slog.String(keyExcStack, string(stack)))
+	case ev.Kind == runtime.KindGroupShutdownDone:
+		// Its message (an *AbortError's): a text handler prints an error
+		// with %+v, which adds the stacks already on the aborted records.
+		a = append(a, slog.String(keyError, errtext.Text(ev.Err)))
 	default:
 		a = append(a, slog.Any(keyError, ev.Err))
 	}
-	if pe == nil && len(ev.Stack) > 0 {
+	// Where an aborted task was stuck: on its aborted record, not again on
+	// the finished one that follows it.
+	if ev.Kind == runtime.KindTaskAborted && len(ev.Stack) > 0 {
 		a = append(a, slog.String(keyTaskStack, string(ev.Stack)))
 	}
 	if ev.Duration > 0 {

@@ -1,6 +1,7 @@
 package diagnostics_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ func TestLogObserverRecords(t *testing.T) {
 	with := func(f func(*runtime.Event)) runtime.Event { ev := task; f(&ev); return ev }
 	stack := []byte("goroutine 7 [running]:\nexample.com/pkg.fetch()\n")
 	closed := fmt.Errorf("group shut down: %w", runtime.ErrClosed)
+	aborted := &runtime.AbortError{Group: "runtime", Aborted: []runtime.TaskInfo{{Group: "runtime.ingest", Name: "fetch", ID: 7, Stack: string(stack)}}}
 
 	tests := []struct {
 		name    string
@@ -77,6 +79,13 @@ func TestLogObserverRecords(t *testing.T) {
 		}), slog.LevelWarn, "task abandoned at shutdown deadline",
 			map[string]any{"taskscope.task.outcome": "aborted", "error.type": "aborted", "error": runtime.ErrAborted.Error(), "taskscope.task.stack": string(stack)},
 			[]string{"exception.stacktrace"}},
+		// The aborted record above has the stack: the finished one that
+		// follows it, and the shutdown's, do not repeat it.
+		{"finished aborted", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err, e.Stack = runtime.KindTaskFinished, runtime.Aborted, runtime.ErrAborted, stack
+		}), slog.LevelWarn, "task aborted",
+			map[string]any{"taskscope.task.outcome": "aborted", "error": runtime.ErrAborted.Error()},
+			[]string{"taskscope.task.stack", "exception.stacktrace"}},
 		{"cancel requested", with(func(e *runtime.Event) {
 			e.Kind, e.Err, e.Cause = runtime.KindTaskCancelRequested, context.Canceled, context.Canceled
 		}),
@@ -86,9 +95,9 @@ func TestLogObserverRecords(t *testing.T) {
 			e.Kind, e.Outcome, e.Err, e.Run, e.Interval = runtime.KindTaskRunFinished, runtime.Error, errors.New("scrape"), 3, time.Minute
 		}), slog.LevelWarn, "periodic run failed",
 			map[string]any{"taskscope.task.run": int64(3), "taskscope.task.interval": "1m0s", "error": "scrape"}, nil},
-		{"shutdown aborted", runtime.Event{Kind: runtime.KindGroupShutdownDone, Group: "runtime", Drained: 2, Aborted: 1, Duration: time.Second},
+		{"shutdown aborted", runtime.Event{Kind: runtime.KindGroupShutdownDone, Group: "runtime", Drained: 2, Aborted: 1, Duration: time.Second, Err: aborted},
 			slog.LevelWarn, "group shutdown aborted tasks",
-			map[string]any{"taskscope.group": "runtime", "taskscope.shutdown.drained": int64(2), "taskscope.shutdown.aborted": int64(1)},
+			map[string]any{"taskscope.group": "runtime", "taskscope.shutdown.drained": int64(2), "taskscope.shutdown.aborted": int64(1), "error": aborted.Error()},
 			[]string{"taskscope.task.id", "taskscope.task.name"}},
 		{"group cancel", runtime.Event{Kind: runtime.KindGroupCancelRequested, Group: "runtime", Err: context.Canceled, Cause: context.Canceled},
 			slog.LevelInfo, "group cancel requested", map[string]any{"taskscope.cancel.cause": "canceled"}, []string{"taskscope.task.id"}},
@@ -134,6 +143,40 @@ func TestLogObserverRecords(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogObserverStackOnce: slog's text handler prints an error value
+// with %+v, which for a shutdown's *runtime.AbortError adds every aborted
+// task's stack. A task aborted at a shutdown deadline has three records
+// (aborted, finished, the group's shutdown_finished); its stack must be on
+// one, the aborted one.
+func TestLogObserverStackOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var out bytes.Buffer
+		log := diagnostics.NewLogObserver(slog.New(slog.NewTextHandler(&out, nil)))
+		sup := runtime.New("svc", runtime.WithObserver(log))
+		release := make(chan struct{})
+		sup.Go("stuck", func(context.Context) error { <-release; return nil })
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := sup.Shutdown(ctx); !errors.Is(err, runtime.ErrAborted) {
+			t.Fatalf("Shutdown = %v, want an abort", err)
+		}
+		close(release)
+		synctest.Wait() // the late exit
+		frames := 0
+		for line := range strings.Lines(out.String()) {
+			if n := strings.Count(line, "log_test.go:"); n > 0 {
+				frames++
+				if !strings.Contains(line, "event="+runtime.KindTaskAborted) {
+					t.Errorf("a stack in a record other than the aborted one:\n%s", line)
+				}
+			}
+		}
+		if frames != 1 {
+			t.Errorf("%d records with the stuck task's stack, want 1:\n%s", frames, out.String())
+		}
+	})
 }
 
 // TestLogObserverSupervisor runs real tasks: the spawned event, which
