@@ -16,10 +16,11 @@
 //     counterpart of errgroup's zero Group per batch: both are a fresh,
 //     unshared root that is dropped after Wait. "taskscope.subgroup" is the
 //     long-lived-supervisor pattern instead: one supervisor, a child group
-//     per batch, and Shutdown after Wait (without Shutdown a drained child
-//     group is never detached from its parent, so a group per batch would
-//     grow the tree without bound). "taskscope.reuse" is how a service
-//     uses its supervisor: one, long-lived, waited on after each batch.
+//     per batch, and Shutdown after Wait, which detaches the group from
+//     its parent at once (a group merely dropped is detached when the GC
+//     collects it; runtime's BenchmarkGroupPerRequest measures that).
+//     "taskscope.reuse" is how a service uses its supervisor: one,
+//     long-lived, waited on after each batch.
 //   - suture: one long-lived supervisor; each task is a one-shot service
 //     (Add, then Serve returns ErrDoNotRestart). A batch has ended when
 //     every Serve has returned and Services() is empty, that is when the
