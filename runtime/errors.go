@@ -52,9 +52,10 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// TaskError is the cancellation cause a [CancelOnError] group receives from
-// its first failing task. It unwraps to the task's error, so errors.Is and
-// errors.As see the original error as with errgroup.
+// TaskError names a task and its error: what [Group.Err] returns, and the
+// cancellation cause a [CancelOnError] group receives from its first
+// failing task. It unwraps to the task's error, so errors.Is and errors.As
+// see the original error as with errgroup.
 type TaskError struct {
 	Group  string
 	Task   string

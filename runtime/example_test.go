@@ -77,6 +77,30 @@ func ExampleGroup_Err() {
 	// groups left: 0
 }
 
+// A group per request, used as an errgroup: Wait, then Err. Once the
+// supervisor is shut down, the request's tasks are refused, never run,
+// and Err says so.
+func ExampleGroup_Err_perRequest() {
+	sup := runtime.New("api")
+	handle := func(ctx context.Context) error {
+		g := sup.Group("request")
+		g.Go("users", func(context.Context) error { return nil })
+		g.Go("orders", func(context.Context) error { return errors.New("orders: timeout") })
+		if err := g.Wait(ctx); err != nil {
+			return err
+		}
+		return g.Err()
+	}
+	fmt.Println(handle(context.Background()))
+
+	_ = sup.Shutdown(context.Background())
+	err := handle(context.Background())
+	fmt.Println(errors.Is(err, runtime.ErrClosed))
+	// Output:
+	// taskscope: task api.request/orders#2 failed: orders: timeout
+	// true
+}
+
 func ExampleGroup_Shutdown() {
 	sup := runtime.New("app")
 	release := make(chan struct{})

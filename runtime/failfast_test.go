@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	goruntime "runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -44,8 +45,13 @@ func TestCancelOnError(t *testing.T) {
 					}
 					sup.Cancel(nil)
 					mustWait(t, sup)
-					if err := g.Err(); err != nil {
-						t.Fatalf("Err() = %v, want nil: no failure canceled the group", err)
+					// Err is still the first error, as errgroup's Wait returns it.
+					var te *runtime.TaskError
+					switch err := g.Err(); {
+					case failing.Result().Err == nil && err != nil:
+						t.Fatalf("Err() = %v, want nil: every task returned nil", err)
+					case failing.Result().Err != nil && (!errors.As(err, &te) || te.TaskID != failing.ID() || !errors.Is(err, errFirst)):
+						t.Fatalf("Err() = %v, want the failing task's *TaskError", err)
 					}
 					return
 				}
@@ -134,9 +140,10 @@ func TestCancelOnErrorCancelsBeforeObserversAreTold(t *testing.T) {
 	})
 }
 
-// Err names only the failure that canceled the group: not one that came
-// after a Cancel, nor a child group's, nor a later sibling's.
-func TestGroupErrOnlyTheFailureThatCanceled(t *testing.T) {
+// Err is the group's first error: in a fail-fast group canceled otherwise
+// first, a later failure, though it canceled nothing; never a child
+// group's; not a later sibling's.
+func TestGroupErrIsTheFirst(t *testing.T) {
 	boom := func(context.Context) error { return errors.New("boom") }
 	bubble(t, func(t *testing.T) {
 		sup := runtime.New("")
@@ -154,13 +161,16 @@ func TestGroupErrOnlyTheFailureThatCanceled(t *testing.T) {
 		<-twice.Go("second", boom).Done()
 		mustWait(t, sup)
 
-		if err := canceledFirst.Err(); err != nil {
-			t.Errorf("canceled, then a task failed: Err() = %v, want nil", err)
+		var te *runtime.TaskError
+		if err := canceledFirst.Err(); !errors.As(err, &te) || te.Task != "late" || context.Cause(canceledFirst.Context()).Error() != "operator" {
+			t.Errorf("canceled, then a task failed: Err() = %v (cause %v), want the failure, the cause unchanged", err, context.Cause(canceledFirst.Context()))
 		}
 		if err := parent.Err(); err != nil {
 			t.Errorf("a child group's task failed: parent's Err() = %v, want nil", err)
 		}
-		var te *runtime.TaskError
+		if err := child.Err(); !errors.As(err, &te) || te.Task != "deep" {
+			t.Errorf("child's Err() = %v, want its task's failure", err)
+		}
 		if err := twice.Err(); !errors.As(err, &te) || te.TaskID != first.ID() {
 			t.Errorf("two failures: Err() = %v, want the first's *TaskError", err)
 		}
@@ -217,8 +227,89 @@ func TestConcurrentCancelRequestsOneIsFirst(t *testing.T) {
 		switch err := g.Err(); {
 		case errors.As(cause, &te) && err != cause:
 			t.Fatalf("round %d: a failure canceled the group (%.60v), but Err() = %.60v", i, cause, err)
-		case !errors.As(cause, &te) && err != nil:
-			t.Fatalf("round %d: %.60v came first, but Err() = %.60v", i, cause, err)
+		case !errors.As(cause, &te) && (!errors.As(err, &te) || te.Task != "crash"):
+			// The crashes panicked all the same: the first is the
+			// group's error, though it canceled nothing.
+			t.Fatalf("round %d: %.60v came first; Err() = %.60v, want a crash's panic", i, cause, err)
 		}
+	}
+}
+
+// TestGroupErrSources: Err is the first non-nil Result.Err of the group's
+// tasks, whatever ended them, in any group, wrapped in a *TaskError naming
+// the task.
+func TestGroupErrSources(t *testing.T) {
+	errFn := errors.New("fn failed")
+	errStop := errors.New("stop")
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		run  func(g *runtime.Group, release <-chan struct{}) *runtime.Task
+		errs bool  // the task's Result().Err, and so Err, is not nil
+		want error // what it wraps (errors.Is), when errs
+	}{
+		{"success", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			return g.Go("ok", func(context.Context) error { return nil })
+		}, false, nil},
+		{"error", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			return g.Go("fails", func(context.Context) error { return errFn })
+		}, true, errFn},
+		{"panic", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			return g.Go("panics", panicsWithBoom)
+		}, true, nil},
+		{"goexit", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			return g.Go("exits", func(context.Context) error { goruntime.Goexit(); return nil })
+		}, true, runtime.ErrGoexit},
+		{"canceled, returns its cause", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			task := g.Go("stops", func(ctx context.Context) error { <-ctx.Done(); return context.Cause(ctx) })
+			g.Cancel(errStop)
+			return task
+		}, true, errStop},
+		{"canceled, returns nil", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			task := g.Go("stops", func(ctx context.Context) error { <-ctx.Done(); return nil })
+			g.Cancel(errStop)
+			return task
+		}, false, nil},
+		{"refused by the closed group", func(g *runtime.Group, _ <-chan struct{}) *runtime.Task {
+			if err := g.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return g.Go("late", func(context.Context) error { return nil })
+		}, true, runtime.ErrClosed},
+		{"aborted", func(g *runtime.Group, release <-chan struct{}) *runtime.Task {
+			task := g.Go("stuck", func(context.Context) error { <-release; return nil })
+			if err := g.Shutdown(expired); !errors.Is(err, runtime.ErrAborted) {
+				t.Fatalf("Shutdown = %v, want an abort", err)
+			}
+			return task
+		}, true, runtime.ErrAborted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup := runtime.New("app")
+				g := sup.Group("g")
+				release := make(chan struct{})
+				task := tt.run(g, release)
+				<-task.Done()
+				err := g.Err()
+				close(release)
+				mustWait(t, sup)
+				var te *runtime.TaskError
+				switch {
+				case (task.Result().Err != nil) != tt.errs:
+					t.Fatalf("the task's Result().Err = %v", task.Result().Err)
+				case !tt.errs:
+					if err != nil {
+						t.Errorf("Err() = %v, want nil", err)
+					}
+				case !errors.As(err, &te) || te.TaskID != task.ID() || te.Group != "app.g" || te.Err != task.Result().Err:
+					t.Errorf("Err() = %v, want the *TaskError of task %d, wrapping %v", err, task.ID(), task.Result().Err)
+				case tt.want != nil && !errors.Is(err, tt.want):
+					t.Errorf("Err() = %v, want it to wrap %v", err, tt.want)
+				}
+			})
+		})
 	}
 }

@@ -39,8 +39,8 @@ type Group struct {
 	policy   PanicPolicy
 	failFast bool
 
-	failure atomic.Pointer[TaskError] // see Err
-	pinned  atomic.Bool               // the public context's Done was asked for, or needs no pin (see pin)
+	firstErr atomic.Pointer[TaskError] // see Err
+	pinned   atomic.Bool               // the public context's Done was asked for, or needs no pin (see pin)
 
 	// cancelMu serializes the group's cancellation requests (Cancel,
 	// shutdown, fail-fast), so that the first is the one whose cause
@@ -278,18 +278,33 @@ func (g *Group) unpin() {
 	tr.pinMu.Unlock()
 }
 
-// Err returns the failure that canceled a [CancelOnError] group: the
-// [*TaskError] of the first of its tasks that ended with outcome [Error] or
-// [Panic]. It returns nil until then, for groups without CancelOnError,
-// and when the group was canceled otherwise first (Cancel, Shutdown, an
-// ancestor). It is set before the failing task is done, so after a
-// [Group.Wait] that returned nil, Wait and Err together are what
-// errgroup's Wait returns.
+// Err returns the first error of the group's own tasks (not its
+// children's), as errgroup's Wait does: the [*TaskError] of the first of
+// them to end with a non-nil [Result].Err, that is an error fn returned
+// (whatever the outcome), a panic, [ErrGoexit], [ErrAborted], or the
+// refusal of a spawn on the closed group (wrapping [ErrClosed]: the task
+// never ran). In a [CancelOnError] group that a failure canceled, it is
+// that failure, the group's cause. It returns nil while every task has
+// returned nil.
+//
+// An error is recorded before its task is done, so after a [Group.Wait]
+// that returned nil, Err covers every task spawned before the Wait. A
+// handler that makes a group per request checks both, and a spawn refused
+// during a Shutdown (errors.Is(err, ErrClosed)) does not pass for work
+// done.
 func (g *Group) Err() error {
-	if f := g.failure.Load(); f != nil {
-		return f
+	if e := g.firstErr.Load(); e != nil {
+		return e
 	}
 	return nil
+}
+
+// noteErr records err, the Result.Err of t (a task of g), if it is g's
+// first.
+func (g *Group) noteErr(t *Task, err error) {
+	if g.firstErr.Load() == nil {
+		g.firstErr.CompareAndSwap(nil, &TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err})
+	}
 }
 
 // Cancel requests cancellation of every task and descendant group, with

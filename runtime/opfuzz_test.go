@@ -689,7 +689,9 @@ func (s *opState) checkSnapshot(sn opSnap, logs map[uint64]*taskLog, cancels map
 }
 
 // checkErr checks Group.Err: the *TaskError of the failure that canceled
-// a CancelOnError group, nil otherwise.
+// a CancelOnError group when one did, otherwise of one of the group's own
+// tasks whose finished event has an error (the first to record it), nil
+// when none has.
 func (s *opState) checkErr(gi int, logs map[uint64]*taskLog, cancels map[uint64][]runtime.Event) {
 	t := s.t
 	g := s.groups[gi]
@@ -701,47 +703,45 @@ func (s *opState) checkErr(gi int, logs map[uint64]*taskLog, cancels map[uint64]
 			ownTE = te
 		}
 	}
-	if !g.failFast {
-		if err != nil || ownTE != nil {
-			t.Errorf("group %s without CancelOnError: Err() = %v, cancel event %v", g.g.Name(), err, ownTE)
-		}
-		return
+	if ownTE != nil && !g.failFast {
+		t.Errorf("group %s without CancelOnError: its cancel event names failure %v", g.g.Name(), ownTE)
 	}
-	var failed []*taskLog
+	var erred, failed []*taskLog // own tasks that ended with an error; those that failed
 	for _, ot := range s.tasks {
-		if l := logs[ot.task.ID()]; ot.group == gi && l.finished != nil && (l.finished.Outcome == runtime.Error || l.finished.Outcome == runtime.Panic) {
+		l := logs[ot.task.ID()]
+		if ot.group != gi || l.finished == nil || l.finished.Err == nil {
+			continue
+		}
+		erred = append(erred, l)
+		if o := l.finished.Outcome; o == runtime.Error || o == runtime.Panic {
 			failed = append(failed, l)
 		}
 	}
-	if err == nil {
-		if ownTE != nil {
-			t.Errorf("group %s: Err() = nil, its cancel_requested event names failure %v", g.g.Name(), ownTE)
-		}
-		if len(failed) > 0 {
-			// Canceled otherwise first: by a request of its own or of
-			// an ancestor, which has its event.
-			found := false
-			for i := gi; i >= 0; i = s.groups[i].parent {
-				found = found || len(cancels[s.groups[i].id]) > 0
-			}
-			if !found {
-				t.Errorf("group %s: Err() = nil after task %d failed, and nothing canceled it", g.g.Name(), failed[0].finished.TaskID)
-			}
+	te, ok := err.(*runtime.TaskError)
+	switch {
+	case err == nil:
+		if len(erred) > 0 {
+			t.Errorf("group %s: Err() = nil, but task %d ended with %v", g.g.Name(), erred[0].finished.TaskID, erred[0].finished.Err)
 		}
 		return
-	}
-	te, ok := err.(*runtime.TaskError)
-	if !ok || ownTE == nil || te.TaskID != ownTE.TaskID {
-		t.Errorf("group %s: Err() = %v, its cancel_requested event names %v", g.g.Name(), err, ownTE)
+	case !ok:
+		t.Errorf("group %s: Err() = %T %v, not a *TaskError", g.g.Name(), err, err)
 		return
 	}
 	l := logs[te.TaskID]
-	if l == nil || l.finished == nil || l.finished.GroupID != g.id || (l.finished.Outcome != runtime.Error && l.finished.Outcome != runtime.Panic) {
-		t.Errorf("group %s: Err() names task %d, not a failure of its own", g.g.Name(), te.TaskID)
+	if l == nil || !slices.Contains(erred, l) {
+		t.Errorf("group %s: Err() names task %d, not one of its own that ended with an error", g.g.Name(), te.TaskID)
 		return
 	}
 	if !sameErr(te.Err, l.finished.Err) {
 		t.Errorf("group %s: Err() wraps %v, the task's error is %v", g.g.Name(), te.Err, l.finished.Err)
+	}
+	if ownTE == nil {
+		return
+	}
+	if te.TaskID != ownTE.TaskID || !slices.Contains(failed, l) {
+		t.Errorf("group %s: Err() = %v (outcome %v), its cancel_requested event names %v", g.g.Name(), err, l.finished.Outcome, ownTE)
+		return
 	}
 	first := slices.MinFunc(failed, func(a, b *taskLog) int { return int(a.finished.Seq) - int(b.finished.Seq) })
 	if first != l {

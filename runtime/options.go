@@ -117,8 +117,9 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 // task's error as the cause. The cancellation comes at once, before the
 // observers hear of the failure: the group's cancel_requested event follows
 // the failing task's finished event, and the siblings it canceled may be
-// reported before either. [Group.Err] returns that *TaskError: unlike
-// errgroup's, [Group.Wait] reports only whether the group became idle.
+// reported before either. [Group.Err] returns that *TaskError, as
+// errgroup's Wait returns the error; [Group.Wait] itself reports only
+// whether the group became idle.
 //
 // Like an errgroup, a fail-fast group serves one batch: once canceled, its
 // later tasks start canceled. Made per batch and dropped after its Wait,

@@ -184,6 +184,7 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 					res.Cause = context.Cause(&t.ctx)
 				}
 				t.setResultLocked(&res)
+				c.noteErr(t, ErrAborted)
 				t.ctx.ext().duration = res.Duration // it has extras: its error is rare
 				t.abandoned = true
 				var run abortedRun

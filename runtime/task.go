@@ -400,6 +400,7 @@ func (t *Task) watch(exts []context.Context) {
 // reject ends a task spawned on a closed group without running it.
 func (t *Task) reject() {
 	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.Group(), t.Name(), ErrClosed)
+	t.owner().noteErr(t, err)
 	t.ctx.makeRare().rejected = true
 	res := Result{Outcome: Canceled, Err: err, Cause: err}
 	t.setResultLocked(&res)
@@ -536,6 +537,9 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 	t.endLocked(canceled, tr.observed())
 	t.outcome, t.canceled = outcome, canceled
 	t.setErrLocked(err)
+	if err != nil && !failing { // a failing task's error is noted with the cancellation
+		g.noteErr(t, err)
+	}
 	if !tr.observed() && !failing && !t.crashes() {
 		// Nothing to report before Done closes: end in one step.
 		t.doneLocked(end)
@@ -553,7 +557,9 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		// observers are told. The group's event follows the finished one
 		// (report).
 		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtxLocked(cause) {
-			g.failure.Store(cause)
+			g.firstErr.Store(cause) // the group's cause, even after an earlier error
+		} else {
+			g.firstErr.CompareAndSwap(nil, cause)
 		}
 		g.cancelMu.Unlock()
 	}
@@ -600,7 +606,7 @@ func (t *Task) report(stack []byte, end time.Duration) {
 	if t.failsFast() {
 		// The group's event, when this task's failure is the one that
 		// canceled it (finish).
-		if f := g.failure.Load(); f != nil && f.TaskID == t.id {
+		if f := g.firstErr.Load(); f != nil && f.TaskID == t.id && context.Cause(g.ctx) == error(f) {
 			g.emitCanceled(ctx, f)
 		}
 	}

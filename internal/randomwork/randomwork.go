@@ -280,37 +280,47 @@ func External(rng *rand.Rand) context.Context {
 
 // CheckErr checks g.Err() against the supervisor's events (all of them,
 // from a recorder or a stream) once the workload is over, and returns it.
-// When a task of g failed first, g's own cancel_requested event carries
-// its *TaskError: Err must be that failure, naming a task whose finished
-// event has outcome error or panic in g. Otherwise (g without
-// CancelOnError, or canceled otherwise first: Cancel, Shutdown, an
-// ancestor) g has no such event and Err must be nil.
+// When a failure of g's own canceled it, g's cancel_requested event
+// carries its *TaskError: Err must be that failure, naming a task of g
+// whose finished event has outcome error or panic. Otherwise Err must name
+// a task of g whose finished event has an error (any outcome), and be nil
+// when none has.
 func CheckErr(t testing.TB, g *runtime.Group, events []runtime.Event) *runtime.TaskError {
 	t.Helper()
 	var want *runtime.TaskError
-	outcome := map[uint64]runtime.Event{} // task ID → its finished event
+	finished := map[uint64]runtime.Event{} // g's own tasks' finished events by task ID
+	var erred []runtime.Event              // those with an error
 	for _, ev := range events {
 		var te *runtime.TaskError
 		switch {
 		case ev.Kind == runtime.KindGroupCancelRequested && ev.GroupID == g.ID() && errors.As(ev.Err, &te) && te.Group == g.Name():
 			want = te
-		case ev.Kind == runtime.KindTaskFinished:
-			outcome[ev.TaskID] = ev
+		case ev.Kind == runtime.KindTaskFinished && ev.GroupID == g.ID():
+			finished[ev.TaskID] = ev
+			if ev.Err != nil {
+				erred = append(erred, ev)
+			}
 		}
 	}
 	err := g.Err()
 	got, ok := err.(*runtime.TaskError)
+	var fin runtime.Event
+	if ok {
+		fin = finished[got.TaskID]
+	}
 	switch {
-	case want == nil && err != nil:
-		t.Errorf("group %s: Err() = %s, but no failure of its own canceled it", g.Name(), short(err))
-	case want == nil:
-	case !ok || got.TaskID != want.TaskID || got.Task != want.Task || got.Group != want.Group:
-		t.Errorf("group %s: Err() = %s, its cancel_requested event says %s", g.Name(), short(err), short(want))
-	default:
-		fin, found := outcome[got.TaskID]
-		if !found || fin.GroupID != g.ID() || fin.Task != got.Task || (fin.Outcome != runtime.Error && fin.Outcome != runtime.Panic) {
-			t.Errorf("group %s: Err() names task %d (%s), whose finished event is %+v", g.Name(), got.TaskID, got.Task, fin)
+	case err == nil:
+		if len(erred) > 0 {
+			t.Errorf("group %s: Err() = nil, but task %d ended with %s", g.Name(), erred[0].TaskID, short(erred[0].Err))
 		}
+	case !ok:
+		t.Errorf("group %s: Err() = %s, not a *TaskError", g.Name(), short(err))
+	case want != nil && (got.TaskID != want.TaskID || got.Task != want.Task || got.Group != want.Group):
+		t.Errorf("group %s: Err() = %s, its cancel_requested event says %s", g.Name(), short(err), short(want))
+	case fin.Err == nil || fin.Task != got.Task:
+		t.Errorf("group %s: Err() names task %d (%s), whose finished event is %+v", g.Name(), got.TaskID, got.Task, fin)
+	case want != nil && fin.Outcome != runtime.Error && fin.Outcome != runtime.Panic:
+		t.Errorf("group %s: Err() names task %d, which canceled the group, with outcome %v", g.Name(), got.TaskID, fin.Outcome)
 	}
 	return got
 }
