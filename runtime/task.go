@@ -388,7 +388,16 @@ func (t *Task) watch(exts []context.Context) {
 			cancel()
 			break
 		}
-		stops = append(stops, context.AfterFunc(ext, cancel))
+		// A group's Context is watched through the group's own context,
+		// without the pin its Done would take (which would keep the group
+		// until it is canceled, long after this task): cancel holds ext,
+		// and with it the group, reachable from the task while it runs,
+		// so that the walk of an ancestor's cancellation reaches it.
+		watched := ext
+		if gc, ok := ext.(*groupContext); ok {
+			watched = gc.Context
+		}
+		stops = append(stops, context.AfterFunc(watched, cancel))
 	}
 	t.ctx.rare().stopExt = func() {
 		for _, stop := range stops {
