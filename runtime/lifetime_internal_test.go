@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -17,14 +18,17 @@ import (
 // GCs, random Cancels and sub-Shutdowns racing with group creation. After
 // the root's Shutdown every waiter must have been woken, every callback
 // run, every held context canceled, the pins released and, after a GC,
-// the tree empty.
-func TestReviewRandomLifetimes(t *testing.T) {
+// the tree empty. In a synctest bubble: a waiter not woken is given up on
+// once everything else is blocked.
+func TestRandomLifetimes(t *testing.T) {
 	for seed := range 40 {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { reviewRandomLifetimes(t, uint64(seed)) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { randomLifetimes(t, uint64(seed)) })
+		})
 	}
 }
 
-func reviewRandomLifetimes(t *testing.T, seed uint64) {
+func randomLifetimes(t *testing.T, seed uint64) {
 	sup := New("app")
 	var mu sync.Mutex
 	var held []*Group
