@@ -155,10 +155,14 @@ func (g *Group) parentID() uint64 {
 // an errgroup would be, is garbage: it leaves the tree, and snapshots, at
 // the next garbage collection. Shut it down to see it leave at once, with
 // its shutdown events. A group whose Context's Done channel has been asked
-// for (a select on it, a context made from it, [context.AfterFunc]) stays
-// until it is canceled, as a context made from another stays in it until
-// canceled: whatever waits on the channel must be woken when an ancestor
-// is canceled.
+// for (a select on it, a context made from it, [context.AfterFunc], a
+// request made with it) stays until it is canceled, even once nothing
+// uses the context any more: nothing tells the group that nobody waits on
+// the channel, and whatever does must be woken when an ancestor is
+// canceled. So a group made per request whose Context the request used
+// ends with g.Cancel(nil) after its Wait, as errgroup.WithContext's Wait
+// cancels its context. ([WithCancelOn] given a group's Context does not
+// keep the group after its task.)
 func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	checkGroupName(name)
 	cfg := groupConfig{}
@@ -219,7 +223,8 @@ func (g *Group) childrenLocked() []*Group {
 // Context returns a context that is done when the group is canceled (by
 // [Group.Cancel], an ancestor, fail-fast or shutdown); [context.Cause] says
 // why. The context holds the group (see [Group.Group]); once its Done
-// channel has been asked for, the group stays until it is canceled.
+// channel has been asked for, the group stays until it is canceled:
+// cancel a group made per request whose Context was used, after its Wait.
 func (g *Group) Context() context.Context { return g.public }
 
 // groupContext is the context [Group.Context] returns. It holds the group,
@@ -228,7 +233,7 @@ func (g *Group) Context() context.Context { return g.public }
 // hold it: a goroutine blocked on the channel alone, or a callback of
 // context.AfterFunc (the context's own children hold it, in a cycle with
 // the group). So the first Done pins the group (see pin) until it is
-// canceled, as a context made from its parent's would be held by it.
+// canceled; what waits may be gone by then, but nothing says so.
 type groupContext struct {
 	context.Context
 	group *Group

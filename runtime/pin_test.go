@@ -6,6 +6,7 @@ import (
 	goruntime "runtime"
 	"testing"
 	"testing/synctest"
+	"time"
 	"weak"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -112,4 +113,37 @@ func TestPinnedGroupIsCollectedOnceCanceled(t *testing.T) {
 		t.Error("a canceled group is still held by its pin")
 	}
 	goruntime.KeepAlive(sup) // what holds the pins
+}
+
+// A group made per request whose Context the request used (a timeout made
+// from it, an AfterFunc stopped since) stays once waited for and dropped,
+// as the doc says, until it is canceled: g.Cancel(nil) after Wait lets it
+// go, as errgroup.WithContext's Wait cancels its context.
+func TestUsedContextKeepsTheGroupUntilCanceled(t *testing.T) {
+	for _, cancelAfterWait := range []bool{false, true} {
+		sup := runtime.New("app")
+		for range 50 {
+			g := sup.Group("request")
+			ctx, cancel := context.WithTimeout(g.Context(), time.Hour)
+			stop := context.AfterFunc(g.Context(), func() {})
+			g.Go("fetch", func(context.Context) error { return ctx.Err() })
+			if err := g.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			cancel()
+			if cancelAfterWait {
+				g.Cancel(nil)
+			}
+		}
+		goruntime.GC()
+		goruntime.GC()
+		want := 50
+		if cancelAfterWait {
+			want = 0
+		}
+		if n := len(sup.Snapshot().Groups); n != want {
+			t.Errorf("canceled after Wait: %v: %d groups left after a GC, want %d", cancelAfterWait, n, want)
+		}
+	}
 }
