@@ -99,6 +99,12 @@ func TestLogObserverRecords(t *testing.T) {
 			slog.LevelWarn, "group shutdown aborted tasks",
 			map[string]any{"taskscope.group": "runtime", "taskscope.shutdown.drained": int64(2), "taskscope.shutdown.aborted": int64(1), "error": aborted.Error()},
 			[]string{"taskscope.task.id", "taskscope.task.name"}},
+		// A wait whose context was canceled (its client left) did not
+		// time out.
+		{"wait timed out", runtime.Event{Kind: runtime.KindGroupWaitTimedOut, Group: "runtime", Cause: context.DeadlineExceeded, Err: &runtime.TimeoutError{Group: "runtime", Cause: context.DeadlineExceeded}},
+			slog.LevelWarn, "group wait timed out", map[string]any{"taskscope.cancel.cause": "deadline"}, nil},
+		{"wait canceled", runtime.Event{Kind: runtime.KindGroupWaitTimedOut, Group: "runtime", Cause: context.Canceled, Err: &runtime.TimeoutError{Group: "runtime", Cause: context.Canceled}},
+			slog.LevelInfo, "group wait canceled", map[string]any{"taskscope.cancel.cause": "canceled"}, nil},
 		{"group cancel", runtime.Event{Kind: runtime.KindGroupCancelRequested, Group: "runtime", Err: context.Canceled, Cause: context.Canceled},
 			slog.LevelInfo, "group cancel requested", map[string]any{"taskscope.cancel.cause": "canceled"}, []string{"taskscope.task.id"}},
 		// A lag notice, as a subscription yields it (logged by an application

@@ -65,6 +65,9 @@ func message(ev *runtime.Event) string {
 		}
 		return "group shutdown finished"
 	case runtime.KindGroupWaitTimedOut:
+		if ev.Cause != nil && runtime.CauseKind(ev.Cause) != "deadline" { // as Event.Level says
+			return "group wait canceled"
+		}
 		return "group wait timed out"
 	case runtime.KindObserverPanicked:
 		return "observer panicked"

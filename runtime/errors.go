@@ -85,11 +85,21 @@ type TimeoutError struct {
 	at time.Time // when Wait gave up: the tasks' ages are as of then
 }
 
-// Error names the group and lists the active tasks, with their ages.
+// Error names the group and lists the active tasks, with their ages. It
+// says "canceled" rather than "timed out" when Cause is no deadline (a
+// request's context, ended by its client leaving).
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("taskscope: group %s: wait timed out with %d active task(s): %s",
-		e.Group, len(e.Active), describeTasks(e.Active, e.at))
+	ended := "timed out"
+	if canceledWait(e.Cause) {
+		ended = "canceled"
+	}
+	return fmt.Sprintf("taskscope: group %s: wait %s with %d active task(s): %s",
+		e.Group, ended, len(e.Active), describeTasks(e.Active, e.at))
 }
+
+// canceledWait reports whether a Wait whose context ended with cause was
+// canceled rather than timed out: by anything but a deadline.
+func canceledWait(cause error) bool { return cause != nil && CauseKind(cause) != "deadline" }
 
 // Unwrap returns Cause.
 func (e *TimeoutError) Unwrap() error { return e.Cause }

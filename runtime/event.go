@@ -110,9 +110,11 @@ func freeEvent(ev *Event) { eventPool.Put(ev) }
 // In detail: finished, run_finished and late_exit events by outcome
 // (success debug, canceled info, error and aborted warn, panic error);
 // cancel requests, shutdown_started and rejected spawns at info;
-// shutdown_finished at info, or warn when it aborted tasks; aborted,
-// wait_timed_out and stream lag notices at warn; observer panics at error;
-// everything else (spawned, run_started) at debug.
+// shutdown_finished at info, or warn when it aborted tasks; wait_timed_out
+// at warn when the wait's deadline passed, info when its context was
+// canceled (a request whose client left); aborted and stream lag notices
+// at warn; observer panics at error; everything else (spawned,
+// run_started) at debug.
 //
 // It takes a pointer: observers call it on task goroutines, where a copy
 // of the event is stack the goroutine may have to grow for.
@@ -127,7 +129,12 @@ func (e *Event) Level() slog.Level {
 			return slog.LevelWarn
 		}
 		return slog.LevelInfo
-	case KindTaskAborted, KindGroupWaitTimedOut, KindStreamLagged:
+	case KindGroupWaitTimedOut:
+		if canceledWait(e.Cause) {
+			return slog.LevelInfo
+		}
+		return slog.LevelWarn
+	case KindTaskAborted, KindStreamLagged:
 		return slog.LevelWarn
 	case KindObserverPanicked:
 		return slog.LevelError

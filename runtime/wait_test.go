@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,46 @@ func wantTimeoutNaming(t *testing.T, err error, task *runtime.Task, state runtim
 	var te *runtime.TimeoutError
 	if !errors.As(err, &te) || len(te.Active) != 1 || te.Active[0].ID != task.ID() || te.Active[0].State != state {
 		t.Errorf("Wait = %v, want a TimeoutError naming task %d as %v", err, task.ID(), state)
+	}
+}
+
+// TestWaitEndedByCancelIsNoTimeout: a Wait whose context was canceled (a
+// request whose client left) did not time out: its error says "canceled"
+// and its event is at info; a Wait whose deadline passed says "timed out"
+// at warn. Both are *TimeoutError, unwrapping to the cause.
+func TestWaitEndedByCancelIsNoTimeout(t *testing.T) {
+	tests := []struct {
+		name  string
+		ctx   func(t *testing.T) context.Context
+		cause error
+		text  string
+		level string
+	}{
+		{"deadline", func(t *testing.T) context.Context { return timeout(t, time.Second) }, context.DeadlineExceeded, "wait timed out", "WARN"},
+		{"canceled", func(*testing.T) context.Context { return expired() }, context.Canceled, "wait canceled", "INFO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				sup, rec := recorded()
+				release := make(chan struct{})
+				sup.Go("slow", func(context.Context) error { <-release; return nil })
+				err := sup.Wait(tt.ctx(t))
+				close(release)
+				mustWait(t, sup)
+				var te *runtime.TimeoutError
+				if !errors.As(err, &te) || !errors.Is(err, tt.cause) || !strings.Contains(err.Error(), tt.text+" with 1 active task(s)") {
+					t.Errorf("Wait = %v, want a *TimeoutError saying %q, wrapping %v", err, tt.text, tt.cause)
+				}
+				for _, ev := range rec.Events() {
+					if ev.Kind == runtime.KindGroupWaitTimedOut && ev.Level().String() != tt.level {
+						t.Errorf("wait_timed_out event at %v, want %s", ev.Level(), tt.level)
+					}
+				}
+				if rec.Count(runtime.KindGroupWaitTimedOut) != 1 {
+					t.Errorf("%d wait_timed_out events, want 1", rec.Count(runtime.KindGroupWaitTimedOut))
+				}
+			})
+		})
 	}
 }
