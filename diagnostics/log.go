@@ -19,7 +19,8 @@ import (
 // Where a task aborted at a shutdown deadline was stuck is on its aborted
 // record (taskscope.task.stack), once: its finished record and the
 // group's shutdown_finished one (whose error is logged as its message)
-// do not repeat it.
+// do not repeat it. Nor does a canceled task's record repeat its cause as
+// its error, when fn returned the cause.
 //
 // A record whose level the logger does not enable costs one level check
 // and no allocation, so lifecycle records can stay wired in production
@@ -165,7 +166,10 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
 			slog.String(keyExcMessage, fmt.Sprint(pe.Value)),
 			slog.String(keyExcStack, string(stack)))
-	case ev.Kind == runtime.KindGroupShutdownDone:
+	case ev.Outcome == runtime.Canceled && ev.Cause != nil && errtext.Text(ev.Err) == errtext.Text(ev.Cause):
+		// fn returned its context's cause (a canceled sibling of a
+		// fail-fast group): taskscope.cancel.message says it already.
+		case ev.Kind == runtime.KindGroupShutdownDone:
 		// Its message (an *AbortError's): a text handler prints an error
 		// with %+v, which adds the stacks already on the aborted records.
 		a = append(a, slog.String(keyError, errtext.Text(ev.Err)))

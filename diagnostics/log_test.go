@@ -52,6 +52,14 @@ func TestLogObserverRecords(t *testing.T) {
 		}), slog.LevelInfo, "task canceled",
 			map[string]any{"taskscope.task.outcome": "canceled", "taskscope.task.rejected": "true", "taskscope.cancel.cause": "shutdown"},
 			[]string{"duration", "taskscope.cancel.latency"}},
+		{"canceled, returned its cause", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err, e.Cause = runtime.KindTaskFinished, runtime.Canceled, closed, closed
+		}), slog.LevelInfo, "task canceled",
+			map[string]any{"taskscope.cancel.message": closed.Error()}, []string{"error"}},
+		{"canceled, returned something else", with(func(e *runtime.Event) {
+			e.Kind, e.Outcome, e.Err, e.Cause = runtime.KindTaskFinished, runtime.Canceled, fmt.Errorf("fetch: %w", closed), closed
+		}), slog.LevelInfo, "task canceled",
+			map[string]any{"taskscope.cancel.message": closed.Error(), "error": "fetch: " + closed.Error()}, nil},
 		{"error", with(func(e *runtime.Event) {
 			e.Kind, e.Outcome, e.Err = runtime.KindTaskFinished, runtime.Error, errors.New("boom")
 		}),
