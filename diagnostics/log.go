@@ -166,10 +166,10 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
 			slog.String(keyExcMessage, fmt.Sprint(pe.Value)),
 			slog.String(keyExcStack, string(stack)))
+	// fn returned its context's cause (a canceled sibling of a fail-fast
+	// group): taskscope.cancel.message says it already.
 	case ev.Outcome == runtime.Canceled && ev.Cause != nil && errtext.Text(ev.Err) == errtext.Text(ev.Cause):
-		// fn returned its context's cause (a canceled sibling of a
-		// fail-fast group): taskscope.cancel.message says it already.
-		case ev.Kind == runtime.KindGroupShutdownDone:
+	case ev.Kind == runtime.KindGroupShutdownDone:
 		// Its message (an *AbortError's): a text handler prints an error
 		// with %+v, which adds the stacks already on the aborted records.
 		a = append(a, slog.String(keyError, errtext.Text(ev.Err)))
