@@ -35,7 +35,9 @@ var (
 )
 
 // PanicError is the Result.Err of a task whose fn panicked. Stack is the
-// panicking goroutine's full stack, captured where the panic happened.
+// panicking goroutine's full stack, captured where the panic happened, as
+// Go prints a panic's: from the panic call down, without the frames of
+// the recovery.
 type PanicError struct {
 	Value any
 	Stack []byte

@@ -103,6 +103,13 @@ func TestPanicOutcomeCarriesValueAndStack(t *testing.T) {
 		if pe.Value != "boom" || !strings.Contains(string(pe.Stack), "panicsWithBoom") {
 			t.Fatalf("PanicError value %v, stack missing the panic site:\n%s", pe.Value, pe.Stack)
 		}
+		// As Go prints a panic: the goroutine, then the panic call, then
+		// the panic site; not the frames of the recovery.
+		lines := strings.Split(string(pe.Stack), "\n")
+		if len(lines) < 4 || !strings.HasPrefix(lines[0], "goroutine ") || !strings.HasPrefix(lines[1], "panic(") ||
+			!strings.Contains(lines[3], "panicsWithBoom") || strings.Contains(string(pe.Stack), "exitAbnormally") {
+			t.Errorf("panic stack does not start at the panic:\n%s", pe.Stack)
+		}
 		if fin.Outcome != runtime.Panic || !strings.Contains(string(fin.Stack), "panicsWithBoom") {
 			t.Fatalf("finished event %+v lacks the panic stack", fin)
 		}

@@ -108,3 +108,16 @@ func cutQuoted(s string) (value, rest string, ok bool) {
 	v, err := strconv.Unquote(q)
 	return v, s[len(q):], err == nil
 }
+
+// panicStack cuts from a stack taken by the recovery (debug.Stack in
+// exitAbnormally) the frames of the recovery itself, between the
+// goroutine's header and the panic call, so that it reads as Go prints a
+// panic. A stack without a panic frame is returned whole.
+func panicStack(stack []byte) []byte {
+	header := bytes.IndexByte(stack, '\n')
+	at := bytes.Index(stack, []byte("\npanic("))
+	if header < 0 || at < header {
+		return stack
+	}
+	return append(stack[:header+1], stack[at+1:]...)
+}

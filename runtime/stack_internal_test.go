@@ -21,3 +21,11 @@ func TestParseProfileEntry(t *testing.T) {
 		t.Error("a record without labels was parsed")
 	}
 }
+
+func TestPanicStackKeepsStacksWithoutAPanic(t *testing.T) {
+	for _, stack := range []string{"", "goroutine 1 [running]:", "goroutine 1 [running]:\nmain.f()\n\t/src/f.go:1 +0x1\n"} {
+		if got := string(panicStack([]byte(stack))); got != stack {
+			t.Errorf("panicStack(%q) = %q, want it whole", stack, got)
+		}
+	}
+}

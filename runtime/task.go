@@ -495,7 +495,7 @@ func (t *Task) exitAbnormally() {
 	res := Result{Outcome: Error, Err: ErrGoexit}
 	var stack []byte
 	if r != nil {
-		stack = debug.Stack()
+		stack = panicStack(debug.Stack())
 		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
 	}
 	if t.periodic() != nil {
