@@ -52,3 +52,26 @@ func TestRejectedNilFnStillPanics(t *testing.T) {
 	}
 	expectPanic(t, "nil function", func() { sup.Go("x", nil) })
 }
+
+// TestClosedMessagesSayItOnce: a shutdown's cause and a refused spawn's
+// error match ErrClosed without repeating its "taskscope: group closed"
+// after their own message, which every canceled task's log line carries.
+func TestClosedMessagesSayItOnce(t *testing.T) {
+	sup := runtime.New("app")
+	g := sup.Group("g")
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	refused := g.Go("late", func(context.Context) error { return nil }).Result().Err
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{context.Cause(g.Context()), "taskscope: group app.g shut down"},
+		{refused, "taskscope: app.g/late not started: group closed"},
+	} {
+		if !errors.Is(c.err, runtime.ErrClosed) || c.err.Error() != c.want {
+			t.Errorf("%q (errors.Is ErrClosed: %v), want %q", c.err, errors.Is(c.err, runtime.ErrClosed), c.want)
+		}
+	}
+}

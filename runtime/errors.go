@@ -54,6 +54,15 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
+// closedError is a shutdown's cause, or a refused spawn's error: it
+// matches [ErrClosed] (errors.Is) without repeating its message after its
+// own ("taskscope: group app shut down", not "...: taskscope: group
+// closed").
+type closedError struct{ msg string }
+
+func (e *closedError) Error() string { return e.msg }
+func (e *closedError) Unwrap() error { return ErrClosed }
+
 // TaskError names a task and its error: what [Group.Err] returns, and the
 // cancellation cause a [CancelOnError] group receives from its first
 // failing task. It unwraps to the task's error, so errors.Is and errors.As

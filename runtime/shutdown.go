@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -81,7 +80,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	close(st.closed)
 	started := &Event{Kind: KindGroupShutdownStarted, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID()}
 	tr.emit(ctx, started)
-	g.cancelWith(ctx, fmt.Errorf("taskscope: group %s shut down: %w", g.name, ErrClosed))
+	g.cancelWith(ctx, &closedError{"taskscope: group " + g.name + " shut down"})
 	var aborted []TaskInfo
 	var abortedAt time.Time
 	if idle := g.idleChan(); idle != nil {

@@ -408,7 +408,7 @@ func (t *Task) watch(exts []context.Context) {
 
 // reject ends a task spawned on a closed group without running it.
 func (t *Task) reject() {
-	err := fmt.Errorf("taskscope: %s/%s not started: %w", t.Group(), t.Name(), ErrClosed)
+	err := &closedError{"taskscope: " + t.Group() + "/" + t.Name() + " not started: group closed"}
 	t.owner().noteErr(t, err)
 	t.ctx.makeRare().rejected = true
 	res := Result{Outcome: Canceled, Err: err, Cause: err}
