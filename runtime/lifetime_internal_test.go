@@ -46,6 +46,19 @@ func randomLifetimes(t *testing.T, seed uint64) {
 		}
 		return held[r.IntN(len(held))]
 	}
+	// awaitWake waits, on a goroutine of its own, for ch to be closed,
+	// noting what if it is given up on.
+	awaitWake := func(what string, ch <-chan struct{}) {
+		woken.Go(func() {
+			select {
+			case <-ch:
+			case <-giveUp:
+				mu.Lock()
+				notWoken = append(notWoken, what)
+				mu.Unlock()
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	for w := range 3 {
 		r := rand.New(rand.NewPCG(seed, uint64(w)))
@@ -65,34 +78,11 @@ func randomLifetimes(t *testing.T, seed uint64) {
 					ctxs = append(ctxs, g.Context())
 					mu.Unlock()
 				case 2:
-					done := g.Context().Done()
-					name := g.Name()
-					woken.Add(1)
-					go func() {
-						defer woken.Done()
-						select {
-						case <-done:
-						case <-giveUp:
-							mu.Lock()
-							notWoken = append(notWoken, "waiter "+name)
-							mu.Unlock()
-						}
-					}()
+					awaitWake("waiter "+g.Name(), g.Context().Done())
 				case 3:
-					name := g.Name()
 					ran := make(chan struct{})
 					context.AfterFunc(g.Context(), func() { close(ran) })
-					woken.Add(1)
-					go func() {
-						defer woken.Done()
-						select {
-						case <-ran:
-						case <-giveUp:
-							mu.Lock()
-							notWoken = append(notWoken, "afterfunc "+name)
-							mu.Unlock()
-						}
-					}()
+					awaitWake("afterfunc "+g.Name(), ran)
 				case 4:
 					g.Go("block", func(ctx context.Context) error { <-ctx.Done(); return nil })
 				case 5:
