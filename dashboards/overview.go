@@ -203,10 +203,10 @@ func Overview() (dashboard.Dashboard, error) {
 			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio. The TaskscopeHighFailureRatio alert counts error and panic only (aborts have alerts of their own) and needs 20 finished tasks in 10 minutes, so it can stay silent while this panel shows more than 10 %.",
 			finished, selTask, "group", "{{group}}")).
 		WithPanel(b.timeseriesPanel("Failures by error type",
-			"Failed tasks per second by group, outcome and error type (the span's error.type). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
+			"Failed tasks per second by task, outcome and error type (the span's error.type); series at 0 are left out. A task that returns a child task's error, wrapped, fails with it: both show, and the child is the cause. A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
 			"ops", 8,
-			query(fmt.Sprintf(`sum by (group, outcome, error_type) (%s)`, rate(finished, selTask+", "+matchFailed)),
-				"{{group}} {{outcome}} {{error_type}}"))).
+			query(fmt.Sprintf(`sum by (group, task, outcome, error_type) (%s) > 0`, rate(finished, selTask+", "+matchFailed)),
+				"{{group}}/{{task}} {{outcome}} {{error_type}}"))).
 		WithPanel(b.timeseriesPanel("Running and abandoned tasks by group",
 			"Running tasks and abandoned (aborted but still running) tasks per group.",
 			"short", 8,
