@@ -157,6 +157,11 @@ type TaskJSON struct {
 	AgeSeconds      float64   `json:"age_seconds"`
 	IntervalSeconds float64   `json:"interval_seconds,omitempty"` // periodic tasks
 	Runs            uint64    `json:"runs,omitempty"`             // periodic tasks: runs started
+	// The run in progress of a periodic task: when it started and how old
+	// it is (a run much older than the period is stuck); absent between
+	// runs.
+	RunStarted    *time.Time `json:"run_started,omitempty"`
+	RunAgeSeconds float64    `json:"run_age_seconds,omitempty"`
 }
 
 // NewSnapshotJSON returns the wire form of snap, taken at now.
@@ -177,6 +182,11 @@ func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
 		Groups:    make([]GroupJSON, 0, len(g.Groups)),
 	}
 	for _, t := range g.Tasks {
+		var run *time.Time
+		var runAge float64
+		if !t.RunStarted.IsZero() {
+			run, runAge = &t.RunStarted, now.Sub(t.RunStarted).Seconds()
+		}
 		j.Tasks = append(j.Tasks, TaskJSON{
 			ID:              t.ID,
 			Name:            t.Name,
@@ -186,6 +196,8 @@ func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
 			AgeSeconds:      now.Sub(t.Started).Seconds(),
 			IntervalSeconds: t.Interval.Seconds(),
 			Runs:            t.Runs,
+			RunStarted:      run,
+			RunAgeSeconds:   runAge,
 		})
 	}
 	for _, c := range g.Groups {

@@ -474,3 +474,44 @@ func TestTasksPageGroupFilter(t *testing.T) {
 		}
 	})
 }
+
+// TestTasksRunInProgress: a periodic task in a run shows when the run
+// started and its age (a run much older than the period is stuck), in the
+// JSON and on the page; between runs, neither.
+func TestTasksRunInProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sup := runtime.New("svc")
+		release := make(chan struct{})
+		start := time.Now()
+		sweep := sup.Every("sweep", time.Minute, func(context.Context) error { <-release; return nil })
+		scrape := sup.Every("scrape", time.Minute, func(context.Context) error { return nil })
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		h := diagnostics.TasksHandler(sup)
+
+		var snap diagnostics.SnapshotJSON
+		if err := json.Unmarshal(get(h, "/debug/tasks?format=json").Body.Bytes(), &snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range snap.Root.Tasks {
+			switch task.ID {
+			case sweep.ID():
+				if task.RunStarted == nil || !task.RunStarted.Equal(start) || task.RunAgeSeconds != 30 {
+					t.Errorf("sweep, in its first run for 30 s: run_started %v, run_age_seconds %v", task.RunStarted, task.RunAgeSeconds)
+				}
+			case scrape.ID():
+				if task.RunStarted != nil || task.RunAgeSeconds != 0 {
+					t.Errorf("scrape, between runs: run_started %v, run_age_seconds %v", task.RunStarted, task.RunAgeSeconds)
+				}
+			}
+		}
+		page := get(h, "/debug/tasks").Body.String()
+		if want := `<td class="runs">1 · run 30.0s</td>`; !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
+		}
+		close(release)
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -474,3 +475,53 @@ const idlePageStateJS = `(() => {
     sections: sections.length,
   };
 })()`
+
+// TestTaskPageShowsTheRunInProgress: a periodic task's runs cell says
+// how old its run in progress is, from the snapshot the page starts from
+// and from the stream's run events, and nothing more between runs.
+func TestTaskPageShowsTheRunInProgress(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	release := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	defer func() {
+		for _, c := range release {
+			select {
+			case <-c:
+			default:
+				close(c)
+			}
+		}
+	}()
+	var runs atomic.Int64
+	task := sup.Every("sweep", 300*time.Millisecond, func(context.Context) error {
+		if n := runs.Add(1); n <= 2 {
+			<-release[n-1]
+		}
+		return nil
+	})
+	ctx := servePage(t, sup, stream, nil, "")
+	cell := fmt.Sprintf(`document.querySelector('tr[data-task-id="%d"] .runs').textContent`, task.ID())
+	await := func(what string, ok func(string) bool) {
+		t.Helper()
+		var last string
+		err := poll(ctx, what, 20*time.Second, 50*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+			text, err := chromedp.Run(ctx, chromedp.Evaluate[string](cell))
+			if err == nil {
+				last = text
+			}
+			return err == nil && ok(text), err
+		})
+		if err != nil {
+			t.Fatalf("%v (the runs cell reads %q)", err, last)
+		}
+	}
+	inRun := func(n string) func(string) bool {
+		return func(s string) bool { return strings.HasPrefix(s, n+" · run ") && strings.HasSuffix(s, "s") }
+	}
+	await("run 1, from the snapshot", inRun("1"))
+	close(release[0])
+	await("run 1 over", func(s string) bool { return s == "1" || inRun("2")(s) })
+	await("run 2, from the stream", inRun("2"))
+	close(release[1])
+	await("run 2 over", func(s string) bool { n, err := strconv.Atoi(s); return err == nil && n >= 2 })
+}

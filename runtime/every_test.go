@@ -421,3 +421,40 @@ func TestEveryRunReturningATypedNil(t *testing.T) {
 		}
 	})
 }
+
+// TestSnapshotShowsTheRunInProgress: TaskInfo.RunStarted is when the run
+// in progress of an Every task started (a run much older than the period
+// is stuck), and zero between its runs.
+func TestSnapshotShowsTheRunInProgress(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		release := make(chan struct{})
+		runs := 0
+		sup.Every("tick", time.Minute, func(context.Context) error {
+			if runs++; runs == 2 {
+				<-release
+			}
+			return nil
+		})
+		info := func() runtime.TaskInfo { return sup.Snapshot().Tasks[0] }
+		synctest.Wait() // run 1 is over: the task waits for its period
+		if ti := info(); ti.Runs != 1 || !ti.RunStarted.IsZero() {
+			t.Errorf("between runs: Runs %d, RunStarted %v, want 1 and zero", ti.Runs, ti.RunStarted)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait() // run 2 started, and blocks
+		start := time.Now()
+		time.Sleep(5 * time.Second)
+		if ti := info(); ti.Runs != 2 || !ti.RunStarted.Equal(start) {
+			t.Errorf("in run 2: Runs %d, RunStarted %v, want 2 and %v", ti.Runs, ti.RunStarted, start)
+		}
+		close(release)
+		synctest.Wait()
+		if ti := info(); !ti.RunStarted.IsZero() {
+			t.Errorf("after run 2: RunStarted %v, want zero", ti.RunStarted)
+		}
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

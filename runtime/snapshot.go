@@ -11,6 +11,9 @@ type TaskInfo struct {
 	State    TaskState
 	Interval time.Duration // > 0 for Every tasks
 	Runs     uint64        // runs started so far, for Every tasks
+	// RunStarted is when the run in progress of an Every task started;
+	// zero between its runs. A run much older than the period is stuck.
+	RunStarted time.Time
 	// Stack is set only in [AbortError]: where the task's goroutine was
 	// stuck at the abort, as found in a goroutine profile under the task's
 	// pprof labels. Goroutines that fn started inherit those labels, so
@@ -54,6 +57,11 @@ func (t *Task) info(state TaskState, spawned time.Duration) TaskInfo {
 	}
 	if e := t.periodic(); e != nil {
 		info.Runs = e.runs.Load()
+		t.mu.Lock()
+		if e.runCtx != nil {
+			info.RunStarted = e.runStart
+		}
+		t.mu.Unlock()
 	}
 	return info
 }
