@@ -112,8 +112,10 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tree := h.sup.Snapshot()
+	matched := true
 	if groups != nil {
 		tree, _ = prune(tree, groups)
+		matched = anyIn(tree, groups)
 	}
 	snap := NewSnapshotJSON(tree, time.Now()) // after the snapshot: no task is younger than 0
 	w.Header().Set("Cache-Control", "no-store")
@@ -126,7 +128,7 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		data := pageData{Snapshot: snap, EventsURL: h.eventsURL, Filter: strings.Join(groups, ", ")}
+		data := pageData{Snapshot: snap, EventsURL: h.eventsURL, Filter: strings.Join(groups, ", "), NoMatch: !matched}
 		if err := pageTemplate.Execute(&buf, data); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -168,6 +170,21 @@ func prune(g runtime.GroupSnapshot, prefixes []string) (runtime.GroupSnapshot, b
 	return kept, !g.Closed || len(kept.Groups) > 0
 }
 
+// anyIn reports whether g's tree has a group in one of prefixes.
+func anyIn(g runtime.GroupSnapshot, prefixes []string) bool {
+	for _, p := range prefixes {
+		if inGroup(g.Name, p) {
+			return true
+		}
+	}
+	for _, c := range g.Groups {
+		if anyIn(c, prefixes) {
+			return true
+		}
+	}
+	return false
+}
+
 //go:embed page.html
 var pageSource string
 
@@ -181,6 +198,7 @@ type pageData struct {
 	Snapshot  SnapshotJSON
 	EventsURL string
 	Filter    string // the ?group= names, for the header; empty for the whole tree
+	NoMatch   bool   // Filter names no group of the tree
 }
 
 // formatAge renders an age compactly, truncated: 850ms, 12.3s, 4m05s,

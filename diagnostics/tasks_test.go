@@ -469,8 +469,17 @@ func TestTasksPageGroupFilter(t *testing.T) {
 		if page := get(h, "/debug/tasks?group=svc.<b>").Body.String(); strings.Contains(page, "svc.<b>") || !strings.Contains(page, "svc.&lt;b&gt;") {
 			t.Error("the group filter is not escaped in the page")
 		}
-		if page := get(h, "/debug/tasks").Body.String(); strings.Contains(page, `id="filter"`) {
-			t.Error("the page of the whole tree has a group filter in its header")
+		if page := get(h, "/debug/tasks").Body.String(); strings.Contains(page, `id="filter"`) || strings.Contains(page, `id="nomatch"`) {
+			t.Error("the page of the whole tree has a group filter or its notice in its header")
+		}
+		// A name no group has (it ended, or belongs to another supervisor)
+		// says so, rather than showing the bare root; a name some group
+		// has, or a group above one, does not.
+		for query, noMatch := range map[string]bool{"group=svc.gone": true, "group=svc.ingest.": false, "group=svc.web.api&group=svc.gone": false} {
+			page := get(h, "/debug/tasks?"+query).Body.String()
+			if got := strings.Contains(page, `<p id="nomatch">`); got != noMatch {
+				t.Errorf("?%s: no-match notice shown %v, want %v", query, got, noMatch)
+			}
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -524,4 +525,32 @@ func TestTaskPageShowsTheRunInProgress(t *testing.T) {
 	await("run 2, from the stream", inRun("2"))
 	close(release[1])
 	await("run 2 over", func(s string) bool { n, err := strconv.Atoi(s); return err == nil && n >= 2 })
+}
+
+// TestTaskPageSaysWhenNoGroupMatches: a page narrowed to a group that is
+// not there (a dashboard link to a group that has ended, or that belongs
+// to another supervisor) says so, and stops saying it once such a group
+// shows, live; once the page forgets it (idle, beyond the idle limit), it
+// says so again.
+func TestTaskPageSaysWhenNoGroupMatches(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	done := make(chan struct{})
+	var finish sync.Once
+	defer finish.Do(func() { close(done) })
+	ctx := servePage(t, sup, stream, nil, "group=app.later")
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("tree").dataset.idleLimit = "0"`))
+	must(t, err)
+	shown := func(want bool, what string) {
+		t.Helper()
+		must(t, poll(ctx, what, 20*time.Second, 50*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+			hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("nomatch").hidden`))
+			return err == nil && hidden != want, err
+		}))
+	}
+	shown(true, "the notice, with no app.later")
+	sup.Group("later").Go("work", func(context.Context) error { <-done; return nil })
+	shown(false, "the notice gone, app.later shown")
+	finish.Do(func() { close(done) })
+	shown(true, "the notice back, app.later forgotten once idle")
 }
