@@ -1,6 +1,8 @@
 package diagnostics
 
 import (
+	"log/slog"
+
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -65,7 +67,7 @@ func message(ev *runtime.Event) string {
 		}
 		return "group shutdown finished"
 	case runtime.KindGroupWaitTimedOut:
-		if ev.Cause != nil && runtime.CauseKind(ev.Cause) != "deadline" { // as Event.Level says
+		if ev.Level() < slog.LevelWarn { // canceled, not past its deadline (Event.Level)
 			return "group wait canceled"
 		}
 		return "group wait timed out"

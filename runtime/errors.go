@@ -93,22 +93,34 @@ type TimeoutError struct {
 	Active []TaskInfo
 	Cause  error // context.Cause of Wait's context
 
-	at time.Time // when Wait gave up: the tasks' ages are as of then
+	at    time.Time // when Wait gave up: the tasks' ages are as of then
+	ended error     // Wait's ctx.Err(): Canceled or DeadlineExceeded (nil if made elsewhere)
 }
 
 // Error names the group and lists the active tasks, with their ages. It
-// says "canceled" rather than "timed out" when Cause is no deadline (a
-// request's context, ended by its client leaving).
+// says "canceled" rather than "timed out" when the context was canceled
+// (a request's context, ended by its client leaving) rather than past its
+// deadline, whatever its cause says (WithTimeoutCause's).
 func (e *TimeoutError) Error() string {
 	ended := "timed out"
-	if canceledWait(e.Cause) {
+	if e.canceled() {
 		ended = "canceled"
 	}
 	return fmt.Sprintf("taskscope: group %s: wait %s with %d active task(s): %s",
 		e.Group, ended, len(e.Active), describeTasks(e.Active, e.at))
 }
 
-// canceledWait reports whether a Wait whose context ended with cause was
+// canceled reports whether the Wait's context was canceled rather than
+// past its deadline: by its ctx.Err() when Wait made e, else (an error
+// made elsewhere) by its cause.
+func (e *TimeoutError) canceled() bool {
+	if e.ended != nil {
+		return e.ended == context.Canceled
+	}
+	return canceledWait(e.Cause)
+}
+
+// canceledWait guesses from a Wait's cause alone whether its context was
 // canceled rather than timed out: by anything but a deadline.
 func canceledWait(cause error) bool { return cause != nil && CauseKind(cause) != "deadline" }
 

@@ -130,7 +130,7 @@ func (e *Event) Level() slog.Level {
 		}
 		return slog.LevelInfo
 	case KindGroupWaitTimedOut:
-		if canceledWait(e.Cause) {
+		if te, ok := e.Err.(*TimeoutError); ok && te.canceled() || !ok && canceledWait(e.Cause) {
 			return slog.LevelInfo
 		}
 		return slog.LevelWarn

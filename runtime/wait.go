@@ -27,7 +27,7 @@ func (g *Group) Wait(ctx context.Context) error {
 	if g.idleChan() == nil {
 		return nil
 	}
-	err := &TimeoutError{Group: g.name, Active: g.active(true), Cause: context.Cause(ctx), at: time.Now()}
+	err := &TimeoutError{Group: g.name, Active: g.active(true), Cause: context.Cause(ctx), at: time.Now(), ended: ctx.Err()}
 	g.tree.emit(ctx, &Event{Kind: KindGroupWaitTimedOut, Group: g.name, GroupID: g.id, ParentGroupID: g.parentID(), Err: err, Cause: context.Cause(ctx)})
 	return err
 }
