@@ -565,8 +565,12 @@ func (t *Task) finish(outcome Outcome, err error, canceled bool) (end time.Durat
 		// Now, as errgroup does: the siblings must not go on while the
 		// observers are told. The group's event follows the finished one
 		// (report).
-		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtxLocked(cause) {
-			g.firstErr.Store(cause) // the group's cause, even after an earlier error
+		// The failure is the group's cause, and Err even after an earlier
+		// error, only if its cause stands: an ancestor's cancellation
+		// reaches the group without cancelMu, and may land between the
+		// check that made this request first and its cancel.
+		if cause := (&TaskError{Group: g.name, Task: t.Name(), TaskID: t.id, Err: err}); g.cancelCtxLocked(cause) && context.Cause(g.ctx) == error(cause) {
+			g.firstErr.Store(cause)
 		} else {
 			g.firstErr.CompareAndSwap(nil, cause)
 		}
