@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -72,6 +73,11 @@ func TestClosedMessagesSayItOnce(t *testing.T) {
 	} {
 		if !errors.Is(c.err, runtime.ErrClosed) || c.err.Error() != c.want {
 			t.Errorf("%q (errors.Is ErrClosed: %v), want %q", c.err, errors.Is(c.err, runtime.ErrClosed), c.want)
+		}
+		// A task failing with it (returned, wrapped) has error.type
+		// "closed", not the name of an unexported type.
+		if got := runtime.ErrorType(runtime.Error, fmt.Errorf("fetch: %w", c.err)); got != "closed" {
+			t.Errorf("ErrorType of %q = %q, want closed", c.err, got)
 		}
 	}
 }

@@ -63,6 +63,10 @@ type closedError struct{ msg string }
 func (e *closedError) Error() string { return e.msg }
 func (e *closedError) Unwrap() error { return ErrClosed }
 
+// ErrorType names it for error.type, when a task fails with it (a refused
+// spawn's error, returned): "closed", not an unexported Go type.
+func (e *closedError) ErrorType() string { return "closed" }
+
 // TaskError names a task and its error: what [Group.Err] returns, and the
 // cancellation cause a [CancelOnError] group receives from its first
 // failing task. It unwraps to the task's error, so errors.Is and errors.As

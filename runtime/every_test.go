@@ -214,11 +214,18 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup, rec := recorded()
 		release := make(chan struct{})
+		start := time.Now()
 		task := sup.Every("stuck", time.Second, func(context.Context) error { <-release; return nil })
 		ctx := expired()
 		synctest.Wait()
-		if err := sup.Shutdown(ctx); err == nil {
-			t.Fatal("Shutdown with an expired context: nil, want the run aborted")
+		time.Sleep(time.Minute)
+		var ae *runtime.AbortError
+		if err := sup.Shutdown(ctx); !errors.As(err, &ae) {
+			t.Fatalf("Shutdown with an expired context: %v, want the run aborted", err)
+		}
+		// The AbortError says since when the run was stuck.
+		if got := ae.Aborted[0].RunStarted; !got.Equal(start) {
+			t.Errorf("the aborted task's RunStarted %v, want the stuck run's start %v", got, start)
 		}
 		close(release)
 		synctest.Wait()

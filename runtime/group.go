@@ -285,7 +285,9 @@ func (g *Group) unpin() {
 
 // Err returns the first error of the group's own tasks (not its
 // children's), as errgroup's Wait does: the [*TaskError] of the first of
-// them to end with a non-nil [Result].Err, that is an error fn returned
+// them to record a non-nil [Result].Err as it ends (of tasks ending at
+// once, any may be first, whatever the order of their finished events),
+// that is an error fn returned
 // (whatever the outcome), a panic, [ErrGoexit], [ErrAborted], or the
 // refusal of a spawn on the closed group (wrapping [ErrClosed]: the task
 // never ran). In a [CancelOnError] group that a failure canceled, it is

@@ -209,6 +209,9 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 		stack := stacks[labelKey{t.owner().label, t.Name()}]
 		infos[i] = t.info(Abandoned, t.clock) // aborted: clock is its spawn time, and stays
 		infos[i].Stack = stack
+		if run := runs[i]; run.ctx != nil {
+			infos[i].RunStarted = run.start // the stuck run's, which the abort ended
+		}
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)
 			res := t.resultLocked() // final: nobody changes it any more

@@ -170,8 +170,10 @@ func wantTimeoutNaming(t *testing.T, err error, task *runtime.Task, state runtim
 // TestWaitEndedByCancelIsNoTimeout: a Wait whose context was canceled (a
 // request whose client left) did not time out: its error says "canceled"
 // and its event is at info; a Wait whose deadline passed says "timed out"
-// at warn. Both are *TimeoutError, unwrapping to the cause.
+// at warn, even when the deadline carries a cause of its own. All are
+// *TimeoutError, unwrapping to the cause.
 func TestWaitEndedByCancelIsNoTimeout(t *testing.T) {
+	errBudget := errors.New("request budget spent")
 	tests := []struct {
 		name  string
 		ctx   func(t *testing.T) context.Context
@@ -181,6 +183,12 @@ func TestWaitEndedByCancelIsNoTimeout(t *testing.T) {
 	}{
 		{"deadline", func(t *testing.T) context.Context { return timeout(t, time.Second) }, context.DeadlineExceeded, "wait timed out", "WARN"},
 		{"canceled", func(*testing.T) context.Context { return expired() }, context.Canceled, "wait canceled", "INFO"},
+		// Past its deadline, whatever cause the deadline carries.
+		{"deadline with a cause", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithTimeoutCause(context.Background(), time.Second, errBudget)
+			t.Cleanup(cancel)
+			return ctx
+		}, errBudget, "wait timed out", "WARN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
