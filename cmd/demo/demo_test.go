@@ -86,6 +86,7 @@ func TestRun(t *testing.T) {
 			{"/debug/tracez", "", "text/html", "task process"},
 			{"/debug/pprof/", "", "text/html", "goroutine"},
 			{"/debug/pprof/goroutine?debug=1", "", "text/plain", "taskscope.task"},
+			{"/api/quote", "", "application/json", "reviews ok"},
 		} {
 			status, ctype, body := get(t, client, base+c.path, c.accept)
 			if status != http.StatusOK || !strings.HasPrefix(ctype, c.contentType) || !strings.Contains(body, c.body) {

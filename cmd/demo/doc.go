@@ -20,6 +20,8 @@
 //	/debug/events   the event stream as SSE (?format=ndjson for NDJSON)
 //	/debug/tracez   OpenTelemetry zpages: recent spans, with no backend
 //	/debug/pprof/   Go profiles (tasks carry pprof labels)
+//	/api/quote      an API handler: a group per request, three tasks, Wait
+//	                then Err (502 when a part fails, 503 while shutting down)
 //
 // # Flags
 //

@@ -34,6 +34,7 @@ var endpoints = []endpoint{
 	{Path: "/debug/events", About: "the event stream as Server-Sent Events", Alt: "/debug/events?format=ndjson"},
 	{Path: "/debug/tracez", About: "recent spans by name, latency and error (OpenTelemetry zpages): traces with no backend"},
 	{Path: "/debug/pprof/", About: "Go profiles; task goroutines carry the pprof labels taskscope.group and taskscope.task"},
+	{Path: "/api/quote", About: "an API handler as a service writes one: a group per request, three tasks, Wait then Err (502 when a part fails, 503 while shutting down)"},
 }
 
 // newMux routes the demo's endpoints. reg is the demo's own registry,
@@ -53,6 +54,7 @@ func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /api/quote", quote(sup))
 	return mux
 }
 

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// errReviewsDown is what the reviews part of every tenth quote fails with.
+var errReviewsDown = errors.New("reviews: upstream unavailable")
+
+// quote serves GET /api/quote the way a service's handler uses taskscope,
+// as it would an errgroup: a group per request, its parts fanned out as
+// tasks, Wait, then Err. It answers 200 with the parts; 502 naming the
+// part that failed (the reviews of every tenth quote); 503 once the
+// supervisor is shutting down, since its groups then refuse spawns and
+// Err says so (errors.Is ErrClosed), rather than 200 for work never done.
+// The parts stop when the client leaves (WithCancelOn), and the group,
+// dropped once waited for, is garbage: no Shutdown per request.
+func quote(sup *runtime.Supervisor) http.Handler {
+	var served atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		g := sup.Group("api")
+		var parts [3]string
+		for i, name := range []string{"price", "stock", "reviews"} {
+			g.Go(name, func(ctx context.Context) error {
+				if err := sleep(ctx, time.Duration(5+5*i)*time.Millisecond); err != nil {
+					return err
+				}
+				if name == "reviews" && n%10 == 0 {
+					return errReviewsDown
+				}
+				parts[i] = name + " ok"
+				return nil
+			}, runtime.WithCancelOn(r.Context()))
+		}
+		if err := g.Wait(r.Context()); err != nil {
+			return // the client left: nobody reads an answer
+		}
+		switch err := g.Err(); {
+		case errors.Is(err, runtime.ErrClosed):
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(parts)
+		}
+	})
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/taskscope/taskscope/runtime"
+)
+
+// TestQuote: the per-request handler answers 200 with its parts, 502
+// naming the part that failed, nothing to a client that left, and 503
+// once the supervisor is shutting down: its spawns are refused, and Err
+// says so.
+func TestQuote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sup := runtime.New("demo")
+		h := quote(sup)
+		serve := func(ctx context.Context) *httptest.ResponseRecorder {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/quote", nil))
+			return rec
+		}
+		for i := 1; i <= 10; i++ {
+			rec := serve(t.Context())
+			switch body := rec.Body.String(); {
+			case i < 10 && (rec.Code != http.StatusOK || body != `["price ok","stock ok","reviews ok"]`+"\n"):
+				t.Errorf("quote %d: %d %q, want 200 and every part", i, rec.Code, body)
+			case i == 10 && (rec.Code != http.StatusBadGateway || !strings.Contains(body, "demo.api/reviews") || !strings.Contains(body, errReviewsDown.Error())):
+				t.Errorf("quote %d: %d %q, want 502 naming the reviews part", i, rec.Code, body)
+			}
+		}
+
+		left, cancel := context.WithCancel(t.Context())
+		cancel()
+		if rec := serve(left); rec.Body.Len() != 0 {
+			t.Errorf("a client that left got %q", rec.Body.String())
+		}
+		synctest.Wait() // its parts stop
+
+		// Dropped once waited for, the request groups are garbage.
+		goruntime.GC()
+		if n := len(sup.Snapshot().Groups); n != 0 {
+			t.Errorf("%d request groups left in the tree after a GC, want none", n)
+		}
+
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if rec := serve(t.Context()); rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("after the shutdown: %d %q, want 503", rec.Code, rec.Body.String())
+		}
+	})
+}
