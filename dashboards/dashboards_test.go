@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -180,6 +182,22 @@ func TestOverviewContents(t *testing.T) {
 	steps := ab.FieldConfig.Defaults.Thresholds.Steps
 	if len(steps) != 2 || steps[0].Color != "green" || steps[1].Color != "red" || steps[1].Value == nil || *steps[1].Value > 1 || *steps[1].Value <= 0 {
 		t.Errorf("Abandoned tasks thresholds = %+v, want green then red from 1", steps)
+	}
+
+	// Durations span milliseconds to minutes (a consumer beside a
+	// request's task): on a log axis, which cannot start at 0; counts and
+	// rates start at 0.
+	for _, p := range d.Panels {
+		if p.Panel == nil || p.Panel.Type != "timeseries" {
+			continue
+		}
+		custom, _ := p.Panel.FieldConfig.Defaults.Custom.(*timeseries.FieldConfig)
+		logScale := custom != nil && custom.ScaleDistribution != nil && custom.ScaleDistribution.Type == common.ScaleDistributionLog
+		latency := deref(p.Panel.FieldConfig.Defaults.Unit) == "s" && !strings.Contains(deref(p.Panel.Title), "since last success")
+		fromZero := p.Panel.FieldConfig.Defaults.Min != nil && *p.Panel.FieldConfig.Defaults.Min == 0
+		if logScale != latency || fromZero == latency {
+			t.Errorf("panel %q (unit %s): log scale %v, from 0 %v; want a log scale for durations, 0 up for the rest", deref(p.Panel.Title), deref(p.Panel.FieldConfig.Defaults.Unit), logScale, fromZero)
+		}
 	}
 
 	// Durations carry exemplars, with p50, p95 and p99.

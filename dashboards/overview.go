@@ -215,13 +215,13 @@ func Overview() (dashboard.Dashboard, error) {
 
 	// Latency: how long tasks run, with exemplars linking to their traces.
 	d = d.WithRow(b.row("Task duration")).
-		WithPanel(b.timeseriesPanel("Task duration p50 / p95 / p99",
+		WithPanel(b.latencyPanel("Task duration p50 / p95 / p99",
 			"Run time of a task, from spawn to its end, per group and task. Exemplars (diamonds) link to the task's trace in Jaeger.",
-			"s", 12,
+			12,
 			quantiles(duration, selTask, "group, task", "{{group}}/{{task}}", 0.5, 0.95, 0.99)...)).
-		WithPanel(b.timeseriesPanel("Mean task duration by outcome",
+		WithPanel(b.latencyPanel("Mean task duration by outcome",
 			"Average run time by outcome: a canceled or aborted task's duration includes the time it took to notice cancellation.",
-			"s", 12,
+			12,
 			query(fmt.Sprintf(`%s / (%s > 0)`,
 				histogramRate("histogram_sum", "_sum", duration, selTask, "outcome"),
 				histogramRate("histogram_count", "_count", duration, selTask, "outcome")), "{{outcome}}")))
@@ -232,18 +232,18 @@ func Overview() (dashboard.Dashboard, error) {
 			"Cancellation requests per second, by cause (shutdown, fail_fast, external, deadline, canceled, custom). A request to a whole group (its Cancel, a shutdown, a fail-fast sibling) counts once, with task empty, however many tasks it reaches, so choosing a task shows only requests made to that task.",
 			"ops", 6,
 			query(fmt.Sprintf(`sum by (cause) (%s)`, rate(cancellations, selTask)), "{{cause}}"))).
-		WithPanel(b.timeseriesPanel("Cancel latency p50 / p95 / p99",
+		WithPanel(b.latencyPanel("Cancel latency p50 / p95 / p99",
 			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled, and for tasks a shutdown deadline aborted, counted when their goroutine finally returns (the late exit): a long tail means tasks ignore their context. Aborted tasks still stuck are not in it yet: they show as Abandoned tasks. Exemplars link to the trace of a task that ended canceled.",
-			"s", 6,
+			6,
 			quantiles(cancelLatency, selTask, "group", "{{group}}", 0.5, 0.95, 0.99)...)).
 		WithPanel(b.timeseriesPanel("Group shutdowns by result",
 			"Group shutdowns per minute: clean (every task returned in time) or aborted (the deadline passed and tasks were abandoned).",
 			"opm", 6,
 			query("60 * "+histogramRate("histogram_count", "_count", shutdown, selGroup, "group, result"), "{{group}} {{result}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
-		WithPanel(b.timeseriesPanel("Shutdown duration p50 / p99",
+		WithPanel(b.latencyPanel("Shutdown duration p50 / p99",
 			"Time from a group's shutdown request until all its tasks returned or were abandoned. Exemplars link to the shutdown's trace, which lists aborted tasks.",
-			"s", 6,
+			6,
 			quantiles(shutdown, selGroup, "group", "{{group}}", 0.5, 0.99)...))
 
 	// Periodic tasks.

@@ -84,10 +84,24 @@ func (b *builder) statPanel(title, description, unit string, width uint32, ts ..
 		Thresholds(thresholds("green"))
 }
 
-// timeseriesPanel is a graph with a table legend (mean, max, last). When
-// every query's legend names the group, each series carries a group label,
-// and a click on it offers GroupLinkURL: the live task tree of that group.
+// timeseriesPanel is a graph from 0 up (see seriesPanel).
 func (b *builder) timeseriesPanel(title, description, unit string, width uint32, ts ...target) *timeseries.PanelBuilder {
+	return b.seriesPanel(title, description, unit, width, ts).Min(0)
+}
+
+// latencyPanel is a time-series panel of durations on a log axis, so that
+// tasks of milliseconds and consumers of minutes share it without the
+// slowest flattening the others.
+func (b *builder) latencyPanel(title, description string, width uint32, ts ...target) *timeseries.PanelBuilder {
+	return b.seriesPanel(title, description+" Log scale.", "s", width, ts).
+		ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(10))
+}
+
+// seriesPanel is what timeseriesPanel and latencyPanel share: a graph
+// with a table legend (mean, max, last). When every query's legend names
+// the group, each series carries a group label, and a click on it offers
+// GroupLinkURL: the live task tree of that group.
+func (b *builder) seriesPanel(title, description, unit string, width uint32, ts []target) *timeseries.PanelBuilder {
 	p := timeseries.NewPanelBuilder().
 		Id(b.id()).
 		Title(title).
@@ -97,7 +111,6 @@ func (b *builder) timeseriesPanel(title, description, unit string, width uint32,
 		Unit(unit).
 		Span(width).
 		Height(8).
-		Min(0).
 		LineWidth(1).
 		FillOpacity(10).
 		ShowPoints(common.VisibilityModeNever).
