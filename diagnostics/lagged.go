@@ -37,7 +37,7 @@ func (e *LaggedError) Error() string {
 	case e.Resync && e.Missed == 0: // a cursor of another stream: nothing to count
 		return "taskscope/diagnostics: stream resume point not known to this stream: re-fetch the snapshot"
 	case e.Resync:
-		return fmt.Sprintf("taskscope/diagnostics: stream resume point no longer retained (about %d events missed): re-fetch the snapshot", e.Missed)
+		return fmt.Sprintf("taskscope/diagnostics: stream resume point no longer retained (about %d events of every kind missed, before filters): re-fetch the snapshot", e.Missed)
 	}
 	return fmt.Sprintf("taskscope/diagnostics: stream subscriber lagged: %d events dropped", e.Missed)
 }
