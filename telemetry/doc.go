@@ -40,7 +40,9 @@
 // Nor do tasks spawned with runtime.LongRunning (a consumer loop, a
 // server): their fn gets a context with no current span, so that the spans
 // it makes per message or request start traces of their own instead of
-// hanging under a span exported only at shutdown. A group shutdown gets a `shutdown <group>` span with the counts of drained
+// hanging under a span exported only at shutdown. With tracing off, both
+// kinds still get no current span from their spawner: an application that
+// traces on its own gets traces of their own for them too. A group shutdown gets a `shutdown <group>` span with the counts of drained
 // and aborted tasks and the names of the aborted ones, and the group's
 // taskscope.group.id (sibling groups may share a name).
 //

@@ -802,3 +802,41 @@ func TestNilSDKProviderTurnsTracingOff(t *testing.T) {
 	sup := runtime.New("app", runtime.WithObserver(tel))
 	<-sup.Go("t", func(context.Context) error { return nil }).Done()
 }
+
+// TestTracingOffKeepsLongRunningAndPeriodicSpansApart: with telemetry's
+// tracing off (an application that traces on its own), a long-running
+// task's fn and a periodic task's runs still get no current span from
+// their spawner, as with tracing on: the spans they make per message or
+// run start traces of their own, not under a span of days ago. A plain
+// task keeps its spawner's span.
+func TestTracingOffKeepsLongRunningAndPeriodicSpansApart(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithTracerProvider(nil))
+		ctx, startup := h.tp.Tracer("user").Start(context.Background(), "startup")
+		work := func(name string) func(context.Context) error {
+			return func(ctx context.Context) error {
+				_, s := h.tp.Tracer("user").Start(ctx, name)
+				s.End()
+				return nil
+			}
+		}
+		<-h.sup.Go("plain", work("plain work"), runtime.WithParent(ctx)).Done()
+		<-h.sup.Go("consumer", work("message"), runtime.LongRunning(), runtime.WithParent(ctx)).Done()
+		tick := h.sup.Every("tick", time.Minute, work("run work"), runtime.WithParent(ctx))
+		synctest.Wait()
+		tick.Cancel(nil)
+		<-tick.Done()
+		startup.End()
+		if p := h.span("plain work").Parent(); p.SpanID() != startup.SpanContext().SpanID() {
+			t.Errorf("a plain task's span has parent %v, want its spawner's span", p.SpanID())
+		}
+		for _, name := range []string{"message", "run work"} {
+			if p := h.span(name).Parent(); p.IsValid() {
+				t.Errorf("%q has parent %v, want a root", name, p.SpanID())
+			}
+		}
+		if n := len(h.spans("task plain")); n != 0 {
+			t.Errorf("%d task spans with tracing off", n)
+		}
+	})
+}

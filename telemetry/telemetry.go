@@ -120,7 +120,9 @@ func (t *Telemetry) NeedsStack() bool { return t.tracer != nil }
 // TaskStarting implements [runtime.Observer]. It runs on the spawning
 // goroutine: it counts the spawn and, with tracing on, starts the task's
 // span (or a periodic run's) and returns the context carrying it. With
-// tracing off it returns ctx unchanged and allocates nothing.
+// tracing off it returns ctx unchanged and allocates nothing, but for a
+// periodic or long-running task spawned with a span in ctx: its fn gets
+// no current span, as with tracing on.
 func (t *Telemetry) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
 	return t.TaskStartingEvent(ctx, &ev)
 }
@@ -137,6 +139,12 @@ func (t *Telemetry) TaskStartingEvent(ctx context.Context, ev *runtime.Event) co
 		}
 		if t.tracer != nil {
 			return t.startTask(ctx, ev, e)
+		}
+		if (ev.Interval > 0 || ev.LongRunning) && trace.SpanContextFromContext(ctx).IsValid() {
+			// As with tracing on: what a consumer loop or a periodic run
+			// traces on its own starts traces of its own, not under the
+			// spawner's span.
+			return trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 		}
 	case runtime.KindTaskRunStarted:
 		if t.tracer != nil {
