@@ -83,16 +83,8 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 				if err != nil {
 					return false, err
 				}
-				server := serverState(sup)
-				if !maps.Equal(page.Tasks, server.Tasks) {
-					return false, fmt.Errorf("tasks: page %v, server %v", page.Tasks, server.Tasks)
-				}
-				for _, g := range page.Groups {
-					if !slices.Contains(server.Groups, g) {
-						return false, fmt.Errorf("the page shows group %s; the server has %v", g, server.Groups)
-					}
-				}
-				return true, nil
+				err = shownByServer(page.Tasks, page.Groups, serverState(sup))
+				return err == nil, err
 			})
 		if err != nil {
 			t.Fatal(err)
@@ -119,6 +111,21 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 		}
 		return true, nil
 	}))
+}
+
+// shownByServer says how a page showing tasks and groups differs from the
+// server: it must show exactly the server's tasks and states, and only
+// groups the server has.
+func shownByServer(tasks map[string]string, groups []string, server pageState) error {
+	if !maps.Equal(tasks, server.Tasks) {
+		return fmt.Errorf("tasks: page %v, server %v", tasks, server.Tasks)
+	}
+	for _, g := range groups {
+		if !slices.Contains(server.Groups, g) {
+			return fmt.Errorf("the page shows group %s; the server has %v", g, server.Groups)
+		}
+	}
+	return nil
 }
 
 const intervalsJS = `Object.fromEntries(Array.from(document.querySelectorAll("#tree tr[data-task-id]")).map(r => [r.dataset.taskId, r.querySelector(".interval").textContent]))`
@@ -399,15 +406,10 @@ func TestTaskPageForgetsDroppedGroups(t *testing.T) {
 				if err != nil {
 					return false, err
 				}
-				server := serverState(sup)
-				if !maps.Equal(page.Tasks, server.Tasks) {
-					return false, fmt.Errorf("tasks: page %v, server %v", page.Tasks, server.Tasks)
-				}
-				// The runtime may have collected the groups of idle sections.
-				for _, g := range page.Busy {
-					if !slices.Contains(server.Groups, g) {
-						return false, fmt.Errorf("the page shows group %s with tasks; the server has %v", g, server.Groups)
-					}
+				// The runtime may have collected the groups of idle
+				// sections: only those with tasks must be the server's.
+				if err := shownByServer(page.Tasks, page.Busy, serverState(sup)); err != nil {
+					return false, err
 				}
 				if page.Sections > sections {
 					return false, fmt.Errorf("the page has %d sections, want at most %d", page.Sections, sections)
