@@ -75,6 +75,10 @@ type taskRare struct {
 	rejected    bool
 	longRunning bool   // LongRunning; set before the task is started
 	exitSeq     uint64 // Seq of the late_exit event; guarded by Task.mu
+	// deadline is the earliest deadline of the WithCancelOn contexts
+	// (zero if none), the task context's Deadline; set before the task is
+	// started.
+	deadline time.Time
 	// done is made by Task.Done when called before the end (after it,
 	// Done returns a closed channel). Guarded by Task.mu.
 	done chan struct{}
@@ -170,9 +174,17 @@ func (c *taskContext) current() context.Context {
 	return c.lab.ctx
 }
 
-func (c *taskContext) Deadline() (time.Time, bool) { return c.lab.ctx.Deadline() }
-func (c *taskContext) Done() <-chan struct{}       { return c.activate().Done() }
-func (c *taskContext) Err() error                  { return c.current().Err() }
+// Deadline is the earliest deadline of the task's WithCancelOn contexts:
+// its group's context has none.
+func (c *taskContext) Deadline() (time.Time, bool) {
+	if r := c.rare(); r != nil && !r.deadline.IsZero() {
+		return r.deadline, true
+	}
+	return c.lab.ctx.Deadline()
+}
+
+func (c *taskContext) Done() <-chan struct{} { return c.activate().Done() }
+func (c *taskContext) Err() error            { return c.current().Err() }
 
 func (c *taskContext) Value(key any) any {
 	r := c.rare()

@@ -133,6 +133,15 @@ func CancelOnError() GroupOption {
 // request's context. Given several times, it cancels the task when any of
 // the contexts is done (the cause of the first to end stands). A nil ctx
 // panics.
+//
+// The task's context reports the earliest of their deadlines as its own
+// (Deadline), so that clients fn calls with it forward the request's
+// deadline. When that deadline passes, the task's ctx.Err() is
+// [context.Canceled], not [context.DeadlineExceeded] as in a context
+// derived from ctx (errgroup.WithContext's): tell a timeout by its cause,
+// errors.Is(context.Cause(ctx), context.DeadlineExceeded), which also
+// holds for the task's [Result].Cause. Only the cancellation is tied: ctx's
+// values reach the task through [WithParent].
 func WithCancelOn(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithCancelOn(nil)")

@@ -322,6 +322,7 @@ func (g *Group) spawn(name string, fn func(context.Context) error, interval time
 			tx.rare.every = &every{interval: interval}
 		}
 		tx.rare.longRunning = cfg.longRunning
+		tx.rare.deadline = earliestDeadline(cfg.cancelOn)
 	case tr.observed():
 		tx := new(taskWithExtra)
 		t, x = &tx.Task, &tx.extra
@@ -404,6 +405,19 @@ func (t *Task) watch(exts []context.Context) {
 			stop()
 		}
 	}
+}
+
+// earliestDeadline returns the earliest deadline of the WithCancelOn
+// contexts, the task context's own (taskContext.Deadline): the task is
+// canceled then, as a context derived from them would be. Zero if none
+// has one.
+func earliestDeadline(exts []context.Context) (d time.Time) {
+	for _, ext := range exts {
+		if e, ok := ext.Deadline(); ok && (d.IsZero() || e.Before(d)) {
+			d = e
+		}
+	}
+	return d
 }
 
 // reject ends a task spawned on a closed group without running it.
