@@ -11,6 +11,14 @@ import (
 // If ctx ends first, Wait returns a [*TimeoutError] listing the tasks still
 // active. Wait cancels nothing; a nil ctx panics. A task of the subtree
 // that calls Wait on it waits for itself: call it from outside.
+//
+// Unlike errgroup's Wait, then, Wait given a request's context returns
+// when the client leaves, with the tasks still running (even those tied to
+// that context by [WithCancelOn], which may not have heard of it yet):
+// they outlive the handler, and whatever it releases as it returns. To
+// wait as errgroup does, until every task has returned, tie the tasks to
+// the request with WithCancelOn and give Wait a context that outlives
+// them, such as context.Background().
 func (g *Group) Wait(ctx context.Context) error {
 	if ctx == nil {
 		panic("taskscope: Wait(nil context)")

@@ -20,8 +20,9 @@ var errReviewsDown = errors.New("reviews: upstream unavailable")
 // part that failed (the reviews of every tenth quote); 503 once the
 // supervisor is shutting down, since its groups then refuse spawns and
 // Err says so (errors.Is ErrClosed), rather than 200 for work never done.
-// The parts stop when the client leaves (WithCancelOn), and the group,
-// dropped once waited for, is garbage: no Shutdown per request.
+// The parts stop when the client leaves (WithCancelOn), the handler
+// returns once they have, and the group, dropped once waited for, is
+// garbage: no Shutdown per request.
 func quote(sup *runtime.Supervisor) http.Handler {
 	var served atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +41,12 @@ func quote(sup *runtime.Supervisor) http.Handler {
 				return nil
 			}, runtime.WithCancelOn(r.Context()))
 		}
-		if err := g.Wait(r.Context()); err != nil {
+		// Wait for the parts themselves, as errgroup's Wait does: given
+		// r.Context(), Wait would return when the client leaves, before the
+		// parts have even heard of it, and they would outlive the handler
+		// (and whatever it releases as it returns). WithCancelOn stops them.
+		_ = g.Wait(context.Background())
+		if r.Context().Err() != nil {
 			return // the client left: nobody reads an answer
 		}
 		switch err := g.Err(); {

@@ -35,12 +35,20 @@ func TestQuote(t *testing.T) {
 			}
 		}
 
+		// A client that leaves mid-request gets nothing, and the handler
+		// returns once its parts have stopped, as errgroup's Wait would:
+		// none outlives the request.
 		left, cancel := context.WithCancel(t.Context())
+		served := make(chan *httptest.ResponseRecorder)
+		go func() { served <- serve(left) }()
+		synctest.Wait() // the parts are running
 		cancel()
-		if rec := serve(left); rec.Body.Len() != 0 {
+		if rec := <-served; rec.Body.Len() != 0 {
 			t.Errorf("a client that left got %q", rec.Body.String())
 		}
-		synctest.Wait() // its parts stop
+		if active := sup.Active(); len(active) != 0 {
+			t.Errorf("the handler returned with %d parts still running: %v", len(active), active)
+		}
 
 		// Dropped once waited for, the request groups are garbage.
 		goruntime.GC()
