@@ -123,7 +123,11 @@ func WithPanicPolicy(p PanicPolicy) GroupOption {
 //
 // Like an errgroup, a fail-fast group serves one batch: once canceled, its
 // later tasks start canceled. Made per batch and dropped after its Wait,
-// it leaves its parent's tree as garbage (see [Group.Group]).
+// it leaves its parent's tree as garbage (see [Group.Group]), unless its
+// [Group.Context] was used (a feeder selecting on its Done, as a worker
+// pool does in place of errgroup's SetLimit) and no failure canceled it:
+// unlike errgroup.WithContext's, Wait does not cancel it, so cancel it
+// after Wait (g.Cancel(nil)), or it stays.
 func CancelOnError() GroupOption {
 	return groupOption(func(c *groupConfig) { c.cancelOnError = true })
 }
