@@ -92,6 +92,9 @@ type PanicPolicy int
 
 const (
 	// Recover keeps the process alive: the task ends with outcome [Panic].
+	// Without any observer, the panic is logged to slog.Default() at error
+	// level with its stack, as net/http logs a handler's: it never
+	// vanishes unread.
 	Recover PanicPolicy = iota
 	// Crash reports the panic like Recover (observers get the finished
 	// event), then re-panics with the original value on the task goroutine,

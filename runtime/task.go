@@ -510,7 +510,11 @@ func (t *Task) exitAbnormally() {
 	var stack []byte
 	if r != nil {
 		stack = panicStack(debug.Stack())
-		res.Outcome, res.Err = Panic, &PanicError{Value: r, Stack: stack}
+		p := &PanicError{Value: r, Stack: stack}
+		res.Outcome, res.Err = Panic, p
+		if !t.tree().observed() && t.owner().policy != Crash { // Crash's re-panic prints it
+			logUnobservedPanic(t, p)
+		}
 	}
 	if t.periodic() != nil {
 		t.endRun(res.Outcome, res.Err, stack)

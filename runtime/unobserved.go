@@ -1,0 +1,32 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// logUnobservedPanic writes a recovered panic to slog.Default() when the
+// supervisor has no observer: a panic must never vanish, and without an
+// observer nobody else hears of it until someone reads the task's Result
+// or its group's Err (a long-running worker's may never be read). This is
+// what net/http does with a handler's panic. The record uses the
+// LogObserver's message and keys, so that it reads as that observer's
+// would. Attach any observer to take this over.
+func logUnobservedPanic(t *Task, p *PanicError) {
+	l := slog.Default()
+	ctx := context.Background()
+	if !l.Enabled(ctx, slog.LevelError) {
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelError, "task panicked",
+		slog.String("event", KindTaskFinished),
+		slog.String(AttrGroup, t.Group()),
+		slog.Int64(AttrGroupID, int64(t.owner().id)),
+		slog.String(AttrTaskName, t.Name()),
+		slog.Int64(AttrTaskID, int64(t.id)),
+		slog.String(AttrOutcome, Panic.String()),
+		slog.String("exception.message", fmt.Sprint(p.Value)),
+		slog.String("exception.stacktrace", string(p.Stack)),
+	)
+}

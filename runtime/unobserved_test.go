@@ -1,0 +1,109 @@
+package runtime_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/runtime/runtimetest"
+)
+
+// recordsTo collects the records slog.Default() is given while the test
+// runs, as attribute maps with the message under "msg".
+type recordsTo struct {
+	mu      sync.Mutex // guards records
+	records []map[string]string
+}
+
+func (h *recordsTo) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordsTo) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordsTo) WithGroup(string) slog.Handler            { return h }
+
+func (h *recordsTo) Handle(_ context.Context, r slog.Record) error {
+	m := map[string]string{"msg": r.Message, "level": r.Level.String()}
+	r.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, m)
+	return nil
+}
+
+func (h *recordsTo) taken() []map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.records
+}
+
+// defaultLogTo makes slog.Default() record into a fresh handler until the
+// test ends.
+func defaultLogTo(t *testing.T) *recordsTo {
+	h := &recordsTo{}
+	old := slog.Default()
+	slog.SetDefault(slog.New(h))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return h
+}
+
+func TestUnobservedPanicIsLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     []runtime.Option
+		periodic bool
+		want     int
+	}{
+		{name: "plain task", want: 1},
+		{name: "periodic task", periodic: true, want: 1},
+		{name: "observed", opts: []runtime.Option{runtime.WithObserver(new(runtimetest.Recorder))}, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logged := defaultLogTo(t)
+			synctest.Test(t, func(t *testing.T) {
+				sup := runtime.New("app", tc.opts...)
+				g := sup.Group("workers")
+				boom := func(context.Context) error { panic("boom") }
+				var task *runtime.Task
+				if tc.periodic {
+					task = g.Every("tick", time.Second, boom)
+				} else {
+					task = g.Go("tick", boom)
+				}
+				<-task.Done()
+				if got := task.Result().Outcome; got != runtime.Panic {
+					t.Fatalf("outcome %v, want panic", got)
+				}
+				records := logged.taken()
+				if len(records) != tc.want {
+					t.Fatalf("%d records, want %d: %v", len(records), tc.want, records)
+				}
+				if tc.want == 0 {
+					return
+				}
+				r := records[0]
+				for k, want := range map[string]string{
+					"msg":                "task panicked",
+					"level":              "ERROR",
+					"event":              runtime.KindTaskFinished,
+					runtime.AttrGroup:    "app.workers",
+					runtime.AttrTaskName: "tick",
+					runtime.AttrOutcome:  "panic",
+					"exception.message":  "boom",
+				} {
+					if r[k] != want {
+						t.Errorf("%s = %q, want %q", k, r[k], want)
+					}
+				}
+				if !strings.Contains(r["exception.stacktrace"], "panic(") {
+					t.Errorf("exception.stacktrace = %q, want the panic's stack", r["exception.stacktrace"])
+				}
+			})
+		})
+	}
+}
