@@ -17,9 +17,10 @@ var errReviewsDown = errors.New("reviews: upstream unavailable")
 // quote serves GET /api/quote the way a service's handler uses taskscope,
 // as it would an errgroup: a group per request, its parts fanned out as
 // tasks, Wait, then Err. It answers 200 with the parts; 502 naming the
-// part that failed (the reviews of every tenth quote); 503 once the
-// supervisor is shutting down, since its groups then refuse spawns and
-// Err says so (errors.Is ErrClosed), rather than 200 for work never done.
+// part that failed (the reviews of every tenth quote), not its error; 503
+// once the supervisor is shutting down, since its groups then refuse
+// spawns and Err says so (errors.Is ErrClosed), rather than 200 for work
+// never done.
 // The parts stop when the client leaves (WithCancelOn), the handler
 // returns once they have, and the group, dropped once waited for, is
 // garbage: no Shutdown per request.
@@ -53,7 +54,12 @@ func quote(sup *runtime.Supervisor) http.Handler {
 		case errors.Is(err, runtime.ErrClosed):
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		case err != nil:
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			// Name the part, not the error: its text may be a panic's
+			// stack or an upstream's internals, which the task's log
+			// record and span already carry.
+			var te *runtime.TaskError
+			errors.As(err, &te)
+			http.Error(w, "quote: part "+te.Task+" failed", http.StatusBadGateway)
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(parts)
