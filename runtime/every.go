@@ -10,11 +10,12 @@ import (
 // Every starts a periodic task: fn runs at once, then again interval after
 // each run ends (fixed delay, so runs never overlap). A run's error is
 // reported as a [KindTaskRunFinished] event and the loop goes on; fn
-// returning [ErrStop] ends the task with outcome [Success]; cancellation
-// ends it promptly, even between runs, and no further run starts once
-// [Task.Cancel] has returned (the first run always starts, with a canceled
-// context if need be, as a [Group.Go] task's fn does); a panic ends it
-// with outcome [Panic].
+// returning [ErrStop] ends the task with outcome [Success] ([Canceled] if
+// its context was done, but ErrStop is never the task's Result.Err nor its
+// group's Err); cancellation ends it promptly, even between runs, and no
+// further run starts once [Task.Cancel] has returned (the first run always
+// starts, with a canceled context if need be, as a [Group.Go] task's fn
+// does); a panic ends it with outcome [Panic].
 //
 // Each run is observable on its own: observers get a [KindTaskRunStarted]
 // event through [Observer.TaskStarting] (the context it returns is the
@@ -82,11 +83,14 @@ func (t *Task) loop() error {
 			outcome = Error
 		}
 		t.endRun(outcome, err, nil)
+		if stop {
+			// A request, never the task's error: a run that answers its
+			// cancellation with ErrStop must not leave a "failed: stop
+			// periodic task" in Result.Err and Group.Err.
+			return nil
+		}
 		if outcome == Canceled {
 			return err
-		}
-		if stop {
-			return nil
 		}
 		if timer == nil {
 			timer = time.NewTimer(e.interval)

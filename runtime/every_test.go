@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -462,6 +463,31 @@ func TestSnapshotShowsTheRunInProgress(t *testing.T) {
 		}
 		if err := sup.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestEveryStopIsNeverAnError: a run that answers its cancellation with
+// ErrStop (a job written to stop itself once its context is done) ends
+// its task canceled, as any canceled task, but ErrStop is a request, not
+// an error: it is neither the task's Result.Err nor its group's Err.
+func TestEveryStopIsNeverAnError(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		g := sup.Group("jobs")
+		task := g.Every("refresh", time.Minute, func(ctx context.Context) error {
+			<-ctx.Done()
+			return fmt.Errorf("shutting down: %w", runtime.ErrStop)
+		})
+		synctest.Wait() // in the first run
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if r := task.Result(); r.Outcome != runtime.Canceled || r.Err != nil || !errors.Is(r.Cause, runtime.ErrClosed) {
+			t.Errorf("Result %+v, want canceled by the shutdown, without error", r)
+		}
+		if err := g.Err(); err != nil {
+			t.Errorf("Group.Err = %v, want nil: ErrStop is no failure", err)
 		}
 	})
 }
