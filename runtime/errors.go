@@ -178,14 +178,20 @@ func (e *AbortError) Format(s fmt.State, verb rune) {
 
 // describeTasks lists tasks as group/name#id with their ages at now (the
 // time the error was made; the zero time, in an error made by hand, means
-// the time of the call).
+// the time of the call), and, for a periodic task in a run, the run and
+// its age: a periodic task's age is that of the loop, days for a job
+// stuck a minute ago, and only the run's says how long it has been stuck.
 func describeTasks(tasks []TaskInfo, now time.Time) string {
 	if now.IsZero() {
 		now = time.Now()
 	}
 	parts := make([]string, 0, len(tasks))
 	for _, t := range tasks {
-		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond)))
+		run := ""
+		if !t.RunStarted.IsZero() {
+			run = fmt.Sprintf(", in run %d for %s", t.Runs, now.Sub(t.RunStarted).Round(time.Millisecond))
+		}
+		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s%s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond), run))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -491,3 +491,43 @@ func TestEveryStopIsNeverAnError(t *testing.T) {
 		}
 	})
 }
+
+// TestErrorsSayWhichRunIsStuck: a periodic task listed by a Shutdown's
+// AbortError (or a Wait's TimeoutError) in a run says which run and since
+// when: its own age is the loop's, and tells nothing of how long the run
+// has been stuck.
+func TestErrorsSayWhichRunIsStuck(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("app")
+		g := sup.Group("jobs")
+		release := make(chan struct{})
+		runs := 0
+		g.Every("cleanup", 10*time.Second, func(context.Context) error {
+			if runs++; runs == 3 {
+				<-release // ignores its context
+			}
+			return nil
+		})
+		idle := g.Every("refresh", time.Minute, func(context.Context) error { return nil })
+		time.Sleep(95 * time.Second) // run 3 started at 20s
+		werr := g.Wait(timeout(t, time.Second))
+		err := sup.Shutdown(timeout(t, time.Second))
+		for _, c := range []struct {
+			err  error
+			want string
+		}{
+			{werr, "app.jobs/cleanup#1 (age 1m36s, in run 3 for 1m16s)"},
+			{err, "app.jobs/cleanup#1 (age 1m37s, in run 3 for 1m17s)"},
+		} {
+			if msg := c.err.Error(); !strings.Contains(msg, c.want) {
+				t.Errorf("%q, want it to name the stuck run: %q", msg, c.want)
+			}
+		}
+		if msg := werr.Error(); !strings.Contains(msg, "app.jobs/refresh#2 (age 1m36s)") {
+			t.Errorf("%q: a periodic task between runs is listed with its age alone", msg)
+		}
+		close(release)
+		<-idle.Done()
+		synctest.Wait()
+	})
+}
