@@ -17,6 +17,12 @@ import (
 // starts, with a canceled context if need be, as a [Group.Go] task's fn
 // does); a panic ends it with outcome [Panic].
 //
+// The runs share the task's context: a run's return does not cancel it,
+// as Go's does when fn returns. Goroutines a run starts with it go on
+// through the later runs, until the task ends; a run that wants its
+// helpers gone when it returns gives them a context of its own
+// (context.WithCancel, canceled before it returns).
+//
 // Each run is observable on its own: observers get a [KindTaskRunStarted]
 // event through [Observer.TaskStarting] (the context it returns is the
 // run's) and a [KindTaskRunFinished] event at its end.

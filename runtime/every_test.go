@@ -531,3 +531,29 @@ func TestErrorsSayWhichRunIsStuck(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// TestEveryRunsShareTheTaskContext: unlike a Go task's fn, a run's return
+// does not cancel its context (Every's doc says so): a helper a run starts
+// with it lives through the later runs, until the task ends.
+func TestEveryRunsShareTheTaskContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		var first context.Context
+		var during error
+		task := sup.Every("tick", time.Second, func(ctx context.Context) error {
+			if first == nil {
+				first = ctx
+				return nil
+			}
+			during = first.Err()
+			return runtime.ErrStop
+		})
+		<-task.Done()
+		if during != nil {
+			t.Errorf("in run 2, run 1's context is done (%v), want it live", during)
+		}
+		if !errors.Is(context.Cause(first), runtime.ErrTaskEnded) {
+			t.Errorf("once the task ended, run 1's context's cause is %v, want ErrTaskEnded", context.Cause(first))
+		}
+	})
+}
