@@ -7,6 +7,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -555,5 +556,58 @@ func TestEveryRunsShareTheTaskContext(t *testing.T) {
 		if !errors.Is(context.Cause(first), runtime.ErrTaskEnded) {
 			t.Errorf("once the task ended, run 1's context's cause is %v, want ErrTaskEnded", context.Cause(first))
 		}
+	})
+}
+
+// runOfEvents tags each run's context with its number, as a tracing
+// observer gives each run its span, and records the run found in the
+// context each event is observed with.
+type runOfEvents struct {
+	mu   sync.Mutex
+	runs map[string]any // by event kind
+}
+
+func (o *runOfEvents) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
+	if ev.Kind == runtime.KindTaskRunStarted {
+		return context.WithValue(ctx, runKey{}, ev.Run)
+	}
+	return ctx
+}
+
+func (o *runOfEvents) Observe(ctx context.Context, ev runtime.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.runs[ev.Kind] = ctx.Value(runKey{})
+}
+
+// TestEventsOfARunComeWithItsContext: a cancel request that reaches a
+// periodic task in a run, and the abort of a run stuck past a shutdown's
+// deadline, are observed with the run's context, as its run_finished
+// event is: a log record of either carries the run's trace, and joins it.
+func TestEventsOfARunComeWithItsContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		obs := &runOfEvents{runs: map[string]any{}}
+		sup := runtime.New("", runtime.WithObserver(obs))
+		release := make(chan struct{})
+		runs := 0
+		task := sup.Every("sync", time.Minute, func(context.Context) error {
+			if runs++; runs == 2 {
+				<-release // ignores its context
+			}
+			return nil
+		})
+		time.Sleep(time.Minute)
+		synctest.Wait() // in run 2
+		task.Cancel(nil)
+		mustAbort(t, sup, 1)
+		obs.mu.Lock()
+		for _, kind := range []string{runtime.KindTaskCancelRequested, runtime.KindTaskAborted, runtime.KindTaskRunFinished} {
+			if got := obs.runs[kind]; got != uint64(2) {
+				t.Errorf("%s observed with the context of run %v, want run 2's", kind, got)
+			}
+		}
+		obs.mu.Unlock()
+		close(release)
+		synctest.Wait()
 	})
 }

@@ -30,7 +30,8 @@ type Observer interface {
 	// nothing to add.
 	TaskStarting(ctx context.Context, ev Event) context.Context
 	// Observe receives every other event: a task's own events with the
-	// context TaskStarting returned, in order per task, and group events
+	// context TaskStarting returned (for those of a periodic task during
+	// a run, its run_started call's), in order per task, and group events
 	// with the context given to the call that caused them.
 	Observe(ctx context.Context, ev Event)
 }

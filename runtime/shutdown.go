@@ -209,16 +209,18 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 		stack := stacks[labelKey{t.owner().label, t.Name()}]
 		infos[i] = t.info(Abandoned, t.clock) // aborted: clock is its spawn time, and stays
 		infos[i].Stack = stack
-		if run := runs[i]; run.ctx != nil {
+		run, evCtx := runs[i], t.fnContext()
+		if run.ctx != nil {
 			infos[i].RunStarted = run.start // the stuck run's, which the abort ended
+			evCtx = run.ctx                 // and its trace, as eventContext gives
 		}
 		if tr.observed() {
 			ev := t.event(KindTaskAborted)
 			res := t.resultLocked() // final: nobody changes it any more
 			ev.Seq = t.ctx.ext().endSeq
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, res.Cause, res.Duration, []byte(stack)
-			tr.emit(t.fnContext(), &ev)
-			if run := runs[i]; run.ctx != nil {
+			tr.emit(evCtx, &ev)
+			if run.ctx != nil {
 				t.reportRun(run.ctx, t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
 			}
 			t.reportFinished(t.fnContext(), &res, ev.Stack)

@@ -222,8 +222,19 @@ func (t *Task) cancelWith(cause error, at time.Time) {
 		ev := t.event(KindTaskCancelRequested)
 		ev.Cause = context.Cause(o)
 		ev.Err = cause
-		tr.emit(t.fnContext(), &ev)
+		tr.emit(t.eventContext(), &ev)
 	}
+}
+
+// eventContext is the context t's events are observed with: a periodic
+// task's run in progress, whose context carries the run's trace, as its
+// run_finished event does, so that a log record of a cancel that reached
+// the run joins the run's trace; else fnContext. Called with t.mu held.
+func (t *Task) eventContext() context.Context {
+	if e := t.periodic(); e != nil && e.runCtx != nil {
+		return e.runCtx
+	}
+	return t.fnContext()
 }
 
 func (t *Task) tree() *tree { return t.owner().tree }
