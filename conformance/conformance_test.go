@@ -226,7 +226,7 @@ func (o *observed) check(t *testing.T, w *work, req trace.SpanContext, frame str
 	agree("finished, by cause", channel{"spans", sp.finishedCause}, channel{"stream", ev.finishedCause}, channel{"logs", lg.finishedCause})
 	agree("spawned", channel{"spans", sp.started}, channel{"metrics", m.started}, channel{"stream", ev.started}, channel{"logs", lg.started})
 	agree("cancel requests", channel{"spans", sp.cancels}, channel{"metrics", m.cancels}, channel{"stream", ev.cancels}, channel{"logs", lg.cancels})
-	agree("periodic runs", channel{"spans", sp.runs}, channel{"metrics", m.runs}, channel{"stream", ev.runs}, channel{"logs", lg.runs})
+	agree("periodic runs", channel{"spans", sp.runs}, channel{"metrics", m.runs}, channel{"metrics, run durations", m.runDurations}, channel{"stream", ev.runs}, channel{"logs", lg.runs})
 	agree("periodic runs, by cause", channel{"spans", sp.runsCause}, channel{"stream", ev.runsCause}, channel{"logs", lg.runsCause})
 	// Periodic and long-running tasks have no task span, but the other
 	// three channels do report their spawn, their end and their cancel
@@ -530,11 +530,12 @@ type tally struct {
 	finished, started, runs  counts
 	finishedCause, runsCause counts
 	cancels                  counts
-	roots                    int // spans made in long-running tasks spawned WithParent: roots of their own traces
+	runDurations             counts // observations of the run duration histogram: one per run
+	roots                    int    // spans made in long-running tasks spawned WithParent: roots of their own traces
 }
 
 func newTally() tally {
-	return tally{counts{}, counts{}, counts{}, counts{}, counts{}, counts{}, 0}
+	return tally{counts{}, counts{}, counts{}, counts{}, counts{}, counts{}, counts{}, 0}
 }
 
 func byCause(outcome, kind string) string {
@@ -682,6 +683,8 @@ func countMetrics(t *testing.T, reg *prometheus.Registry, class string) tally {
 				}
 			case "taskscope_periodic_runs_total":
 				c.runs[key{l["group"], l["outcome"]}] += n
+			case "taskscope_periodic_run_duration_seconds":
+				c.runDurations[key{l["group"], l["outcome"]}] += int(m.GetHistogram().GetSampleCount())
 			case "taskscope_tasks_running", "taskscope_tasks_abandoned":
 				if v := m.GetGauge().GetValue(); v != 0 {
 					t.Errorf("%s%v = %v after everything ended, want 0", mf.GetName(), l, v)

@@ -95,4 +95,5 @@ func TestMetricsStillCountWithTracingOff(t *testing.T) {
 	}
 	wantMetric(t, reg, "taskscope_tasks_finished_total", nil, 5, "")
 	wantMetric(t, reg, "taskscope_periodic_runs_total", nil, 1, "")
+	wantMetric(t, reg, "taskscope_periodic_run_duration_seconds", nil, 1, "")
 }

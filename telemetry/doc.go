@@ -67,6 +67,7 @@
 //	taskscope_tasks_abandoned{group,task}
 //	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted
 //	taskscope_periodic_runs_total{group,task,outcome}
+//	taskscope_periodic_run_duration_seconds{group,task,outcome}  classic and native histogram, the run's trace_id exemplars; an aborted run's to the abort
 //	taskscope_periodic_last_success_timestamp_seconds{group,task}  the spawn time until the first success; while one lives (see below)
 //	taskscope_periodic_interval_seconds{group,task}                while one lives (see below); the longest period
 //	taskscope_label_overflow_total{label}
@@ -76,9 +77,9 @@
 // Prometheus) and, in the same series, a native histogram: schema 3
 // (buckets about 9 % wide), at most 160 populated buckets (past that, a
 // coarser schema). Scrape with protobuf to get the native one. Duration
-// (and shutdown duration) observations of sampled spans carry the trace ID
-// as a trace_id exemplar, at most one per histogram bucket per second:
-// Prometheus keeps one per bucket, and building one allocates.
+// (task, run and shutdown duration) observations of sampled spans carry
+// the trace ID as a trace_id exemplar, at most one per histogram bucket
+// per second: Prometheus keeps one per bucket, and building one allocates.
 //
 // outcome is success, error, canceled, panic or aborted. error_type (the
 // error.type attribute on spans) is "panic", "aborted", or for errors
@@ -87,6 +88,13 @@
 // semconv.ErrorType names it ("*errors.errorString"); it is empty for
 // success and canceled. cause is runtime.CauseKind of the cancellation
 // cause.
+//
+// A periodic task's duration is its whole life, days for a job spawned at
+// startup; how long its runs take is in the run duration histogram, one
+// observation per run, so that its count per series is
+// taskscope_periodic_runs_total. Runs follow each other at a fixed delay
+// (the interval runs from the end of one to the start of the next): a run
+// longer than the interval does not overlap the next, it delays it.
 //
 // Rejected spawns (on a closed group) count as started and as finished with
 // outcome canceled, so that started − finished is always what is running;

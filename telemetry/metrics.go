@@ -26,6 +26,7 @@ const (
 	nameAbandoned        = "taskscope_tasks_abandoned"
 	nameShutdownDuration = "taskscope_group_shutdown_duration_seconds"
 	namePeriodicRuns     = "taskscope_periodic_runs_total"
+	nameRunDuration      = "taskscope_periodic_run_duration_seconds"
 	nameLastSuccess      = "taskscope_periodic_last_success_timestamp_seconds"
 	nameInterval         = "taskscope_periodic_interval_seconds"
 	nameLabelOverflow    = "taskscope_label_overflow_total"
@@ -44,7 +45,7 @@ var (
 // them: it uses the children a [series] bound once per (group, task).
 type metrics struct {
 	started, rejected, finished, cancellations, periodicRuns, overflow *prometheus.CounterVec
-	duration, cancelLatency, shutdownDuration                          *histogramVec
+	duration, runDuration, cancelLatency, shutdownDuration             *histogramVec
 	abandoned                                                          *prometheus.GaugeVec
 	running, lastSuccess, interval                                     *prometheus.Desc // see scrapeCollector
 
@@ -78,7 +79,10 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 			"Label values folded into \"_other\" because the label reached its cap: once per spawned task for group and task, once per failed task for error_type, once per group event for group.",
 			"label"),
 		duration: newHistogramVec(nameDuration,
-			"Run time of a task, from spawn to its end (to the abort for aborted tasks).",
+			"Run time of a task, from spawn to its end (to the abort for aborted tasks); a periodic task's is its whole life, its runs' are taskscope_periodic_run_duration_seconds.",
+			durationBuckets, constLabels, "group", "task", "outcome"),
+		runDuration: newHistogramVec(nameRunDuration,
+			"Run time of each run of a periodic (Every) task, from its start to its end (to the abort for a run aborted at a shutdown deadline), by outcome. Runs never overlap: the next one starts the task's interval after a run ends, so runs start interval plus run time apart.",
 			durationBuckets, constLabels, "group", "task", "outcome"),
 		cancelLatency: newHistogramVec(nameCancelLatency,
 			"Time from the first cancellation request that reached a task to its return, for tasks that ended canceled and for tasks aborted at a shutdown deadline, observed when their goroutine returns; a long tail means tasks ignore their context.",
@@ -109,7 +113,7 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 func (m *metrics) collectors(cache *seriesCache) []prometheus.Collector {
 	return []prometheus.Collector{
 		m.started, m.rejected, m.finished, m.cancellations, m.periodicRuns, m.overflow,
-		m.duration, m.cancelLatency, m.shutdownDuration, m.abandoned,
+		m.duration, m.runDuration, m.cancelLatency, m.shutdownDuration, m.abandoned,
 		scrapeCollector{m.running, m.lastSuccess, m.interval, cache},
 	}
 }
@@ -209,9 +213,10 @@ type series struct {
 	errs     sync.Map // error_type label → prometheus.Counter
 	cancels  sync.Map // cause kind → prometheus.Counter
 
-	duration [outcomeSlots]lazy[*histogram]
-	runs     [outcomeSlots]lazy[prometheus.Counter]
-	latency  lazy[*histogram]
+	duration     [outcomeSlots]lazy[*histogram]
+	runDurations [outcomeSlots]lazy[*histogram]
+	runs         [outcomeSlots]lazy[prometheus.Counter]
+	latency      lazy[*histogram]
 
 	// Entries shared by raw names resolved after the cache budget is spent,
 	// by folded flags (group | task<<1). Guarded by seriesCache.mu.
@@ -283,8 +288,18 @@ func (s *series) finishedCounter(o runtime.Outcome, errType string) prometheus.C
 }
 
 func (s *series) durationHistogram(o runtime.Outcome) *histogram {
-	return *s.duration[slot(o)].get(func() *histogram {
-		return s.m.duration.with(s.group, s.task, o.String())
+	return s.outcomeHistogram(&s.duration, s.m.duration, o)
+}
+
+func (s *series) runDuration(o runtime.Outcome) *histogram {
+	return s.outcomeHistogram(&s.runDurations, s.m.runDuration, o)
+}
+
+// outcomeHistogram returns the pair's child of v for outcome o, bound in
+// children on first use.
+func (s *series) outcomeHistogram(children *[outcomeSlots]lazy[*histogram], v *histogramVec, o runtime.Outcome) *histogram {
+	return *children[slot(o)].get(func() *histogram {
+		return v.with(s.group, s.task, o.String())
 	})
 }
 

@@ -325,7 +325,7 @@ func TestMetricsLintClean(t *testing.T) {
 			"taskscope_tasks_started_total", "taskscope_tasks_rejected_total", "taskscope_tasks_finished_total",
 			"taskscope_task_duration_seconds", "taskscope_task_cancel_latency_seconds", "taskscope_task_cancellations_total",
 			"taskscope_tasks_running", "taskscope_tasks_abandoned", "taskscope_group_shutdown_duration_seconds",
-			"taskscope_periodic_runs_total", "taskscope_label_overflow_total",
+			"taskscope_periodic_runs_total", "taskscope_periodic_run_duration_seconds", "taskscope_label_overflow_total",
 			"taskscope_stream_events_total", "taskscope_stream_dropped_total", "taskscope_stream_subscribers",
 		} {
 			if !contains(fmt.Sprint(names), want) {
@@ -659,4 +659,144 @@ func TestPeriodicGauges(t *testing.T) {
 			t.Errorf("no tick task left, yet %d last-success series are exported", n)
 		}
 	})
+}
+
+// TestPeriodicRunDuration: each run of a periodic task is observed in
+// taskscope_periodic_run_duration_seconds with its own duration, under
+// its outcome; a run aborted at a shutdown deadline with its time to the
+// abort. With tracing on, each run's bucket has the run span's trace as
+// its exemplar.
+func TestPeriodicRunDuration(t *testing.T) {
+	for _, traced := range []bool{true, false} {
+		t.Run(fmt.Sprint("traced=", traced), func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				var opts []telemetry.Option
+				if !traced {
+					opts = append(opts, telemetry.WithTracerProvider(nil))
+				}
+				h := newHarness(t, opts...)
+				const metric = "taskscope_periodic_run_duration_seconds"
+				// Runs of 3 ms, 20 s (failed) and 2 s, in three buckets,
+				// then one that ignores its context until a shutdown
+				// deadline aborts it 6m1s in, past the last bound (300 s).
+				stuck, release := make(chan struct{}), make(chan struct{})
+				var run atomic.Int32
+				h.sup.Every("job", time.Minute, func(context.Context) error {
+					switch run.Add(1) {
+					case 1:
+						time.Sleep(3 * time.Millisecond)
+					case 2:
+						time.Sleep(20 * time.Second)
+						return errors.New("flaky")
+					case 3:
+						time.Sleep(2 * time.Second)
+					default:
+						close(stuck)
+						<-release
+					}
+					return nil
+				})
+				<-stuck
+				time.Sleep(6 * time.Minute)
+				if err := h.sup.Shutdown(timeout(t, time.Second)); err == nil {
+					t.Fatal("Shutdown returned nil, want an AbortError")
+				}
+				want := map[string][]time.Duration{
+					"success": {3 * time.Millisecond, 2 * time.Second},
+					"error":   {20 * time.Second},
+					"aborted": {6*time.Minute + time.Second},
+				}
+				for outcome, ds := range want {
+					wantRunBuckets(t, h.reg, metric, outcome, ds)
+				}
+				if got := labelValues(t, h.reg, metric, "outcome"); len(got) != len(want) {
+					t.Errorf("outcomes %v, want those of %v", got, want)
+				}
+				for _, m := range series(t, h.reg, metric) {
+					wantMetric(t, h.reg, "taskscope_periodic_runs_total", labelsOf(m), float64(m.Histogram.GetSampleCount()), "a run counted is a run timed")
+				}
+				if traced {
+					wantRunExemplars(t, h, metric)
+				} else if found := exemplars(t, h.reg, metric, nil); len(found) > 0 {
+					t.Errorf("exemplars %v with tracing off", found)
+				}
+				close(release)
+				synctest.Wait()
+			})
+		})
+	}
+}
+
+// wantRunBuckets fails t unless the series of metric with outcome holds
+// exactly the durations ds: its count, sum and classic buckets.
+func wantRunBuckets(t *testing.T, g prometheus.Gatherer, metric, outcome string, ds []time.Duration) {
+	t.Helper()
+	var h *dto.Histogram
+	for _, m := range series(t, g, metric) {
+		if hasLabels(m, labels("group", "app", "task", "job", "outcome", outcome)) {
+			h = m.Histogram
+		}
+	}
+	if h == nil {
+		t.Errorf("%s: no series for outcome %s", metric, outcome)
+		return
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	if h.GetSampleCount() != uint64(len(ds)) || h.GetSampleSum() != sum.Seconds() {
+		t.Errorf("%s{outcome=%q}: count %d, sum %v; want %d, %v", metric, outcome, h.GetSampleCount(), h.GetSampleSum(), len(ds), sum.Seconds())
+	}
+	for _, b := range h.Bucket {
+		var n uint64
+		for _, d := range ds {
+			if d.Seconds() <= b.GetUpperBound() {
+				n++
+			}
+		}
+		if b.GetCumulativeCount() != n {
+			t.Errorf("%s{outcome=%q,le=\"%g\"} = %d, want %d (runs of %v)", metric, outcome, b.GetUpperBound(), b.GetCumulativeCount(), n, ds)
+		}
+	}
+}
+
+// wantRunExemplars fails t unless every run span's trace is the exemplar
+// of the bucket its run fell in, with the run's duration: each run here has
+// a bucket of its own.
+func wantRunExemplars(t *testing.T, h *harness, metric string) {
+	t.Helper()
+	runs := h.spans("run job")
+	if len(runs) != 4 {
+		t.Fatalf("%d run spans, want 4", len(runs))
+	}
+	for _, r := range runs {
+		outcome := attrString(r, "taskscope.task.outcome")
+		d := r.EndTime().Sub(r.StartTime()).Seconds() // the run's time: the bubble's clock stands still between event and span
+		want := "trace_id=" + r.SpanContext().TraceID().String()
+		var got []string
+		for _, m := range series(t, h.reg, metric) {
+			if !hasLabels(m, labels("outcome", outcome)) {
+				continue
+			}
+			for _, b := range m.Histogram.Bucket {
+				if e := b.GetExemplar(); e != nil && e.GetValue() == d {
+					for _, lp := range e.GetLabel() {
+						got = append(got, lp.GetName()+"="+lp.GetValue())
+					}
+				}
+			}
+		}
+		if !slices.Equal(got, []string{want}) {
+			t.Errorf("%s run of %vs: exemplars %v, want %s", outcome, d, got, want)
+		}
+	}
+}
+
+func labelsOf(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, lp := range m.Label {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
 }

@@ -482,7 +482,11 @@ func (h *randHarness) expected(events []runtime.Event, f randFold) map[string]fl
 			overflow("group", gf)
 			add(randKey("taskscope_task_cancellations_total", "group", g, "task", "", "cause", randCauseKind(ev)), 1)
 		case runtime.KindTaskRunFinished:
-			add(randKey("taskscope_periodic_runs_total", "group", g, "task", tk, "outcome", ev.Outcome.String()), 1)
+			// Every run counted is timed: the histogram's count per
+			// series is the counter's.
+			for _, name := range []string{"taskscope_periodic_runs_total", "taskscope_periodic_run_duration_seconds"} {
+				add(randKey(name, "group", g, "task", tk, "outcome", ev.Outcome.String()), 1)
+			}
 		case runtime.KindGroupShutdownDone:
 			overflow("group", gf)
 			result := "clean"

@@ -9,6 +9,7 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/taskscope/taskscope/diagnostics"
 	"github.com/taskscope/taskscope/runtime"
@@ -37,9 +38,21 @@ func (p *parker) ObserveEvent(_ context.Context, ev *runtime.Event) {
 	}
 }
 
-// stackPerTask returns the stack bytes per task goroutine parked in its
-// finished event, with the given observers before the parker.
-func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
+// spawner spawns one task, named work, that ends by itself.
+type spawner func(sup *runtime.Supervisor)
+
+func plainTask(sup *runtime.Supervisor) { sup.Go("work", func(context.Context) error { return nil }) }
+
+// periodicTask runs once: its goroutine observes a run_finished event
+// before its finished one.
+func periodicTask(sup *runtime.Supervisor) {
+	sup.Every("work", time.Hour, func(context.Context) error { return runtime.ErrStop })
+}
+
+// stackPerTask returns the stack bytes per task goroutine that spawn
+// makes, parked in its finished event, with the given observers before the
+// parker.
+func stackPerTask(t *testing.T, spawn spawner, observers ...runtime.Observer) float64 {
 	t.Helper()
 	const n = 2000
 	p := &parker{arrived: make(chan struct{}), release: make(chan struct{})}
@@ -48,11 +61,10 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 		opts = append(opts, runtime.WithObserver(o))
 	}
 	sup := runtime.New("app", append(opts, runtime.WithObserver(p))...)
-	noop := func(context.Context) error { return nil }
 
 	// Warm up: the first task of a (group, task) pair binds its metric
 	// children, a one-off deeper path.
-	sup.Go("work", noop)
+	spawn(sup)
 	<-p.arrived
 	p.release <- struct{}{}
 	if err := sup.Wait(context.Background()); err != nil {
@@ -63,7 +75,7 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 	goruntime.GC() // frees cached stacks, so that every stack below is new
 	goruntime.ReadMemStats(&before)
 	for range n {
-		sup.Go("work", noop)
+		spawn(sup)
 	}
 	for range n {
 		<-p.arrived
@@ -76,20 +88,23 @@ func stackPerTask(t *testing.T, observers ...runtime.Observer) float64 {
 	return float64(after.StackInuse-before.StackInuse) / n
 }
 
-// TestObserverDoesNotGrowTaskStack: the finished event runs on the task
-// goroutine, whose stack starts at 2 KiB; growing it costs more than a
-// whole spawn (and doubles an idle task's memory). With tracing off the
-// observer must fit in what the runtime's own path leaves.
+// TestObserverDoesNotGrowTaskStack: the finished event, and a periodic
+// task's run_finished, run on the task goroutine, whose stack starts at 2
+// KiB; growing it costs more than a whole spawn (and doubles an idle
+// task's memory). With tracing off the observer must fit in what the
+// runtime's own path leaves.
 func TestObserverDoesNotGrowTaskStack(t *testing.T) {
 	tel := fixedStackTelemetry(t)
 	if tel == nil {
 		return
 	}
-	base := stackPerTask(t)
-	with := stackPerTask(t, tel)
-	t.Logf("stack per parked task: %.0f B without telemetry, %.0f B with", base, with)
-	if with > base+512 {
-		t.Errorf("telemetry grew the task stack: %.0f B per task, %.0f B without it", with, base)
+	for kind, spawn := range map[string]spawner{"plain": plainTask, "periodic": periodicTask} {
+		base := stackPerTask(t, spawn)
+		with := stackPerTask(t, spawn, tel)
+		t.Logf("stack per parked %s task: %.0f B without telemetry, %.0f B with", kind, base, with)
+		if with > base+512 {
+			t.Errorf("telemetry grew the %s task stack: %.0f B per task, %.0f B without it", kind, with, base)
+		}
 	}
 	// The runtime's own finish path may already need more than the initial
 	// stack; telemetry's, from the top of a fresh goroutine, must not.
@@ -115,7 +130,7 @@ func TestObservedTaskKeepsItsFirstStack(t *testing.T) {
 	sub := stream.Subscribe(t.Context())
 	defer sub.Close()
 	logger := diagnostics.NewLogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	per := stackPerTask(t, tel, logger, stream)
+	per := stackPerTask(t, plainTask, tel, logger, stream)
 	t.Logf("stack per parked task with every observer: %.0f B", per)
 	// A grown stack is 4 KiB, plus the 2 KiB one it replaced in the
 	// stack cache; an ungrown one 2 KiB and change.

@@ -313,23 +313,43 @@ func (t *Telemetry) lateExit(ev *runtime.Event) {
 	}
 }
 
+// runFinished runs on the task goroutine (but for a run aborted at a
+// shutdown deadline): as taskFinished, it stays in small frames with
+// tracing off.
 func (t *Telemetry) runFinished(ctx context.Context, ev *runtime.Event) {
 	s := t.cache.entry(ev.Group, ev.Task, false).s
 	s.periodicRuns(ev.Outcome).Inc()
 	if ev.Outcome == runtime.Success {
 		s.periodicSucceeded(ev.Time)
 	}
-	if t.tracer == nil {
+	if t.tracer != nil {
+		t.runFinishedTraced(ctx, ev, s)
 		return
 	}
+	s.runDuration(ev.Outcome).observe(ev.Duration)
+}
+
+// runFinishedTraced is runFinished's rest with tracing on: the run
+// duration gets the run span's trace as an exemplar, then the span ends
+// (an ended span is not recording, and makes none). It repeats
+// runFinished's observation for the reason taskFinishedTraced repeats
+// taskFinished's: the span context stays off the stack of a task
+// goroutine observed without tracing.
+func (t *Telemetry) runFinishedTraced(ctx context.Context, ev *runtime.Event, s *series) {
+	var span trace.Span
 	if tc := t.taskCtxOf(ctx, ev.TaskID); tc != nil {
 		if rs := tc.run.Swap(nil); rs != nil {
-			if ev.Outcome == runtime.Aborted {
-				abortEvent(rs.span, ev) // with the stack the run is stuck in
-			}
-			endSpan(rs.span, ev, runtime.ErrorType(ev.Outcome, ev.Err))
+			span = rs.span
 		}
 	}
+	s.runDuration(ev.Outcome).observeTraced(ev.Duration, span, ev.Time)
+	if span == nil {
+		return
+	}
+	if ev.Outcome == runtime.Aborted {
+		abortEvent(span, ev) // with the stack the run is stuck in
+	}
+	endSpan(span, ev, runtime.ErrorType(ev.Outcome, ev.Err))
 }
 
 func (t *Telemetry) shutdownDone(ctx context.Context, ev *runtime.Event) {
