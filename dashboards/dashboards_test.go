@@ -163,6 +163,7 @@ func TestOverviewContents(t *testing.T) {
 		"Task duration p50 / p95 / p99":          "timeseries",
 		"Cancel latency p50 / p95 / p99":         "timeseries",
 		"Periodic runs by outcome":               "timeseries",
+		"Periodic run duration p50 / p95 / p99":  "timeseries",
 		"Shutdown duration p50 / p99":            "timeseries",
 		"Stream events":                          "timeseries",
 		"Stream drops":                           "timeseries",
@@ -200,19 +201,27 @@ func TestOverviewContents(t *testing.T) {
 		}
 	}
 
-	// Durations carry exemplars, with p50, p95 and p99.
-	dur := findPanel(t, d, "Task duration p50 / p95 / p99")
-	var qs []string
-	for _, tg := range dur.Targets {
-		q, _ := asPrometheus(tg)
-		if q.Exemplar == nil || !*q.Exemplar {
-			t.Errorf("duration query %s has exemplars off", deref(q.RefId))
+	// Durations of tasks and of periodic runs carry exemplars, with p50,
+	// p95 and p99; a run's against the task's period.
+	for title, metric := range map[string]string{
+		"Task duration p50 / p95 / p99":         "taskscope_task_duration_seconds",
+		"Periodic run duration p50 / p95 / p99": "taskscope_periodic_run_duration_seconds",
+	} {
+		var qs []string
+		for _, tg := range findPanel(t, d, title).Targets {
+			q, _ := asPrometheus(tg)
+			if strings.HasPrefix(q.Expr, "histogram_quantile(") && (q.Exemplar == nil || !*q.Exemplar) {
+				t.Errorf("%s: quantile query %s has exemplars off", title, deref(q.RefId))
+			}
+			qs = append(qs, q.Expr)
 		}
-		qs = append(qs, q.Expr)
-	}
-	for _, want := range []string{"histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,"} {
-		if !slices.ContainsFunc(qs, func(q string) bool { return strings.HasPrefix(q, want) }) {
-			t.Errorf("duration panel lacks %s...", want)
+		for _, want := range []string{"histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,"} {
+			if !slices.ContainsFunc(qs, func(q string) bool { return strings.HasPrefix(q, want) && strings.Contains(q, metric) }) {
+				t.Errorf("%s lacks %s...", title, want)
+			}
+		}
+		if period := slices.ContainsFunc(qs, func(q string) bool { return strings.Contains(q, "taskscope_periodic_interval_seconds") }); period != strings.HasPrefix(title, "Periodic") {
+			t.Errorf("%s: draws the period: %v", title, period)
 		}
 	}
 
@@ -399,7 +408,8 @@ func TestGroupLinks(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"Running and abandoned tasks by group", "Spawn rate by group", "Failure ratio by group",
-		"Task duration p50 / p95 / p99", "Cancel latency p50 / p95 / p99", "Group shutdowns by result", "Time since last success"} {
+		"Task duration p50 / p95 / p99", "Cancel latency p50 / p95 / p99", "Group shutdowns by result", "Time since last success",
+		"Periodic run duration p50 / p95 / p99"} {
 		if !linked[want] {
 			t.Errorf("panel %q has no link to its group's task page", want)
 		}

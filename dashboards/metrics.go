@@ -38,6 +38,7 @@ var Metrics = []Metric{
 	{Name: "taskscope_tasks_abandoned", Type: Gauge, Labels: []string{"group", "task"}},
 	{Name: "taskscope_group_shutdown_duration_seconds", Type: Histogram, Labels: []string{"group", "result"}},
 	{Name: "taskscope_periodic_runs_total", Type: Counter, Labels: []string{"group", "task", "outcome"}},
+	{Name: "taskscope_periodic_run_duration_seconds", Type: Histogram, Labels: []string{"group", "task", "outcome"}},
 	{Name: "taskscope_periodic_last_success_timestamp_seconds", Type: Gauge, Labels: []string{"group", "task"}},
 	{Name: "taskscope_periodic_interval_seconds", Type: Gauge, Labels: []string{"group", "task"}},
 	{Name: "taskscope_stream_events_total", Type: Counter},

@@ -101,6 +101,7 @@ func Overview() (dashboard.Dashboard, error) {
 	cancellations := "taskscope_task_cancellations_total"
 	shutdown := "taskscope_group_shutdown_duration_seconds"
 	periodic := "taskscope_periodic_runs_total"
+	runDuration := "taskscope_periodic_run_duration_seconds"
 	lastSuccess := "taskscope_periodic_last_success_timestamp_seconds"
 	interval := "taskscope_periodic_interval_seconds"
 
@@ -246,7 +247,9 @@ func Overview() (dashboard.Dashboard, error) {
 			6,
 			quantiles(shutdown, selGroup, "group", "{{group}}", 0.5, 0.99)...))
 
-	// Periodic tasks.
+	// Periodic tasks. The duration panels draw each task's period, the
+	// yardstick of its runs and of its successes.
+	period := query(fmt.Sprintf(`max by (group, task) (%s{%s})`, interval, selTask), "period {{group}}/{{task}}")
 	d = d.WithRow(b.row("Periodic tasks")).
 		WithPanel(b.timeseriesPanel("Periodic runs by outcome",
 			"Runs of periodic (Every) tasks per second, by task and outcome.",
@@ -259,7 +262,11 @@ func Overview() (dashboard.Dashboard, error) {
 			"Per periodic task: time since its last successful run (since its spawn before the first), against its period; across the selected instances, the longest (the worst replica). A line that climbs far above its period is a task stuck in a run, failing every run, or ended by a panic. Shown while the task lives, and after a panic ended it until it is spawned again.",
 			"s", 8,
 			query(fmt.Sprintf(`time() - min by (group, task) (%s{%s})`, lastSuccess, selTask), "{{group}}/{{task}}"),
-			query(fmt.Sprintf(`max by (group, task) (%s{%s})`, interval, selTask), "period {{group}}/{{task}}")))
+			period)).
+		WithPanel(b.latencyPanel("Periodic run duration p50 / p95 / p99",
+			"How long the runs of each periodic (Every) task take, against its period (a periodic task's Task duration is its whole life, not its runs). Runs never overlap: the next starts a period after a run ends, so a run as long as its period halves the task's rate of runs, and a line that climbs toward the period is work outgrowing its schedule. A run aborted at a shutdown deadline counts to the abort; one still stuck is not in it yet (see Time since last success). Runs further apart than the rate window show only around each run. Exemplars (diamonds) link to the run's trace in Jaeger.",
+			24,
+			append(quantiles(runDuration, selTask, "group, task", "{{group}}/{{task}}", 0.5, 0.95, 0.99), period)...))
 
 	// The diagnostic stream and the telemetry's own health.
 	d = d.WithRow(b.row("Diagnostic stream and telemetry health")).
