@@ -16,7 +16,7 @@ var (
 	ErrClosed = errors.New("taskscope: group closed")
 
 	// ErrStop, returned by an [Group.Every] function, ends the loop with
-	// outcome [Success].
+	// outcome [Success] ([Canceled] if the task's context was done).
 	ErrStop = errors.New("taskscope: stop periodic task")
 
 	// ErrGoexit is the Result.Err of a task whose fn called runtime.Goexit

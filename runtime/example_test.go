@@ -126,6 +126,28 @@ func ExampleGroup_Shutdown() {
 	// abandoned: 1
 }
 
+// WithCancelOn ties a task to a request's context: the task is canceled
+// when the request ends, and the cause says why. Its ctx.Err() is
+// context.Canceled even when the request timed out: the cause tells.
+func ExampleWithCancelOn() {
+	sup := runtime.New("api")
+	req, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+
+	task := sup.Go("render", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, runtime.WithCancelOn(req))
+	<-task.Done()
+
+	res := task.Result()
+	fmt.Println(res.Outcome, res.Err)
+	fmt.Println(errors.Is(res.Cause, runtime.ErrExternal), errors.Is(res.Cause, context.DeadlineExceeded))
+	// Output:
+	// canceled context canceled
+	// true true
+}
+
 // Wait reports whether a subtree went idle in time; it cancels nothing, so
 // a task still running after a timed-out Wait goes on.
 func ExampleGroup_Wait() {

@@ -7,8 +7,9 @@ import "context"
 // [WithObserver] options.
 //
 // Observers are called synchronously on the goroutine that caused the event
-// (the spawner for spawns, the task goroutine for completions), so they
-// must not block: an observer that needs slow work buffers it. A panicking
+// (the spawner for spawns, the task goroutine for completions), so from
+// many goroutines at once: an observer must be safe for concurrent use,
+// and must not block (one that needs slow work buffers it). A panicking
 // observer is recovered; the task is unaffected, the remaining observers
 // still get the event, and the others are told with a
 // [KindObserverPanicked] event.

@@ -160,11 +160,12 @@ func WithCancelOn(ctx context.Context) TaskOption {
 // accept loop or a queue consumer: a service rather than a unit of work.
 // Its events carry [Event.LongRunning], so that observers need not keep
 // per-task state open for it: telemetry starts no span for it (a span is
-// exported only when it ends, and one open for days is never seen) and,
-// with tracing on, gives fn a context without a current span, so that the
-// spans fn makes per request or message start traces of their own instead
-// of joining one endless trace. Metrics, logs and the stream report it as any other task.
-// [Group.Every] tasks need no such mark: their runs are the units of work.
+// exported only when it ends, and one open for days is never seen) and
+// gives fn a context without a current span, tracing on or off, so that
+// the spans fn makes per request or message start traces of their own
+// instead of joining one endless trace. Metrics, logs and the stream
+// report it as any other task. [Group.Every] tasks need no such mark:
+// their runs are the units of work.
 func LongRunning() TaskOption {
 	return taskOption(func(c *taskConfig) { c.longRunning = true })
 }

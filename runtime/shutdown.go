@@ -31,13 +31,13 @@ type shutdownState struct {
 // Shutdown whose deadline passed first, and only that call's AbortError
 // lists it; the other may return nil.
 //
-// When Shutdown returns, every task of the subtree is done. With a ctx that
-// is already done, it aborts whatever has not returned, with no grace
-// period. Shutdown is idempotent: later calls wait for the first one and
-// return its result, or their own ctx's cause if that ends first (they
-// never abort on their own deadline). Either way, once any call has
-// returned, the subtree is closed and new spawns are rejected. A nil ctx
-// panics.
+// When the first call returns, every task of the subtree is done. With a
+// ctx that is already done, it aborts whatever has not returned, with no
+// grace period. Shutdown is idempotent: later calls wait for the first one
+// and return its result, or their own ctx's cause if that ends first (they
+// never abort on their own deadline, so tasks may still be running then).
+// Either way, once any call has returned, the subtree is closed and new
+// spawns are rejected. A nil ctx panics.
 //
 // A task that shuts down its own subtree (a "signals" task calling
 // sup.Shutdown) waits for itself until ctx ends (with a ctx that never

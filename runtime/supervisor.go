@@ -16,7 +16,10 @@ type group = Group
 
 // Supervisor is the root of a tree of groups. It is a [Group] (the root,
 // named by [New]) plus what the whole tree shares: observers, task IDs,
-// event sequence numbers and the books of abandoned tasks.
+// event sequence numbers and the books of abandoned tasks. Besides
+// Abandoned, its methods are those of [Group], promoted from the root
+// group, which go doc does not list: [Group.Go], [Group.Shutdown],
+// [Group.Snapshot] and the rest apply to the whole tree.
 //
 // All methods are safe for concurrent use. Create one with [New]; the zero
 // Supervisor is not usable.

@@ -26,8 +26,11 @@ var (
 
 // Result is how a task ended. It is valid once [Task.Done] is closed.
 type Result struct {
-	Outcome  Outcome
-	Err      error         // what fn returned; a *PanicError for panics; ErrGoexit
+	Outcome Outcome
+	// Err is what fn returned, a [*PanicError] for panics, [ErrGoexit] or
+	// [ErrAborted]; for a spawn a closed group refused, an error wrapping
+	// [ErrClosed].
+	Err      error
 	Cause    error         // context.Cause of the task's context when it ended
 	Duration time.Duration // from spawn to the end (for aborted tasks: to the abort)
 }
