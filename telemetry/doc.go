@@ -119,10 +119,11 @@
 // Metric children are bound once per (group, task), so a spawn and a
 // completion cost a few atomic operations and two lock-free map loads, and
 // allocate nothing. With a nil or no-op tracer provider tracing is off: no
-// span is started and the task's context is not wrapped. (The default,
+// span is started and a plain task's context is not wrapped. (The default,
 // otel.GetTracerProvider(), counts as on even before the application
 // installs a provider: pass WithTracerProvider(nil) to a service that never
-// traces.) With tracing on,
-// spans are started on the spawning goroutine, which keeps the SDK's deep
-// call path off the task goroutine's small initial stack.
+// traces.) With tracing on, task spans are started on the spawning
+// goroutine, which keeps the SDK's deep call path off the task goroutine's
+// small initial stack; run spans start on the task goroutine, whose stack
+// grows once first (see [Telemetry.NeedsStack]).
 package telemetry

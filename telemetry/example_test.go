@@ -36,7 +36,10 @@ func Example() {
 	for _, s := range spans.Ended() {
 		fmt.Println("span:", s.Name(), s.Status().Code)
 	}
-	mfs, _ := reg.Gather()
+	mfs, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
 	for _, mf := range mfs {
 		for _, m := range mf.Metric {
 			if mf.GetName() == "taskscope_tasks_finished_total" && m.Counter.GetValue() > 0 {

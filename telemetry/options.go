@@ -58,9 +58,10 @@ func newConfig(opts []Option) config {
 // A nil provider (also a nil pointer of a provider type, such as an unset
 // *sdktrace.TracerProvider) or a no-op one
 // (go.opentelemetry.io/otel/trace/noop) turns tracing off: no span is
-// started and no context is wrapped, so a task costs nothing but its
-// metrics. (Even a no-op tracer would cost an
-// allocation and about 0.15µs per span.)
+// started and no context is wrapped (but that of a periodic or
+// long-running task spawned with a span, see [Telemetry.TaskStarting]),
+// so a task costs nothing but its metrics. (Even a no-op tracer would cost
+// an allocation and about 0.15µs per span.)
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c config) config {
 		c.tp, c.tpSet = tp, true

@@ -118,8 +118,9 @@ func isNil(v any) bool {
 func (t *Telemetry) NeedsStack() bool { return t.tracer != nil }
 
 // TaskStarting implements [runtime.Observer]. It runs on the spawning
-// goroutine: it counts the spawn and, with tracing on, starts the task's
-// span (or a periodic run's) and returns the context carrying it. With
+// goroutine (for a periodic run, on the task's): it counts the spawn and,
+// with tracing on, starts the task's span (or the run's) and returns the
+// context carrying it. With
 // tracing off it returns ctx unchanged and allocates nothing, but for a
 // periodic or long-running task spawned with a span in ctx: its fn gets
 // no current span, as with tracing on.
