@@ -1,7 +1,8 @@
 // Package diagnostics is the operator-facing side of taskscope: a slog
 // observer, a subscribable event stream, and debug HTTP handlers that show
-// the task tree and stream its events. It imports only the standard
-// library and the runtime package.
+// the task tree and stream its events. Besides the standard library it
+// imports only taskscope's own packages (runtime): no tracing or metrics
+// library.
 //
 // # Wiring
 //

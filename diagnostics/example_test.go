@@ -80,8 +80,11 @@ func ExampleEventsHandler() {
 		panic(err)
 	}
 	var snap diagnostics.SnapshotJSON
-	_ = json.NewDecoder(resp.Body).Decode(&snap)
+	err = json.NewDecoder(resp.Body).Decode(&snap)
 	resp.Body.Close()
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("tasks:", resp.StatusCode, snap.Root.Name, len(snap.Root.Tasks))
 
 	// Work happens after the snapshot; ?after= its Seq replays it.
@@ -126,7 +129,9 @@ func ExampleTasksHandler() {
 	rec := httptest.NewRecorder()
 	diagnostics.TasksHandler(sup).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/tasks?format=json", nil))
 	var snap diagnostics.SnapshotJSON
-	_ = json.Unmarshal(rec.Body.Bytes(), &snap)
+	if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil {
+		panic(err)
+	}
 	fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
 	for _, g := range snap.Root.Groups {
 		for _, t := range g.Tasks {

@@ -185,9 +185,9 @@ func (sub *Subscription) wakeLocked() {
 
 // Events returns the subscription's events in arrival order, with a
 // [KindStreamLagged] event where events were dropped. The sequence ends
-// once the subscription is closed ([Subscription.Close] or its context
-// done) and everything buffered before that has been delivered. Breaking
-// out of the loop leaves the subscription open.
+// once the subscription is closed ([Subscription.Close], its context done,
+// or [Stream.Close]) and everything buffered before that has been
+// delivered. Breaking out of the loop leaves the subscription open.
 func (sub *Subscription) Events() iter.Seq[runtime.Event] {
 	return func(yield func(runtime.Event) bool) {
 		var ev runtime.Event

@@ -1,0 +1,37 @@
+package diagnostics_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/taskscope/taskscope/diagnostics"
+)
+
+// Claims of the docs that no other test states outright.
+
+// Kinds: "Kinds() with no kinds filters nothing"; BufferSize: "at least 1";
+// Subscribe: "with a ctx already done, it returns a subscription that is
+// already closed (its Events yields nothing)".
+func TestSubscribeOptionEdges(t *testing.T) {
+	s := diagnostics.NewStream()
+	all := s.Subscribe(context.Background(), diagnostics.Kinds())
+	one := s.Subscribe(context.Background(), diagnostics.BufferSize(0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := s.Subscribe(ctx)
+	if n := s.Subscribers(); n != 2 {
+		t.Errorf("%d subscribers, want 2: one subscribed with a done ctx is closed", n)
+	}
+	publish(s, seqEvents(1, 2, 3)...)
+
+	if got := seqs(collect(all)); len(got) != 3 {
+		t.Errorf("Kinds() delivered %v, want every event", got)
+	}
+	got := collect(one)
+	if len(got) != 2 || lagged(t, got[0]).Missed != 2 || got[1].Seq != 3 {
+		t.Errorf("BufferSize(0) delivered %v, want a lag notice of 2 then the newest event", got)
+	}
+	if got := collect(done); len(got) != 0 {
+		t.Errorf("a subscription made with a done ctx delivered %v", got)
+	}
+}
