@@ -35,3 +35,15 @@ func TestSubscribeOptionEdges(t *testing.T) {
 		t.Errorf("a subscription made with a done ctx delivered %v", got)
 	}
 }
+
+// Stream.Close: "Closing twice does nothing"; "Publishing goes on into the
+// replay ring".
+func TestStreamCloseTwice(t *testing.T) {
+	s := diagnostics.NewStream()
+	s.Close()
+	s.Close()
+	publish(s, seqEvents(1)...)
+	if n := s.Published(); n != 1 {
+		t.Errorf("Published() = %d after a publish on a closed stream, want 1", n)
+	}
+}

@@ -243,7 +243,7 @@ func (s *Stream) Subscribers() int {
 // buffered) and makes later ones start closed. Publishing goes on into the
 // replay ring. Call it when the process shuts down, for example from
 // http.Server.RegisterOnShutdown, so that streaming HTTP responses end and
-// the server's Shutdown does not wait for them.
+// the server's Shutdown does not wait for them. Closing twice does nothing.
 func (s *Stream) Close() {
 	s.mu.Lock()
 	subs := s.subs

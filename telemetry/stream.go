@@ -12,7 +12,8 @@ import (
 // diagnostics: cmd/demo wires them with [WithStreamStats].
 //
 // The methods are read at scrape time, from the scraping goroutine, so
-// they must be safe for concurrent use and cheap (atomic loads).
+// they must be safe for concurrent use and cheap: a counter read, not a
+// computation (diagnostics.Stream reads its own under a short lock).
 type StreamStats interface {
 	// Published counts the events the stream has accepted.
 	Published() uint64
