@@ -126,6 +126,23 @@ func ExampleGroup_Shutdown() {
 	// abandoned: 1
 }
 
+// Cancel stops one task and says why: fn sees the cause through
+// context.Cause, and so does its Result.
+func ExampleTask_Cancel() {
+	sup := runtime.New("app")
+	errReload := errors.New("config reloaded")
+	task := sup.Go("watch", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	task.Cancel(errReload)
+	<-task.Done()
+
+	res := task.Result()
+	fmt.Println(res.Outcome, res.Cause == errReload)
+	// Output: canceled true
+}
+
 // WithCancelOn ties a task to a request's context: the task is canceled
 // when the request ends, and the cause says why. Its ctx.Err() is
 // context.Canceled even when the request timed out: the cause tells.
