@@ -2,9 +2,11 @@ package diagnostics_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/taskscope/taskscope/diagnostics"
+	"github.com/taskscope/taskscope/runtime"
 )
 
 // Claims of the docs that no other test states outright.
@@ -45,5 +47,21 @@ func TestStreamCloseTwice(t *testing.T) {
 	publish(s, seqEvents(1)...)
 	if n := s.Published(); n != 1 {
 		t.Errorf("Published() = %d after a publish on a closed stream, want 1", n)
+	}
+}
+
+// SubscribeOption: "repeated ones of the same kind [combine] with OR":
+// MinLevel(debug) or MinLevel(warn) lets debug events through, in either
+// order.
+func TestRepeatedMinLevelIsOR(t *testing.T) {
+	debug := runtime.Event{Seq: 1, Kind: runtime.KindTaskSpawned, Group: "g", Task: "t", TaskID: 1}
+	warn := runtime.Event{Seq: 2, Kind: runtime.KindTaskFinished, Group: "g", Task: "t", TaskID: 1, Outcome: runtime.Error}
+	for _, levels := range [][2]slog.Level{{slog.LevelDebug, slog.LevelWarn}, {slog.LevelWarn, slog.LevelDebug}} {
+		s := diagnostics.NewStream()
+		sub := s.Subscribe(context.Background(), diagnostics.MinLevel(levels[0]), diagnostics.MinLevel(levels[1]))
+		publish(s, debug, warn)
+		if got := seqs(collect(sub)); len(got) != 2 {
+			t.Errorf("MinLevel(%v), MinLevel(%v) delivered %v, want both events", levels[0], levels[1], got)
+		}
 	}
 }

@@ -44,11 +44,12 @@ type subscribeOption func(*subscribeConfig)
 func (f subscribeOption) applySubscribe(c *subscribeConfig) { f(c) }
 
 type subscribeConfig struct {
-	buffer   int
-	kinds    map[string]bool
-	minLevel slog.Level
-	prefixes []string
-	after    *uint64
+	buffer      int
+	kinds       map[string]bool
+	minLevel    slog.Level
+	minLevelSet bool // a MinLevel was given: another one widens it (OR)
+	prefixes    []string
+	after       *uint64
 }
 
 // Kinds keeps only events of the given kinds, such as
@@ -78,7 +79,11 @@ func Kinds(kinds ...string) SubscribeOption {
 // MinLevel keeps only events whose [runtime.Event.Level] is at least l
 // (slog.LevelWarn: errors, aborts and panics).
 func MinLevel(l slog.Level) SubscribeOption {
-	return subscribeOption(func(c *subscribeConfig) { c.minLevel = l })
+	return subscribeOption(func(c *subscribeConfig) {
+		if !c.minLevelSet || l < c.minLevel {
+			c.minLevel, c.minLevelSet = l, true
+		}
+	})
 }
 
 // GroupPrefix keeps only events of the group named prefix and its
