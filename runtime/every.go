@@ -13,9 +13,9 @@ import (
 // returning [ErrStop] ends the task with outcome [Success] ([Canceled] if
 // its context was done, but ErrStop is never the task's Result.Err nor its
 // group's Err); cancellation ends it promptly, even between runs, and no
-// further run starts once [Task.Cancel] has returned (the first run always
-// starts, with a canceled context if need be, as a [Group.Go] task's fn
-// does); a panic ends it with outcome [Panic].
+// further run starts once [Task.Cancel] has returned (the first run starts
+// even with a canceled context, as a [Group.Go] task's fn does); a panic
+// ends it with outcome [Panic].
 //
 // The runs share the task's context: a run's return does not cancel it,
 // as Go's does when fn returns. Goroutines a run starts with it go on
