@@ -77,8 +77,8 @@ func TestEveryOnClosedOrCanceledGroup(t *testing.T) {
 		default:
 			t.Fatal("a periodic task of a closed group is not done at once")
 		}
-		if r := task.Result(); r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) {
-			t.Errorf("result = %+v, want canceled with an error wrapping ErrClosed", r)
+		if r := task.Result(); r.Outcome != runtime.Canceled || !errors.Is(r.Err, runtime.ErrClosed) || r.Cause != r.Err {
+			t.Errorf("result = %+v, want canceled with an error wrapping ErrClosed, also its Cause", r)
 		}
 
 		canceled := sup.Group("canceled")

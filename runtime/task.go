@@ -30,8 +30,10 @@ type Result struct {
 	// Err is what fn returned, a [*PanicError] for panics, [ErrGoexit] or
 	// [ErrAborted]; for a spawn a closed group refused, an error wrapping
 	// [ErrClosed].
-	Err      error
-	Cause    error         // context.Cause of the task's context when it ended
+	Err error
+	// Cause is context.Cause of the task's context when it ended, nil if
+	// it was not done; for a refused spawn, Err.
+	Cause    error
 	Duration time.Duration // from spawn to the end (for aborted tasks: to the abort)
 }
 
