@@ -39,5 +39,8 @@ func (e *LaggedError) Error() string {
 	case e.Resync:
 		return fmt.Sprintf("taskscope/diagnostics: stream resume point no longer retained (about %d events of every kind missed, before filters): re-fetch the snapshot", e.Missed)
 	}
+	if e.Missed == 1 {
+		return "taskscope/diagnostics: stream subscriber lagged: 1 event dropped"
+	}
 	return fmt.Sprintf("taskscope/diagnostics: stream subscriber lagged: %d events dropped", e.Missed)
 }

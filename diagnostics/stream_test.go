@@ -736,6 +736,7 @@ func TestLaggedErrorMessages(t *testing.T) {
 		want string
 	}{
 		{diagnostics.LaggedError{Missed: 3}, "lagged: 3 events dropped"},
+		{diagnostics.LaggedError{Missed: 1}, "lagged: 1 event dropped"},
 		{diagnostics.LaggedError{Missed: 3, Resync: true}, "about 3 events of every kind missed, before filters"},
 		{diagnostics.LaggedError{Resync: true}, "not known to this stream"},
 	} {
