@@ -89,10 +89,11 @@ type eventsHandler struct {
 // began again) gets one at once.
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
-// its descendants, as [GroupPrefix]; repeatable), ?level= (debug, info,
-// warn, error). A ?kind= that names no event kind this version knows (a
-// typo, or a kind of a newer version), a ?group= that is no dotted group
-// name (empty, or "app..ingest"), and a ?level=, ?after=, ?format= or
+// its descendants, as [GroupPrefix]; repeatable, up to 64 names), ?level=
+// (debug, info, warn, error). A ?kind= that names no event kind this
+// version knows (a typo, or a kind of a newer version), a ?group= that is
+// no dotted group name (empty, or "app..ingest"), more than 64 ?group=
+// names, and a ?level=, ?after=, ?format= or
 // Last-Event-ID it cannot read (or a query that does not parse: a bad
 // %-escape, a ";" between parameters), is a 400; a request after
 // [Stream.Close] is a 503, which makes an EventSource stop rather than
@@ -431,17 +432,32 @@ func parseQuery(r *http.Request) (url.Values, error) {
 	return q, nil
 }
 
+// maxGroupFilters caps the distinct ?group= names of one request. Each
+// name of an event client is matched against every event the supervisor
+// publishes, on the publishing task's goroutine and under the stream's
+// lock: 64 clients with 10,000 names each (a 90 KB query) made every
+// publish take 2 ms instead of 2 µs, stalling every task spawn and exit of
+// the application.
+const maxGroupFilters = 64
+
 // groupsFrom reads a request's ?group= values (repeatable) as
-// [GroupPrefix] takes them, a trailing "." dropped. One that is empty, or
-// has an empty part ("app..ingest", ".app"), names no group the runtime can
-// make: it is an error, not a filter that matches every group (the empty
-// prefix) or none.
+// [GroupPrefix] takes them, a trailing "." dropped, without repeats. One
+// that is empty, or has an empty part ("app..ingest", ".app"), names no
+// group the runtime can make: it is an error, not a filter that matches
+// every group (the empty prefix) or none. So are more than
+// maxGroupFilters distinct names.
 func groupsFrom(q url.Values) ([]string, error) {
 	var groups []string
 	for _, g := range q["group"] {
 		name := strings.TrimSuffix(g, ".")
 		if slices.Contains(strings.Split(name, "."), "") {
 			return nil, fmt.Errorf("bad group %q: want a group's dotted name, such as app.ingest", g)
+		}
+		if slices.Contains(groups, name) {
+			continue
+		}
+		if len(groups) == maxGroupFilters {
+			return nil, fmt.Errorf("too many groups: at most %d ?group= names", maxGroupFilters)
 		}
 		groups = append(groups, name)
 	}

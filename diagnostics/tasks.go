@@ -71,8 +71,9 @@ type tasksHandler struct {
 // has its parent there, as will one that comes later, but with no tasks of
 // their own and counting only those shown below them: a name that matches
 // no group gives that path as far as it exists (and is open: nothing comes
-// below a closed group), not an error. An empty ?group=, or one that is no
-// dotted group name ("app..ingest"), is a 400. The snapshot's Seq is
+// below a closed group), not an error. An empty ?group=, one that is no
+// dotted group name ("app..ingest"), or more than 64 distinct names, is a
+// 400. The snapshot's Seq is
 // unchanged (the whole tree's), and the page follows the event stream with
 // the same ?group=, so it neither receives nor shows the tasks of other
 // groups.
