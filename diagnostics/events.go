@@ -110,6 +110,9 @@ type eventsHandler struct {
 // WriteTimeout does not cut the stream, and flushes after each event,
 // through http.ResponseController; it starts no goroutine of its own.
 //
+// Responses are marked X-Content-Type-Options: nosniff and carry no CORS
+// headers: a page of another origin cannot read the stream.
+//
 // A nil s or a nil option panics.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
 	if s == nil {
@@ -163,6 +166,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", "text/event-stream")
 	}
 	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("X-Accel-Buffering", "no") // nginx would otherwise buffer the stream
 	if r.Method == http.MethodHead {
 		return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -263,6 +264,85 @@ func TestGroupFiltersAreCapped(t *testing.T) {
 			if rec.Code != tc.want {
 				t.Errorf("%s with %d bytes of ?group=: %d %.80q, want %d", name, len(tc.query), rec.Code, rec.Body.String(), tc.want)
 			}
+		}
+	}
+}
+
+// TestResponseHeaders: every response of both handlers says nosniff and
+// has no CORS header; the page carries a strict Content-Security-Policy
+// whose nonce, fresh for each response, is that of the page's own script
+// and style, and whose connect-src admits the stream's origin, never more
+// than a source list can hold.
+func TestResponseHeaders(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	stream := diagnostics.NewStream()
+	check := func(what string, h http.Header) {
+		t.Helper()
+		if got := h.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", what, got)
+		}
+		for k := range h {
+			if strings.HasPrefix(k, "Access-Control-") {
+				t.Errorf("%s: CORS header %s: %q", what, k, h.Get(k))
+			}
+		}
+	}
+	tasks := diagnostics.TasksHandler(sup)
+	json := get(tasks, "/debug/tasks?format=json")
+	check("JSON", json.Header())
+	rec := httptest.NewRecorder()
+	diagnostics.EventsHandler(stream).ServeHTTP(rec, endedRequest(t, "/debug/events"))
+	check("events", rec.Header())
+	if ct := rec.Header().Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("events: Content-Type %q", ct)
+	}
+	for _, m := range []string{http.MethodOptions, http.MethodPost} {
+		for name, h := range map[string]http.Handler{"tasks": tasks, "events": diagnostics.EventsHandler(stream)} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(m, "/x", nil))
+			if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("%s %s: %d, want 405 without CORS", m, name, rec.Code)
+			}
+		}
+	}
+
+	nonces := map[string]bool{}
+	for range 2 {
+		rec := get(tasks, "/debug/tasks")
+		check("page", rec.Header())
+		if ct := rec.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+			t.Errorf("page: Content-Type %q", ct)
+		}
+		csp := rec.Header().Get("Content-Security-Policy")
+		m := regexp.MustCompile(`^default-src 'none'; script-src 'nonce-([A-Z2-7]{26})'; style-src 'nonce-([A-Z2-7]{26})'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'$`).FindStringSubmatch(csp)
+		if m == nil || m[1] != m[2] {
+			t.Fatalf("page: Content-Security-Policy %q", csp)
+		}
+		nonces[m[1]] = true
+		page := rec.Body.String()
+		if strings.Count(page, `<script nonce="`+m[1]+`">`) != 1 || strings.Count(page, `<style nonce="`+m[1]+`">`) != 1 || strings.Count(page, "<script") != 2 {
+			t.Errorf("page: its script and style do not carry the nonce %s", m[1])
+		}
+	}
+	if len(nonces) != 2 {
+		t.Error("the nonce is the same in two responses")
+	}
+
+	for eventsURL, want := range map[string]string{
+		"/ops/events":                     "connect-src 'self';",
+		"https://ops.example:8443/events": "connect-src 'self' https://ops.example:8443;",
+		"//ops.example/events":            "connect-src 'self' ops.example;",
+		"http://[::1]:9/e":                "connect-src 'self' http://[::1]:9;",
+		"https://x;script-src *":          "connect-src 'self';",
+		"https://x'unsafe-inline'/e":      "connect-src 'self';",
+		"https://a,b/e":                   "connect-src 'self';",
+		"https://user:pw@ops.example/e":   "connect-src 'self' https://ops.example;",
+		"javascript:alert(1)":             "connect-src 'self';",
+	} {
+		csp := get(diagnostics.TasksHandler(sup, diagnostics.WithEventsURL(eventsURL)), "/debug/tasks").Header().Get("Content-Security-Policy")
+		if !strings.Contains(csp, want) || strings.Count(csp, ";") != 7 {
+			t.Errorf("WithEventsURL(%q): CSP %q, want %q", eventsURL, csp, want)
 		}
 	}
 }

@@ -2,14 +2,17 @@ package diagnostics
 
 import (
 	"bytes"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taskscope/taskscope/runtime"
 )
@@ -26,7 +29,9 @@ type tasksOption func(*tasksHandler)
 func (f tasksOption) applyTasks(h *tasksHandler) { f(h) }
 
 // WithEventsURL sets the URL, absolute or relative to the page, where the
-// page finds [EventsHandler] (default [DefaultEventsURL]).
+// page finds [EventsHandler] (default [DefaultEventsURL]). The page's
+// Content-Security-Policy lets it connect to the page's own origin and to
+// that of an absolute URL (one with a host).
 func WithEventsURL(url string) TasksOption {
 	return tasksOption(func(h *tasksHandler) { h.eventsURL = url })
 }
@@ -34,6 +39,7 @@ func WithEventsURL(url string) TasksOption {
 type tasksHandler struct {
 	sup       *runtime.Supervisor
 	eventsURL string
+	connect   string // the page's CSP connect-src sources
 }
 
 // TasksHandler serves sup's task tree: as JSON (a [SnapshotJSON]) for
@@ -43,6 +49,13 @@ type tasksHandler struct {
 // ?format= is a 400 (as is a query that does not parse), a method other
 // than GET or HEAD a 405. The response is marked Cache-Control: no-store:
 // it is a picture of now.
+//
+// Every response is marked X-Content-Type-Options: nosniff. The page
+// carries a strict Content-Security-Policy: nothing loads but its own
+// inline script and style (allowed by a nonce fresh for each response)
+// and its requests to the page's origin and the event stream's (see
+// [WithEventsURL]); no base URL, no form, and framing by the page's own
+// origin only. Names, messages and the ?group= shown are always text.
 //
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's
@@ -88,7 +101,36 @@ func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
 		mustOption(o, "TasksOption")
 		o.applyTasks(h)
 	}
+	h.connect = connectSources(h.eventsURL)
 	return h
+}
+
+// pageCSP is the page's Content-Security-Policy, with nonce for its inline
+// script and style. img-src is for the browser's favicon request.
+func (h *tasksHandler) pageCSP(nonce string) string {
+	return "default-src 'none'; script-src 'nonce-" + nonce + "'; style-src 'nonce-" + nonce + "'; connect-src " + h.connect +
+		"; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+}
+
+// connectSources is the page's CSP connect-src for the event stream at
+// eventsURL: 'self' (the snapshot, and a relative stream URL), and the
+// origin of an absolute one, when it reads as a CSP source: only letters,
+// digits and "+-.:/[]", which cannot end the directive or add another.
+func connectSources(eventsURL string) string {
+	u, err := url.Parse(eventsURL)
+	if err != nil || u.Host == "" {
+		return "'self'"
+	}
+	origin := u.Host
+	if u.Scheme != "" {
+		origin = u.Scheme + "://" + u.Host
+	}
+	for _, c := range origin {
+		if !(c < utf8.RuneSelf && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("+-.:/[]", c))) {
+			return "'self'"
+		}
+	}
+	return "'self' " + origin
 }
 
 func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -120,6 +162,7 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := NewSnapshotJSON(tree, time.Now()) // after the snapshot: no task is younger than 0
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	var buf bytes.Buffer
 	if asJSON {
 		w.Header().Set("Content-Type", "application/json")
@@ -129,7 +172,9 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		data := pageData{Snapshot: snap, EventsURL: h.eventsURL, Filter: strings.Join(groups, ", "), NoMatch: !matched}
+		nonce := rand.Text() // 128 random bits or more, in CSP nonce characters
+		w.Header().Set("Content-Security-Policy", h.pageCSP(nonce))
+		data := pageData{Snapshot: snap, EventsURL: h.eventsURL, Filter: strings.Join(groups, ", "), NoMatch: !matched, Nonce: nonce}
 		if err := pageTemplate.Execute(&buf, data); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -200,6 +245,7 @@ type pageData struct {
 	EventsURL string
 	Filter    string // the ?group= names, for the header; empty for the whole tree
 	NoMatch   bool   // Filter names no group of the tree
+	Nonce     string // the CSP nonce of the page's script and style
 }
 
 // formatAge renders an age compactly, truncated: 850ms, 12.3s, 4m05s,
