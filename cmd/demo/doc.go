@@ -26,7 +26,10 @@
 // # Flags
 //
 //	-addr              listen address (default 127.0.0.1:8080, or
-//	                   $TASKSCOPE_DEMO_ADDR); port 0 picks a free port
+//	                   $TASKSCOPE_DEMO_ADDR); port 0 picks a free port.
+//	                   On a loopback address the demo answers only to a
+//	                   loopback Host (localhost, 127.0.0.1, [::1]): a web
+//	                   page that rebinds its name to 127.0.0.1 gets a 403
 //	-duration          stop after this long (default 0: until SIGINT/SIGTERM)
 //	-shutdown-timeout  deadline of the final shutdown (default 3s)
 //	-log-format        text (tint on stderr; colour only on a terminal

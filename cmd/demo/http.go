@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -132,4 +133,38 @@ func landing(sup *runtime.Supervisor, tracingSummary string) http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = page.WriteTo(w)
 	})
+}
+
+// loopbackHosts wraps h, the handler of a server listening on a loopback
+// address, to answer 403 to a request whose Host header names no loopback
+// host. Loopback keeps other machines out, not web pages: a page of any
+// site, open in a browser on this machine, can rebind its own host name
+// to 127.0.0.1 (DNS rebinding) and then read /debug/tasks, /debug/events,
+// the profiles and the traces as same-origin, with its name as the Host.
+// A server listening on another address (the container's 0.0.0.0) is
+// reached by names this cannot know: it is left as it is.
+func loopbackHosts(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLoopbackHost(r.Host) {
+			http.Error(w, "taskscope demo: this server listens on loopback and answers only to localhost, 127.0.0.1 or [::1]", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// isLoopbackHost reports whether a Host header (host, or host:port) names
+// this machine's loopback: localhost, a name under .localhost (browsers
+// resolve those to loopback themselves, RFC 6761), or a loopback IP.
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".") // the root's dot: "localhost." is localhost
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -180,8 +180,12 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// stream serves one supervisor.
 	web := runtime.New("demo-http", runtime.WithObserver(tel), runtime.WithObserver(logs))
 
+	var handler http.Handler = newMux(sup, stream, reg, tr.zpages, tr.summary)
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		handler = loopbackHosts(handler) // no DNS rebinding of the loopback default
+	}
 	srv := &http.Server{
-		Handler:           newMux(sup, stream, reg, tr.zpages, tr.summary),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
