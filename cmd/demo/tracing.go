@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -187,8 +188,28 @@ func exportTarget() string {
 	}
 	if endpoint == "" {
 		endpoint = "the default endpoint"
+	} else {
+		endpoint = redactEndpoint(endpoint)
 	}
 	return fmt.Sprintf("otlp (%s) to %s", protocol, endpoint)
+}
+
+// redactEndpoint is endpoint for display (the startup output, and the
+// landing page, which anyone who reaches the demo reads): its userinfo and
+// its query, where a collector's URL may carry a token or an API key,
+// become xxxxx.
+func redactEndpoint(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "an endpoint that does not parse as a URL"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "xxxxx"
+	}
+	return u.String()
 }
 
 // shutdown flushes what is queued and stops the provider, within ctx.

@@ -127,3 +127,24 @@ func TestBuildVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestExportTargetHidesSecrets: the export target is shown on the landing
+// page and at startup; a token in the endpoint's userinfo or query is not.
+func TestExportTargetHidesSecrets(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	for endpoint, want := range map[string]string{
+		"http://collector:4318": "otlp (grpc) to http://collector:4318",
+		"collector:4317":        "otlp (grpc) to collector:4317",
+		"https://user:s3cret@otlp.example/v1?api-key=k3y": "otlp (grpc) to https://xxxxx@otlp.example/v1?xxxxx",
+		"https://t0ken@otlp.example":                      "otlp (grpc) to https://xxxxx@otlp.example",
+		"http://[bad":                                     "otlp (grpc) to an endpoint that does not parse as a URL",
+	} {
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+		if got := exportTarget(); got != want {
+			t.Errorf("%s: %q, want %q", endpoint, got, want)
+		}
+	}
+}
