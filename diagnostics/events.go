@@ -113,6 +113,15 @@ type eventsHandler struct {
 // Responses are marked X-Content-Type-Options: nosniff and carry no CORS
 // headers: a page of another origin cannot read the stream.
 //
+// The stream is for operators: its events carry error messages, panic
+// values and panic stacks (function names, source file paths), each
+// task's function name, and whatever text the application put in names
+// and errors. Mount it, as pprof, on an internal or authenticated listener,
+// never on the public one; the stream's [WithMaxStack] and
+// [WithMaxMessage] bound (or, at 0, drop) stacks and messages. The handler
+// authenticates nobody, and its client cap ([WithMaxClients]) is shared by
+// all clients: one client can take every slot.
+//
 // A nil s or a nil option panics.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
 	if s == nil {
