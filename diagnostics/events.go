@@ -114,13 +114,16 @@ type eventsHandler struct {
 // headers: a page of another origin cannot read the stream.
 //
 // The stream is for operators: its events carry error messages, panic
-// values and panic stacks (function names, source file paths), each
-// task's function name, and whatever text the application put in names
-// and errors. Mount it, as pprof, on an internal or authenticated listener,
-// never on the public one; the stream's [WithMaxStack] and
-// [WithMaxMessage] bound (or, at 0, drop) stacks and messages. The handler
-// authenticates nobody, and its client cap ([WithMaxClients]) is shared by
-// all clients: one client can take every slot.
+// values and panic stacks (function names, source file paths), each task's
+// function name, and whatever text the application put in names and
+// errors. Mount it, as pprof, on an internal or authenticated listener,
+// never on the public one (an internal listener is no authentication: a
+// web page open in a browser on that network can rebind its own name to
+// the listener's address and read it, unless the Host is checked); the
+// stream's [WithMaxStack] and [WithMaxMessage] bound (or, at 0, drop)
+// stacks and messages. The handler authenticates nobody, and its client
+// cap ([WithMaxClients]) is shared by all clients: one client can take
+// every slot.
 //
 // A nil s or a nil option panics.
 func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
