@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -644,6 +646,153 @@ func TestEventsStalledClient(t *testing.T) {
 	defer cancel()
 	if err := srv.Config.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown, which closes the stream: %v", err)
+	}
+}
+
+// TestEventsStalledClientResumes: a client cut off for stalling (see
+// TestEventsStalledClient) resumes with the id of the last whole event it
+// read, by Last-Event-ID or ?after=, and gets every event after it exactly
+// once: the events the handler had taken from the subscription but could
+// not write are replayed (the ring holds them all).
+func TestEventsStalledClientResumes(t *testing.T) {
+	for _, ndjson := range []bool{false, true} {
+		t.Run(fmt.Sprint("ndjson=", ndjson), func(t *testing.T) {
+			s := diagnostics.NewStream(diagnostics.WithReplaySize(4096), diagnostics.WithBufferSize(4096))
+			th := &trackHandler{
+				h:     diagnostics.EventsHandler(s, diagnostics.WithWriteTimeout(200*time.Millisecond)),
+				exits: make(chan struct{}, 16),
+			}
+			srv := httptest.NewUnstartedServer(th)
+			srv.Listener = smallSendBuffer{srv.Listener}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			target := "/events"
+			if ndjson {
+				target += "?format=ndjson"
+			}
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", target)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%v %v", resp, err)
+			}
+			rd := bufio.NewReader(resp.Body)
+			if !ndjson {
+				readFrame(t, rd)
+			}
+			msg := errors.New(strings.Repeat("é\n", diagnostics.DefaultMaxMessage/3))
+			const n = 2000
+			for seq := uint64(1); seq <= n; seq++ {
+				publish(s, runtime.Event{Seq: seq, Kind: runtime.KindTaskFinished, Group: "svc", Task: "t", TaskID: seq, Outcome: runtime.Error, Err: msg})
+			}
+			th.waitExits(t, 1) // cut off: the client read nothing yet
+			// Now the client reads what reached it, up to the torn event.
+			var seen []uint64
+			var cursor string
+			for {
+				var j diagnostics.EventJSON
+				if ndjson {
+					line, err := rd.ReadString('\n')
+					if err != nil {
+						break
+					}
+					if json.Unmarshal([]byte(line), &j) != nil {
+						t.Fatalf("bad line %q", line)
+					}
+				} else {
+					f, ok := readWholeFrame(rd)
+					if !ok {
+						break
+					}
+					if json.Unmarshal([]byte(f.data), &j) != nil {
+						t.Fatalf("bad data %q", f.data)
+					}
+				}
+				seen = append(seen, j.Seq)
+				cursor = j.ID
+			}
+			t.Logf("cut after %d whole events, cursor %s", len(seen), cursor)
+			// Resume.
+			q := "?after=" + url.QueryEscape(cursor)
+			hdr := http.Header{}
+			if ndjson {
+				q += "&format=ndjson"
+			} else {
+				q = ""
+				hdr.Set("Last-Event-ID", cursor)
+			}
+			// The same stream on a server of its own, without small buffers
+			// and a short write timeout: the resumed client reads on.
+			srv2 := httptest.NewServer(diagnostics.EventsHandler(s))
+			t.Cleanup(srv2.Close)
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", srv2.URL+"/events"+q, nil)
+			maps.Copy(req.Header, hdr)
+			resp2, err := srv2.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp2.Body.Close()
+			rd = bufio.NewReader(resp2.Body)
+			if !ndjson {
+				readFrame(t, rd)
+			}
+			for i, s := range seen {
+				if s != uint64(i+1) {
+					t.Fatalf("before the cut, event %d has Seq %d", i, s)
+				}
+			}
+			// Every event after the cursor, in order, each once. No keep-alive
+			// comes while the handler has events to send.
+			for len(seen) < n {
+				var j diagnostics.EventJSON
+				if ndjson {
+					line, err := rd.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					if json.Unmarshal([]byte(line), &j) != nil {
+						t.Fatalf("bad line %q", line)
+					}
+				} else {
+					j = decode(t, readFrame(t, rd).data)
+				}
+				if want := uint64(len(seen) + 1); j.Seq != want || j.Kind == diagnostics.KindStreamLagged {
+					t.Fatalf("resumed from %s: event %d is %s Seq %d, want Seq %d", cursor, len(seen), j.Kind, j.Seq, want)
+				}
+				seen = append(seen, j.Seq)
+			}
+			srv2.Client().CloseIdleConnections()
+		})
+	}
+}
+
+func readWholeFrame(r *bufio.Reader) (frame, bool) {
+	var f frame
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return f, false
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			if f.data == "" {
+				continue
+			}
+			return f, true
+		}
+		field, value, _ := strings.Cut(line, ": ")
+		switch field {
+		case "id":
+			f.id = value
+		case "data":
+			f.data = value
+		}
 	}
 }
 
