@@ -56,6 +56,38 @@
 // client needs, the client receives a resync notice and must fetch a new
 // snapshot.
 //
+// # Keeping a picture of the tree
+//
+// The snapshot lists the live tasks (running, canceling, or abandoned: aborted
+// at a shutdown deadline, their goroutines not returned yet). The events
+// after it change that list so, applied in the order received, as
+// [TasksHandler]'s page does (kinds without their "taskscope." prefix):
+//
+//   - task.spawned adds a task, running, or canceling if the event has a
+//     cause (its group was canceled already); one with rejected set never
+//     ran: ignore it (its rejected and finished events follow).
+//   - task.cancel_requested makes a running task canceling.
+//   - group.cancel_requested (also sent by a shutdown) makes canceling
+//     every running task of the group (group_id) and of its descendants:
+//     no event is sent per task.
+//   - task.aborted, and task.finished with outcome aborted, make a task
+//     abandoned; it leaves with its task.late_exit.
+//   - task.finished with any other outcome removes the task.
+//   - task.run_started sets a periodic task's runs to its run.
+//
+// Sibling groups may share a name, so groups are told apart by id: group
+// events carry the group's (group_id), a task's events its group's and
+// that group's parent's (parent_group_id). When that parent is a group the
+// client has not heard of (made after the snapshot, with no task of its
+// own), nothing places it in the tree, and the client cannot tell which
+// group events reach the task: it re-fetches the snapshot.
+//
+// Over HTTP, a client that re-fetches the snapshot (on a resync or a lag
+// notice, which also means events were lost, or for the reason above)
+// reconnects with ?after= the snapshot's seq and without a Last-Event-ID,
+// which would win; the events that follow a notice on the old connection
+// do not make up for the loss.
+//
 // # HTTP
 //
 // [EventsHandler] serves the stream as Server-Sent Events or NDJSON, each

@@ -125,6 +125,12 @@ func BufferSize(n int) SubscribeOption {
 // than 65536 past the highest Seq published here). Over HTTP, clients
 // resume with an event's "seq@stream" id when they have one: [EventsHandler]
 // checks its stream.
+//
+// The replay ring holds events of every kind, before any subscriber's
+// filters, so a filtered client's cursor (the last event it received)
+// ages with every event published: once more than the replay size of
+// events it did not want has followed it, resuming from it gives a resync
+// notice, though no event the filters let through may have been lost.
 func After(seq uint64) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
 }
