@@ -88,6 +88,15 @@ type eventsHandler struct {
 // another stream (the process restarted since, and its sequence numbers
 // began again) gets one at once.
 //
+// The replay ring behind resuming holds events of every kind (see [After]),
+// so a filtered client's cursor ages with the events it does not want. An
+// SSE keep-alive that comes after such events carries an id: line too,
+// and no data: the cursor of the last event the filters dropped, sent
+// once the client has been sent every event before it. An EventSource
+// dispatches nothing for it but resumes from it, as from an event's id.
+// NDJSON keep-alives stay empty lines: an NDJSON client resumes from the
+// last event it received.
+//
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, as [GroupPrefix]; repeatable, up to 64 names), ?level=
 // (debug, info, warn, error). A ?kind= that names no event kind this
@@ -219,6 +228,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	var ev runtime.Event
+	var sent uint64 // the Seq of the last cursor sent
 	for {
 		res := sub.next(&ev, tick)
 		if res == gotClosed || ctx.Err() != nil {
@@ -229,11 +239,24 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case res == gotTick && ndjson:
 			buf.WriteByte('\n')
 		case res == gotTick:
-			buf.WriteString(": keep-alive\n\n")
+			buf.WriteString(": keep-alive\n")
+			if seq, ok := sub.cursor(); ok && seq != sent {
+				// Events the filters dropped since the last one sent:
+				// an id with no data moves the client's Last-Event-ID
+				// past them and dispatches no event.
+				buf.WriteString("id: ")
+				buf.WriteString(h.cursorID(seq))
+				buf.WriteByte('\n')
+				sent = seq
+			}
+			buf.WriteByte('\n')
 		case ndjson:
 			_ = enc.Encode(h.eventJSON(ev)) // ends with '\n'
 		default:
 			writeSSE(&buf, enc, h.eventJSON(ev))
+			if ev.Seq != 0 { // not a lag notice
+				sent = ev.Seq
+			}
 		}
 		if h.send(w, rc, buf.Bytes()) != nil {
 			return
@@ -273,9 +296,14 @@ func refuseClosed(w http.ResponseWriter) {
 func (h *eventsHandler) eventJSON(ev runtime.Event) EventJSON {
 	j := NewEventJSON(ev)
 	if ev.Seq != 0 {
-		j.ID = strconv.FormatUint(ev.Seq, 10) + "@" + h.stream.id
+		j.ID = h.cursorID(ev.Seq)
 	}
 	return j
+}
+
+// cursorID is the cursor of the event with Seq seq: "seq@stream".
+func (h *eventsHandler) cursorID(seq uint64) string {
+	return strconv.FormatUint(seq, 10) + "@" + h.stream.id
 }
 
 // writeSSE frames j as one SSE message. JSON has no raw newlines, so the

@@ -205,6 +205,75 @@ func TestEventsResume(t *testing.T) {
 	}
 }
 
+// TestEventsFilteredResume: a client filtered to warnings hears of none
+// while more debug events than the replay ring holds go by. Resuming from
+// its last warning, it would be told to resync, though it missed nothing
+// it asked for; the keep-alive that follows those events carries a fresher
+// cursor (an id: with no data, which an EventSource takes as its
+// Last-Event-ID and dispatches nothing for), and from that it resumes with
+// no notice. A keep-alive with nothing dropped since carries no id.
+func TestEventsFilteredResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		warning := func(seq uint64) runtime.Event {
+			return runtime.Event{Seq: seq, Kind: runtime.KindTaskFinished, Group: "svc", Task: "t", TaskID: seq,
+				Outcome: runtime.Error, Err: errors.New("boom")}
+		}
+		ctx, leave := context.WithCancel(t.Context())
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events?level=warn", nil)
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			diagnostics.EventsHandler(s).ServeHTTP(&pipeResponse{header: http.Header{}, w: pw}, req)
+			pw.Close()
+		}()
+		body := bufio.NewReader(pr)
+		readFrame(t, body) // the opening: subscribed
+		publish(s, warning(1))
+		first := readFrame(t, body)
+		if first.id != "1" {
+			t.Fatalf("first frame %+v, want the warning", first)
+		}
+		time.Sleep(diagnostics.DefaultKeepAlive)
+		if f := readFrame(t, body); f.comment != "keep-alive" || f.hasID {
+			t.Errorf("keep-alive with nothing dropped: %+v, want no id", f)
+		}
+		n := uint64(2 * diagnostics.DefaultReplaySize)
+		publish(s, seqEvents(seqRange(2, 2+n)...)...) // debug: not for this client
+		time.Sleep(diagnostics.DefaultKeepAlive)
+		f := readFrame(t, body)
+		if f.comment != "keep-alive" || f.id != strconv.FormatUint(1+n, 10) || f.data != "" {
+			t.Errorf("keep-alive after %d events dropped by the filter: %+v, want the id %d and no data", n, f, 1+n)
+		}
+		cursor := "1@" + first.stream // what the client has without one
+		if f.hasID {
+			cursor = f.id + "@" + f.stream
+		}
+		leave()
+		pr.Close()
+		<-done
+
+		publish(s, seqEvents(seqRange(2+n, 12+n)...)...) // while away: not wanted either
+		hdr := http.Header{}
+		hdr.Set("Last-Event-ID", cursor)
+		_, body = serve(t, diagnostics.EventsHandler(s), "/events?level=warn", hdr)
+		readFrame(t, body)
+		publish(s, warning(20+n))
+		if got := decode(t, readFrame(t, body).data); got.Kind != runtime.KindTaskFinished || got.Seq != 20+n {
+			t.Errorf("resumed from %s: %+v, want the next warning (no event a warn filter passes was missed)", cursor, got)
+		}
+	})
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s < to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
 // TestEventsResumeFromAnotherStream: an EventSource reconnecting to a
 // restarted process sends the old process's Last-Event-ID. Its sequence
 // numbers mean nothing to the new stream, which numbers from 1 again: the

@@ -196,7 +196,7 @@ func (w *endingWriter) WriteHeader(code int) {
 }
 func (w *endingWriter) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
-	if s := string(b); s == "\n" || s == ": keep-alive\n\n" {
+	if s := string(b); s == "\n" || strings.HasPrefix(s, ": keep-alive\n") { // with an id: when the filters dropped events
 		w.end()
 		return len(b), nil
 	}

@@ -31,6 +31,11 @@ type Subscription struct {
 	waiting bool        // the reader is blocked on notify
 	stop    func() bool // stops the ctx watch
 
+	// passed is the Seq of the last event offered, whether the filter let
+	// it through or not: arrival order up to it is what the subscriber has
+	// been offered. Guarded by the stream's mu (see cursor).
+	passed uint64
+
 	dropped atomic.Uint64
 }
 
@@ -130,7 +135,8 @@ func BufferSize(n int) SubscribeOption {
 // filters, so a filtered client's cursor (the last event it received)
 // ages with every event published: once more than the replay size of
 // events it did not want has followed it, resuming from it gives a resync
-// notice, though no event the filters let through may have been lost.
+// notice, though no event the filters let through may have been lost
+// ([EventsHandler]'s SSE keep-alives carry a fresher cursor).
 func After(seq uint64) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
 }
@@ -169,6 +175,7 @@ func inGroup(group, prefix string) bool {
 // offer queues ev if it passes the filter, dropping the oldest buffered
 // event when full. Called with the stream's lock held; never blocks.
 func (sub *Subscription) offer(ev *runtime.Event, lvl slog.Level) {
+	sub.passed = ev.Seq
 	if !sub.filter.match(ev, lvl) {
 		return
 	}
@@ -259,6 +266,21 @@ func (sub *Subscription) next(ev *runtime.Event, tick <-chan time.Time) nextResu
 			return gotTick
 		}
 	}
+}
+
+// cursor returns the Seq of the last event sub was offered, delivered or
+// filtered out, and true when the reader has taken everything before it:
+// nothing is buffered and no notice is pending. A client that has handled
+// what the reader took can resume from there with [After] (as from the
+// last event it received, in the cursor reading), so that the events its
+// filters dropped since do not age its cursor out of the replay ring.
+func (sub *Subscription) cursor() (uint64, bool) {
+	s := sub.stream
+	s.mu.Lock() // against offer, which sets passed with it held
+	defer s.mu.Unlock()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.passed, sub.passed != 0 && sub.buf.len() == 0 && sub.gap == 0 && !sub.resync
 }
 
 // Dropped returns how many events this subscription dropped because its
