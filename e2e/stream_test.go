@@ -51,7 +51,8 @@ func (s *stack) openStream(ctx context.Context, query string, header ...string) 
 }
 
 // sseReader reads Server-Sent Events: id, event and data fields, messages
-// ended by a blank line, comments (keep-alives) skipped.
+// ended by a blank line, comments (keep-alives) skipped. As an EventSource,
+// it dispatches no message without data (a keep-alive's id: line).
 type sseReader struct{ sc *bufio.Scanner }
 
 func newSSEReader(r io.Reader) *sseReader {
@@ -64,13 +65,13 @@ type sseMessage struct{ id, event, data string }
 
 func (r *sseReader) next() (sseMessage, error) {
 	var m sseMessage
-	have := false
 	for r.sc.Scan() {
 		line := r.sc.Text()
 		if line == "" {
-			if have {
+			if m.data != "" {
 				return m, nil
 			}
+			m = sseMessage{}
 			continue
 		}
 		if strings.HasPrefix(line, ":") {
@@ -89,7 +90,6 @@ func (r *sseReader) next() (sseMessage, error) {
 			}
 			m.data += value
 		}
-		have = true
 	}
 	if err := r.sc.Err(); err != nil {
 		return m, err
