@@ -148,14 +148,8 @@ func EventsHandler(s *Stream, opts ...EventsOption) http.Handler {
 }
 
 func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	q, err := parseQuery(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	q, ok := readQuery(w, r)
+	if !ok {
 		return
 	}
 	opts, err := subscribeOptionsFrom(r, q, h.stream.id)
@@ -464,16 +458,23 @@ func subscribeOptionsFrom(r *http.Request, q url.Values, streamID string) ([]Sub
 	return opts, nil
 }
 
-// parseQuery returns r's query, or an error when it does not parse (a bad
-// %-escape, or ";" between parameters): r.URL.Query drops the pairs it
-// cannot read, so that ?level=warn%zz would be no filter at all, or
-// ?format=json; the other format, rather than a 400.
-func parseQuery(r *http.Request) (url.Values, error) {
+// readQuery answers a request the handlers do not serve, a method other
+// than GET or HEAD (405) or a query that does not parse (400: a bad
+// %-escape, or ";" between parameters), and returns the query otherwise.
+// r.URL.Query drops the pairs it cannot read, so that ?level=warn%zz would
+// be no filter at all, or ?format=json; the other format, rather than a 400.
+func readQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("taskscope/diagnostics: bad query: %w", err)
+		http.Error(w, "taskscope/diagnostics: bad query: "+err.Error(), http.StatusBadRequest)
+		return nil, false
 	}
-	return q, nil
+	return q, true
 }
 
 // maxGroupFilters caps the distinct ?group= names of one request. Each

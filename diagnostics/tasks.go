@@ -139,14 +139,8 @@ func connectSources(eventsURL string) string {
 }
 
 func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	q, err := parseQuery(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	q, ok := readQuery(w, r)
+	if !ok {
 		return
 	}
 	asJSON, err := wantsFormat(r, q, "html", "json", "text/html", "application/json")
