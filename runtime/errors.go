@@ -101,10 +101,11 @@ type TimeoutError struct {
 	ended error     // Wait's ctx.Err(): Canceled or DeadlineExceeded (nil if made elsewhere)
 }
 
-// Error names the group and lists the active tasks, with their ages. It
-// says "canceled" rather than "timed out" when the context was canceled
-// (a request's context, ended by its client leaving) rather than past its
-// deadline, whatever its cause says (WithTimeoutCause's).
+// Error names the group and lists the active tasks, with their ages (the
+// first ones, about 4 KiB of them, then how many more: Active has them
+// all). It says "canceled" rather than "timed out" when the context was
+// canceled (a request's context, ended by its client leaving) rather than
+// past its deadline, whatever its cause says (WithTimeoutCause's).
 func (e *TimeoutError) Error() string {
 	ended := "timed out"
 	if e.canceled() {
@@ -145,8 +146,9 @@ type AbortError struct {
 	at time.Time // when the tasks were aborted: their ages are as of then
 }
 
-// Error names the group and lists the aborted tasks, with their ages;
-// %+v adds their stacks (see Format).
+// Error names the group and lists the aborted tasks, with their ages (the
+// first ones, about 4 KiB of them, then how many more: Aborted has them
+// all); %+v adds each one's stack (see Format).
 func (e *AbortError) Error() string {
 	return fmt.Sprintf("taskscope: group %s: shutdown aborted %d task(s): %s",
 		e.Group, len(e.Aborted), describeTasks(e.Aborted, e.at))
@@ -176,24 +178,39 @@ func (e *AbortError) Format(s fmt.State, verb rune) {
 	fmt.Fprint(s, b.String())
 }
 
+// maxDescribed bounds the task list of an AbortError's or a
+// TimeoutError's message, in bytes: the message goes into log records,
+// span statuses and HTTP responses, and a shutdown of 100,000 tasks would
+// list them in 3.5 MB. Past it, the message says how many more there are;
+// the error's slice holds them all, and an AbortError's %+v prints each.
+const maxDescribed = 4 << 10
+
 // describeTasks lists tasks as group/name#id with their ages at now (the
 // time the error was made; the zero time, in an error made by hand, means
 // the time of the call), and, for a periodic task in a run, the run and
 // its age: a periodic task's age is that of the loop, days for a job
 // stuck a minute ago, and only the run's says how long it has been stuck.
+// Past maxDescribed bytes, it ends with how many more there are.
 func describeTasks(tasks []TaskInfo, now time.Time) string {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	parts := make([]string, 0, len(tasks))
-	for _, t := range tasks {
+	var b strings.Builder
+	for i, t := range tasks {
+		if i > 0 {
+			if b.Len() >= maxDescribed {
+				fmt.Fprintf(&b, ", and %d more", len(tasks)-i)
+				break
+			}
+			b.WriteString(", ")
+		}
 		run := ""
 		if !t.RunStarted.IsZero() {
 			run = fmt.Sprintf(", in run %d for %s", t.Runs, now.Sub(t.RunStarted).Round(time.Millisecond))
 		}
-		parts = append(parts, fmt.Sprintf("%s/%s#%d (age %s%s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond), run))
+		fmt.Fprintf(&b, "%s/%s#%d (age %s%s)", t.Group, t.Name, t.ID, now.Sub(t.Started).Round(time.Millisecond), run)
 	}
-	return strings.Join(parts, ", ")
+	return b.String()
 }
 
 // CauseKind classifies a cancellation cause into a short, low-cardinality
