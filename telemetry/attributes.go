@@ -31,8 +31,9 @@ const (
 )
 
 // maxText bounds messages put on spans (status descriptions, cause
-// messages): an error message can be arbitrarily long, and a panic's
-// includes its stack, which has its own attribute.
+// messages, a panic's exception.message): an error message, or what a
+// panic value's String method returns, can be arbitrarily long, and a
+// panic's error includes its stack, which has its own attribute.
 const maxText = 1024
 
 // maxAbortedNames bounds the task names listed on a shutdown span.

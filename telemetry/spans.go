@@ -168,7 +168,7 @@ func recordPanic(span trace.Span, ev *runtime.Event) {
 	msg := fmt.Sprint(value)
 	span.AddEvent(semconv.ExceptionEventName, trace.WithAttributes(
 		semconv.ExceptionType(fmt.Sprintf("%T", value)),
-		semconv.ExceptionMessage(valid(msg)),
+		semconv.ExceptionMessage(truncate(msg)), // a String method may return megabytes
 		semconv.ExceptionStacktrace(valid(string(stack))),
 	))
 	span.SetStatus(codes.Error, truncate("panic: "+msg))

@@ -168,6 +168,34 @@ func TestPanicSpanHasExceptionEventWithFullStack(t *testing.T) {
 	})
 }
 
+// TestPanicSpanMessageIsCapped: a panic value whose String method returns
+// a megabyte puts at most maxText bytes (and the mark) in exception.message,
+// as in the status: the message went on the exception event whole, a
+// megabyte per span for the exporter to send.
+func TestPanicSpanMessageIsCapped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t)
+		<-h.sup.Go("huge", func(context.Context) error { panic(hugeString{}) }).Done()
+		s := h.span("task huge")
+		ev, ok := eventNamed(s, "exception")
+		if !ok {
+			t.Fatalf("no exception event; events: %v", s.Events())
+		}
+		msg := eventAttr(ev, "exception.message")
+		if want := strings.Repeat("y", 1024) + "…"; msg != want {
+			t.Errorf("exception.message of %d bytes (%.20q...), want the first 1024 bytes and a mark", len(msg), msg)
+		}
+		if d := s.Status().Description; len(d) > 1024+len("…") {
+			t.Errorf("status description of %d bytes", len(d))
+		}
+	})
+}
+
+// hugeString is a panic value whose String method returns a megabyte.
+type hugeString struct{}
+
+func (hugeString) String() string { return strings.Repeat("y", 1<<20) }
+
 func recurseThenPanic(n int) {
 	if n == 0 {
 		panic("deep trouble")
