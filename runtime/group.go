@@ -177,6 +177,10 @@ func (g *Group) Group(name string, opts ...GroupOption) *Group {
 	if !cfg.panicPolicySet {
 		cfg.panicPolicy = g.policy
 	}
+	if tr := g.tree; tr.gated.Load() { // a Snapshot is locking the tree: see lockSubtree
+		tr.gate.RLock()
+		defer tr.gate.RUnlock()
+	}
 	c := newGroup(g.tree, g, g.name+"."+name, cfg)
 	g.mu.Lock()
 	// Under g.mu, against the cancellation walk: it cancels g's context

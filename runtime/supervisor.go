@@ -66,6 +66,12 @@ type tree struct {
 	ids       atomic.Uint64   // last task ID handed out to a group (see nextIDLocked)
 	abandoned atomic.Int64    // aborted tasks still running
 
+	// gate holds off the making of groups while a Snapshot that had to
+	// start over locks the tree (see lockSubtree); gated says so, so that
+	// Group takes the gate only then. Taken before any group's lock.
+	gate  sync.RWMutex
+	gated atomic.Bool
+
 	pinMu sync.Mutex          // guards pins; taken last, under any lock
 	pins  map[*Group]struct{} // groups whose context's Done was asked for, until canceled (see Group.pin)
 }
