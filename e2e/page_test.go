@@ -138,6 +138,24 @@ const intervalsJS = `Object.fromEntries(Array.from(document.querySelectorAll("#t
 // what blocks the tasks first, in a defer.
 func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream, events http.Handler, query string) context.Context {
 	t.Helper()
+	srv, bctx := pageServer(t, sup, stream, events)
+	page := srv.URL + "/debug/tasks"
+	if query != "" {
+		page += "?" + query
+	}
+	must(t, chromedp.Do(bctx, chromedp.Navigate(page))) // starts the browser, for as long as bctx
+	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	t.Cleanup(cancel)
+	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+	return ctx
+}
+
+// pageServer serves sup's task page at /debug/tasks and stream's events
+// (through events when it is not nil) at /debug/events, and returns the
+// server and a headless Chromium's context, not started yet. When the test
+// ends it closes the stream and the server and shuts sup down.
+func pageServer(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream, events http.Handler) (*httptest.Server, context.Context) {
+	t.Helper()
 	chromium := chromiumPath()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
@@ -158,16 +176,7 @@ func servePage(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Stream
 			t.Error(err)
 		}
 	})
-	bctx := startBrowser(t, chromium, io.Discard)
-	page := srv.URL + "/debug/tasks"
-	if query != "" {
-		page += "?" + query
-	}
-	must(t, chromedp.Do(bctx, chromedp.Navigate(page))) // starts the browser, for as long as bctx
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	t.Cleanup(cancel)
-	must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
-	return ctx
+	return srv, startBrowser(t, chromium, io.Discard)
 }
 
 // pageState is what the page shows: task states by id, and groups as

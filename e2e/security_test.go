@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -50,10 +46,6 @@ document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(e.
 // scripts), that every name shows as itself, and that the page runs under
 // its Content-Security-Policy without a single violation.
 func TestTaskPageHostileNamesStayText(t *testing.T) {
-	chromium := chromiumPath()
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium: %v (make tools installs Debian's)", err)
-	}
 	stream := diagnostics.NewStream()
 	sup := runtime.New("app", runtime.WithObserver(stream))
 	release := make(chan struct{})
@@ -71,20 +63,7 @@ func TestTaskPageHostileNamesStayText(t *testing.T) {
 		spawn(sup.Group(groupName(n)), n)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/debug/tasks", diagnostics.TasksHandler(sup))
-	mux.Handle("/debug/events", diagnostics.EventsHandler(stream))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		stream.Close()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sup.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	bctx := startBrowser(t, chromium, io.Discard)
+	srv, bctx := pageServer(t, sup, stream, nil)
 	_, err := chromedp.Call(bctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder})
 	must(t, err)
 	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
