@@ -9,13 +9,15 @@ import (
 
 // Every starts a periodic task: fn runs at once, then again interval after
 // each run ends (fixed delay, so runs never overlap). A run's error is
-// reported as a [KindTaskRunFinished] event and the loop goes on; fn
+// reported as a [KindTaskRunFinished] event (and is the task's
+// [TaskInfo].LastRun until the next run ends) and the loop goes on; fn
 // returning [ErrStop] ends the task with outcome [Success] ([Canceled] if
-// its context was done, but ErrStop is never the task's Result.Err nor its
-// group's Err); cancellation ends it promptly, even between runs, and no
-// further run starts once [Task.Cancel] has returned (the first run starts
-// even with a canceled context, as a [Group.Go] task's fn does); a panic
-// ends it with outcome [Panic].
+// its context was done, but ErrStop is never an error: not the task's
+// Result.Err, its group's Err, nor its run's); cancellation ends it
+// promptly, even between runs, and no further run starts once
+// [Task.Cancel] has returned (the first run starts even with a canceled
+// context, as a [Group.Go] task's fn does); a panic ends it with outcome
+// [Panic].
 //
 // The runs share the task's context: a run's return does not cancel it,
 // as Go's does when fn returns. Goroutines a run starts with it go on
@@ -88,13 +90,15 @@ func (t *Task) loop() error {
 		case err != nil && !stop:
 			outcome = Error
 		}
-		t.endRun(outcome, err, nil)
 		if stop {
-			// A request, never the task's error: a run that answers its
-			// cancellation with ErrStop must not leave a "failed: stop
-			// periodic task" in Result.Err and Group.Err.
+			// A request, never an error, of the task or of the run: a run
+			// that answers its cancellation with ErrStop must not leave a
+			// "failed: stop periodic task" in Result.Err and Group.Err, nor
+			// in its run_finished event and LastRun.
+			t.endRun(outcome, nil, nil)
 			return nil
 		}
+		t.endRun(outcome, err, nil)
 		if outcome == Canceled {
 			return err
 		}
@@ -115,26 +119,41 @@ func (t *Task) loop() error {
 // endRun reports the end of the run in progress, unless an abort already
 // reported it. t.mu is held while observers see it, so that an abort (or
 // a cancel request) comes entirely before or after it.
+//
+// The run is recorded as the last one, and its run_finished Seq issued,
+// under the group's lock too (taken first), as its start was: a Snapshot,
+// which holds that lock while it reads LastRun and RunStarted, shows the
+// run ended exactly when its run_finished Seq is not above its own.
 func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
-	e := t.periodic()
+	e, g := t.periodic(), t.owner()
+	g.mu.Lock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	runCtx, start := e.runCtx, e.runStart
-	e.runCtx = nil
-	if runCtx != nil {
-		t.reportRun(runCtx, e.runs.Load(), outcome, err, time.Since(start), stack)
+	runCtx := e.runCtx
+	if runCtx == nil {
+		g.mu.Unlock()
+		return
 	}
+	e.runCtx = nil
+	end := time.Now()
+	e.last = RunResult{Run: e.runs.Load(), Outcome: outcome, Err: err, Ended: end, Duration: end.Sub(e.runStart)}
+	seq := t.tree().nextSeq()
+	g.mu.Unlock()
+	t.reportRun(runCtx, seq, &e.last, stack)
 }
 
-func (t *Task) reportRun(runCtx context.Context, run uint64, outcome Outcome, err error, d time.Duration, stack []byte) {
+// reportRun delivers the run_finished event of run, which ended, with the
+// Seq issued when it was recorded as the task's last run.
+func (t *Task) reportRun(runCtx context.Context, seq uint64, run *RunResult, stack []byte) {
 	tr := t.tree()
 	if !tr.observed() {
 		return
 	}
 	ev := newEvent()
 	t.fillEvent(ev, KindTaskRunFinished)
-	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run, outcome, err, d, stack
-	if outcome == Canceled || outcome == Aborted {
+	ev.Seq, ev.Time = seq, run.Ended
+	ev.Run, ev.Outcome, ev.Err, ev.Duration, ev.Stack = run.Run, run.Outcome, run.Err, run.Duration, stack
+	if run.Outcome == Canceled || run.Outcome == Aborted {
 		ev.Cause = context.Cause(&t.ctx) // why, as a task's finished event says
 	}
 	tr.emit(runCtx, ev)

@@ -229,6 +229,13 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 		if got := ae.Aborted[0].RunStarted; !got.Equal(start) {
 			t.Errorf("the aborted task's RunStarted %v, want the stuck run's start %v", got, start)
 		}
+		// The abort ended the run: it is the last run, aborted, in the
+		// AbortError and in snapshots while the task is abandoned.
+		aborted := runtime.RunResult{Run: 1, Outcome: runtime.Aborted, Err: runtime.ErrAborted, Ended: start.Add(time.Minute), Duration: time.Minute}
+		snap := sup.Snapshot()
+		if len(snap.Tasks) != 1 || !sameRun(snap.Tasks[0].LastRun, aborted) || !sameRun(ae.Aborted[0].LastRun, aborted) {
+			t.Errorf("LastRun %+v in the AbortError, snapshot %+v, want %+v", ae.Aborted[0].LastRun, snap.Tasks, aborted)
+		}
 		close(release)
 		synctest.Wait()
 		want := []string{
@@ -239,11 +246,18 @@ func TestEveryAbortedMidRunEndsTheRunOnce(t *testing.T) {
 			t.Fatalf("events %v, want %v", got, want)
 		}
 		for _, ev := range rec.Events() {
-			if ev.Kind == runtime.KindTaskRunFinished && (ev.Outcome != runtime.Aborted || ev.Run != 1) {
-				t.Fatalf("run_finished %+v, want run 1 aborted", ev)
+			if ev.Kind == runtime.KindTaskRunFinished && !sameRun(runtime.RunResult{Run: ev.Run, Outcome: ev.Outcome, Err: ev.Err, Ended: ev.Time, Duration: ev.Duration}, aborted) {
+				t.Fatalf("run_finished %+v, want run 1 aborted at the abort, as LastRun %+v", ev, aborted)
 			}
 		}
 	})
+}
+
+// sameRun reports whether a and b are the same run result, their end
+// times compared as instants (UTC drops a monotonic reading).
+func sameRun(a, b runtime.RunResult) bool {
+	a.Ended, b.Ended = a.Ended.UTC(), b.Ended.UTC()
+	return a == b
 }
 
 // TestEveryAbortWhileARunIsObserved: a shutdown deadline that passes while
@@ -322,11 +336,13 @@ func (o *holdRun) Observe(ctx context.Context, ev runtime.Event) {
 }
 
 // runsGate holds A's cancel_requested and E's spawned events, and records
-// the Seq of E's first run_started.
+// the Seqs of the first run_started and run_finished events (in runStarted
+// and runFinished, when not nil).
 type runsGate struct {
 	aHeld, releaseA     chan struct{}
 	eSpawning, releaseE chan struct{}
 	runStarted          chan uint64
+	runFinished         chan uint64
 }
 
 func (o *runsGate) TaskStarting(ctx context.Context, ev runtime.Event) context.Context {
@@ -334,17 +350,36 @@ func (o *runsGate) TaskStarting(ctx context.Context, ev runtime.Event) context.C
 	case ev.Kind == runtime.KindTaskSpawned && ev.Task == "e":
 		close(o.eSpawning)
 		<-o.releaseE
-	case ev.Kind == runtime.KindTaskRunStarted && ev.Run == 1:
+	case ev.Kind == runtime.KindTaskRunStarted && ev.Run == 1 && o.runStarted != nil:
 		o.runStarted <- ev.Seq
 	}
 	return ctx
 }
 
 func (o *runsGate) Observe(_ context.Context, ev runtime.Event) {
-	if ev.Kind == runtime.KindTaskCancelRequested && ev.Task == "a" {
+	switch {
+	case ev.Kind == runtime.KindTaskCancelRequested && ev.Task == "a":
 		close(o.aHeld)
 		<-o.releaseA
+	case ev.Kind == runtime.KindTaskRunFinished && ev.Run == 1 && o.runFinished != nil:
+		o.runFinished <- ev.Seq
 	}
+}
+
+// receiveSoon receives from c if a value comes within a bounded number of
+// turns of the scheduler: for a step that may happen now, or only once the
+// test releases a lock it waits for.
+func receiveSoon[T any](c <-chan T) (T, bool) {
+	for range 100_000 {
+		select {
+		case v := <-c:
+			return v, true
+		default:
+			goruntime.Gosched()
+		}
+	}
+	var zero T
+	return zero, false
 }
 
 // waitForStack yields until some goroutine's stack contains fn.
@@ -381,20 +416,11 @@ func TestSnapshotRunsMatchSeq(t *testing.T) {
 		waitForStack("stateAtLocked") // the snapshot has its Seq and waits for a's lock
 		close(o.releaseE)
 		// Let run 1 start if it can (it cannot if starting a run waits for
-		// the snapshot): yield until it does, for a bounded number of turns.
-		var runSeq uint64
-	wait:
-		for range 100_000 {
-			select {
-			case runSeq = <-o.runStarted:
-				break wait
-			default:
-				goruntime.Gosched()
-			}
-		}
+		// the snapshot).
+		runSeq, started := receiveSoon(o.runStarted)
 		close(o.releaseA)
 		snap := <-snaps
-		if runSeq == 0 {
+		if !started {
 			runSeq = <-o.runStarted
 		}
 		for _, ti := range snap.Tasks {
@@ -406,6 +432,142 @@ func TestSnapshotRunsMatchSeq(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSnapshotLastRunMatchesSeq: a snapshot shows a run as ended (as
+// LastRun, with RunStarted zero) exactly when the run's run_finished event
+// has a Seq not above the snapshot's, even when the run ends while the
+// snapshot is being taken.
+func TestSnapshotLastRunMatchesSeq(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		o := &runsGate{aHeld: make(chan struct{}), releaseA: make(chan struct{}), runFinished: make(chan uint64, 1)}
+		sup := runtime.New("", runtime.WithObserver(o))
+		// a first: the snapshot, held up at a's lock, reaches f after it.
+		a := sup.Go("a", blockUntilCanceled)
+		release := make(chan struct{})
+		f := sup.Every("f", time.Hour, func(context.Context) error { <-release; return nil })
+		synctest.Wait()  // f is in run 1
+		go a.Cancel(nil) // held in the observer, with a's lock
+		<-o.aHeld
+		snaps := make(chan runtime.GroupSnapshot, 1)
+		go func() { snaps <- sup.Snapshot() }()
+		waitForStack("stateAtLocked") // the snapshot has its Seq and waits for a's lock
+		close(release)
+		// Let run 1 end if it can (it cannot if ending a run waits for the
+		// snapshot).
+		runSeq, ended := receiveSoon(o.runFinished)
+		close(o.releaseA)
+		snap := <-snaps
+		if !ended {
+			runSeq = <-o.runFinished
+		}
+		reflected := runSeq <= snap.Seq
+		for _, ti := range snap.Tasks {
+			if ti.ID != f.ID() {
+				continue
+			}
+			if shown := ti.LastRun.Run == 1; shown != reflected {
+				t.Errorf("snapshot Seq %d shows LastRun %+v, but run_finished of run 1 has Seq %d", snap.Seq, ti.LastRun, runSeq)
+			}
+			if inRun := !ti.RunStarted.IsZero(); inRun == reflected {
+				t.Errorf("snapshot Seq %d shows RunStarted %v, but run_finished of run 1 has Seq %d", snap.Seq, ti.RunStarted, runSeq)
+			}
+		}
+		if err := sup.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestEveryRecordsTheLastRun: TaskInfo.LastRun is the last run that ended,
+// exactly as its run_finished event said (number, outcome, error, end,
+// duration): zero before the first run ends, a failed run's until the
+// next run ends, and the run that ended the task (a panic, ErrStop) for as
+// long as the task is listed. A run that returns ErrStop has no error.
+func TestEveryRecordsTheLastRun(t *testing.T) {
+	errRun := errors.New("run failed")
+	for _, tc := range []struct {
+		name    string
+		run2    func() error
+		outcome runtime.Outcome
+		ends    bool                 // run 2 ends the task
+		err     func(err error) bool // what run 2's LastRun.Err must be
+	}{
+		{"success", func() error { return nil }, runtime.Success, false, func(err error) bool { return err == nil }},
+		{"error", func() error { return errRun }, runtime.Error, false, func(err error) bool { return err == errRun }},
+		{"panic", func() error { panic("run 2") }, runtime.Panic, true, func(err error) bool {
+			var pe *runtime.PanicError
+			return errors.As(err, &pe) && pe.Value == "run 2"
+		}},
+		{"stop", func() error { return fmt.Errorf("done: %w", runtime.ErrStop) }, runtime.Success, true, func(err error) bool { return err == nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				// The task's finished event is held: a task that ended is
+				// listed by Active until it has been delivered.
+				held, release := make(chan struct{}), make(chan struct{})
+				rec := &runtimetest.Recorder{}
+				sup := runtime.New("", runtime.WithObserver(rec), runtime.WithObserver(observeFunc(func(_ context.Context, ev runtime.Event) {
+					if ev.Kind == runtime.KindTaskFinished {
+						close(held)
+						<-release
+					}
+				})))
+				start, runs := time.Now(), 0
+				task := sup.Every("job", time.Minute, func(context.Context) error {
+					time.Sleep(2 * time.Second) // the run's own work
+					if runs++; runs == 1 {
+						return errRun
+					}
+					return tc.run2()
+				})
+				info := func(infos []runtime.TaskInfo) runtime.TaskInfo {
+					t.Helper()
+					if len(infos) != 1 || infos[0].ID != task.ID() {
+						t.Fatalf("tasks listed: %+v, want the job", infos)
+					}
+					return infos[0]
+				}
+				// want is the run's run_finished event, as a RunResult.
+				want := func(run uint64) runtime.RunResult {
+					t.Helper()
+					evs := eventsOf(rec, task.ID(), runtime.KindTaskRunFinished)
+					if len(evs) < int(run) {
+						t.Fatalf("%d run_finished events, want run %d's", len(evs), run)
+					}
+					ev := evs[run-1]
+					return runtime.RunResult{Run: ev.Run, Outcome: ev.Outcome, Err: ev.Err, Ended: ev.Time, Duration: ev.Duration}
+				}
+
+				time.Sleep(time.Second)
+				if got := info(sup.Snapshot().Tasks).LastRun; got != (runtime.RunResult{}) {
+					t.Errorf("in run 1: LastRun %+v, want zero", got)
+				}
+				time.Sleep(time.Minute) // run 1 failed at 2s; run 2 starts at 1m2s
+				synctest.Wait()
+				got := info(sup.Snapshot().Tasks).LastRun
+				if got != want(1) || got.Run != 1 || got.Outcome != runtime.Error || got.Err != errRun ||
+					!got.Ended.Equal(start.Add(2*time.Second)) || got.Duration != 2*time.Second {
+					t.Errorf("after run 1 failed: LastRun %+v, want run 1, failed at 2s after 2s, as its event %+v", got, want(1))
+				}
+
+				time.Sleep(3 * time.Second) // run 2 ended at 1m4s
+				synctest.Wait()
+				if tc.ends {
+					<-held
+				}
+				got = info(sup.Active()).LastRun
+				if got != want(2) || got.Run != 2 || got.Outcome != tc.outcome || !tc.err(got.Err) ||
+					!got.Ended.Equal(start.Add(64*time.Second)) || got.Duration != 2*time.Second {
+					t.Errorf("after run 2: LastRun %+v, want run 2, %v at 1m4s after 2s, as its event %+v", got, tc.outcome, want(2))
+				}
+				close(release)
+				if err := sup.Shutdown(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
 }
 
 // TestEveryRunReturningATypedNil: a run that returns a typed-nil error

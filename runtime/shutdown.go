@@ -153,10 +153,14 @@ func drainedAfter(live []*Task, started uint64) int {
 	return drained
 }
 
-// abortedRun is the run an aborted Every task was in.
+// abortedRun is the run an aborted Every task was in: its context, its
+// start, and how and when the abort ended it, with the Seq of its
+// run_finished event.
 type abortedRun struct {
-	ctx   context.Context
-	start time.Time
+	ctx    context.Context
+	start  time.Time
+	seq    uint64
+	result RunResult
 }
 
 // abort abandons every task of groups still running, reports each with the
@@ -187,9 +191,14 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 				t.ctx.ext().duration = res.Duration // it has extras: its error is rare
 				t.abandoned = true
 				var run abortedRun
-				if e := t.periodic(); e != nil {
-					run = abortedRun{e.runCtx, e.runStart}
-					e.runCtx = nil // the abort reports the run in progress
+				if e := t.periodic(); e != nil && e.runCtx != nil {
+					// The abort ends the run in progress and reports it,
+					// recorded and given its Seq here, with the task's
+					// end, as endRun does (see there).
+					end := g.tree.wall(now)
+					e.last = RunResult{Run: e.runs.Load(), Outcome: Aborted, Err: ErrAborted, Ended: end, Duration: end.Sub(e.runStart)}
+					run = abortedRun{e.runCtx, e.runStart, g.tree.nextSeq(), e.last}
+					e.runCtx = nil
 				}
 				runs = append(runs, run)
 				tasks = append(tasks, t)
@@ -221,7 +230,7 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 			ev.Outcome, ev.Err, ev.Cause, ev.Duration, ev.Stack = Aborted, ErrAborted, res.Cause, res.Duration, []byte(stack)
 			tr.emit(evCtx, &ev)
 			if run.ctx != nil {
-				t.reportRun(run.ctx, t.periodic().runs.Load(), Aborted, ErrAborted, tr.wall(now).Sub(run.start), ev.Stack)
+				t.reportRun(run.ctx, run.seq, &run.result, ev.Stack)
 			}
 			t.reportFinished(t.fnContext(), &res, ev.Stack)
 		}

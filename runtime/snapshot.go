@@ -14,6 +14,12 @@ type TaskInfo struct {
 	// RunStarted is when the run in progress of an Every task started;
 	// zero between its runs. A run much older than the period is stuck.
 	RunStarted time.Time
+	// LastRun is the last run of an Every task to have ended (a run
+	// aborted at a shutdown deadline included), as its
+	// [KindTaskRunFinished] event said; zero (Run 0) before the first one
+	// ends, and for plain tasks. A job that fails every run shows it here:
+	// its State stays running.
+	LastRun RunResult
 	// Stack is set only in [AbortError]: where the task's goroutine was
 	// stuck at the abort, as found in a goroutine profile under the task's
 	// pprof labels. Goroutines that fn started inherit those labels, so
@@ -22,6 +28,18 @@ type TaskInfo struct {
 	// before its goroutine started, which then never runs fn, has only
 	// theirs, if any.
 	Stack string
+}
+
+// RunResult is how a run of an [Group.Every] task ended.
+type RunResult struct {
+	Run     uint64  // the run's number, from 1
+	Outcome Outcome // Success, Error, Canceled, Panic, or Aborted at a shutdown deadline
+	// Err is what the run returned: a [*PanicError] for a panic,
+	// [ErrAborted] for an abort; nil for a run that returned nil or
+	// [ErrStop], a request rather than an error.
+	Err      error
+	Ended    time.Time
+	Duration time.Duration
 }
 
 // GroupSnapshot is a consistent picture of a subtree.
@@ -61,6 +79,7 @@ func (t *Task) info(state TaskState, spawned time.Duration) TaskInfo {
 		if e.runCtx != nil {
 			info.RunStarted = e.runStart
 		}
+		info.LastRun = e.last
 		t.mu.Unlock()
 	}
 	return info

@@ -99,6 +99,7 @@ type every struct {
 	// Guarded by Task.mu.
 	runCtx   context.Context // the current run's context, while a run is in progress
 	runStart time.Time       // when the current run started
+	last     RunResult       // the last run that ended (TaskInfo.LastRun)
 }
 
 type taskState uint8
