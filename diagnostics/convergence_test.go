@@ -34,6 +34,15 @@ func TestConvergence(t *testing.T) {
 type convTask struct {
 	Name, Group, State string
 	Runs               uint64
+	Last               convLastRun
+}
+
+// convLastRun is a periodic task's last run: a snapshot's last_run, or
+// what a run_finished event says (zero before the first run ends).
+type convLastRun struct {
+	Run                   uint64
+	Outcome, Error, Ended string
+	DurationSeconds       float64
 }
 
 type convGroup struct{ Closed, Canceled bool }
@@ -55,7 +64,11 @@ func newConvModel(s diagnostics.SnapshotJSON) *convModel {
 	walk = func(g diagnostics.GroupJSON) {
 		m.groups[g.Name] = &convGroup{Closed: g.Closed, Canceled: g.Canceled}
 		for _, t := range g.Tasks {
-			m.tasks[t.ID] = convTask{Name: t.Name, Group: t.Group, State: t.State, Runs: t.Runs}
+			task := convTask{Name: t.Name, Group: t.Group, State: t.State, Runs: t.Runs}
+			if r := t.LastRun; r != nil {
+				task.Last = convLastRun{r.Run, r.Outcome, r.Error, r.Ended.Format(time.RFC3339Nano), r.DurationSeconds}
+			}
+			m.tasks[t.ID] = task
 		}
 		for _, c := range g.Groups {
 			walk(c)
@@ -112,6 +125,11 @@ func (m *convModel) apply(ev diagnostics.EventJSON) {
 			t.Runs = ev.Run
 			m.tasks[ev.TaskID] = t
 		}
+	case runtime.KindTaskRunFinished:
+		if t, ok := m.tasks[ev.TaskID]; ok {
+			t.Last = convLastRun{ev.Run, ev.Outcome, ev.Error, ev.Time.Format(time.RFC3339Nano), ev.DurationSeconds}
+			m.tasks[ev.TaskID] = t
+		}
 	case runtime.KindTaskAborted:
 		m.setState(ev.TaskID, "abandoned")
 	case runtime.KindTaskFinished:
@@ -140,8 +158,8 @@ func (m *convModel) apply(ev diagnostics.EventJSON) {
 	}
 }
 
-// diff lists how m differs from truth: tasks, their states and runs, and
-// the flags of the groups that hold tasks.
+// diff lists how m differs from truth: tasks, their states, runs and last
+// runs, and the flags of the groups that hold tasks.
 func (m *convModel) diff(truth *convModel) []string {
 	var out []string
 	for _, id := range slices.Sorted(maps.Keys(truth.tasks)) {

@@ -74,6 +74,8 @@
 //     abandoned; it leaves with its task.late_exit.
 //   - task.finished with any other outcome removes the task.
 //   - task.run_started sets a periodic task's runs to its run.
+//   - task.run_finished sets a periodic task's last_run: its run, outcome
+//     and error, its time as ended, and its duration_seconds.
 //
 // Sibling groups may share a name, so groups are told apart by id: group
 // events carry the group's (group_id), a task's events its group's and

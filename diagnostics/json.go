@@ -162,6 +162,20 @@ type TaskJSON struct {
 	// runs.
 	RunStarted    *time.Time `json:"run_started,omitempty"`
 	RunAgeSeconds float64    `json:"run_age_seconds,omitempty"`
+	// The last run of a periodic task to have ended, as its run_finished
+	// event said; absent before the first one ends.
+	LastRun *RunResultJSON `json:"last_run,omitempty"`
+}
+
+// RunResultJSON is how a periodic task's run ended ([runtime.RunResult]):
+// the fields of its run_finished event, and how long ago it ended.
+type RunResultJSON struct {
+	Run             uint64    `json:"run"`
+	Outcome         string    `json:"outcome"`         // success, error, canceled, panic, aborted
+	Error           string    `json:"error,omitempty"` // as an event's error field
+	Ended           time.Time `json:"ended"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	AgeSeconds      float64   `json:"age_seconds"` // since it ended, at the snapshot's time
 }
 
 // NewSnapshotJSON returns the wire form of snap, taken at now.
@@ -187,6 +201,14 @@ func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
 		if !t.RunStarted.IsZero() {
 			run, runAge = &t.RunStarted, now.Sub(t.RunStarted).Seconds()
 		}
+		var last *RunResultJSON
+		if r := t.LastRun; r.Run != 0 {
+			last = &RunResultJSON{Run: r.Run, Outcome: r.Outcome.String(), Ended: r.Ended,
+				DurationSeconds: r.Duration.Seconds(), AgeSeconds: now.Sub(r.Ended).Seconds()}
+			if r.Err != nil {
+				last.Error = errorMessage(r.Err)
+			}
+		}
 		j.Tasks = append(j.Tasks, TaskJSON{
 			ID:              t.ID,
 			Name:            t.Name,
@@ -198,6 +220,7 @@ func groupJSON(g runtime.GroupSnapshot, now time.Time) GroupJSON {
 			Runs:            t.Runs,
 			RunStarted:      run,
 			RunAgeSeconds:   runAge,
+			LastRun:         last,
 		})
 	}
 	for _, c := range g.Groups {

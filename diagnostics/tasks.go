@@ -45,7 +45,8 @@ type tasksHandler struct {
 // TasksHandler serves sup's task tree: as JSON (a [SnapshotJSON]) for
 // ?format=json or "Accept: application/json", otherwise (or for
 // ?format=html) as a small self-contained HTML page (no external assets)
-// showing the group tree, tasks, their states and ages. Any other
+// showing the group tree, tasks, their states and ages, and for periodic
+// tasks their runs and how the last one ended. Any other
 // ?format= is a 400 (as is a query that does not parse), a method other
 // than GET or HEAD a 405. The response is marked Cache-Control: no-store:
 // it is a picture of now.
@@ -71,7 +72,8 @@ type tasksHandler struct {
 // to be mounted side by side, e.g. /debug/tasks and /debug/events; see
 // [WithEventsURL] otherwise. For tests and scripts, the DOM is stable: each
 // group is a section with data-group="<dotted name>", each task a row with
-// data-task-id and data-state.
+// data-task-id and data-state, and a periodic task's last-run cell has
+// data-run, data-outcome and data-ended once a run has ended.
 //
 // No event says that a group is gone when the runtime collects one that
 // nobody holds (a group per request, dropped after its Wait), so the page
@@ -236,6 +238,7 @@ var pageSource string
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"age":      formatAge,
 	"interval": formatInterval,
+	"lastRun":  formatLastRun,
 	"rfc3339":  func(t time.Time) string { return t.Format(time.RFC3339Nano) },
 }).Parse(pageSource))
 
@@ -267,6 +270,15 @@ func formatAge(seconds float64) string {
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
+
+// formatLastRun says how a periodic task's last run ended, compactly, in
+// the words of the log's messages: "run 12 failed 3.0s ago". The page's
+// script (lastRunText) says it the same way.
+func formatLastRun(r *RunResultJSON) string {
+	return fmt.Sprintf("run %d %s %s ago", r.Run, runEnded[r.Outcome], formatAge(r.AgeSeconds))
+}
+
+var runEnded = map[string]string{"success": "finished", "error": "failed", "canceled": "canceled", "panic": "panicked", "aborted": "aborted"}
 
 func formatInterval(seconds float64) string {
 	if seconds <= 0 {

@@ -3,7 +3,9 @@ package diagnostics_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -518,6 +520,79 @@ func TestTasksRunInProgress(t *testing.T) {
 		if want := `<td class="runs">1 · run 30.0s</td>`; !strings.Contains(page, want) {
 			t.Errorf("page lacks %s", want)
 		}
+		close(release)
+		if err := sup.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestTasksLastRun: a periodic task's last run to have ended shows in the
+// JSON (last_run: run, outcome, error capped as an event's is, when it
+// ended, how long it took and how long ago) and in the task's row on the
+// page ("run 1 failed 28.0s ago", the error as text, whole in the title);
+// before its first run ends, neither.
+func TestTasksLastRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sup := runtime.New("svc")
+		start := time.Now()
+		failure := errors.New("<b>refused</b> " + strings.Repeat("x", diagnostics.DefaultMaxMessage))
+		failing := sup.Every("failing", time.Minute, func(context.Context) error { time.Sleep(2 * time.Second); return failure })
+		ok := sup.Every("ok", time.Minute, func(context.Context) error { time.Sleep(time.Second); return nil })
+		release := make(chan struct{})
+		first := sup.Every("first", time.Minute, func(context.Context) error { <-release; return nil })
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		h := diagnostics.TasksHandler(sup)
+
+		body := get(h, "/debug/tasks?format=json").Body.Bytes()
+		var snap diagnostics.SnapshotJSON
+		if err := json.Unmarshal(body, &snap); err != nil {
+			t.Fatal(err)
+		}
+		var capped string // the failure's message, as an event carries it
+		for _, task := range snap.Root.Tasks {
+			got := task.LastRun
+			switch task.ID {
+			case failing.ID():
+				if got == nil || got.Run != 1 || got.Outcome != "error" || !got.Ended.Equal(start.Add(2*time.Second)) || got.DurationSeconds != 2 || got.AgeSeconds != 28 {
+					t.Fatalf("failing, run 1 failed at 2s: last_run %+v", got)
+				}
+				ev := diagnostics.NewEventJSON(runtime.Event{Kind: runtime.KindTaskRunFinished, Outcome: runtime.Error, Err: failure})
+				if got.Error != ev.Error || !strings.HasSuffix(got.Error, " …[truncated 15 bytes]") {
+					t.Errorf("failing: error of %d bytes (%.40q…), want it capped as an event's (%d bytes)", len(got.Error), got.Error, len(ev.Error))
+				}
+				capped = got.Error
+			case ok.ID():
+				if got == nil || got.Run != 1 || got.Outcome != "success" || got.Error != "" || got.DurationSeconds != 1 || got.AgeSeconds != 29 {
+					t.Errorf("ok, run 1 succeeded at 1s: last_run %+v", got)
+				}
+			case first.ID():
+				if got != nil {
+					t.Errorf("first, in its first run: last_run %+v, want none", got)
+				}
+			}
+		}
+		if n := strings.Count(string(body), `"last_run"`); n != 2 {
+			t.Errorf(`%d tasks with "last_run" in the JSON, want 2: absent before the first run ends`, n)
+		}
+
+		page := get(h, "/debug/tasks").Body.String()
+		escaped := template.HTMLEscapeString(capped)
+		for _, want := range []string{
+			`<td class="last-run" data-run="1" data-outcome="error" data-ended="` + start.Add(2*time.Second).Format(time.RFC3339Nano) + `" title="` + escaped + `">` +
+				`<span class="summary">run 1 failed 28.0s ago</span><span class="error">` + escaped + `</span></td>`,
+			`<span class="summary">run 1 finished 29.0s ago</span></td>`,
+			`<td class="last-run"></td>`, // first's
+		} {
+			if !strings.Contains(page, want) {
+				t.Errorf("page lacks %.200s…", want)
+			}
+		}
+		if strings.Contains(page, "<b>refused") {
+			t.Error("the run's error is not escaped on the page")
+		}
+		embedsJSON(t, page, h, "/debug/tasks?format=json")
 		close(release)
 		if err := sup.Shutdown(t.Context()); err != nil {
 			t.Fatal(err)

@@ -538,6 +538,102 @@ func TestTaskPageShowsTheRunInProgress(t *testing.T) {
 	await("run 2 over", func(s string) bool { n, err := strconv.Atoi(s); return err == nil && n >= 2 })
 }
 
+// TestTaskPageShowsTheLastRun: a periodic task's last-run cell says how
+// its last run ended (run, outcome, when, and the error as text, whole in
+// the title), as the server's snapshot has it: live from the stream's
+// run_finished events, and after a reload from the snapshot; a run that
+// succeeds after a failure clears the error. The error is markup that
+// must not run.
+func TestTaskPageShowsTheLastRun(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	// Each run waits for its turn: the test ends runs one at a time.
+	turns := make(chan error)
+	done := make(chan struct{})
+	defer close(done)
+	task := sup.Every("sync", 10*time.Millisecond, func(context.Context) error {
+		select {
+		case err := <-turns:
+			return err
+		case <-done:
+			return nil
+		}
+	})
+	ctx := servePage(t, sup, stream, nil, "")
+
+	// shown is the cell, and the server's last_run, in the same terms.
+	type shown struct {
+		Run      string `json:"run"`
+		Outcome  string `json:"outcome"`
+		Ended    string `json:"ended"`
+		Title    string `json:"title"`
+		Error    string `json:"error"`
+		Summary  string `json:"summary"`
+		XSS      bool   `json:"xss"`
+		ImgCount int    `json:"img"`
+	}
+	cellJS := fmt.Sprintf(`(() => {
+  const td = document.querySelector('tr[data-task-id="%d"] .last-run');
+  const text = (sel) => { const el = td.querySelector(sel); return el ? el.textContent : ""; };
+  return {run: td.dataset.run || "", outcome: td.dataset.outcome || "", ended: td.dataset.ended || "", title: td.title,
+    error: text(".error"), summary: text(".summary"), xss: typeof __xss !== "undefined", img: document.querySelectorAll("img").length};
+})()`, task.ID())
+	server := func() (shown, bool) {
+		for _, ti := range diagnostics.NewSnapshotJSON(sup.Snapshot(), time.Now()).Root.Tasks {
+			if r := ti.LastRun; ti.ID == task.ID() && r != nil {
+				return shown{Run: fmt.Sprint(r.Run), Outcome: r.Outcome, Ended: r.Ended.Format(time.RFC3339Nano), Title: r.Error, Error: r.Error}, true
+			}
+		}
+		return shown{}, false
+	}
+	// await polls until the page shows run's end as the server has it.
+	await := func(what string, run int, words string) {
+		t.Helper()
+		var page, want shown
+		err := poll(ctx, what, 20*time.Second, 50*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+			got, err := chromedp.Run(ctx, chromedp.Evaluate[shown](cellJS))
+			if err != nil {
+				return false, err
+			}
+			page = got
+			var ok bool
+			if want, ok = server(); !ok || want.Run != fmt.Sprint(run) {
+				return false, nil
+			}
+			if ended, err := time.Parse(time.RFC3339Nano, got.Ended); err == nil {
+				got.Ended = ended.Format(time.RFC3339Nano) // as the server writes it
+			}
+			got.Summary, got.XSS, got.ImgCount = "", false, 0
+			return got == want && strings.HasPrefix(page.Summary, fmt.Sprintf("run %d %s ", run, words)) && strings.HasSuffix(page.Summary, "s ago"), nil
+		})
+		if err != nil {
+			t.Fatalf("%v: the page shows %+v, the server %+v", err, page, want)
+		}
+	}
+
+	// Run 1 fails while the page is open: the page learns of it live.
+	const failure = `upstream refused <img src=x onerror=__xss=1>`
+	turns <- errors.New(failure)
+	await("run 1's failure, live", 1, "failed")
+	reload := func() {
+		t.Helper()
+		must(t, chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#status[data-status="live"]`))))
+	}
+	reload()
+	await("run 1's failure, after a reload", 1, "failed")
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[shown](cellJS))
+	must(t, err)
+	if page.XSS || page.ImgCount != 0 || page.Error != failure {
+		t.Errorf("the run's error ran or made elements (__xss set %v, %d images), or is not shown as text: %q", page.XSS, page.ImgCount, page.Error)
+	}
+
+	// Run 2 succeeds: no error any more, live and after a reload.
+	turns <- nil
+	await("run 2's success, live", 2, "finished")
+	reload()
+	await("run 2's success, after a reload", 2, "finished")
+}
+
 // TestTaskPageSaysWhenNoGroupMatches: a page narrowed to a group that is
 // not there (a dashboard link to a group that has ended, or that belongs
 // to another supervisor) says so, and stops saying it once such a group
