@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -197,9 +198,17 @@ func exportTarget() string {
 // redactEndpoint is endpoint for display (the startup output, and the
 // landing page, which anyone who reaches the demo reads): its userinfo and
 // its query, where a collector's URL may carry a token or an API key,
-// become xxxxx.
+// become xxxxx. A gRPC endpoint is often written host:port, with no
+// scheme: url.Parse reads its host as a scheme and the rest, userinfo
+// included ("user:token@collector:4317"), as opaque, or fails on it
+// ("token@collector:4317"); without a "://", it is read as an authority
+// then.
 func redactEndpoint(endpoint string) string {
 	u, err := url.Parse(endpoint)
+	authority := (err != nil || u.Opaque != "") && !strings.Contains(endpoint, "://")
+	if authority {
+		u, err = url.Parse("//" + endpoint)
+	}
 	if err != nil {
 		return "an endpoint that does not parse as a URL"
 	}
@@ -208,6 +217,9 @@ func redactEndpoint(endpoint string) string {
 	}
 	if u.RawQuery != "" {
 		u.RawQuery = "xxxxx"
+	}
+	if authority {
+		return strings.TrimPrefix(u.String(), "//")
 	}
 	return u.String()
 }

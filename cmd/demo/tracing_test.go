@@ -141,6 +141,13 @@ func TestExportTargetHidesSecrets(t *testing.T) {
 		"https://user:s3cret@otlp.example/v1?api-key=k3y": "otlp (grpc) to https://xxxxx@otlp.example/v1?xxxxx",
 		"https://t0ken@otlp.example":                      "otlp (grpc) to https://xxxxx@otlp.example",
 		"http://[bad":                                     "otlp (grpc) to an endpoint that does not parse as a URL",
+		// gRPC endpoints are often host:port, with no scheme: url.Parse
+		// reads the host as a scheme and the rest as opaque, userinfo
+		// included.
+		"user:s3cret@collector:4317": "otlp (grpc) to xxxxx@collector:4317",
+		"collector:4317?api-key=k3y": "otlp (grpc) to collector:4317?xxxxx",
+		"t0ken@collector:4317":       "otlp (grpc) to xxxxx@collector:4317",
+		"localhost:4317/v1/traces":   "otlp (grpc) to localhost:4317/v1/traces",
 	} {
 		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
 		if got := exportTarget(); got != want {
