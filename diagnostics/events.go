@@ -99,7 +99,8 @@ type eventsHandler struct {
 //
 // Filters: ?kind= (repeatable, or comma-separated), ?group= (a group and
 // its descendants, as [GroupPrefix]; repeatable, up to 64 names), ?level=
-// (debug, info, warn, error). A ?kind= that names no event kind this
+// (debug, info, warn, error; repeatable, as [MinLevel]: the lowest). A
+// ?kind= that names no event kind this
 // version knows (a typo, or a kind of a newer version), a ?group= that is
 // no dotted group name (empty, or "app..ingest"), more than 64 ?group=
 // names, and a ?level=, ?after=, ?format= or
@@ -431,7 +432,10 @@ func subscribeOptionsFrom(r *http.Request, q url.Values, streamID string) ([]Sub
 	for _, g := range groups {
 		opts = append(opts, GroupPrefix(g))
 	}
-	if l := q.Get("level"); l != "" {
+	for _, l := range q["level"] { // repeated, as MinLevel: the lowest
+		if l == "" {
+			continue
+		}
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(l)); err != nil {
 			return nil, errors.New("bad level: want debug, info, warn or error")

@@ -426,6 +426,34 @@ func TestEventsNDJSON(t *testing.T) {
 	}
 }
 
+// TestEventsRepeatedLevel: ?level= is repeatable as ?kind= and ?group=
+// are, and repeats widen the filter, as a repeated MinLevel does: the
+// lowest level given.
+func TestEventsRepeatedLevel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		_, body := serve(t, diagnostics.EventsHandler(s), "/events?level=error&level=warn", nil)
+		readFrame(t, body)
+		publish(s,
+			runtime.Event{Seq: 1, Kind: runtime.KindTaskRunStarted, Group: "svc"},                          // debug
+			runtime.Event{Seq: 2, Kind: runtime.KindTaskFinished, Group: "svc", Outcome: runtime.Canceled}, // info
+			runtime.Event{Seq: 3, Kind: runtime.KindTaskFinished, Group: "svc", Outcome: runtime.Error},    // warn
+		)
+		publish(s, runtime.Event{Seq: 4, Kind: runtime.KindTaskFinished, Group: "svc", Outcome: runtime.Panic}) // error
+		var got []string
+		for keepAlives := 0; len(got) < 3 && keepAlives < 2; {
+			if f := readFrame(t, body); f.event == "" {
+				keepAlives++ // the stream has nothing more for this client
+			} else {
+				got = append(got, f.id)
+			}
+		}
+		if !slices.Equal(got, []string{"3", "4"}) {
+			t.Errorf("?level=error&level=warn: %v, want [3 4] (warn and above)", got)
+		}
+	})
+}
+
 func sep(target string) string {
 	if strings.Contains(target, "?") {
 		return "&"
@@ -461,6 +489,9 @@ func TestEventsBadRequests(t *testing.T) {
 		want                   int
 	}{
 		{http.MethodGet, "/events?level=loud", "", http.StatusBadRequest},
+		// Every ?level= is read, not the first alone.
+		{http.MethodGet, "/events?level=warn&level=loud", "", http.StatusBadRequest},
+		{http.MethodGet, "/events?level=warn&level=debug", "", http.StatusOK},
 		{http.MethodGet, "/events?after=x", "", http.StatusBadRequest},
 		{http.MethodGet, "/events", "abc", http.StatusBadRequest},
 		// A stream's tag without a sequence number is no cursor either

@@ -267,9 +267,16 @@ func readEventsRequest(r *http.Request) eventsRequest {
 	if distinct(e.groups) > 64 {
 		return eventsRequest{bad: true}
 	}
-	if l := q.Get("level"); l != "" {
-		if err := e.minLevel.UnmarshalText([]byte(l)); err != nil {
+	for _, l := range q["level"] { // each read; the lowest wins
+		if l == "" {
+			continue
+		}
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(l)); err != nil {
 			return eventsRequest{bad: true}
+		}
+		if e.minLevel == math.MinInt || lvl < e.minLevel {
+			e.minLevel = lvl
 		}
 	}
 	cursor := q.Get("after")
@@ -423,6 +430,8 @@ func FuzzEventsRequest(f *testing.F) {
 	f.Add(uint8(2), "after=x", "", "")
 	f.Add(uint8(0), "after=0", " 4@x ", `application/x-ndjson, text/event-stream;a="b,c";q=0.9`)
 	f.Add(uint8(0), "level=INFO%2B2;after=0", "", "text/*;q=0.2, application/x-ndjson;q=0.1")
+	f.Add(uint8(0), "level=error&level=warn&after=0", "", "")
+	f.Add(uint8(0), "level=warn&level=loud&after=0", "", "")
 	// A comma inside a quoted parameter value does not end the media range.
 	f.Add(uint8(0), "after=0", "", `application/x-ndjson;q=0.5, text/event-stream;a="b,c";q=0.9`)
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, "get"}
