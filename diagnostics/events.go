@@ -92,7 +92,11 @@ type eventsHandler struct {
 // so a filtered client's cursor ages with the events it does not want. An
 // SSE keep-alive that comes after such events carries an id: line too,
 // and no data: the cursor of the last event the filters dropped, sent
-// once the client has been sent every event before it. An EventSource
+// once the client has been sent every event before it. So does a message
+// of its own (an id: line alone) whenever the filters have dropped a
+// quarter of the replay size in a row, so that a busy service (more than
+// the replay size of events between two keep-alives) does not age the
+// cursor out of the ring before the client reconnects. An EventSource
 // dispatches nothing for it but resumes from it, as from an event's id.
 // NDJSON keep-alives stay empty lines: an NDJSON client resumes from the
 // last event it received.
@@ -231,10 +235,14 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		buf.Reset()
 		switch {
+		case res == gotCursor && ndjson:
+			continue
 		case res == gotTick && ndjson:
 			buf.WriteByte('\n')
-		case res == gotTick:
-			buf.WriteString(": keep-alive\n")
+		case res == gotTick, res == gotCursor:
+			if res == gotTick {
+				buf.WriteString(": keep-alive\n")
+			}
 			if seq, ok := sub.cursor(); ok && seq != sent {
 				// Events the filters dropped since the last one sent:
 				// an id with no data moves the client's Last-Event-ID
@@ -243,6 +251,8 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				buf.WriteString(h.cursorID(seq))
 				buf.WriteByte('\n')
 				sent = seq
+			} else if res == gotCursor {
+				continue
 			}
 			buf.WriteByte('\n')
 		case ndjson:

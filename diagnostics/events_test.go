@@ -242,9 +242,22 @@ func TestEventsFilteredResume(t *testing.T) {
 		n := uint64(2 * diagnostics.DefaultReplaySize)
 		publish(s, seqEvents(seqRange(2, 2+n)...)...) // debug: not for this client
 		time.Sleep(diagnostics.DefaultKeepAlive)
-		f := readFrame(t, body)
-		if f.comment != "keep-alive" || f.id != strconv.FormatUint(1+n, 10) || f.data != "" {
-			t.Errorf("keep-alive after %d events dropped by the filter: %+v, want the id %d and no data", n, f, 1+n)
+		// Cursors, then a keep-alive: the last id is the last event's.
+		var f frame
+		for {
+			g := readFrame(t, body)
+			if g.data != "" {
+				t.Errorf("a frame with data after %d events dropped by the filter: %+v", n, g)
+			}
+			if g.hasID {
+				f = g
+			}
+			if g.comment == "keep-alive" {
+				break
+			}
+		}
+		if f.id != strconv.FormatUint(1+n, 10) {
+			t.Errorf("cursor after %d events dropped by the filter: %+v, want the id %d", n, f, 1+n)
 		}
 		cursor := "1@" + first.stream // what the client has without one
 		if f.hasID {
@@ -262,6 +275,61 @@ func TestEventsFilteredResume(t *testing.T) {
 		publish(s, warning(20+n))
 		if got := decode(t, readFrame(t, body).data); got.Kind != runtime.KindTaskFinished || got.Seq != 20+n {
 			t.Errorf("resumed from %s: %+v, want the next warning (no event a warn filter passes was missed)", cursor, got)
+		}
+	})
+}
+
+// TestEventsFilteredCursorKeepsUpWithBursts: a filtered SSE client gets
+// a fresh cursor (an id: with no data) as soon as its filters have
+// dropped a good part of the replay size, not only at the next keep-alive:
+// a service that publishes more than the replay size of unwanted events
+// between two keep-alives (512 per 15 s is 34 a second) would otherwise
+// age the client's cursor out of the ring before it reconnects.
+func TestEventsFilteredCursorKeepsUpWithBursts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := diagnostics.NewStream()
+		ctx, leave := context.WithCancel(t.Context())
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events?level=warn", nil)
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			diagnostics.EventsHandler(s).ServeHTTP(&pipeResponse{header: http.Header{}, w: pw}, req)
+			pw.Close()
+		}()
+		body := bufio.NewReader(pr)
+		readFrame(t, body) // the opening
+		n := uint64(4 * diagnostics.DefaultReplaySize)
+		publish(s, seqEvents(seqRange(1, 1+n)...)...) // debug: not for this client
+		synctest.Wait()
+		start := time.Now()
+		var last frame
+		for {
+			f := readFrame(t, body)
+			if time.Since(start) > 0 {
+				break // it came with a keep-alive: nothing else was sent
+			}
+			if f.hasID {
+				last = f
+			}
+		}
+		leave()
+		pr.Close()
+		<-done
+		if !last.hasID {
+			t.Fatalf("no cursor before the keep-alive, %v after a burst of %d dropped events", diagnostics.DefaultKeepAlive, n)
+		}
+		if seq, _ := strconv.ParseUint(last.id, 10, 64); seq+uint64(diagnostics.DefaultReplaySize) <= n {
+			t.Errorf("the last cursor sent, %s, is out of the replay ring after %d events", last.id, n)
+		}
+
+		// Resuming from it finds it: no resync notice.
+		_, body = serve(t, diagnostics.EventsHandler(s), "/events?level=warn", lastEventID(last.id+"@"+last.stream))
+		readFrame(t, body)
+		publish(s, runtime.Event{Seq: n + 1, Kind: runtime.KindTaskFinished, Group: "svc", Task: "t", TaskID: 1,
+			Outcome: runtime.Error, Err: errors.New("boom")})
+		if f := readFrame(t, body); f.event != runtime.KindTaskFinished {
+			t.Errorf("resumed from %s: %+v, want the warning (no resync)", last.id, f)
 		}
 	})
 }

@@ -272,10 +272,11 @@ func (s *Stream) Subscribe(ctx context.Context, opts ...SubscribeOption) *Subscr
 		o.applySubscribe(&cfg)
 	}
 	sub := &Subscription{
-		stream: s,
-		filter: cfg.filter(),
-		buf:    newRing(cfg.buffer),
-		notify: make(chan struct{}, 1),
+		stream:      s,
+		filter:      cfg.filter(),
+		buf:         newRing(cfg.buffer),
+		notify:      make(chan struct{}, 1),
+		cursorEvery: s.replay.max / 4, // set at NewStream: read without s.mu
 	}
 	s.mu.Lock()
 	if s.closed || ctx.Err() != nil {

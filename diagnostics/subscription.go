@@ -35,6 +35,13 @@ type Subscription struct {
 	// it through or not: arrival order up to it is what the subscriber has
 	// been offered. Guarded by the stream's mu (see cursor).
 	passed uint64
+	// skipped counts the events the filter dropped in a row; at
+	// cursorEvery (a quarter of the replay size, 0 for none), offer sets
+	// cursorDue and wakes the reader, so that an HTTP client gets a fresh
+	// cursor before unwanted events push its own out of the replay ring.
+	// skipped is guarded by the stream's mu, cursorDue by mu.
+	skipped, cursorEvery int
+	cursorDue            bool
 
 	dropped atomic.Uint64
 }
@@ -136,7 +143,8 @@ func BufferSize(n int) SubscribeOption {
 // ages with every event published: once more than the replay size of
 // events it did not want has followed it, resuming from it gives a resync
 // notice, though no event the filters let through may have been lost
-// ([EventsHandler]'s SSE keep-alives carry a fresher cursor).
+// ([EventsHandler] sends SSE clients a fresher cursor: with keep-alives, and
+// after every quarter of the replay size of events their filters drop).
 func After(seq uint64) SubscribeOption {
 	return subscribeOption(func(c *subscribeConfig) { c.after = &seq })
 }
@@ -177,8 +185,16 @@ func inGroup(group, prefix string) bool {
 func (sub *Subscription) offer(ev *runtime.Event, lvl slog.Level) {
 	sub.passed = ev.Seq
 	if !sub.filter.match(ev, lvl) {
+		if sub.skipped++; sub.skipped == sub.cursorEvery {
+			sub.skipped = 0
+			sub.mu.Lock()
+			sub.cursorDue = true
+			sub.wakeLocked()
+			sub.mu.Unlock()
+		}
 		return
 	}
+	sub.skipped = 0
 	sub.mu.Lock()
 	if !sub.closed {
 		if _, dropped := sub.buf.push(ev); dropped {
@@ -223,11 +239,13 @@ const (
 	gotEvent nextResult = iota
 	gotTick
 	gotClosed
+	gotCursor // the filters dropped many events since the last cursor (see cursorEvery)
 )
 
 // next stores the next event in *ev, waiting for one, and returns gotEvent;
-// or gotTick when tick fires first (for keep-alives), or gotClosed once
-// closed and drained. The event is moved out of the buffer straight into
+// or gotTick when tick fires first (for keep-alives), gotCursor (only with
+// a tick) when the filters have dropped many events since the last
+// gotCursor and nothing is buffered, or gotClosed once closed and drained. The event is moved out of the buffer straight into
 // *ev: events are big, and this runs once per event delivered.
 func (sub *Subscription) next(ev *runtime.Event, tick <-chan time.Time) nextResult {
 	for {
@@ -250,6 +268,10 @@ func (sub *Subscription) next(ev *runtime.Event, tick <-chan time.Time) nextResu
 		case sub.closed:
 			sub.mu.Unlock()
 			return gotClosed
+		case sub.cursorDue && tick != nil:
+			sub.cursorDue = false
+			sub.mu.Unlock()
+			return gotCursor
 		}
 		sub.waiting = true
 		sub.mu.Unlock()
