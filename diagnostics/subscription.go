@@ -245,8 +245,9 @@ const (
 // next stores the next event in *ev, waiting for one, and returns gotEvent;
 // or gotTick when tick fires first (for keep-alives), gotCursor (only with
 // a tick) when the filters have dropped many events since the last
-// gotCursor and nothing is buffered, or gotClosed once closed and drained. The event is moved out of the buffer straight into
-// *ev: events are big, and this runs once per event delivered.
+// gotCursor and nothing is buffered, or gotClosed once closed and
+// drained. The event is moved out of the buffer straight into *ev: events
+// are big, and this runs once per event delivered.
 func (sub *Subscription) next(ev *runtime.Event, tick <-chan time.Time) nextResult {
 	for {
 		sub.mu.Lock()
