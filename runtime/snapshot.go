@@ -182,7 +182,10 @@ func (g *Group) active(aborting bool) []TaskInfo {
 // For that number to mean something, the subtree's groups are locked
 // together while it is read (children before parents, the order spawns
 // lock them in), so spawns and completions in the subtree wait for the
-// copy, and no longer.
+// copy, and no longer. When groups are being made in the subtree while it
+// locks it, a Snapshot also holds off [Group.Group] calls anywhere in the
+// tree, outside the subtree too, until it has locked it (not while it
+// copies).
 func (g *Group) Snapshot() GroupSnapshot {
 	groups := g.lockSubtree()
 	defer func() {
