@@ -126,6 +126,23 @@ func TestRun(t *testing.T) {
 				}
 			}
 		}
+		// HTTP/1.0 without a Host (a health check's): no browser's.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "GET /debug/tasks?format=json HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("HTTP/1.0 GET without Host: %d, want 200", resp.StatusCode)
+		}
 	})
 
 	t.Run("metrics", func(t *testing.T) {

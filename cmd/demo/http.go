@@ -155,8 +155,13 @@ func loopbackHosts(h http.Handler) http.Handler {
 
 // isLoopbackHost reports whether a Host header (host, or host:port) names
 // this machine's loopback: localhost, a name under .localhost (browsers
-// resolve those to loopback themselves, RFC 6761), or a loopback IP.
+// resolve those to loopback themselves, RFC 6761), or a loopback IP. An
+// HTTP/1.0 request may have no Host (a health check's): no browser sends
+// one without, so it is no rebinding.
 func isLoopbackHost(hostport string) bool {
+	if hostport == "" {
+		return true
+	}
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
