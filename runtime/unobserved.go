@@ -14,6 +14,10 @@ import (
 // LogObserver's message and keys, so that it reads as that observer's
 // would. Attach any observer to take this over.
 func logUnobservedPanic(t *Task, p *PanicError) {
+	// Called while the task's panic is being recovered: a handler that
+	// panics in turn must not crash the process that Recover keeps alive,
+	// and with no observer there is nowhere else to say so.
+	defer func() { _ = recover() }()
 	l := slog.Default()
 	ctx := context.Background()
 	if !l.Enabled(ctx, slog.LevelError) {

@@ -52,6 +52,27 @@ func defaultLogTo(t *testing.T) *recordsTo {
 	return h
 }
 
+// panickingHandler is a slog handler whose Handle panics.
+type panickingHandler struct{ recordsTo }
+
+func (h *panickingHandler) Handle(context.Context, slog.Record) error { panic("handler broke") }
+
+// TestUnobservedPanicLogCannotCrash: a default handler that panics while
+// the task's panic is logged leaves the task ended with outcome panic, and
+// the process alive.
+func TestUnobservedPanicLogCannotCrash(t *testing.T) {
+	old := slog.Default()
+	slog.SetDefault(slog.New(&panickingHandler{}))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	synctest.Test(t, func(t *testing.T) {
+		task := runtime.New("app").Go("boom", func(context.Context) error { panic("boom") })
+		<-task.Done()
+		if got := task.Result().Outcome; got != runtime.Panic {
+			t.Errorf("outcome %v, want panic", got)
+		}
+	})
+}
+
 func TestUnobservedPanicIsLogged(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
