@@ -57,8 +57,11 @@ type tasksHandler struct {
 // and its requests to the page's origin and the event stream's (see
 // [WithEventsURL]); no base URL, no form, and framing by the page's own
 // origin only. Names, messages and the ?group= shown are always text.
-// The tree names every group and task of the process: mount the handler
-// with [EventsHandler], on an internal or authenticated listener. Each
+// The tree names every group and task of the process, and a periodic
+// task's last-run error (capped at [DefaultMaxMessage] whatever the
+// stream's [WithMaxMessage]: the handler reads the supervisor, not the
+// stream): mount the handler with [EventsHandler], on an internal or
+// authenticated listener. Each
 // request walks and renders the whole tree (about 0.2 s of CPU and 8 MB
 // of HTML for 20,000 tasks), so the listener should not take requests
 // from just anyone either.
