@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -44,6 +45,14 @@ func (p *pipeResponse) Flush()                      {}
 // and a reader of its body. The request ends (client gone) at cleanup.
 func serve(t *testing.T, h http.Handler, target string, header http.Header) (*pipeResponse, *bufio.Reader) {
 	t.Helper()
+	resp, body, _ := serveUntil(t, h, target, header)
+	return resp, body
+}
+
+// serveUntil is serve, and returns leave too: it ends the request (the
+// client goes) and waits for the handler to return, then or at cleanup.
+func serveUntil(t *testing.T, h http.Handler, target string, header http.Header) (*pipeResponse, *bufio.Reader, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	maps := req.Header
@@ -58,12 +67,13 @@ func serve(t *testing.T, h http.Handler, target string, header http.Header) (*pi
 		h.ServeHTTP(resp, req)
 		pw.Close()
 	}()
-	t.Cleanup(func() {
+	leave := sync.OnceFunc(func() {
 		cancel()
 		pr.Close()
 		<-done
 	})
-	return resp, bufio.NewReader(pr)
+	t.Cleanup(leave)
+	return resp, bufio.NewReader(pr), leave
 }
 
 type frame struct {
@@ -219,16 +229,7 @@ func TestEventsFilteredResume(t *testing.T) {
 			return runtime.Event{Seq: seq, Kind: runtime.KindTaskFinished, Group: "svc", Task: "t", TaskID: seq,
 				Outcome: runtime.Error, Err: errors.New("boom")}
 		}
-		ctx, leave := context.WithCancel(t.Context())
-		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events?level=warn", nil)
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			diagnostics.EventsHandler(s).ServeHTTP(&pipeResponse{header: http.Header{}, w: pw}, req)
-			pw.Close()
-		}()
-		body := bufio.NewReader(pr)
+		_, body, leave := serveUntil(t, diagnostics.EventsHandler(s), "/events?level=warn", nil)
 		readFrame(t, body) // the opening: subscribed
 		publish(s, warning(1))
 		first := readFrame(t, body)
@@ -264,8 +265,6 @@ func TestEventsFilteredResume(t *testing.T) {
 			cursor = f.id + "@" + f.stream
 		}
 		leave()
-		pr.Close()
-		<-done
 
 		publish(s, seqEvents(seqRange(2+n, 12+n)...)...) // while away: not wanted either
 		hdr := http.Header{}
@@ -288,16 +287,7 @@ func TestEventsFilteredResume(t *testing.T) {
 func TestEventsFilteredCursorKeepsUpWithBursts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := diagnostics.NewStream()
-		ctx, leave := context.WithCancel(t.Context())
-		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events?level=warn", nil)
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			diagnostics.EventsHandler(s).ServeHTTP(&pipeResponse{header: http.Header{}, w: pw}, req)
-			pw.Close()
-		}()
-		body := bufio.NewReader(pr)
+		_, body, leave := serveUntil(t, diagnostics.EventsHandler(s), "/events?level=warn", nil)
 		readFrame(t, body) // the opening
 		n := uint64(4 * diagnostics.DefaultReplaySize)
 		publish(s, seqEvents(seqRange(1, 1+n)...)...) // debug: not for this client
@@ -314,8 +304,6 @@ func TestEventsFilteredCursorKeepsUpWithBursts(t *testing.T) {
 			}
 		}
 		leave()
-		pr.Close()
-		<-done
 		if !last.hasID {
 			t.Fatalf("no cursor before the keep-alive, %v after a burst of %d dropped events", diagnostics.DefaultKeepAlive, n)
 		}
