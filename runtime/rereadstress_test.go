@@ -228,6 +228,23 @@ var churnFor = func() time.Duration {
 
 // watchdog fails the test with every goroutine's stack if done is not
 // closed within d: a deadlock.
+// endChurn lets wg's workers churn for churnFor, then closes stop and
+// waits for them, failing the test with every stack if they have not all
+// returned a minute later (a deadlock).
+func endChurn(t *testing.T, stop chan struct{}, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		timer := time.NewTimer(churnFor)
+		defer timer.Stop()
+		<-timer.C
+		close(stop)
+		wg.Wait()
+		close(done)
+	}()
+	watchdog(t, 60*time.Second, done)
+}
+
 func watchdog(t *testing.T, d time.Duration, done <-chan struct{}) {
 	t.Helper()
 	timer := time.NewTimer(d)
@@ -365,16 +382,7 @@ func churn(t *testing.T, observed bool, seed uint64) {
 			}
 		})
 	}
-	done := make(chan struct{})
-	go func() {
-		timer := time.NewTimer(churnFor)
-		defer timer.Stop()
-		<-timer.C
-		close(stop)
-		wg.Wait()
-		close(done)
-	}()
-	watchdog(t, 60*time.Second, done)
+	endChurn(t, stop, &wg)
 	evs := rec.Events()
 	for _, s := range snaps {
 		checkRunsAgainstEvents(t, s, evs)
@@ -459,16 +467,7 @@ func TestSnapshotOfDeepNewGroups(t *testing.T) {
 			}
 		})
 	}
-	done := make(chan struct{})
-	go func() {
-		timer := time.NewTimer(churnFor)
-		defer timer.Stop()
-		<-timer.C
-		close(stop)
-		wg.Wait()
-		close(done)
-	}()
-	watchdog(t, 60*time.Second, done)
+	endChurn(t, stop, &wg)
 	if err := sup.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
