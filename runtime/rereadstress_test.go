@@ -157,29 +157,8 @@ func TestRunsOfASnapshotAgreeWithItsSeq(t *testing.T) {
 			}
 		}
 		stop := make(chan struct{})
-		var snaps []runtime.GroupSnapshot
-		var smu sync.Mutex
 		var wg sync.WaitGroup
-		for w := range 2 {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var s runtime.GroupSnapshot
-					if w == 0 {
-						s = sup.Snapshot()
-					} else {
-						s = groups[i%len(groups)].Snapshot()
-					}
-					smu.Lock()
-					snaps = append(snaps, s)
-					smu.Unlock()
-				}
-			})
-		}
+		snapper := snapshotEach(&wg, stop, sup, func(i int) *runtime.Group { return groups[i%len(groups)] }, 1)
 		<-enough
 		stuck.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rng.IntN(800))*time.Microsecond)
@@ -197,7 +176,7 @@ func TestRunsOfASnapshotAgreeWithItsSeq(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
-		snaps = append(snaps, sup.Snapshot())
+		snaps := append(snapper.taken, sup.Snapshot())
 		evs := rec.Events()
 		for _, s := range snaps {
 			checkRunsAgainstEvents(t, s, evs)
@@ -228,6 +207,45 @@ var churnFor = func() time.Duration {
 
 // watchdog fails the test with every goroutine's stack if done is not
 // closed within d: a deadlock.
+// snapshots are what snapshotEach took; read them once its workers have
+// returned.
+type snapshots struct {
+	mu    sync.Mutex // guards taken, count
+	taken []runtime.GroupSnapshot
+	count int
+}
+
+// snapshotEach starts two workers on wg that take snapshots until stop is
+// closed, one of sup's whole tree, one of sub(i) for the i-th, and keeps
+// every keep-th of them (none for keep 0).
+func snapshotEach(wg *sync.WaitGroup, stop <-chan struct{}, sup *runtime.Supervisor, sub func(i int) *runtime.Group, keep int) *snapshots {
+	out := &snapshots{}
+	for w := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var s runtime.GroupSnapshot
+				if w == 0 {
+					s = sup.Snapshot()
+				} else {
+					s = sub(i).Snapshot()
+				}
+				out.mu.Lock()
+				out.count++
+				if keep > 0 && i%keep == 0 {
+					out.taken = append(out.taken, s)
+				}
+				out.mu.Unlock()
+			}
+		})
+	}
+	return out
+}
+
 // endChurn lets wg's workers churn for churnFor, then closes stop and
 // waits for them, failing the test with every stack if they have not all
 // returned a minute later (a deadlock).
@@ -290,9 +308,7 @@ func churn(t *testing.T, observed bool, seed uint64) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var made, snapsTaken atomic.Int64
-	var snaps []runtime.GroupSnapshot
-	var smu sync.Mutex
+	var made atomic.Int64
 	for w := range 3 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
@@ -359,31 +375,14 @@ func churn(t *testing.T, observed bool, seed uint64) {
 			_ = b.Shutdown(context.Background())
 		}
 	})
-	for w := range 2 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var s runtime.GroupSnapshot
-				if w == 0 {
-					s = sup.Snapshot()
-				} else {
-					s = parent.Snapshot()
-				}
-				snapsTaken.Add(1)
-				if observed && i%4 == 0 {
-					smu.Lock()
-					snaps = append(snaps, s)
-					smu.Unlock()
-				}
-			}
-		})
+	keep := 0 // unobserved: no events to check snapshots against
+	if observed {
+		keep = 4
 	}
+	snapper := snapshotEach(&wg, stop, sup, func(int) *runtime.Group { return parent }, keep)
 	endChurn(t, stop, &wg)
 	evs := rec.Events()
+	snaps := snapper.taken
 	for _, s := range snaps {
 		checkRunsAgainstEvents(t, s, evs)
 		if t.Failed() {
@@ -399,7 +398,7 @@ func churn(t *testing.T, observed bool, seed uint64) {
 	if len(final.Groups) != 0 || final.Running+final.Canceling+final.Abandoned != 0 {
 		t.Fatalf("after Shutdown: %d groups, %d running, %d canceling, %d abandoned", len(final.Groups), final.Running, final.Canceling, final.Abandoned)
 	}
-	t.Logf("%d request groups, %d snapshots (%d checked against %d events)", made.Load(), snapsTaken.Load(), len(snaps), len(evs))
+	t.Logf("%d request groups, %d snapshots (%d checked against %d events)", made.Load(), snapper.count, len(snaps), len(evs))
 	goruntime.KeepAlive(held)
 }
 
@@ -443,35 +442,13 @@ func TestSnapshotOfDeepNewGroups(t *testing.T) {
 			}
 		})
 	}
-	var snaps []runtime.GroupSnapshot
-	var smu sync.Mutex
-	for w := range 2 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var s runtime.GroupSnapshot
-				if w == 0 {
-					s = sup.Snapshot()
-				} else {
-					s = top.Snapshot()
-				}
-				if i%3 == 0 {
-					smu.Lock()
-					snaps = append(snaps, s)
-					smu.Unlock()
-				}
-			}
-		})
-	}
+	snapper := snapshotEach(&wg, stop, sup, func(int) *runtime.Group { return top }, 3)
 	endChurn(t, stop, &wg)
 	if err := sup.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	evs := rec.Events()
+	snaps := snapper.taken
 	for _, s := range snaps {
 		checkRunsAgainstEvents(t, s, evs)
 		if t.Failed() {
