@@ -201,14 +201,14 @@ func exportTarget() string {
 // become xxxxx. A gRPC endpoint is often written host:port, with no
 // scheme: url.Parse reads its host as a scheme and the rest, userinfo
 // included ("user:token@collector:4317"), as opaque, or fails on it
-// ("token@collector:4317"); without a "://", it is read as an authority
-// then.
+// ("token@collector:4317"); without a "://", it is read as an authority.
 func redactEndpoint(endpoint string) string {
-	u, err := url.Parse(endpoint)
-	authority := (err != nil || u.Opaque != "") && !strings.Contains(endpoint, "://")
+	authority := !strings.Contains(endpoint, "://")
+	raw := endpoint
 	if authority {
-		u, err = url.Parse("//" + endpoint)
+		raw = "//" + endpoint
 	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "an endpoint that does not parse as a URL"
 	}
