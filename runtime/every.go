@@ -129,17 +129,24 @@ func (t *Task) endRun(outcome Outcome, err error, stack []byte) {
 	g.mu.Lock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	runCtx := e.runCtx
-	if runCtx == nil {
+	if e.runCtx == nil {
 		g.mu.Unlock()
 		return
 	}
-	e.runCtx = nil
-	end := time.Now()
-	e.last = RunResult{Run: e.runs.Load(), Outcome: outcome, Err: err, Ended: end, Duration: end.Sub(e.runStart)}
+	runCtx := e.endLocked(outcome, err, time.Now())
 	seq := t.tree().nextSeq()
 	g.mu.Unlock()
 	t.reportRun(runCtx, seq, &e.last, stack)
+}
+
+// endLocked records the run in progress as the last one, ended at end,
+// and returns its context: no run is in progress after it. Called with the
+// group's and the task's locks held (see endRun).
+func (e *every) endLocked(outcome Outcome, err error, end time.Time) context.Context {
+	ctx := e.runCtx
+	e.runCtx = nil
+	e.last = RunResult{Run: e.runs.Load(), Outcome: outcome, Err: err, Ended: end, Duration: end.Sub(e.runStart)}
+	return ctx
 }
 
 // reportRun delivers the run_finished event of run, which ended, with the

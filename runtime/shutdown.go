@@ -195,10 +195,8 @@ func (g *Group) abort(groups []*Group) ([]TaskInfo, time.Time) {
 					// The abort ends the run in progress and reports it,
 					// recorded and given its Seq here, with the task's
 					// end, as endRun does (see there).
-					end := g.tree.wall(now)
-					e.last = RunResult{Run: e.runs.Load(), Outcome: Aborted, Err: ErrAborted, Ended: end, Duration: end.Sub(e.runStart)}
-					run = abortedRun{e.runCtx, e.runStart, g.tree.nextSeq(), e.last}
-					e.runCtx = nil
+					ctx := e.endLocked(Aborted, ErrAborted, g.tree.wall(now))
+					run = abortedRun{ctx, e.runStart, g.tree.nextSeq(), e.last}
 				}
 				runs = append(runs, run)
 				tasks = append(tasks, t)
