@@ -98,20 +98,23 @@ func TestSnapshotGatePath(t *testing.T) {
 	x := sup.Group("x") // listed after p
 	x.mu.Lock()         // the listing stops at x
 	snapped := make(chan GroupSnapshot)
-	go func() { snapped <- sup.Snapshot() }()
-	waitForStack(t, "lockSubtree", "subtreeLocking")
+	go gateTestSnapshot(sup, snapped)
+	// Only this test's goroutines: another test's may linger in these
+	// frames, and matching one of them would deadlock this one.
+	waitForStack(t, "gateTestSnapshot", "subtreeLocking", "(*Mutex).lockSlow") // blocked on x
 	n := p.Group("new") // made after p was listed
 	n.mu.Lock()         // as a spawn in n waiting for p would hold it
 	x.mu.Unlock()
 	// The TryLock of n fails; the next pass gates and blocks on n, which
 	// it lists now.
-	waitForStack(t, "lockSubtree", "sync.(*Mutex).Lock")
-	for !sup.tree.gated.Load() {
-		goruntime.Gosched()
+	for deadline := time.Now().Add(10 * time.Second); !sup.tree.gated.Load(); goruntime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the snapshot's second pass never gated")
+		}
 	}
 	made := make(chan *Group)
-	go func() { made <- sup.Group("late") }()
-	waitForStack(t, "(*Group).Group", "RLock")
+	go gateTestGroup(sup, made)
+	waitForStack(t, "gateTestGroup", "(*Group).Group", "RLock")
 	n.mu.Unlock()
 	s := <-snapped
 	late := <-made
@@ -135,6 +138,15 @@ func TestSnapshotGatePath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// gateTestSnapshot and gateTestGroup name TestSnapshotGatePath's
+// goroutines in their stacks.
+//
+//go:noinline
+func gateTestSnapshot(sup *Supervisor, out chan<- GroupSnapshot) { out <- sup.Snapshot() }
+
+//go:noinline
+func gateTestGroup(sup *Supervisor, out chan<- *Group) { out <- sup.Group("late") }
 
 type nopObserver struct{}
 
