@@ -46,9 +46,9 @@ type tasksHandler struct {
 // ?format=json or "Accept: application/json", otherwise (or for
 // ?format=html) as a small self-contained HTML page (no external assets)
 // showing the group tree, tasks, their states and ages, and for periodic
-// tasks their runs and how the last one ended. Any other
-// ?format= is a 400 (as is a query that does not parse), a method other
-// than GET or HEAD a 405. The response is marked Cache-Control: no-store:
+// tasks their runs and how the last one ended. Any other ?format= is a 400
+// (as is a query that does not parse), a method other than GET or HEAD a
+// 405. The response is marked Cache-Control: no-store:
 // it is a picture of now.
 //
 // Every response is marked X-Content-Type-Options: nosniff. The page
@@ -61,10 +61,9 @@ type tasksHandler struct {
 // task's last-run error (capped at [DefaultMaxMessage] whatever the
 // stream's [WithMaxMessage]: the handler reads the supervisor, not the
 // stream): mount the handler with [EventsHandler], on an internal or
-// authenticated listener. Each
-// request walks and renders the whole tree (about 0.2 s of CPU and 8 MB
-// of HTML for 20,000 tasks), so the listener should not take requests
-// from just anyone either.
+// authenticated listener. Each request walks and renders the whole tree
+// (about 0.2 s of CPU and 8 MB of HTML for 20,000 tasks), so the listener
+// should not take requests from just anyone either.
 //
 // The page updates live: it starts from the snapshot embedded in it, then
 // follows the event stream served by [EventsHandler] from the snapshot's
@@ -96,10 +95,9 @@ type tasksHandler struct {
 // no group gives that path as far as it exists (and is open: nothing comes
 // below a closed group), not an error. An empty ?group=, one that is no
 // dotted group name ("app..ingest"), or more than 64 distinct names, is a
-// 400. The snapshot's Seq is
-// unchanged (the whole tree's), and the page follows the event stream with
-// the same ?group=, so it neither receives nor shows the tasks of other
-// groups.
+// 400. The snapshot's Seq is unchanged (the whole tree's), and the page
+// follows the event stream with the same ?group=, so it neither receives
+// nor shows the tasks of other groups.
 //
 // A nil sup or a nil option panics.
 func TasksHandler(sup *runtime.Supervisor, opts ...TasksOption) http.Handler {
