@@ -102,8 +102,8 @@ func TestSnapshotGatePath(t *testing.T) {
 	// Only this test's goroutines: another test's may linger in these
 	// frames, and matching one of them would deadlock this one.
 	waitForStack(t, "gateTestSnapshot", "subtreeLocking", "(*Mutex).lockSlow") // blocked on x
-	n := p.Group("new") // made after p was listed
-	n.mu.Lock()         // as a spawn in n waiting for p would hold it
+	n := p.Group("new")                                                        // made after p was listed
+	n.mu.Lock()                                                                // as a spawn in n waiting for p would hold it
 	x.mu.Unlock()
 	// The TryLock of n fails; the next pass gates and blocks on n, which
 	// it lists now.
