@@ -204,11 +204,17 @@ func (tr *tree) panicked(i int, ev *Event, r any) panicReport {
 // reportPanics tells every observer but the one that panicked about each
 // panic, once the event has reached them all: an observer after the
 // panicking one must not hear of the panic before the event itself. A
-// panic while reporting is dropped: there is nobody left to tell.
+// panic while reporting is dropped: there is nobody left to tell. When the
+// one that panicked is the only observer, nobody else can be told, and the
+// panic goes to slog.Default(), as a task's panic does without observers.
 func (tr *tree) reportPanics(ctx context.Context, panics []panicReport) {
 	for _, p := range panics {
 		report := p.ev
 		report.Seq, report.Time = tr.seq.Add(1), time.Now()
+		if len(tr.obs) == 1 {
+			logLoneObserverPanic(&report)
+			continue
+		}
 		for j, o := range tr.obs {
 			if j != p.culprit {
 				func() {

@@ -34,3 +34,33 @@ func logUnobservedPanic(t *Task, p *PanicError) {
 		slog.String("exception.stacktrace", string(p.Stack)),
 	)
 }
+
+// logLoneObserverPanic writes the KindObserverPanicked event ev to
+// slog.Default() when the observer that panicked is the supervisor's only
+// one: there is no other observer to tell, and the panic must not vanish
+// (an error tracker that panics on every event would otherwise go quiet
+// with nothing said). The record uses the LogObserver's message and keys.
+func logLoneObserverPanic(ev *Event) {
+	defer func() { _ = recover() }() // as logUnobservedPanic: nowhere else to say so
+	l := slog.Default()
+	ctx := context.Background()
+	if !l.Enabled(ctx, slog.LevelError) {
+		return
+	}
+	msg := ""
+	if pe, ok := ev.Err.(*PanicError); ok {
+		msg = fmt.Sprint(pe.Value)
+	}
+	attrs := []slog.Attr{
+		slog.String("event", ev.Kind),
+		slog.String(AttrGroup, ev.Group),
+		slog.Int64(AttrGroupID, int64(ev.GroupID)),
+	}
+	if ev.TaskID != 0 {
+		attrs = append(attrs, slog.String(AttrTaskName, ev.Task), slog.Int64(AttrTaskID, int64(ev.TaskID)))
+	}
+	attrs = append(attrs,
+		slog.String("exception.message", msg),
+		slog.String("exception.stacktrace", string(ev.Stack)))
+	l.LogAttrs(ctx, slog.LevelError, "observer panicked", attrs...)
+}

@@ -128,3 +128,51 @@ func TestUnobservedPanicIsLogged(t *testing.T) {
 		})
 	}
 }
+
+// TestLoneObserverPanicIsLogged: an observer's panic is told to the other
+// observers; when the one that panicked is the only one, it goes to
+// slog.Default() instead, as a task's panic does with no observer, rather
+// than vanishing (an error tracker that panics on every event would go
+// quiet with nothing said).
+func TestLoneObserverPanicIsLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		want int
+	}{
+		{name: "alone", want: 2},
+		{name: "with another observer", opts: []runtime.Option{runtime.WithObserver(new(runtimetest.Recorder))}, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logged := defaultLogTo(t)
+			synctest.Test(t, func(t *testing.T) {
+				opts := append([]runtime.Option{runtime.WithObserver(panicky{onStart: true, onObserve: true})}, tc.opts...)
+				task := runtime.New("app", opts...).Go("work", func(context.Context) error { return nil })
+				<-task.Done()
+				records := logged.taken()
+				if len(records) != tc.want {
+					t.Fatalf("%d records, want %d: %v", len(records), tc.want, records)
+				}
+				for i, r := range records {
+					for k, want := range map[string]string{
+						"msg":                "observer panicked",
+						"level":              "ERROR",
+						"event":              runtime.KindObserverPanicked,
+						runtime.AttrGroup:    "app",
+						runtime.AttrTaskName: "work",
+					} {
+						if r[k] != want {
+							t.Errorf("record %d: %s = %q, want %q", i, k, r[k], want)
+						}
+					}
+					if m := r["exception.message"]; !strings.Contains(m, "runtime_test.panicky") || !strings.Contains(m, "observer") {
+						t.Errorf("record %d: exception.message = %q, want the observer and its panic", i, m)
+					}
+					if !strings.Contains(r["exception.stacktrace"], "panicky") {
+						t.Errorf("record %d: exception.stacktrace = %q, want the observer's stack", i, r["exception.stacktrace"])
+					}
+				}
+			})
+		})
+	}
+}
