@@ -27,7 +27,8 @@ const (
 )
 
 // Event is one lifecycle transition. Fields that do not apply to a kind are
-// zero. Events are values: observers may keep them.
+// zero. Events are values: observers may keep them (an [EventObserver]
+// keeps a copy of *ev, never ev itself).
 type Event struct {
 	// Seq is unique within a supervisor and increases across the events of
 	// one task; it orders a [GroupSnapshot] against the event stream.
@@ -60,7 +61,9 @@ type Event struct {
 	// LongRunning marks the events of a task spawned with [LongRunning].
 	LongRunning bool
 	// Err is what fn returned (a [*PanicError] for panics), the cause of a
-	// cancel request, or a group call's error.
+	// cancel request, or a group call's error. On an observer_panicked
+	// event it is a *PanicError whose Value prints as "observer T panicked
+	// on kind: value", about the task or group of the event it panicked on.
 	Err error
 	// Cause is context.Cause of the task's context when it finished (on a
 	// run_finished event, when the run was canceled or aborted), or the
@@ -81,8 +84,11 @@ type Event struct {
 	// canceled group) to fn's return; 0 when none was requested. On a
 	// late_exit event it runs to the abandoned goroutine's actual return.
 	CancelLatency time.Duration
-	// Stack is the panic stack on panic outcomes, and where the goroutine
-	// was stuck on aborted events.
+	// Stack is the panic stack on panic outcomes (and observer_panicked
+	// events: the observer's), and where the goroutine was stuck on the
+	// events of an abort (aborted, and the finished and run_finished that
+	// follow it): empty when no stack was found, as for a task aborted
+	// before its goroutine ran fn.
 	Stack []byte
 
 	// Drained and Aborted count the tasks of a shutdown_finished event.

@@ -100,7 +100,9 @@ const (
 	// event), then re-panics with the original value on the task goroutine,
 	// so the process dies with the real stack. The task's Done never
 	// closes, and it stays live in its group: nothing waiting for it can
-	// let the program exit cleanly first.
+	// let the program exit cleanly first. Nor can an observer's own
+	// goroutine: one that buffers reports (an error tracker) must send a
+	// panic before its Observe returns.
 	Crash
 )
 
