@@ -111,8 +111,10 @@
 // pair starts again, so that a stall alert on them finds it.
 //
 // Labels never carry task IDs. The distinct values of group, of task and
-// of error_type are each capped ([WithMaxLabelValues], default 256); later
-// values become "_other" and are counted in taskscope_label_overflow_total.
+// of error_type are each capped ([WithMaxLabelValues], default 256), and
+// so are the distinct (group, task) pairs ([WithMaxLabelPairs], default
+// 1,024); later values become "_other" (for a pair, its task) and are
+// counted in taskscope_label_overflow_total.
 //
 // # Cost
 //

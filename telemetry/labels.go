@@ -64,6 +64,7 @@ type seriesCache struct {
 	byGroup        sync.Map     // raw group name → *groupEntry
 	mu             sync.Mutex   // guards series
 	series         map[[2]string]*series
+	maxPairs       int // series entries past which new pairs fold their task
 	errTypes       *labelCap
 	errTypesByName sync.Map // raw error type → errTypeLabel
 }
@@ -103,9 +104,10 @@ type errTypeLabel struct {
 	folded bool
 }
 
-func newSeriesCache(m *metrics, maxValues int) *seriesCache {
+func newSeriesCache(m *metrics, maxValues, maxPairs int) *seriesCache {
 	c := &seriesCache{
 		m:        m,
+		maxPairs: maxPairs,
 		groups:   newLabelCap(maxValues),
 		tasks:    newLabelCap(maxValues),
 		errTypes: newLabelCap(maxValues),
@@ -154,6 +156,11 @@ func (c *seriesCache) resolve(group, task string) *taskEntry {
 	tl, tf := c.tasks.admit(task)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.series[[2]string{gl, tl}] == nil && tl != otherLabel && len(c.series) >= c.maxPairs {
+		// A new pair past the cap. Its fate is fixed as a label value's
+		// is: the pair never gets a series, so it folds every time.
+		tl, tf = otherLabel, true
+	}
 	s := c.seriesLocked(gl, tl)
 	ge, ok := c.byGroup.Load(group)
 	if !ok {

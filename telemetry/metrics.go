@@ -76,7 +76,7 @@ func newMetrics(constLabels prometheus.Labels) *metrics {
 			"Runs of periodic (Every) tasks, by outcome.",
 			"group", "task", "outcome"),
 		overflow: counter(nameLabelOverflow,
-			"Label values folded into \"_other\" because the label reached its cap: once per spawned task for group and task, once per failed task for error_type, once per group event for group.",
+			"Label values folded into \"_other\" because the label, or for task the (group, task) pairs, reached its cap: once per spawned task for group and task, once per failed task for error_type, once per group event for group.",
 			"label"),
 		duration: newHistogramVec(nameDuration,
 			"Run time of a task, from spawn to its end (to the abort for aborted tasks); a periodic task's is its whole life, its runs' are taskscope_periodic_run_duration_seconds.",

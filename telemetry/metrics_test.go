@@ -446,6 +446,35 @@ func TestGroupLabelCardinalityIsCapped(t *testing.T) {
 	})
 }
 
+// TestLabelPairsAreCapped: 3 groups × 4 tasks are 12 (group, task) pairs,
+// each within the per-label caps; past the pair cap, the task of a new
+// pair folds into "_other" within its group, whose totals stay whole.
+func TestLabelPairsAreCapped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		h := newHarness(t, telemetry.WithTracerProvider(nil), telemetry.WithMaxLabelPairs(5))
+		for i := range 3 {
+			g := h.sup.Group(fmt.Sprint("g", i))
+			for j := range 4 {
+				for range 2 {
+					<-g.Go(fmt.Sprint("t", j), func(context.Context) error { return nil }).Done()
+				}
+			}
+		}
+		// Kept: (g0, t0…t3) and (g1, t0), the first five. The other seven
+		// pairs fold into (g1, _other) and (g2, _other).
+		if got := len(series(t, h.reg, "taskscope_tasks_started_total")); got != 7 {
+			t.Errorf("%d started series, want 5 pairs and 2 (group, _other)", got)
+		}
+		wantMetric(t, h.reg, "taskscope_tasks_started_total", labels("group", "app.g1", "task", "t0"), 2, "a pair within the cap")
+		wantMetric(t, h.reg, "taskscope_tasks_started_total", labels("group", "app.g1", "task", "_other"), 6, "3 folded pairs × 2 spawns")
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app.g2", "task", "_other"), 8, "")
+		wantMetric(t, h.reg, "taskscope_tasks_finished_total", labels("group", "app.g2"), 8, "the group's total")
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "task"), 14, "7 folded pairs × 2 spawns")
+		wantMetric(t, h.reg, "taskscope_label_overflow_total", labels("label", "group"), 0, "")
+		wantMetric(t, h.reg, "taskscope_tasks_running", nil, 0, "")
+	})
+}
+
 func TestErrorTypeLabelIsCapped(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		h := newHarness(t, telemetry.WithTracerProvider(nil), telemetry.WithMaxLabelValues(2))

@@ -15,6 +15,12 @@ import (
 // series while leaving room for every static name a service has.
 const DefaultMaxLabelValues = 256
 
+// DefaultMaxLabelPairs is the default cap on the distinct (group, task)
+// label pairs. The per-label caps alone would allow their product (256
+// groups × 256 tasks: 65,536 pairs, each a few dozen series); 1,024 pairs
+// is room for every static task of a large service.
+const DefaultMaxLabelPairs = 1024
+
 // config is what the options set. It is a value: options return a modified
 // copy, so applying them allocates nothing and a config cannot be changed
 // after New.
@@ -25,6 +31,7 @@ type config struct {
 	regSet         bool // WithRegisterer was given (nil then is a mistake, not "nowhere")
 	constLabels    prometheus.Labels
 	maxLabelValues int
+	maxLabelPairs  int
 	spanLinks      bool
 	stream         StreamStats
 }
@@ -40,7 +47,7 @@ type optionFunc func(config) config
 func (f optionFunc) apply(c config) config { return f(c) }
 
 func newConfig(opts []Option) config {
-	c := config{maxLabelValues: DefaultMaxLabelValues}
+	c := config{maxLabelValues: DefaultMaxLabelValues, maxLabelPairs: DefaultMaxLabelPairs}
 	for _, o := range opts {
 		c = o.apply(c)
 	}
@@ -111,6 +118,23 @@ func WithMaxLabelValues(n int) Option {
 	return optionFunc(func(c config) config {
 		if n >= 1 {
 			c.maxLabelValues = n
+		}
+		return c
+	})
+}
+
+// WithMaxLabelPairs caps the distinct (group, task) label pairs at n
+// (default [DefaultMaxLabelPairs]), after the caps of each label
+// ([WithMaxLabelValues]). The first n pairs seen are kept; the task label
+// of a later pair is reported as "_other" within its group, so that the
+// group's totals stay whole, and counted in taskscope_label_overflow_total
+// with label="task"; its spans are named as the label says, as past
+// [WithMaxLabelValues]. The pairs (group, "_other") are not capped: there are
+// at most as many as group values. n < 1 is ignored.
+func WithMaxLabelPairs(n int) Option {
+	return optionFunc(func(c config) config {
+		if n >= 1 {
+			c.maxLabelPairs = n
 		}
 		return c
 	})

@@ -58,7 +58,7 @@ func New(opts ...Option) (*Telemetry, error) {
 		return nil, fmt.Errorf("taskscope/telemetry: invalid metrics: const label %q is reserved for histogram buckets", bucketLabel)
 	}
 	m := newMetrics(c.constLabels)
-	cache := newSeriesCache(m, c.maxLabelValues)
+	cache := newSeriesCache(m, c.maxLabelValues, c.maxLabelPairs)
 	t := &Telemetry{
 		links:      c.spanLinks,
 		m:          m,
