@@ -20,7 +20,9 @@ import (
 // record (taskscope.task.stack), once: its finished record and the
 // group's shutdown_finished one (whose error is logged as its message)
 // do not repeat it. Nor does a canceled task's record repeat its cause as
-// its error, when fn returned the cause.
+// its error, when fn returned the cause. Messages and stacks are capped
+// as a [Stream]'s are ([WithMaxMessage], [WithMaxStack]): an error is
+// passed to the handler as it is unless its message is over the cap.
 //
 // A record whose level the logger does not enable costs one level check
 // and no allocation, so lifecycle records can stay wired in production
@@ -29,6 +31,7 @@ import (
 // Create one with [NewLogObserver]; the zero LogObserver is not usable. It
 // is safe for concurrent use.
 type LogObserver struct {
+	payloadCaps
 	logger   *slog.Logger
 	min      slog.Leveler
 	traceIDs func(context.Context) (traceID, spanID string, ok bool)
@@ -76,7 +79,7 @@ func NewLogObserver(l *slog.Logger, opts ...LogOption) *LogObserver {
 	if l == nil {
 		l = slog.Default()
 	}
-	o := &LogObserver{logger: l}
+	o := &LogObserver{logger: l, payloadCaps: defaultPayloadCaps}
 	for _, opt := range opts {
 		mustOption(opt, "LogOption")
 		opt.applyLog(o)
@@ -152,7 +155,7 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 	// The handler renders the error values: slog's own recover from an
 	// Error that panics (a typed nil prints <nil>).
 	if ev.Cause != nil {
-		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCauseMessage, ev.Cause))
+		a = append(a, slog.String(keyCauseKind, runtime.CauseKind(ev.Cause)), slog.Any(keyCauseMessage, o.logged(ev.Cause)))
 	}
 	pe, panicked := panicError(ev.Err)
 	switch {
@@ -164,22 +167,22 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 		}
 		a = append(a,
 			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
-			slog.String(keyExcMessage, fmt.Sprint(pe.Value)),
-			slog.String(keyExcStack, string(stack)))
+			slog.String(keyExcMessage, truncateString(fmt.Sprint(pe.Value), o.maxMessage)),
+			slog.String(keyExcStack, o.stackText(stack)))
 	// fn returned its context's cause (a canceled sibling of a fail-fast
 	// group): taskscope.cancel.message says it already.
 	case ev.Outcome == runtime.Canceled && ev.Cause != nil && errtext.Text(ev.Err) == errtext.Text(ev.Cause):
 	case ev.Kind == runtime.KindGroupShutdownDone:
 		// Its message (an *AbortError's): a text handler prints an error
 		// with %+v, which adds the stacks already on the aborted records.
-		a = append(a, slog.String(keyError, errtext.Text(ev.Err)))
+		a = append(a, slog.String(keyError, truncateString(errtext.Text(ev.Err), o.maxMessage)))
 	default:
-		a = append(a, slog.Any(keyError, ev.Err))
+		a = append(a, slog.Any(keyError, o.logged(ev.Err)))
 	}
 	// Where an aborted task was stuck: on its aborted record, not again on
 	// the finished one that follows it.
 	if ev.Kind == runtime.KindTaskAborted && len(ev.Stack) > 0 {
-		a = append(a, slog.String(keyTaskStack, string(ev.Stack)))
+		a = append(a, slog.String(keyTaskStack, o.stackText(ev.Stack)))
 	}
 	if ev.Duration > 0 {
 		a = append(a, slog.Duration(keyDuration, ev.Duration))

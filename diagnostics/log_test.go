@@ -321,3 +321,63 @@ func BenchmarkLogObserver(b *testing.B) {
 		})
 	}
 }
+
+// TestLogObserverCapsPayloads: errors, causes, panic values and stacks are
+// cut to the caps, so that one huge error cannot write a megabyte line; an
+// error within the cap reaches the handler as it is, and a cut one still
+// unwraps to its chain.
+func TestLogObserverCapsPayloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxMessage, maxStack = 100, 300
+		const mark = len(" …[truncated 1234567 bytes]")
+		long := strings.Repeat("x", 10_000)
+		rec := &recorder{level: slog.LevelDebug}
+		log := diagnostics.NewLogObserver(slog.New(rec), diagnostics.WithMaxMessage(maxMessage), diagnostics.WithMaxStack(maxStack))
+		sup := runtime.New("svc", runtime.WithObserver(log))
+		short := sup.Go("short", func(context.Context) error { return typedErr{} })
+		sup.Go("long", func(context.Context) error { return fmt.Errorf("%s: %w", long, typedErr{}) })
+		sup.Go("panics", func(context.Context) error { panic(long) })
+		canceled := sup.Go("canceled", func(ctx context.Context) error { <-ctx.Done(); return nil })
+		release := make(chan struct{})
+		sup.Go("stuck", func(context.Context) error { <-release; return nil })
+		synctest.Wait()
+		canceled.Cancel(errors.New(long))
+		<-canceled.Done()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := sup.Shutdown(ctx); !errors.Is(err, runtime.ErrAborted) {
+			t.Fatalf("Shutdown = %v, want an abort", err)
+		}
+		close(release)
+		synctest.Wait()
+
+		cut := map[string]int{} // attribute key → records with a cut value
+		for _, r := range rec.records() {
+			for k, v := range attrs(r) {
+				s, limit := v.String(), maxStack
+				if err, ok := v.Any().(error); ok {
+					s, limit = err.Error(), maxMessage
+					if k == "error" && strings.HasPrefix(s, "xxx") && !errors.As(err, new(typedErr)) {
+						t.Errorf("%s: the cut error no longer unwraps to its chain", k)
+					}
+				}
+				if len(s) > limit+mark {
+					t.Errorf("%s record: %s is %d bytes, cap %d", r.Message, k, len(s), limit)
+				}
+				if strings.Contains(s, "…[truncated ") {
+					cut[k]++
+				}
+			}
+		}
+		for _, k := range []string{"error", "exception.message", "exception.stacktrace", "taskscope.cancel.message", "taskscope.task.stack"} {
+			if cut[k] == 0 {
+				t.Errorf("no record has a cut %s (cut: %v)", k, cut)
+			}
+		}
+		for _, r := range rec.byKind(runtime.KindTaskFinished) {
+			if a := attrs(r); a["taskscope.task.id"].Int64() == int64(short.ID()) && a["error"].Any() != error(typedErr{}) {
+				t.Errorf("an error within the cap reached the handler as %#v", a["error"].Any())
+			}
+		}
+	})
+}

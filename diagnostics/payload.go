@@ -10,13 +10,66 @@ import (
 	"github.com/taskscope/taskscope/runtime"
 )
 
-// Default payload caps of a [Stream]. A panic storm must not make every
-// subscriber buffer hold megabytes of stacks, nor a remote client receive
-// them.
+// Default payload caps of a [Stream] and a [LogObserver]. A panic storm
+// must not make every subscriber buffer hold megabytes of stacks, nor a
+// remote client receive them; nor may one error write a log line that a
+// log pipeline splits or rejects (many stop at 16 or 256 KiB).
 const (
 	DefaultMaxStack   = 8 << 10
 	DefaultMaxMessage = 2 << 10
 )
+
+// payloadCaps are the size caps of what a Stream publishes and a
+// LogObserver writes.
+type payloadCaps struct {
+	maxStack, maxMessage int
+}
+
+var defaultPayloadCaps = payloadCaps{maxStack: DefaultMaxStack, maxMessage: DefaultMaxMessage}
+
+// PayloadOption is an option of both [NewStream] and [NewLogObserver].
+type PayloadOption interface {
+	StreamOption
+	LogOption
+}
+
+type payloadOption func(*payloadCaps)
+
+func (f payloadOption) applyStream(s *Stream)   { f(&s.payloadCaps) }
+func (f payloadOption) applyLog(o *LogObserver) { f(&o.payloadCaps) }
+
+// WithMaxStack caps the stacks of published events, or of logged records,
+// in bytes (default [DefaultMaxStack]). A cut stack ends with a mark
+// saying how many bytes were cut; n <= 0 keeps only the mark.
+func WithMaxStack(n int) PayloadOption {
+	return payloadOption(func(c *payloadCaps) { c.maxStack = max(n, 0) })
+}
+
+// WithMaxMessage caps the messages of published events' errors and
+// causes, or of logged records' errors, causes and panic values, in bytes
+// (default [DefaultMaxMessage]). A cut message ends with a mark saying
+// how many bytes were cut; n <= 0 keeps only the mark.
+func WithMaxMessage(n int) PayloadOption {
+	return payloadOption(func(c *payloadCaps) { c.maxMessage = max(n, 0) })
+}
+
+// logged returns err for a log record: err itself when its message is
+// within the cap (a handler then renders it as it would any error, a text
+// handler with %+v), else err under a cappedError (see capError).
+func (c payloadCaps) logged(err error) error {
+	if len(errtext.Text(err)) <= c.maxMessage {
+		return err
+	}
+	return capError(err, c.maxStack, c.maxMessage)
+}
+
+// stackText is stack as a string, cut to the cap.
+func (c payloadCaps) stackText(stack []byte) string {
+	if len(stack) <= c.maxStack {
+		return string(stack)
+	}
+	return string(truncateBytes(stack, c.maxStack))
+}
 
 // capError wraps a non-nil err in a cappedError, over err's chain with its
 // stacks capped. It runs err's own methods (Unwrap and As, and, when the

@@ -48,8 +48,8 @@ const (
 // would collide. Create one with [NewStream]; the zero Stream is not
 // usable. It is safe for concurrent use.
 type Stream struct {
-	maxStack, maxMessage int
-	buffer               int
+	payloadCaps
+	buffer int
 	// id tells this stream's SSE event ids from another's: a client that
 	// reconnects to a restarted process must not resume from its old
 	// cursor, which means nothing here.
@@ -97,28 +97,13 @@ func WithReplaySize(n int) StreamOption {
 	return streamOption(func(s *Stream) { s.replay = newRing(max(n, 0)) })
 }
 
-// WithMaxStack caps the stacks of published events, in bytes (default
-// [DefaultMaxStack]). A cut stack ends with a mark saying how many bytes
-// were cut; n <= 0 keeps only the mark.
-func WithMaxStack(n int) StreamOption {
-	return streamOption(func(s *Stream) { s.maxStack = max(n, 0) })
-}
-
-// WithMaxMessage caps the messages of published events' errors and causes,
-// in bytes (default [DefaultMaxMessage]). A cut message ends with a mark
-// saying how many bytes were cut; n <= 0 keeps only the mark.
-func WithMaxMessage(n int) StreamOption {
-	return streamOption(func(s *Stream) { s.maxMessage = max(n, 0) })
-}
-
 // NewStream returns a stream with no subscribers. A nil option panics.
 func NewStream(opts ...StreamOption) *Stream {
 	s := &Stream{
-		maxStack:   DefaultMaxStack,
-		maxMessage: DefaultMaxMessage,
-		buffer:     DefaultBufferSize,
-		replay:     newRing(DefaultReplaySize),
-		id:         strconv.FormatUint(rand.Uint64(), 36),
+		payloadCaps: defaultPayloadCaps,
+		buffer:      DefaultBufferSize,
+		replay:      newRing(DefaultReplaySize),
+		id:          strconv.FormatUint(rand.Uint64(), 36),
 	}
 	for _, o := range opts {
 		mustOption(o, "StreamOption")
