@@ -60,4 +60,43 @@
 // the callbacks of [context.AfterFunc] that [WithCancelOn] registers), and
 // every wait is a channel select, so it works inside testing/synctest
 // bubbles.
+//
+// # Testing with synctest
+//
+// A service's tests can run its supervisor in a testing/synctest bubble:
+// shutdown deadlines, [Group.Wait] timeouts and [Group.Every] periods then
+// pass in the bubble's fake time, and every time and duration the
+// supervisor and its observers report ([Result].Duration, [Event].Time,
+// [TaskInfo].Started, an [AbortError]'s ages, span and log times) is the
+// bubble's, exact. A test does this:
+//
+//   - It makes the supervisor, and its observers, inside the bubble, one
+//     per test. A supervisor's contexts and wait channels belong to the
+//     bubble whose goroutine first uses them: one made outside (a
+//     package-level supervisor) or kept for another bubble ends the test
+//     binary with a fatal error ("close of synctest channel from outside
+//     bubble", or receive, or select), or keeps fake time still.
+//   - It ends every task before the bubble ends, or synctest.Test panics
+//     ("deadlock: main bubble goroutine has exited but blocked goroutines
+//     remain"). A t.Cleanup that shuts the supervisor down runs inside the
+//     bubble, in fake time: give it a context.WithTimeout of
+//     context.Background(), not t.Context(), which is done before cleanups
+//     run and would abort every task at once. A stream subscription's
+//     reader ends with its context or the stream's Close.
+//   - It releases what an aborted task is stuck on. Shutdown abandons the
+//     goroutine, which stays in the bubble: the bubble ends only once it
+//     has returned (its [KindTaskLateExit] event is delivered then).
+//   - It makes a stuck task wait on a channel made in the bubble. Fake time
+//     advances only when every goroutine of the bubble is durably blocked:
+//     a task stuck on a sync.Mutex, a system call or network I/O holds it
+//     still, and a Shutdown deadline never passes (the test runs into its
+//     -timeout).
+//   - It calls synctest.Wait before it reads what the observers saw, when
+//     what it did reaches tasks on another goroutine: [WithCancelOn]
+//     cancels a task on the goroutine that [context.AfterFunc] starts, so
+//     when the request's cancel returns, the task may not have heard yet.
+//
+// Task IDs and sequence numbers are numbered per supervisor, from 1 in
+// every test; group IDs ([Group.ID]) are numbered process-wide, and depend
+// on the tests run before. Package runtimetest's doc shows such a test.
 package runtime

@@ -151,6 +151,12 @@ func CancelOnError() GroupOption {
 // errors.Is(context.Cause(ctx), context.DeadlineExceeded), which also
 // holds for the task's [Result].Cause. Only the cancellation is tied: ctx's
 // values reach the task through [WithParent].
+//
+// The task is canceled on the goroutine that [context.AfterFunc] starts
+// once ctx is done, not by ctx's cancel itself: when that cancel returns,
+// the task's context may not be done yet, where a context derived from
+// ctx would be. A test in a testing/synctest bubble calls synctest.Wait
+// before it looks.
 func WithCancelOn(ctx context.Context) TaskOption {
 	if ctx == nil {
 		panic("taskscope: WithCancelOn(nil)")

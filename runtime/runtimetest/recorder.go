@@ -1,5 +1,3 @@
-// Package runtimetest provides an in-memory [runtime.Observer] for tests
-// of code that uses taskscope, in the manner of OTel's tracetest.
 package runtimetest
 
 import (
