@@ -3,9 +3,6 @@ package runtime_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -53,33 +50,5 @@ func TestSynctestShutdownInCleanup(t *testing.T) {
 	var ae *runtime.AbortError
 	if !errors.As(err, &ae) || len(ae.Aborted) != 1 {
 		t.Errorf("Shutdown(t.Context()) in t.Cleanup: %v, want the consumer aborted", err)
-	}
-}
-
-// "A supervisor's contexts and wait channels belong to the bubble whose
-// goroutine first uses them: one made outside (a package-level supervisor)
-// or kept for another bubble ends the test binary with a fatal error
-// ("close of synctest channel from outside bubble", or receive, or
-// select)". Which one depends on who first asks for a context's Done
-// channel, and when.
-func TestSynctestSupervisorSharedByBubbles(t *testing.T) {
-	if os.Getenv("TASKSCOPE_SYNCTEST_CHILD") == "1" {
-		sup := runtime.New("svc") // a package-level supervisor, in effect
-		synctest.Test(t, func(t *testing.T) {
-			task := sup.Go("a", blockUntilCanceled)
-			task.Cancel(nil)
-			<-task.Done()
-		})
-		synctest.Test(t, func(t *testing.T) {
-			sup.Go("b", blockUntilCanceled)
-			_ = sup.Shutdown(context.Background())
-		})
-		os.Exit(0)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSynctestSupervisorSharedByBubbles$")
-	cmd.Env = append(os.Environ(), "TASKSCOPE_SYNCTEST_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "fatal error: ") || !strings.Contains(string(out), " synctest channel from outside bubble") {
-		t.Fatalf("a supervisor used by two bubbles: %v, want the fatal error the doc names:\n%s", err, out)
 	}
 }
