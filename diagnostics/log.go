@@ -19,8 +19,10 @@ import (
 // Where a task aborted at a shutdown deadline was stuck is on its aborted
 // record (taskscope.task.stack), once: its finished record and the
 // group's shutdown_finished one (whose error is logged as its message)
-// do not repeat it. Nor does a canceled task's record repeat its cause as
-// its error, when fn returned the cause. Messages and stacks are capped
+// do not repeat it. Nor does a periodic task's finished record repeat the
+// stack of a panic, which is on the record of the run that panicked; nor a
+// canceled task's record its cause as its error, when fn returned the
+// cause. Messages and stacks are capped
 // as a [Stream]'s are ([WithMaxMessage], [WithMaxStack]): an error is
 // passed to the handler as it is unless its message is over the cap.
 //
@@ -167,8 +169,11 @@ func (o *LogObserver) log(ctx context.Context, lvl slog.Level, ev *runtime.Event
 		}
 		a = append(a,
 			slog.String(keyExcType, fmt.Sprintf("%T", pe.Value)),
-			slog.String(keyExcMessage, truncateString(fmt.Sprint(pe.Value), o.maxMessage)),
-			slog.String(keyExcStack, o.stackText(stack)))
+			slog.String(keyExcMessage, truncateString(fmt.Sprint(pe.Value), o.maxMessage)))
+		// A periodic task panics in a run, whose record has the stack.
+		if ev.Kind != runtime.KindTaskFinished || ev.Interval == 0 {
+			a = append(a, slog.String(keyExcStack, o.stackText(stack)))
+		}
 	// fn returned its context's cause (a canceled sibling of a fail-fast
 	// group): taskscope.cancel.message says it already.
 	case ev.Outcome == runtime.Canceled && ev.Cause != nil && errtext.Text(ev.Err) == errtext.Text(ev.Cause):

@@ -178,19 +178,42 @@ func TestLogObserverStackOnce(t *testing.T) {
 		}
 		close(release)
 		synctest.Wait() // the late exit
-		frames := 0
-		for line := range strings.Lines(out.String()) {
-			if n := strings.Count(line, "log_test.go:"); n > 0 {
-				frames++
-				if !strings.Contains(line, "event="+runtime.KindTaskAborted) {
-					t.Errorf("a stack in a record other than the aborted one:\n%s", line)
-				}
-			}
-		}
-		if frames != 1 {
-			t.Errorf("%d records with the stuck task's stack, want 1:\n%s", frames, out.String())
+		wantStackOnce(t, out.String(), runtime.KindTaskAborted)
+	})
+}
+
+// TestLogObserverPeriodicPanicStackOnce: a periodic task's panic is on
+// the record of the run that panicked; the task's finished record, which
+// follows it, names the panic without repeating its stack.
+func TestLogObserverPeriodicPanicStackOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var out bytes.Buffer
+		log := diagnostics.NewLogObserver(slog.New(slog.NewTextHandler(&out, nil)))
+		sup := runtime.New("svc", runtime.WithObserver(log))
+		<-sup.Every("job", time.Minute, func(context.Context) error { panic("kaboom") }).Done()
+		wantStackOnce(t, out.String(), runtime.KindTaskRunFinished)
+		if !strings.Contains(out.String(), "event="+runtime.KindTaskFinished) || strings.Count(out.String(), "exception.message=kaboom") != 2 {
+			t.Errorf("want the run's and the task's records to name the panic:\n%s", out.String())
 		}
 	})
+}
+
+// wantStackOnce checks that exactly one record of text handler output
+// holds a stack of this file, and that it is an event of kind.
+func wantStackOnce(t *testing.T, out, kind string) {
+	t.Helper()
+	frames := 0
+	for line := range strings.Lines(out) {
+		if n := strings.Count(line, "log_test.go:"); n > 0 {
+			frames++
+			if !strings.Contains(line, "event="+kind) {
+				t.Errorf("a stack in a record other than the %s one:\n%s", kind, line)
+			}
+		}
+	}
+	if frames != 1 {
+		t.Errorf("%d records with the stack, want 1:\n%s", frames, out)
+	}
 }
 
 // TestLogObserverSupervisor runs real tasks: the spawned event, which
