@@ -12,7 +12,9 @@ import (
 )
 
 // errReviewsDown is what the reviews part of every tenth quote fails with.
-var errReviewsDown = errors.New("reviews: upstream unavailable")
+// Its error type names the failure class: a plain errors.New would be
+// labelled *errors.errorString on the dashboards, like any other.
+var errReviewsDown = &demoError{"reviews: upstream unavailable", "upstream_unavailable"}
 
 // quote serves GET /api/quote the way a service's handler uses taskscope,
 // as it would an errgroup: a group per request, its parts fanned out as

@@ -67,11 +67,16 @@ func TestExportBatchFillsBeforeTheQueue(t *testing.T) {
 }
 
 // TestDemoErrorTypesAreDistinct: each of the demo's failures has an
-// error.type of its own, so a dashboard grouped by it tells them apart.
+// error.type of its own, a failure class rather than a Go type (which
+// every errors.New shares: *errors.errorString), so a dashboard grouped by
+// it tells them apart.
 func TestDemoErrorTypesAreDistinct(t *testing.T) {
 	seen := map[string][]string{}
-	for _, e := range []error{errSegmentLocked, errDownstream, errChecksum, errReportBudget, &validationError{1}} {
+	for _, e := range []error{errSegmentLocked, errDownstream, errChecksum, errReportBudget, errReviewsDown, &validationError{1}} {
 		ty := runtime.ErrorType(runtime.Error, e)
+		if strings.ContainsAny(ty, "*.") {
+			t.Errorf("%q: error.type %q is a Go type, not a failure class: give it an ErrorType method", e, ty)
+		}
 		seen[ty] = append(seen[ty], e.Error())
 	}
 	for ty, errs := range seen {
