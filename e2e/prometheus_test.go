@@ -177,6 +177,7 @@ func (s *stack) checkPrometheus(t *testing.T) {
 	s.checkNativeHistogram(t, at)
 	s.checkSeriesStartAtZero(t, at)
 	s.checkAlertRules(t)
+	s.checkAlertsOnDemo(t)
 }
 
 // checkHistogramVariants: a histogram reaches Prometheus as a native
