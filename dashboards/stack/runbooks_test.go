@@ -137,3 +137,73 @@ func TestRunbookDashboardLink(t *testing.T) {
 		}
 	}
 }
+
+// quoted is a phrase in double quotes in running text, once code is cut
+// out and lines are joined.
+var (
+	codeBlock = regexp.MustCompile("(?s)```.*?```")
+	codeSpan  = regexp.MustCompile("`[^`]*`")
+	quoted    = regexp.MustCompile(`"([^"]*)"`)
+	// dashboardsPanel is how an alert's annotation names a panel.
+	dashboardsPanel = regexp.MustCompile(`dashboard's ([A-Z][^.;]*)[.;]`)
+)
+
+// The runbooks and the alerts send the reader to panels, rows and the
+// dashboard by their titles: each such title (a quoted phrase that begins
+// with a capital letter, lower-case ones being log messages and task page
+// text) is one the overview has, so that a renamed panel does not leave a
+// runbook step pointing at nothing.
+func TestRunbooksNameExistingPanels(t *testing.T) {
+	d, err := dashboards.Overview()
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := []string{*d.Title}
+	for _, p := range d.Panels {
+		switch {
+		case p.Panel != nil:
+			titles = append(titles, *p.Panel.Title)
+		case p.RowPanel != nil:
+			titles = append(titles, *p.RowPanel.Title)
+			for _, c := range p.RowPanel.Panels {
+				titles = append(titles, *c.Title)
+			}
+		}
+	}
+	text := codeSpan.ReplaceAllString(codeBlock.ReplaceAllString(readRunbooks(t), ""), "")
+	text = strings.Join(strings.Fields(text), " ")
+	named := 0
+	for _, m := range quoted.FindAllStringSubmatch(text, -1) {
+		if m[1] == "" || m[1][0] < 'A' || m[1][0] > 'Z' {
+			continue
+		}
+		named++
+		if !slices.Contains(titles, m[1]) {
+			t.Errorf("%s names %q, which is no title of the overview, its rows or its panels", runbooksFile, m[1])
+		}
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			for _, a := range r.Annotations {
+				for _, m := range dashboardsPanel.FindAllStringSubmatch(a, -1) {
+					named++
+					if !slices.Contains(titles, m[1]) {
+						t.Errorf("%s names the dashboard's %q, which is no panel of the overview", r.Alert, m[1])
+					}
+				}
+			}
+		}
+	}
+	if named == 0 {
+		t.Error("the runbooks and alerts name no panel: the test finds none to check")
+	}
+}
