@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -203,4 +204,55 @@ func (s *stack) checkRunbookQueries(t *testing.T) {
 		t.Errorf("docs/runbooks.md has no query to read (not a condition) among %d", len(queries))
 	}
 	t.Logf("ran %d runbook queries, %d of them read with series", len(queries), read)
+}
+
+// checkShutdownLogTrace follows the final shutdown from its log record to
+// its trace, as the runbook of TaskscopeShutdownAborted says to where
+// metrics are not scraped again (at exit): the demo's "group shutdown
+// aborted tasks" record of the root group carries a trace_id, Jaeger has
+// that trace, and in it the `shutdown demo` span names the tasks the
+// record names; the shutdown report gives the same trace.
+func (s *stack) checkShutdownLogTrace(t *testing.T) {
+	out, err := os.ReadFile(s.demo.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	for l := range strings.Lines(string(out)) {
+		var r map[string]any
+		if json.Unmarshal([]byte(l), &r) == nil && r["msg"] == "group shutdown aborted tasks" && r["taskscope.group"] == "demo" {
+			rec = r
+		}
+	}
+	if rec == nil {
+		t.Fatal(`the demo logged no "group shutdown aborted tasks" record for group demo at its shutdown`)
+	}
+	id, _ := rec["trace_id"].(string)
+	if !traceIDPattern.MatchString(id) {
+		t.Fatalf("the final shutdown's log record has no trace_id: the reader cannot reach its trace from it: %v", rec)
+	}
+	if !strings.Contains(string(out), "  trace: "+id+" ") {
+		t.Errorf("the shutdown report does not give the trace %s of its log record", id)
+	}
+	var r struct {
+		Data []jaegerTrace `json:"data"`
+	}
+	if _, err := getJSON(t.Context(), s.jaegerURL+"/api/traces/"+id, &r); err != nil {
+		t.Fatalf("trace %s of the final shutdown's log record: %v", id, err)
+	}
+	shutdown := spansWhere(r.Data, func(sp jaegerSpan) bool { return sp.OperationName == "shutdown demo" })
+	if len(shutdown) != 1 {
+		t.Fatalf("trace %s of the final shutdown's log record has %d `shutdown demo` spans, want 1", id, len(shutdown))
+	}
+	msg, _ := rec["error"].(string)
+	var names []string
+	if err := json.Unmarshal([]byte(shutdown[0].str("taskscope.shutdown.aborted_tasks")), &names); err != nil || len(names) == 0 {
+		t.Fatalf("%s: aborted_tasks %q (%v)", shutdown[0], shutdown[0].str("taskscope.shutdown.aborted_tasks"), err)
+	}
+	for _, n := range names {
+		if !strings.Contains(msg, n) {
+			t.Errorf("the shutdown span lists %s, which its log record's error %q does not name", n, msg)
+		}
+	}
+	t.Logf("final shutdown: log record → trace %s → %s aborting %v", id, shutdown[0].OperationName, names)
 }

@@ -204,6 +204,7 @@ func (s *stack) checkJaeger(t *testing.T) {
 		s.abortedTasks = names
 		s.mu.Unlock()
 	})
+	t.Run("shutdown-log-trace", func(t *testing.T) { s.checkShutdownLogTrace(t) })
 	t.Run("child-span", func(t *testing.T) { s.checkChildSpan(t) })
 	t.Run("periodic", func(t *testing.T) { s.checkRunSpans(t) })
 	t.Run("exemplar-traces", func(t *testing.T) { s.checkExemplarTraces(t) })

@@ -95,8 +95,10 @@
 // stops in time: it is aborted, and returns 300ms after the deadline. The
 // report on stdout then gives the drained count, one "aborted:" line per
 // straggler followed by the stack it was stuck in, one "late exit:" line
-// per abandoned goroutine that returned (waiting up to 1s for them), and
-// the span export counts. The HTTP server shuts down gracefully, traces
+// per abandoned goroutine that returned (waiting up to 1s for them), the
+// trace of the stop (a "demo stop" span, parent of the "shutdown demo"
+// span; the shutdown's log records carry its trace_id), and the span
+// export counts. The HTTP server shuts down gracefully, traces
 // are flushed, and the exit status is 0. A second signal kills the process
 // at once.
 package main

@@ -228,7 +228,17 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// would first stop taking traffic (fail its readiness check): spawns
 	// on a closed group are rejected.
 	logger.Info("shutting down", "cause", context.Cause(ctx), "deadline", cfg.shutdownTimeout.String())
-	rep := shutdown(sup, books, cfg.shutdownTimeout)
+	// The stop is a span of its own, the parent of the shutdown span: the
+	// shutdown's log records ("group shutdown aborted tasks") then carry
+	// its trace_id. At exit, metrics are rarely scraped again, so the logs
+	// and the trace are what tells what was aborted: a record without a
+	// trace_id left the reader to search the trace by hand.
+	sctx, stopSpan := tr.tp.Tracer(scopeName).Start(context.Background(), "demo stop")
+	rep := shutdown(sctx, sup, books, cfg.shutdownTimeout)
+	stopSpan.End()
+	if sc := stopSpan.SpanContext(); sc.IsSampled() {
+		rep.traceID = sc.TraceID().String()
+	}
 
 	hctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()

@@ -121,16 +121,20 @@ type report struct {
 	spans         spanCounts
 	flushErr      error  // the trace flush at exit did not complete
 	exportDesc    string // where spans go, as the startup output said
+	traceID       string // the trace of the shutdown, "" when not sampled
 }
 
 // shutdown stops the supervisor within timeout, then waits up to
 // lateExitGrace for the goroutines it abandoned, and returns the report.
-func shutdown(sup *runtime.Supervisor, b *books, timeout time.Duration) report {
+// ctx carries what the shutdown's events are to be correlated with (the
+// span of the stop: the shutdown span is its child, and the log records
+// of the shutdown carry its trace_id); its deadline is timeout.
+func shutdown(ctx context.Context, sup *runtime.Supervisor, b *books, timeout time.Duration) report {
 	b.mu.Lock()
 	b.recording = true
 	b.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	err := sup.Shutdown(ctx)
@@ -196,6 +200,9 @@ func (r report) write(w io.Writer) {
 	}
 	for _, ev := range r.stillRunning {
 		p("  still running: %s/%s id=%d did not return within %s of the shutdown", ev.Group, ev.Task, ev.TaskID, lateExitGrace)
+	}
+	if r.traceID != "" {
+		p("  trace: %s (the shutdown span lists the aborted tasks; the log records of the shutdown carry this trace_id)", r.traceID)
 	}
 	if !r.spans.exporting {
 		p("  spans: not exported: %s", r.exportDesc)

@@ -32,7 +32,7 @@ func reportIsAboutTheFinalShutdown(t *testing.T) {
 	_ = job.Shutdown(sctx) // flush aborted here, before the final shutdown
 	cancel()
 
-	r := shutdown(sup, b, 100*time.Millisecond) // final shutdown: nothing of its own to abort
+	r := shutdown(context.Background(), sup, b, 100*time.Millisecond) // final shutdown: nothing of its own to abort
 	var out strings.Builder
 	r.write(&out)
 	inAborted := map[uint64]bool{}
