@@ -204,7 +204,7 @@ func Overview() (dashboard.Dashboard, error) {
 			"Share of finished tasks that failed (error, panic or aborted), per group. Runs of periodic tasks are not in it: see Periodic run failure ratio. The TaskscopeHighFailureRatio alert counts error and panic only (aborts have alerts of their own) and needs 20 finished tasks in 10 minutes, so it can stay silent while this panel shows more than 10 %.",
 			finished, selTask, "group", "{{group}}")).
 		WithPanel(b.timeseriesPanel("Failures by error type",
-			"Failed tasks per second by task, outcome and error type (the span's error.type); series at 0 are left out. A task that returns a child task's error, wrapped, fails with it: both show, and the child is the cause. A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
+			"Failed tasks per second by task, outcome and error type (the span's error.type); series at 0 are left out. A task that returns a child task's error, wrapped, fails with it, and the child is the cause: both show when both groups are selected (a child often runs in a group below its parent's, e.g. demo.pipeline.stage.enrich under demo.pipeline). A failed run of a periodic task is not a failed task: see Periodic runs by outcome.",
 			"ops", 8,
 			query(fmt.Sprintf(`sum by (group, task, outcome, error_type) (%s) > 0`, rate(finished, selTask+", "+matchFailed)),
 				"{{group}}/{{task}} {{outcome}} {{error_type}}"))).
