@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -467,6 +468,58 @@ func TestTaskPageForgetsDroppedGroups(t *testing.T) {
 	if !slices.Contains(page.Busy, want) {
 		t.Errorf("the page shows %v, not %s", page.Busy, want)
 	}
+}
+
+// TestTaskPageForgetsIdleGroupsOfASnapshot: the page keeps no more idle
+// sections from a snapshot than from the stream. The runtime lists an
+// empty group until nobody holds it (here the test holds them all); a page
+// that resyncs in a busy service must not bring them back for good, nor
+// lose the newest, or those with tasks.
+func TestTaskPageForgetsIdleGroupsOfASnapshot(t *testing.T) {
+	stream := diagnostics.NewStream()
+	sup := runtime.New("app", runtime.WithObserver(stream))
+	release := make(chan struct{})
+	defer close(release)
+	events := newKickable(diagnostics.EventsHandler(stream))
+	ctx := servePage(t, sup, stream, events, "")
+	limit, err := chromedp.Run(ctx, chromedp.Evaluate[int](`Number(document.getElementById("tree").dataset.idleLimit)`))
+	must(t, err)
+	web := sup.Group("http")
+	busy := web.Group("busy")
+	busy.Go("listen", func(ctx context.Context) error { <-ctx.Done(); <-release; return nil })
+	held := make([]*runtime.Group, 3*limit)
+	for i := range held {
+		held[i] = web.Group("request")
+		held[i].Go("handle", func(context.Context) error { return nil })
+		must(t, held[i].Wait(context.Background()))
+	}
+	newest := held[len(held)-1]
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](pageResyncsJS))
+	must(t, err)
+	events.kick() // the page starts over from a snapshot with every held group
+	var page idlePageState
+	must(t, poll(ctx, "the page to resync and keep the newest idle sections", 30*time.Second, 100*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+		resyncs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__resyncs`))
+		if err != nil || resyncs == 0 {
+			return false, err
+		}
+		if page, err = chromedp.Run(ctx, chromedp.Evaluate[idlePageState](idlePageStateJS)); err != nil {
+			return false, err
+		}
+		// The idle ones, and root, http and busy.
+		if page.Sections > limit+3 {
+			return false, fmt.Errorf("the page has %d sections after a resync, want at most %d", page.Sections, limit+3)
+		}
+		shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector('section.group[data-group-id="%d"]') !== null`, newest.ID())))
+		if err != nil || !shown {
+			return false, fmt.Errorf("the newest idle group is not shown (%v)", err)
+		}
+		if want := fmt.Sprintf("%s#%d^%d", busy.Name(), busy.ID(), web.ID()); !slices.Contains(page.Busy, want) {
+			return false, fmt.Errorf("the page shows %v, not %s", page.Busy, want)
+		}
+		return true, nil
+	}))
+	goruntime.KeepAlive(held)
 }
 
 // idlePageState is pageState's tasks, the page's sections with a task
