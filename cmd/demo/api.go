@@ -8,6 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskscope/taskscope/runtime"
 )
 
@@ -15,6 +19,9 @@ import (
 // Its error type names the failure class: a plain errors.New would be
 // labelled *errors.errorString on the dashboards, like any other.
 var errReviewsDown = &demoError{"reviews: upstream unavailable", "upstream_unavailable"}
+
+// quoteRoute is where quote is mounted, for GET.
+const quoteRoute = "/api/quote"
 
 // quote serves GET /api/quote the way a service's handler uses taskscope,
 // as it would an errgroup: a group per request, its parts fanned out as
@@ -26,10 +33,23 @@ var errReviewsDown = &demoError{"reviews: upstream unavailable", "upstream_unava
 // The parts stop when the client leaves (WithCancelOn), the handler
 // returns once they have, and the group, dropped once waited for, is
 // garbage: no Shutdown per request.
-func quote(sup *runtime.Supervisor) http.Handler {
+//
+// Each request is a server span of tracer, and its parts' task spans are
+// its children (WithParent): a 502 is one trace, from the request to the
+// part that failed, which the part's log record leads to by its trace_id.
+func quote(sup *runtime.Supervisor, tracer trace.Tracer) http.Handler {
 	var served atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := served.Add(1)
+		ctx, span := tracer.Start(r.Context(), http.MethodGet+" "+quoteRoute, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", http.MethodGet), attribute.String("http.route", quoteRoute)))
+		defer span.End()
+		status := http.StatusOK // 0: none sent
+		defer func() {
+			if status != 0 {
+				span.SetAttributes(attribute.Int("http.response.status_code", status))
+			}
+		}()
 		g := sup.Group("api")
 		var parts [3]string
 		for i, name := range []string{"price", "stock", "reviews"} {
@@ -42,7 +62,7 @@ func quote(sup *runtime.Supervisor) http.Handler {
 				}
 				parts[i] = name + " ok"
 				return nil
-			}, runtime.WithCancelOn(r.Context()))
+			}, runtime.WithCancelOn(r.Context()), runtime.WithParent(ctx))
 		}
 		// Wait for the parts themselves, as errgroup's Wait does: given
 		// r.Context(), Wait would return when the client leaves, before the
@@ -50,18 +70,24 @@ func quote(sup *runtime.Supervisor) http.Handler {
 		// (and whatever it releases as it returns). WithCancelOn stops them.
 		_ = g.Wait(context.Background())
 		if r.Context().Err() != nil {
-			return // the client left: nobody reads an answer
+			status = 0 // the client left: nobody reads an answer
+			span.AddEvent("client left")
+			return
 		}
 		switch err := g.Err(); {
 		case errors.Is(err, runtime.ErrClosed):
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			status = http.StatusServiceUnavailable
+			http.Error(w, "shutting down", status)
+			span.SetStatus(codes.Error, "shutting down")
 		case err != nil:
 			// Name the part, not the error: its text may be a panic's
 			// stack or an upstream's internals, which the task's log
 			// record and span already carry.
 			var te *runtime.TaskError
 			errors.As(err, &te)
-			http.Error(w, "quote: part "+te.Task+" failed", http.StatusBadGateway)
+			status = http.StatusBadGateway
+			http.Error(w, "quote: part "+te.Task+" failed", status)
+			span.SetStatus(codes.Error, "part "+te.Task+" failed")
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(parts)

@@ -8,17 +8,29 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/taskscope/taskscope/runtime"
+	"github.com/taskscope/taskscope/telemetry"
 )
 
 // TestQuote: the per-request handler answers 200 with its parts, 502
 // naming the part that failed, nothing to a client that left, and 503
 // once the supervisor is shutting down: its spawns are refused, and Err
-// says so.
+// says so. A 502 is one trace: the request's server span, with an error
+// status, and its parts' task spans as its children.
 func TestQuote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sup := runtime.New("demo")
-		h := quote(sup)
+		spans := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+		tel, err := telemetry.New(telemetry.WithTracerProvider(tp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sup := runtime.New("demo", runtime.WithObserver(tel))
+		h := quote(sup, tp.Tracer(scopeName))
 		serve := func(ctx context.Context) *httptest.ResponseRecorder {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/quote", nil))
@@ -32,6 +44,20 @@ func TestQuote(t *testing.T) {
 			case i == 10 && (rec.Code != http.StatusBadGateway || body != "quote: part reviews failed\n"):
 				t.Errorf("quote %d: %d %q, want 502 naming the reviews part", i, rec.Code, body)
 			}
+		}
+		ended := spans.Ended()
+		request := ended[len(ended)-1]
+		if request.Name() != "GET /api/quote" || request.Status().Code != codes.Error {
+			t.Errorf("the 502's last span is %q with status %v, want its server span with an error", request.Name(), request.Status())
+		}
+		parts := 0
+		for _, s := range ended {
+			if s.Parent().SpanID() == request.SpanContext().SpanID() && s.SpanContext().TraceID() == request.SpanContext().TraceID() {
+				parts++
+			}
+		}
+		if parts != 3 {
+			t.Errorf("the 502's server span has %d task spans as children, want its 3 parts", parts)
 		}
 
 		// A client that leaves mid-request gets nothing, and the handler

@@ -35,27 +35,27 @@ var endpoints = []endpoint{
 	{Path: "/debug/events", About: "the event stream as Server-Sent Events", Alt: "/debug/events?format=ndjson"},
 	{Path: "/debug/tracez", About: "recent spans by name, latency and error (OpenTelemetry zpages): traces with no backend"},
 	{Path: "/debug/pprof/", About: "Go profiles; task goroutines carry the pprof labels taskscope.group and taskscope.task"},
-	{Path: "/api/quote", About: "an API handler as a service writes one: a group per request, three tasks, Wait then Err (502 when a part fails, 503 while shutting down)"},
+	{Path: "/api/quote", About: "an API handler as a service writes one: a group per request, three tasks, Wait then Err (502 when a part fails, 503 while shutting down); each request is one trace, its parts the children of its server span"},
 }
 
 // newMux routes the demo's endpoints. reg is the demo's own registry,
 // never prometheus.DefaultRegisterer. The pprof handlers are mounted here
 // explicitly: importing net/http/pprof also registers them on
 // http.DefaultServeMux, which the demo never serves.
-func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus.Registry, zp *zpages.SpanProcessor, tracingSummary string) *http.ServeMux {
+func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus.Registry, tr *tracing) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", landing(sup, tracingSummary))
+	mux.Handle("GET /{$}", landing(sup, tr.summary))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	// Side by side, so the task page's relative "events" URL finds the stream.
 	mux.Handle("GET /debug/tasks", diagnostics.TasksHandler(sup))
 	mux.Handle("GET /debug/events", diagnostics.EventsHandler(stream))
-	mux.Handle("GET /debug/tracez", zpages.NewTracezHandler(zp))
+	mux.Handle("GET /debug/tracez", zpages.NewTracezHandler(tr.zpages))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("GET /api/quote", quote(sup))
+	mux.Handle(http.MethodGet+" "+quoteRoute, quote(sup, tr.tp.Tracer(scopeName)))
 	return mux
 }
 

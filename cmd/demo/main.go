@@ -180,7 +180,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// stream serves one supervisor.
 	web := runtime.New("demo-http", runtime.WithObserver(tel), runtime.WithObserver(logs))
 
-	var handler http.Handler = newMux(sup, stream, reg, tr.zpages, tr.summary)
+	var handler http.Handler = newMux(sup, stream, reg, tr)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
 		handler = loopbackHosts(handler) // no DNS rebinding of the loopback default
 	}
