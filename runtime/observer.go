@@ -18,7 +18,11 @@ import "context"
 // is being reported is never aborted). A panicking observer is recovered;
 // the task is unaffected, the remaining observers still get the event,
 // and the others are told with a [KindObserverPanicked] event (when it is
-// the only observer, the panic is logged to slog.Default() instead).
+// the only observer, the panic is logged to slog.Default() instead). An
+// observer must not end its goroutine with runtime.Goexit, as a test's
+// t.Fatal or t.FailNow does: that cannot be recovered, and leaves the
+// task's lock held, so that a later Snapshot or Shutdown hangs. A test
+// observer reports with t.Error.
 //
 // Some events are delivered while the supervisor holds the task's lock (so
 // that a task's events keep their order: spawned, run_started,
