@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	goruntime "runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,7 +276,11 @@ func resolveFunc(pc uintptr) string {
 	}
 	name := ""
 	if f := goruntime.FuncForPC(pc); f != nil {
-		name = f.Name()
+		// A method value (g.Go("x", w.compact)) is a compiler wrapper
+		// named "pkg.(*T).compact-fm". code.function.name is the name as
+		// the runtime's stack traces show it (semconv), and they elide the
+		// wrapper: the method's own name.
+		name = strings.TrimSuffix(f.Name(), "-fm")
 	}
 	funcNames.Store(pc, name)
 	return name
