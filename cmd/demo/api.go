@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -41,13 +42,25 @@ func quote(sup *runtime.Supervisor, tracer trace.Tracer) http.Handler {
 	var served atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := served.Add(1)
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		// The HTTP server span's required attributes (semconv): method,
+		// url.path, url.scheme; http.route, as the span name has it.
 		ctx, span := tracer.Start(r.Context(), http.MethodGet+" "+quoteRoute, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", http.MethodGet), attribute.String("http.route", quoteRoute)))
+			trace.WithAttributes(semconv.HTTPRequestMethodGet, semconv.HTTPRoute(quoteRoute),
+				semconv.URLPath(r.URL.Path), semconv.URLScheme(scheme)))
 		defer span.End()
 		status := http.StatusOK // 0: none sent
 		defer func() {
 			if status != 0 {
-				span.SetAttributes(attribute.Int("http.response.status_code", status))
+				span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+			}
+			if status >= 500 {
+				// semconv: a 5xx server span has error status and, as
+				// error.type, the status code.
+				span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 			}
 		}()
 		g := sup.Group("api")

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/taskscope/taskscope/runtime"
 	"github.com/taskscope/taskscope/telemetry"
@@ -30,7 +32,7 @@ func TestQuote(t *testing.T) {
 			t.Fatal(err)
 		}
 		sup := runtime.New("demo", runtime.WithObserver(tel))
-		h := quote(sup, tp.Tracer(scopeName))
+		h := quote(sup, demoTracer(tp))
 		serve := func(ctx context.Context) *httptest.ResponseRecorder {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/quote", nil))
@@ -49,6 +51,24 @@ func TestQuote(t *testing.T) {
 		request := ended[len(ended)-1]
 		if request.Name() != "GET /api/quote" || request.Status().Code != codes.Error {
 			t.Errorf("the 502's last span is %q with status %v, want its server span with an error", request.Name(), request.Status())
+		}
+		// semconv's HTTP server span: its required attributes, and a 5xx's
+		// status code as error.type; the scope names the semconv version.
+		attrs := attribute.NewSet(request.Attributes()...)
+		for k, want := range map[attribute.Key]attribute.Value{
+			"http.request.method":       attribute.StringValue("GET"),
+			"http.route":                attribute.StringValue(quoteRoute),
+			"url.path":                  attribute.StringValue("/api/quote"),
+			"url.scheme":                attribute.StringValue("http"),
+			"http.response.status_code": attribute.IntValue(http.StatusBadGateway),
+			"error.type":                attribute.StringValue("502"),
+		} {
+			if got, _ := attrs.Value(k); got != want {
+				t.Errorf("the 502's server span has %s = %v (%v), want %v", k, got.Emit(), got.Type(), want.Emit())
+			}
+		}
+		if got := request.InstrumentationScope().SchemaURL; got != semconv.SchemaURL {
+			t.Errorf("the demo's spans have schema URL %q, want %q", got, semconv.SchemaURL)
 		}
 		parts := 0
 		for _, s := range ended {

@@ -55,7 +55,7 @@ func newMux(sup *runtime.Supervisor, stream *diagnostics.Stream, reg *prometheus
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle(http.MethodGet+" "+quoteRoute, quote(sup, tr.tp.Tracer(scopeName)))
+	mux.Handle(http.MethodGet+" "+quoteRoute, quote(sup, demoTracer(tr.tp)))
 	return mux
 }
 

@@ -233,7 +233,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// its trace_id. At exit, metrics are rarely scraped again, so the logs
 	// and the trace are what tells what was aborted: a record without a
 	// trace_id left the reader to search the trace by hand.
-	sctx, stopSpan := tr.tp.Tracer(scopeName).Start(context.Background(), "demo stop")
+	sctx, stopSpan := demoTracer(tr.tp).Start(context.Background(), "demo stop")
 	rep := shutdown(sctx, sup, books, cfg.shutdownTimeout)
 	stopSpan.End()
 	if sc := stopSpan.SpanContext(); sc.IsSampled() {

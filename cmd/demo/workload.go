@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskscope/taskscope/runtime"
@@ -428,5 +429,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 // tracerFrom returns a tracer of the provider behind ctx's span: tasks
 // find their tracer in their context, with no global provider.
 func tracerFrom(ctx context.Context) trace.Tracer {
-	return trace.SpanFromContext(ctx).TracerProvider().Tracer(scopeName)
+	return demoTracer(trace.SpanFromContext(ctx).TracerProvider())
+}
+
+// demoTracer is tp's tracer for the demo's own spans. The request spans
+// carry semconv's HTTP attributes, so the scope names the semconv version
+// they follow (its schema URL), as telemetry's does: a backend that
+// translates between versions reads it.
+func demoTracer(tp trace.TracerProvider) trace.Tracer {
+	return tp.Tracer(scopeName, trace.WithSchemaURL(semconv.SchemaURL))
 }
