@@ -15,6 +15,7 @@ import (
 
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -134,6 +135,11 @@ func TestTaskSpanAttributes(t *testing.T) {
 		}
 		if got := s.InstrumentationScope().Version; got != telemetry.Version {
 			t.Errorf("scope version %q, want %q", got, telemetry.Version)
+		}
+		// The semconv version the attributes follow (error.type,
+		// code.function.name, exception.*): backends translate by it.
+		if got := s.InstrumentationScope().SchemaURL; got != semconv.SchemaURL {
+			t.Errorf("scope schema URL %q, want %q", got, semconv.SchemaURL)
 		}
 	})
 }
