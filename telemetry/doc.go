@@ -62,10 +62,10 @@
 //	taskscope_tasks_finished_total{group,task,outcome,error_type}
 //	taskscope_task_duration_seconds{group,task,outcome}          classic and native histogram, trace_id exemplars
 //	taskscope_task_cancellations_total{group,task,cause}         task="" for a cancel of a whole group
-//	taskscope_task_cancel_latency_seconds{group,task}            classic and native histogram; an aborted task's at its late exit
+//	taskscope_task_cancel_latency_seconds{group,task}            classic and native histogram, trace_id exemplars; an aborted task's at its late exit (no exemplar: its span has ended)
 //	taskscope_tasks_running{group,task}
 //	taskscope_tasks_abandoned{group,task}
-//	taskscope_group_shutdown_duration_seconds{group,result}      result: clean or aborted
+//	taskscope_group_shutdown_duration_seconds{group,result}      classic and native histogram, the shutdown span's trace_id exemplars; result: clean or aborted
 //	taskscope_periodic_runs_total{group,task,outcome}
 //	taskscope_periodic_run_duration_seconds{group,task,outcome}  classic and native histogram, the run's trace_id exemplars; an aborted run's to the abort
 //	taskscope_periodic_last_success_timestamp_seconds{group,task}  the spawn time until the first success; while one lives (see below)
@@ -76,10 +76,11 @@
 // The histograms expose classic buckets (for dashboards and any
 // Prometheus) and, in the same series, a native histogram: schema 3
 // (buckets about 9 % wide), at most 160 populated buckets (past that, a
-// coarser schema). Scrape with protobuf to get the native one. Duration
-// (task, run and shutdown duration) observations of sampled spans carry
-// the trace ID as a trace_id exemplar, at most one per histogram bucket
-// per second: Prometheus keeps one per bucket, and building one allocates.
+// coarser schema). Scrape with protobuf to get the native one.
+// Observations made under a sampled span (task, run and shutdown
+// durations, and a canceled task's cancel latency) carry its trace ID as a
+// trace_id exemplar, at most one per histogram bucket per second:
+// Prometheus keeps one per bucket, and building one allocates.
 //
 // outcome is success, error, canceled, panic or aborted. error_type (the
 // error.type attribute on spans) is "panic", "aborted", or for errors
