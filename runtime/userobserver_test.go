@@ -341,7 +341,9 @@ func TestUserObserversOnAMixedWorkload(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(5 * time.Second) // bubble time: five runs
+		// Bubble time: five runs (at 0s … 4s), and off the tick, so that
+		// the cancel never races a sixth run at 5s.
+		time.Sleep(4500 * time.Millisecond)
 		ev.Cancel(nil)
 		// Fail-fast group.
 		batch := sup.Group("batch", runtime.CancelOnError())
