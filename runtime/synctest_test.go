@@ -43,9 +43,14 @@ func TestSynctestShutdownInCleanup(t *testing.T) {
 	}
 
 	synctest.Test(t, func(t *testing.T) {
+		// The abandoned consumer stays in the bubble: the last cleanup
+		// releases it and waits for its return, or the bubble would end
+		// with it blocked (see the package doc).
+		release := make(chan struct{})
+		t.Cleanup(func() { close(release); synctest.Wait() })
 		sup := runtime.New("svc")
 		t.Cleanup(func() { err = sup.Shutdown(t.Context()) })
-		sup.Go("consumer", consumer)
+		sup.Go("consumer", func(ctx context.Context) error { <-ctx.Done(); <-release; return nil })
 	})
 	var ae *runtime.AbortError
 	if !errors.As(err, &ae) || len(ae.Aborted) != 1 {
