@@ -94,3 +94,20 @@ func TestEveryOnClosedOrCanceledGroup(t *testing.T) {
 		}
 	})
 }
+
+// Spawner: "*Supervisor and *Group implement it".
+var _, _ runtime.Spawner = (*runtime.Supervisor)(nil), (*runtime.Group)(nil)
+
+// WithPanicPolicy: "given twice, the last stands": Crash then Recover
+// recovers (under Crash this test binary would die).
+func TestRepeatedPanicPolicyTakesTheLast(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		sup := runtime.New("")
+		g := sup.Group("g", runtime.WithPanicPolicy(runtime.Crash), runtime.WithPanicPolicy(runtime.Recover))
+		task := g.Go("boom", func(context.Context) error { panic("boom") })
+		<-task.Done()
+		if o := task.Result().Outcome; o != runtime.Panic {
+			t.Errorf("outcome %v, want panic", o)
+		}
+	})
+}

@@ -118,12 +118,14 @@ func newGroup(tr *tree, parent *Group, name string, cfg groupConfig) *Group {
 	return g
 }
 
-func checkGroupName(name string) {
+// checkGroupName panics, naming the call (New or Group), on a name no
+// group can have.
+func checkGroupName(call, name string) {
 	if name == "" {
-		panic("taskscope: empty group name")
+		panic("taskscope: " + call + `(""): empty group name`)
 	}
 	if strings.Contains(name, ".") {
-		panic("taskscope: group name " + strconv.Quote(name) + " contains '.' (names are joined with dots)")
+		panic("taskscope: " + call + "(" + strconv.Quote(name) + "): group name contains '.' (names are joined with dots)")
 	}
 }
 
@@ -168,7 +170,7 @@ func (g *Group) parentID() uint64 {
 // cancels its context. ([WithCancelOn] given a group's Context does not
 // keep the group after its task.)
 func (g *Group) Group(name string, opts ...GroupOption) *Group {
-	checkGroupName(name)
+	checkGroupName("Group", name)
 	cfg := groupConfig{}
 	for _, o := range opts {
 		mustOption(o, "GroupOption")

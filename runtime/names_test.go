@@ -94,13 +94,6 @@ func TestDrainedChildIsDetached(t *testing.T) {
 	})
 }
 
-func TestBadGroupNamesPanic(t *testing.T) {
-	sup := runtime.New("")
-	expectPanic(t, "empty group name", func() { sup.Group("") })
-	expectPanic(t, "contains '.'", func() { sup.Group("a.b") })
-	expectPanic(t, "contains '.'", func() { runtime.New("a.b") })
-}
-
 // TestTaskIDs: IDs are unique in the supervisor, rejected tasks included,
 // even with groups spawning concurrently, and grow with spawn order within
 // a group.

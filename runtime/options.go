@@ -107,11 +107,12 @@ const (
 )
 
 // WithPanicPolicy sets the group's panic policy. Child groups inherit their
-// parent's policy unless they set their own. The default is [Recover].
-// A policy other than Recover and Crash panics.
+// parent's policy unless they set their own. The default is [Recover];
+// given twice, the last stands. A policy other than Recover and Crash
+// panics.
 func WithPanicPolicy(p PanicPolicy) GroupOption {
 	if p != Recover && p != Crash {
-		panic("taskscope: unknown PanicPolicy")
+		panic(fmt.Sprintf("taskscope: WithPanicPolicy(%d): unknown PanicPolicy", int(p)))
 	}
 	return groupOption(func(c *groupConfig) { c.panicPolicy, c.panicPolicySet = p, true })
 }

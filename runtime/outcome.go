@@ -40,7 +40,8 @@ func (o Outcome) String() string {
 func (o Outcome) Failed() bool { return o == Error || o == Panic || o == Aborted }
 
 // TaskState is where a live or abandoned task is, as shown by
-// [Group.Active] and [Group.Snapshot].
+// [Group.Active] and [Group.Snapshot]. No task is in the zero TaskState,
+// which prints as "none".
 type TaskState uint8
 
 const (

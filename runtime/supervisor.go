@@ -36,7 +36,7 @@ func New(name string, opts ...Option) *Supervisor {
 	if name == "" {
 		name = "runtime"
 	}
-	checkGroupName(name)
+	checkGroupName("New", name)
 	var cfg supervisorConfig
 	for _, o := range opts {
 		mustOption(o, "Option")
