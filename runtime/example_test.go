@@ -194,3 +194,56 @@ func ExampleGroup_Wait() {
 	// deadline: true
 	// wait: <nil>
 }
+
+// Snapshot is what a debug page or a health check reads: the tree, each
+// live task's state, and counts for the whole subtree.
+func ExampleGroup_Snapshot() {
+	sup := runtime.New("app")
+	release := make(chan struct{})
+	ingest := sup.Group("ingest")
+	ingest.Go("consumer", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	flush := ingest.Go("flush", func(context.Context) error {
+		<-release // finishes its batch before it heeds a cancel
+		return nil
+	})
+	flush.Cancel(errors.New("draining"))
+
+	snap := sup.Snapshot()
+	fmt.Println("running:", snap.Running, "canceling:", snap.Canceling)
+	for _, g := range snap.Groups {
+		for _, t := range g.Tasks {
+			fmt.Println(g.Name, t.Name, t.State)
+		}
+	}
+
+	close(release)
+	_ = sup.Shutdown(context.Background())
+	// Output:
+	// running: 1 canceling: 1
+	// app.ingest consumer running
+	// app.ingest flush canceling
+}
+
+type requestIDKey struct{}
+
+// WithParent carries a request's values (its trace span, its ID) into a
+// task that outlives it; WithCancelOn, not WithParent, would tie the task
+// to the request's end.
+func ExampleWithParent() {
+	sup := runtime.New("api")
+	req, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, "r-42"))
+	task := sup.Go("audit", func(ctx context.Context) error {
+		<-req.Done() // the request has ended...
+		fmt.Println("request id:", ctx.Value(requestIDKey{}), "canceled:", ctx.Err() != nil)
+		return nil
+	}, runtime.WithParent(req))
+	cancel()
+	<-task.Done()
+	fmt.Println(task.Result().Outcome)
+	// Output:
+	// request id: r-42 canceled: false
+	// success
+}
