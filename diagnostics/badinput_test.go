@@ -2,8 +2,10 @@ package diagnostics_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -25,7 +27,11 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		{"Subscribe nil option", "nil SubscribeOption", func() { s.Subscribe(context.Background(), nil).Close() }},
 		{"Subscribe nil context", "Subscribe(nil context)", func() { s.Subscribe(nilCtx).Close() }},
 		{"Kinds with a typo", `Kinds("taskscope.task.finish"): no such event kind`, func() { diagnostics.Kinds(runtime.KindTaskSpawned, "taskscope.task.finish") }},
+		{"GroupPrefix empty", `GroupPrefix(""): no group has that name`, func() { diagnostics.GroupPrefix("") }},
+		{"GroupPrefix dot", `GroupPrefix("."): no group has that name`, func() { diagnostics.GroupPrefix(".") }},
+		{"GroupPrefix empty part", `GroupPrefix("app..ingest"): no group has that name`, func() { diagnostics.GroupPrefix("app..ingest") }},
 		{"NewLogObserver nil option", "nil LogOption", func() { diagnostics.NewLogObserver(nil, nil) }},
+		{"WithMinLevel nil pointer", "WithMinLevel(nil *slog.LevelVar)", func() { diagnostics.WithMinLevel((*slog.LevelVar)(nil)) }},
 		{"EventsHandler nil option", "nil EventsOption", func() { diagnostics.EventsHandler(s, nil) }},
 		{"EventsHandler nil stream", "EventsHandler(nil Stream)", func() { diagnostics.EventsHandler(nil) }},
 		{"TasksHandler nil option", "nil TasksOption", func() { diagnostics.TasksHandler(runtime.New("svc"), nil) }},
@@ -71,6 +77,46 @@ func TestMalformedQuery(t *testing.T) {
 		tc.h.ServeHTTP(rec, endedRequest(t, tc.target))
 		if body := rec.Body.String(); rec.Code != http.StatusBadRequest || !strings.Contains(body, "bad query") {
 			t.Errorf("%s: %d %.60q, want 400 saying the query is bad", tc.target, rec.Code, body)
+		}
+	}
+}
+
+// TestErrorResponsesNameThePackage: every refusal of a request says where
+// it comes from, as the package's errors do: a client (or a log of its
+// responses) sees "taskscope/diagnostics: bad level: ...", whatever part
+// of the request was wrong.
+func TestErrorResponsesNameThePackage(t *testing.T) {
+	sup := runtime.New("svc")
+	defer sup.Shutdown(context.Background())
+	events := diagnostics.EventsHandler(diagnostics.NewStream())
+	tasks := diagnostics.TasksHandler(sup)
+	many := "/events?group=g"
+	for i := range 64 {
+		many += "&group=g" + strconv.Itoa(i)
+	}
+	for _, tc := range []struct {
+		h              http.Handler
+		method, target string
+		code           int
+	}{
+		{events, http.MethodGet, "/events?level=loud", http.StatusBadRequest},
+		{events, http.MethodGet, "/events?kind=taskscope.task.finish", http.StatusBadRequest},
+		{events, http.MethodGet, "/events?group=app..ingest", http.StatusBadRequest},
+		{events, http.MethodGet, many, http.StatusBadRequest},
+		{events, http.MethodGet, "/events?after=x", http.StatusBadRequest},
+		{events, http.MethodGet, "/events?format=xml", http.StatusBadRequest},
+		{events, http.MethodGet, "/events?level=warn%zz", http.StatusBadRequest},
+		{events, http.MethodPost, "/events", http.StatusMethodNotAllowed},
+		{tasks, http.MethodGet, "/tasks?format=xml", http.StatusBadRequest},
+		{tasks, http.MethodGet, "/tasks?group=.", http.StatusBadRequest},
+		{tasks, http.MethodPost, "/tasks", http.StatusMethodNotAllowed},
+	} {
+		rec := httptest.NewRecorder()
+		req := endedRequest(t, tc.target)
+		req.Method = tc.method
+		tc.h.ServeHTTP(rec, req)
+		if body := rec.Body.String(); rec.Code != tc.code || !strings.HasPrefix(body, "taskscope/diagnostics: ") {
+			t.Errorf("%s %s: %d %.60q, want %d starting with the package's prefix", tc.method, tc.target, rec.Code, body, tc.code)
 		}
 	}
 }

@@ -65,3 +65,18 @@ func TestRepeatedMinLevelIsOR(t *testing.T) {
 		}
 	}
 }
+
+// StreamOption and SubscribeOption: "An option given more than once takes
+// its last value": the buffer of the last WithBufferSize or BufferSize
+// holds all three events, the first one's would hold one.
+func TestRepeatedBufferSizeTakesTheLast(t *testing.T) {
+	s := diagnostics.NewStream(diagnostics.WithBufferSize(1), diagnostics.WithBufferSize(3))
+	fromStream := s.Subscribe(context.Background())
+	fromOption := s.Subscribe(context.Background(), diagnostics.BufferSize(1), diagnostics.BufferSize(3))
+	publish(s, seqEvents(1, 2, 3)...)
+	for name, sub := range map[string]*diagnostics.Subscription{"WithBufferSize": fromStream, "BufferSize": fromOption} {
+		if got := seqs(collect(sub)); len(got) != 3 || got[0] != 1 {
+			t.Errorf("%s(1), %s(3) delivered %v, want 1 2 3 with no lag", name, name, got)
+		}
+	}
+}

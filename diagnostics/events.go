@@ -26,7 +26,8 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 )
 
-// EventsOption configures [EventsHandler].
+// EventsOption configures [EventsHandler]. An option given more than once
+// takes its last value.
 type EventsOption interface{ applyEvents(*eventsHandler) }
 
 type eventsOption func(*eventsHandler)
@@ -159,12 +160,12 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	opts, err := subscribeOptionsFrom(r, q, h.stream.id)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		badRequest(w, err)
 		return
 	}
 	ndjson, err := wantsFormat(r, q, "sse", "ndjson", "text/event-stream", "application/x-ndjson")
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		badRequest(w, err)
 		return
 	}
 	if h.stream.isClosed() {
@@ -342,7 +343,7 @@ func wantsFormat(r *http.Request, q url.Values, def, alt, defType, altType strin
 		// Several Accept lines are one list (RFC 9110, section 5.3).
 		return prefers(strings.Join(r.Header.Values("Accept"), ","), altType, defType), nil
 	default:
-		return false, fmt.Errorf("taskscope/diagnostics: unknown format %q: want %s or %s", f, def, alt)
+		return false, fmt.Errorf("unknown format %q: want %s or %s", f, def, alt)
 	}
 }
 
@@ -480,15 +481,21 @@ func subscribeOptionsFrom(r *http.Request, q url.Values, streamID string) ([]Sub
 func readQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		http.Error(w, "taskscope/diagnostics: method not allowed", http.StatusMethodNotAllowed)
 		return nil, false
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		http.Error(w, "taskscope/diagnostics: bad query: "+err.Error(), http.StatusBadRequest)
+		badRequest(w, fmt.Errorf("bad query: %w", err))
 		return nil, false
 	}
 	return q, true
+}
+
+// badRequest answers 400 with err, prefixed as the package's errors are:
+// the client learns which part of the request was wrong, and from whom.
+func badRequest(w http.ResponseWriter, err error) {
+	http.Error(w, "taskscope/diagnostics: "+err.Error(), http.StatusBadRequest)
 }
 
 // maxGroupFilters caps the distinct ?group= names of one request. Each
@@ -501,15 +508,14 @@ const maxGroupFilters = 64
 
 // groupsFrom reads a request's ?group= values (repeatable) as
 // [GroupPrefix] takes them, a trailing "." dropped, without repeats. One
-// that is empty, or has an empty part ("app..ingest", ".app"), names no
-// group the runtime can make: it is an error, not a filter that matches
-// every group (the empty prefix) or none. So are more than
-// maxGroupFilters distinct names.
+// that names no group (see groupName) is an error, not a filter that
+// matches every group or none. So are more than maxGroupFilters distinct
+// names.
 func groupsFrom(q url.Values) ([]string, error) {
 	var groups []string
 	for _, g := range q["group"] {
-		name := strings.TrimSuffix(g, ".")
-		if slices.Contains(strings.Split(name, "."), "") {
+		name, ok := groupName(g)
+		if !ok {
 			return nil, fmt.Errorf("bad group %q: want a group's dotted name, such as app.ingest", g)
 		}
 		if slices.Contains(groups, name) {

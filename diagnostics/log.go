@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 
 	"github.com/taskscope/taskscope/internal/errtext"
 	"github.com/taskscope/taskscope/runtime"
@@ -41,7 +42,8 @@ type LogObserver struct {
 
 var _ runtime.Observer = (*LogObserver)(nil)
 
-// LogOption configures a [LogObserver].
+// LogOption configures a [LogObserver]. An option given more than once
+// takes its last value.
 type LogOption interface{ applyLog(*LogObserver) }
 
 type logOption func(*LogObserver)
@@ -69,8 +71,12 @@ func WithTraceIDs(lookup func(ctx context.Context) (traceID, spanID string, ok b
 // WithMinLevel skips events below level even when the logger would log
 // them: for sharing an application logger at debug without a record per
 // task spawn. A *slog.LevelVar changes it at run time; nil leaves the
-// logger's level alone.
+// logger's level alone. A nil pointer (a *slog.LevelVar never made)
+// panics: its Level would panic at every event instead.
 func WithMinLevel(level slog.Leveler) LogOption {
+	if v := reflect.ValueOf(level); v.Kind() == reflect.Pointer && v.IsNil() {
+		panic(fmt.Sprintf("taskscope/diagnostics: WithMinLevel(nil %T)", level))
+	}
 	return logOption(func(o *LogObserver) { o.min = level })
 }
 

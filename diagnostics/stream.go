@@ -77,7 +77,8 @@ type Stream struct {
 
 var _ runtime.Observer = (*Stream)(nil)
 
-// StreamOption configures a [Stream].
+// StreamOption configures a [Stream]. An option given more than once
+// takes its last value.
 type StreamOption interface{ applyStream(*Stream) }
 
 type streamOption func(*Stream)
@@ -91,8 +92,8 @@ func WithBufferSize(n int) StreamOption {
 }
 
 // WithReplaySize sets how many recent events the stream keeps for [After]
-// (default [DefaultReplaySize]); 0 disables replay, so that After yields a
-// resync notice whenever newer events were published.
+// (default [DefaultReplaySize]); 0 (or less) disables replay, so that After
+// yields a resync notice whenever newer events were published.
 func WithReplaySize(n int) StreamOption {
 	return streamOption(func(s *Stream) { s.replay = newRing(max(n, 0)) })
 }

@@ -48,7 +48,8 @@ type Subscription struct {
 
 // SubscribeOption configures a subscription at [Stream.Subscribe]. Filters
 // of different kinds combine with AND; repeated ones of the same kind with
-// OR. Lag and resync notices pass every filter.
+// OR. Lag and resync notices pass every filter. [After] and [BufferSize],
+// given more than once, take their last value.
 type SubscribeOption interface{ applySubscribe(*subscribeConfig) }
 
 type subscribeOption func(*subscribeConfig)
@@ -103,8 +104,15 @@ func MinLevel(l slog.Level) SubscribeOption {
 // not "app.ingester". Group events (those with no task, such as a cancel or
 // a shutdown) of its ancestors pass too: the runtime emits one for the
 // group's whole subtree, so "app"'s shutdown is "app.ingest"'s as well.
+// A prefix that names no group ("", or one with an empty part such as
+// "app..ingest") panics, as a typo in [Kinds] does: it would match every
+// group or none.
 func GroupPrefix(prefix string) SubscribeOption {
-	prefix = strings.TrimSuffix(prefix, ".") // "app.ingest." means the same group
+	name, ok := groupName(prefix)
+	if !ok {
+		panic(fmt.Sprintf("taskscope/diagnostics: GroupPrefix(%q): no group has that name", prefix))
+	}
+	prefix = name
 	return subscribeOption(func(c *subscribeConfig) { c.prefixes = append(c.prefixes, prefix) })
 }
 
@@ -172,6 +180,15 @@ func (f *filter) match(ev *runtime.Event, lvl slog.Level) bool {
 		}
 	}
 	return false
+}
+
+// groupName returns s as a group name prefix, a trailing "." dropped
+// ("app.ingest." means the same group), and whether the runtime can make a
+// group of that name: one with an empty part ("", "app..ingest", ".app")
+// would match every group (the empty prefix) or none.
+func groupName(s string) (string, bool) {
+	name := strings.TrimSuffix(s, ".")
+	return name, !slices.Contains(strings.Split(name, "."), "")
 }
 
 // inGroup reports whether group is prefix or one of its descendants.

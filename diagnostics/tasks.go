@@ -21,7 +21,8 @@ import (
 // relative to the page, so /debug/tasks reads /debug/events.
 const DefaultEventsURL = "events"
 
-// TasksOption configures [TasksHandler].
+// TasksOption configures [TasksHandler]. An option given more than once
+// takes its last value.
 type TasksOption interface{ applyTasks(*tasksHandler) }
 
 type tasksOption func(*tasksHandler)
@@ -148,12 +149,12 @@ func (h *tasksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	asJSON, err := wantsFormat(r, q, "html", "json", "text/html", "application/json")
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		badRequest(w, err)
 		return
 	}
 	groups, err := groupsFrom(q)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		badRequest(w, err)
 		return
 	}
 	tree := h.sup.Snapshot()

@@ -433,7 +433,7 @@ func TestTasksBadGroup(t *testing.T) {
 			h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
 			if rec.Code != http.StatusBadRequest {
 				t.Errorf("%s %s: %d, want 400", method, target, rec.Code)
-			} else if msg := rec.Body.String(); method == http.MethodGet && !strings.HasPrefix(msg, "bad group ") {
+			} else if msg := rec.Body.String(); method == http.MethodGet && !strings.HasPrefix(msg, "taskscope/diagnostics: bad group ") {
 				t.Errorf("%s %s: 400 %q, want one that says which group is bad", method, target, msg)
 			}
 		}
