@@ -83,13 +83,13 @@ func capError(err error, maxStack, maxMessage int) error {
 	return c
 }
 
-// cutStacks replaces c.err by its copy with stacks capped, if capStacks
+// cutStacks replaces e.err by its copy with stacks capped, if capStacks
 // makes one. The error type is then taken from the original first, so that
 // error.type is the same on every channel.
-func (c *cappedError) cutStacks(max int) {
-	recovering(func() { // a panic keeps c.err whole: see capError
-		if cut, copied := capStacks(c.err, max); copied {
-			c.etype, c.err = runtime.ErrorType(runtime.Error, c.err), cut
+func (e *cappedError) cutStacks(max int) {
+	recovering(func() { // a panic keeps e.err whole: see capError
+		if cut, copied := capStacks(e.err, max); copied {
+			e.etype, e.err = runtime.ErrorType(runtime.Error, e.err), cut
 		}
 	})
 }

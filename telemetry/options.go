@@ -37,7 +37,7 @@ type config struct {
 }
 
 // Option configures [New]. Options are sealed: only this package makes
-// them.
+// them. An option given more than once takes its last value.
 type Option interface {
 	apply(config) config
 }

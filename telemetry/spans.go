@@ -174,13 +174,13 @@ func recordPanic(span trace.Span, ev *runtime.Event) {
 	span.SetStatus(codes.Error, truncate("panic: "+msg))
 }
 
-// spanOfTask returns the span a task event should annotate: the task span,
+// current returns the span a task event should annotate: the task span,
 // or a periodic task's run in progress.
-func (tc *taskCtx) current() trace.Span {
-	if tc.span != nil {
-		return tc.span
+func (c *taskCtx) current() trace.Span {
+	if c.span != nil {
+		return c.span
 	}
-	if rs := tc.run.Load(); rs != nil {
+	if rs := c.run.Load(); rs != nil {
 		return rs.span
 	}
 	return nil
