@@ -106,6 +106,18 @@ const (
 	Crash
 )
 
+// String returns "recover" or "crash" (and "PanicPolicy(n)" for any other
+// value), for logs and configuration dumps.
+func (p PanicPolicy) String() string {
+	switch p {
+	case Recover:
+		return "recover"
+	case Crash:
+		return "crash"
+	}
+	return fmt.Sprintf("PanicPolicy(%d)", int(p))
+}
+
 // WithPanicPolicy sets the group's panic policy. Child groups inherit their
 // parent's policy unless they set their own. The default is [Recover];
 // given twice, the last stands. A policy other than Recover and Crash

@@ -152,3 +152,11 @@ func TestOutcomeStrings(t *testing.T) {
 		}
 	}
 }
+
+func TestPanicPolicyStrings(t *testing.T) {
+	for p, s := range map[runtime.PanicPolicy]string{runtime.Recover: "recover", runtime.Crash: "crash", 7: "PanicPolicy(7)"} {
+		if got := fmt.Sprint(p); got != s {
+			t.Errorf("PanicPolicy %d prints %q, want %q", int(p), got, s)
+		}
+	}
+}
