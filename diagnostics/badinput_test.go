@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/taskscope/taskscope/diagnostics"
 	"github.com/taskscope/taskscope/runtime"
@@ -36,6 +37,8 @@ func TestProgrammingErrorsPanicAtTheCall(t *testing.T) {
 		{"EventsHandler nil stream", "EventsHandler(nil Stream)", func() { diagnostics.EventsHandler(nil) }},
 		{"TasksHandler nil option", "nil TasksOption", func() { diagnostics.TasksHandler(runtime.New("svc"), nil) }},
 		{"TasksHandler nil supervisor", "TasksHandler(nil Supervisor)", func() { diagnostics.TasksHandler(nil) }},
+		{"WithEventsURL empty", `WithEventsURL(""): not a URL`, func() { diagnostics.WithEventsURL("") }},
+		{"WithEventsURL unparsable", `WithEventsURL("http://[::1"): not a URL`, func() { diagnostics.WithEventsURL("http://[::1") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,4 +122,26 @@ func TestErrorResponsesNameThePackage(t *testing.T) {
 			t.Errorf("%s %s: %d %.60q, want %d starting with the package's prefix", tc.method, tc.target, rec.Code, body, tc.code)
 		}
 	}
+}
+
+// TestTooManyClientsNamesThePackage: the 503 of a client over the cap
+// says where it comes from, as the handlers' other refusals do.
+func TestTooManyClientsNamesThePackage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := diagnostics.EventsHandler(diagnostics.NewStream(), diagnostics.WithMaxClients(1))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/events", nil))
+		}()
+		synctest.Wait() // the first client holds the only slot
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/events", nil))
+		if body := rec.Body.String(); rec.Code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "taskscope/diagnostics: ") {
+			t.Errorf("a client over the cap: %d %q, want 503 starting with the package's prefix", rec.Code, body)
+		}
+		cancel()
+		<-done
+	})
 }

@@ -175,7 +175,7 @@ func (h *eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := h.clients.Add(1); h.maxClients > 0 && n > h.maxClients {
 		h.clients.Add(-1)
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many event stream clients", http.StatusServiceUnavailable)
+		http.Error(w, "taskscope/diagnostics: too many event stream clients", http.StatusServiceUnavailable)
 		return
 	}
 	defer h.clients.Add(-1)

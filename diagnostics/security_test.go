@@ -334,7 +334,6 @@ func TestResponseHeaders(t *testing.T) {
 		"https://ops.example:8443/events": "connect-src 'self' https://ops.example:8443;",
 		"//ops.example/events":            "connect-src 'self' ops.example;",
 		"http://[::1]:9/e":                "connect-src 'self' http://[::1]:9;",
-		"https://x;script-src *":          "connect-src 'self';",
 		"https://x'unsafe-inline'/e":      "connect-src 'self';",
 		"https://a,b/e":                   "connect-src 'self';",
 		"https://user:pw@ops.example/e":   "connect-src 'self' https://ops.example;",
@@ -345,4 +344,14 @@ func TestResponseHeaders(t *testing.T) {
 			t.Errorf("WithEventsURL(%q): CSP %q, want %q", eventsURL, csp, want)
 		}
 	}
+	// One that does not parse as a URL never reaches the header: it is
+	// refused at the call.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error(`WithEventsURL("https://x;script-src *") was accepted`)
+			}
+		}()
+		diagnostics.WithEventsURL("https://x;script-src *")
+	}()
 }

@@ -32,9 +32,13 @@ func (f tasksOption) applyTasks(h *tasksHandler) { f(h) }
 // WithEventsURL sets the URL, absolute or relative to the page, where the
 // page finds [EventsHandler] (default [DefaultEventsURL]). The page's
 // Content-Security-Policy lets it connect to the page's own origin and to
-// that of an absolute URL (one with a host).
-func WithEventsURL(url string) TasksOption {
-	return tasksOption(func(h *tasksHandler) { h.eventsURL = url })
+// that of an absolute URL (one with a host). An empty or unparsable URL
+// panics: the page would connect to itself, or to nothing.
+func WithEventsURL(eventsURL string) TasksOption {
+	if _, err := url.Parse(eventsURL); eventsURL == "" || err != nil {
+		panic(fmt.Sprintf("taskscope/diagnostics: WithEventsURL(%q): not a URL", eventsURL))
+	}
+	return tasksOption(func(h *tasksHandler) { h.eventsURL = eventsURL })
 }
 
 type tasksHandler struct {
