@@ -54,7 +54,10 @@ func New(name string, opts ...Option) *Supervisor {
 }
 
 // Abandoned returns the number of tasks aborted at a shutdown deadline
-// whose goroutines have not returned yet.
+// whose goroutines have not returned yet. A goroutine's return is counted
+// once the observers have had its [KindTaskLateExit] event: an observer
+// that reads Abandoned on that event still counts it, and a test that
+// waits for the event and then for 0 reads Abandoned until it is 0.
 func (s *Supervisor) Abandoned() int { return int(s.tree.abandoned.Load()) }
 
 // tree is what every group of one supervisor shares.
