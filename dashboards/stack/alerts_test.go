@@ -47,43 +47,32 @@ func TestAlertRules(t *testing.T) {
 // the labels it has (dashboards.Metrics, which an e2e test compares with
 // telemetry's exposition).
 func TestAlertRulesReadTelemetrysMetrics(t *testing.T) {
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert string `yaml:"alert"`
-				Expr  string `yaml:"expr"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
 	n := 0
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			n++
-			expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
-			if err != nil {
-				t.Errorf("%s: %v", r.Alert, err)
-				continue
-			}
-			parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
-				switch n := node.(type) {
-				case *parser.VectorSelector:
-					if n.Name == "up" { // Prometheus's own, per target
-						break
-					}
-					if _, _, ok := dashboards.LookupSeries(n.Name); !ok || !strings.HasPrefix(n.Name, "taskscope_") {
-						t.Errorf("%s reads %s, which telemetry does not export", r.Alert, n.Name)
-					}
-				case *parser.AggregateExpr:
-					for _, l := range n.Grouping {
-						if l != "job" && l != "instance" && !hasLabel(n.Expr, l) {
-							t.Errorf("%s: %s by %s, a label its series lack", r.Alert, n.Op, l)
-						}
+	for _, r := range alertRules(t) {
+		n++
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+		if err != nil {
+			t.Errorf("%s: %v", r.Alert, err)
+			continue
+		}
+		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+			switch n := node.(type) {
+			case *parser.VectorSelector:
+				if n.Name == "up" { // Prometheus's own, per target
+					break
+				}
+				if _, _, ok := dashboards.LookupSeries(n.Name); !ok || !strings.HasPrefix(n.Name, "taskscope_") {
+					t.Errorf("%s reads %s, which telemetry does not export", r.Alert, n.Name)
+				}
+			case *parser.AggregateExpr:
+				for _, l := range n.Grouping {
+					if l != "job" && l != "instance" && !hasLabel(n.Expr, l) {
+						t.Errorf("%s: %s by %s, a label its series lack", r.Alert, n.Op, l)
 					}
 				}
-				return nil
-			})
-		}
+			}
+			return nil
+		})
 	}
 	if n == 0 {
 		t.Fatal("no alerting rules")
@@ -115,41 +104,29 @@ const runbookBase = "https://github.com/taskscope/taskscope/blob/main/"
 // of this repository and a section of it (by GitHub's heading anchor) that
 // exist.
 func TestAlertsHaveRunbooks(t *testing.T) {
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert       string            `yaml:"alert"`
-				Labels      map[string]string `yaml:"labels"`
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			if !slices.Contains([]string{"critical", "warning", "info"}, r.Labels["severity"]) {
-				t.Errorf("%s: severity %q, want critical, warning or info", r.Alert, r.Labels["severity"])
+	for _, r := range alertRules(t) {
+		if !slices.Contains([]string{"critical", "warning", "info"}, r.Labels["severity"]) {
+			t.Errorf("%s: severity %q, want critical, warning or info", r.Alert, r.Labels["severity"])
+		}
+		for _, a := range []string{"summary", "description"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("%s: no %s annotation", r.Alert, a)
 			}
-			for _, a := range []string{"summary", "description"} {
-				if strings.TrimSpace(r.Annotations[a]) == "" {
-					t.Errorf("%s: no %s annotation", r.Alert, a)
-				}
-			}
-			u := r.Annotations["runbook_url"]
-			rel, ok := strings.CutPrefix(u, runbookBase)
-			file, anchor, hasAnchor := strings.Cut(rel, "#")
-			if !ok || !hasAnchor || file == "" || anchor == "" {
-				t.Errorf("%s: runbook_url %q, want %s<file>#<section>", r.Alert, u, runbookBase)
-				continue
-			}
-			doc, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
-			if err != nil {
-				t.Errorf("%s: runbook_url %q: %v", r.Alert, u, err)
-				continue
-			}
-			if !slices.Contains(headingAnchors(string(doc)), anchor) {
-				t.Errorf("%s: runbook_url %q: %s has no section #%s", r.Alert, u, file, anchor)
-			}
+		}
+		u := r.Annotations["runbook_url"]
+		rel, ok := strings.CutPrefix(u, runbookBase)
+		file, anchor, hasAnchor := strings.Cut(rel, "#")
+		if !ok || !hasAnchor || file == "" || anchor == "" {
+			t.Errorf("%s: runbook_url %q, want %s<file>#<section>", r.Alert, u, runbookBase)
+			continue
+		}
+		doc, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
+		if err != nil {
+			t.Errorf("%s: runbook_url %q: %v", r.Alert, u, err)
+			continue
+		}
+		if !slices.Contains(headingAnchors(string(doc)), anchor) {
+			t.Errorf("%s: runbook_url %q: %s has no section #%s", r.Alert, u, file, anchor)
 		}
 	}
 }
@@ -175,4 +152,28 @@ func headingAnchors(doc string) []string {
 		out = append(out, b.String())
 	}
 	return out
+}
+
+// alertRule is one alerting rule of deploy/prometheus/alerts.yml.
+type alertRule struct {
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+// alertRules reads the rules of every group of deploy/prometheus/alerts.yml.
+func alertRules(t *testing.T) []alertRule {
+	t.Helper()
+	var file struct {
+		Groups []struct {
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	loadYAML(t, "deploy/prometheus/alerts.yml", &file)
+	var rules []alertRule
+	for _, g := range file.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	return rules
 }

@@ -182,23 +182,12 @@ func TestRunbooksNameExistingPanels(t *testing.T) {
 			t.Errorf("%s names %q, which is no title of the overview, its rows or its panels", runbooksFile, m[1])
 		}
 	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert       string            `yaml:"alert"`
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	loadYAML(t, "deploy/prometheus/alerts.yml", &rules)
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			for _, a := range r.Annotations {
-				for _, m := range dashboardsPanel.FindAllStringSubmatch(a, -1) {
-					named++
-					if !slices.Contains(titles, m[1]) {
-						t.Errorf("%s names the dashboard's %q, which is no panel of the overview", r.Alert, m[1])
-					}
+	for _, r := range alertRules(t) {
+		for _, a := range r.Annotations {
+			for _, m := range dashboardsPanel.FindAllStringSubmatch(a, -1) {
+				named++
+				if !slices.Contains(titles, m[1]) {
+					t.Errorf("%s names the dashboard's %q, which is no panel of the overview", r.Alert, m[1])
 				}
 			}
 		}
