@@ -259,6 +259,34 @@ func TestObserverPanicValuePrints(t *testing.T) {
 	})
 }
 
+// An observer.panicked event's stack holds only the stack: the stream
+// keeps hundreds of recent events (and each stalled subscriber up to its
+// buffer), so a stack slice of the 64 KiB buffer it was read into kept
+// 64 KiB per event alive for a stack of 1 or 2 KiB (22 MiB for 5,000
+// panics and one stalled subscriber).
+func TestObserverPanickedStackIsNotItsBuffer(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		rec := &runtimetest.Recorder{}
+		sup := runtime.New("", runtime.WithObserver(panicky{onObserve: true}), runtime.WithObserver(rec))
+		<-sup.Go("t", func(context.Context) error { return nil }).Done()
+		n := 0
+		for _, ev := range rec.Events() {
+			var pe *runtime.PanicError
+			if ev.Kind != runtime.KindObserverPanicked || !errors.As(ev.Err, &pe) {
+				continue
+			}
+			n++
+			// A copy's capacity is its length rounded up to a size class.
+			if len(ev.Stack) == 0 || cap(ev.Stack) > 2*len(ev.Stack) || cap(pe.Stack) > 2*len(pe.Stack) {
+				t.Errorf("observer.panicked stack: len %d cap %d, PanicError's len %d cap %d; want cap at most twice len", len(ev.Stack), cap(ev.Stack), len(pe.Stack), cap(pe.Stack))
+			}
+		}
+		if n == 0 {
+			t.Fatal("no observer.panicked event")
+		}
+	})
+}
+
 func TestWithParentValuesButNotCancellation(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		sup := runtime.New("")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,7 +193,10 @@ type panicReport struct {
 // r on ev, with the stack where it panicked. Called while recovering.
 func (tr *tree) panicked(i int, ev *Event, r any) panicReport {
 	buf := make([]byte, 64<<10)
-	buf = buf[:goruntime.Stack(buf, false)]
+	// A copy of what was written: the event is kept (the stream's replay
+	// ring, a stalled subscriber's buffer), and a slice of buf would keep
+	// all 64 KiB of it for a stack of 1 or 2.
+	buf = slices.Clone(buf[:goruntime.Stack(buf, false)])
 	return panicReport{culprit: i, ev: Event{
 		Kind:          KindObserverPanicked,
 		Group:         ev.Group,
