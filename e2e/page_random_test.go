@@ -398,6 +398,9 @@ func pageRandomRun(t *testing.T, seed uint64, work time.Duration, query string) 
 			if d := w.diff(page, server); d != "" {
 				return false, errors.New(d)
 			}
+			if len(page.Miscounted) > 0 {
+				return false, fmt.Errorf("section counts disagree with their rows: %v", page.Miscounted)
+			}
 			return true, nil
 		})
 	resyncs, rerr := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__resyncs`))

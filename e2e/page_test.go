@@ -85,6 +85,9 @@ func TestTaskPageFollowsTheServer(t *testing.T) {
 					return false, err
 				}
 				err = shownByServer(page.Tasks, page.Groups, serverState(sup))
+				if err == nil && len(page.Miscounted) > 0 {
+					err = fmt.Errorf("section counts disagree with their rows: %v", page.Miscounted)
+				}
 				return err == nil, err
 			})
 		if err != nil {
@@ -186,6 +189,10 @@ func pageServer(t *testing.T, sup *runtime.Supervisor, stream *diagnostics.Strea
 type pageState struct {
 	Tasks  map[string]string `json:"tasks"`
 	Groups []string          `json:"groups"`
+	// Miscounted lists the sections whose heading counts disagree with
+	// the states of the rows below them (the page's own, not the
+	// server's: counts follow a frame after the rows).
+	Miscounted []string `json:"miscounted"`
 }
 
 const pageStateJS = `({
@@ -195,6 +202,11 @@ const pageStateJS = `({
     return g.dataset.group + "#" + (g.dataset.groupId || "?") + "^" + (p ? p.dataset.groupId || "?" : "") +
       (g.dataset.canceled === "true" ? " canceled" : "") + (g.dataset.closed === "true" ? " closed" : "");
   }),
+  miscounted: Array.from(document.querySelectorAll("#tree section.group")).filter(g => {
+    const n = (st) => g.querySelectorAll('tr[data-state="' + st + '"]').length;
+    return g.querySelector(":scope > h2 .counts").textContent !==
+      n("running") + " running · " + n("canceling") + " canceling · " + n("abandoned") + " abandoned";
+  }).map(g => g.dataset.group + "#" + (g.dataset.groupId || "?") + ": " + g.querySelector(":scope > h2 .counts").textContent),
 })`
 
 func serverState(sup *runtime.Supervisor) pageState {
