@@ -3,6 +3,8 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -113,4 +115,32 @@ func eventsOf(rec *runtimetest.Recorder, id uint64, kind string) []runtime.Event
 		}
 	}
 	return out
+}
+
+// untilClosed calls f(0), f(1), ... until stop is closed, checked before
+// each call: the loop of a stress test's worker.
+func untilClosed(stop <-chan struct{}, f func(i int)) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		f(i)
+	}
+}
+
+// runWorkers calls op ops times on each of workers goroutines, each with a
+// generator of its own seeded from seed, and waits for them all.
+func runWorkers(seed uint64, workers, ops int, op func(*rand.Rand)) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			for range ops {
+				op(rng)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -213,16 +213,7 @@ func auditBubble(t *testing.T, seed uint64, observed bool) {
 	s := &auditState{release: make(chan struct{})}
 	s.top = sup.Group("top")
 	s.groups = []*runtime.Group{s.top}
-	var wg sync.WaitGroup
-	for w := range 4 {
-		rng := rand.New(rand.NewPCG(seed, uint64(w)))
-		wg.Go(func() {
-			for range 250 {
-				s.op(rng)
-			}
-		})
-	}
-	wg.Wait()
+	runWorkers(seed, 4, 250, s.op)
 	_ = sup.Shutdown(expired())
 	close(s.release)
 	synctest.Wait() // every abandoned goroutine has returned and reported

@@ -231,16 +231,7 @@ func randRun(t *testing.T, seed uint64) {
 	s := &randState{t: t, sup: sup, obs: obs, release: make(chan struct{})}
 	top := sup.Group("top")
 	s.tree = randomwork.NewTree(top)
-	var wg sync.WaitGroup
-	for w := range 6 {
-		rng := rand.New(rand.NewPCG(seed, uint64(w)))
-		wg.Go(func() {
-			for range 150 {
-				s.op(rng)
-			}
-		})
-	}
-	wg.Wait()
+	runWorkers(seed, 6, 150, s.op)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	_ = sup.Shutdown(ctx)
 	cancel()

@@ -222,12 +222,7 @@ func snapshotEach(wg *sync.WaitGroup, stop <-chan struct{}, sup *runtime.Supervi
 	out := &snapshots{}
 	for w := range 2 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(i int) {
 				var s runtime.GroupSnapshot
 				if w == 0 {
 					s = sup.Snapshot()
@@ -240,7 +235,7 @@ func snapshotEach(wg *sync.WaitGroup, stop <-chan struct{}, sup *runtime.Supervi
 					out.taken = append(out.taken, s)
 				}
 				out.mu.Unlock()
-			}
+			})
 		})
 	}
 	return out
@@ -312,12 +307,7 @@ func churn(t *testing.T, observed bool, seed uint64) {
 	for w := range 3 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(i int) {
 				g := parent.Group("req")
 				made.Add(1)
 				var sub *runtime.Group
@@ -355,17 +345,12 @@ func churn(t *testing.T, observed bool, seed uint64) {
 					g.Cancel(errors.New("done"))
 					_ = g.Wait(context.Background())
 				}
-			}
+			})
 		})
 	}
 	// Batches: a parent of many groups made and shut down whole.
 	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		untilClosed(stop, func(i int) {
 			b := sup.Group("batch")
 			for range 200 {
 				c := b.Group("item")
@@ -373,7 +358,7 @@ func churn(t *testing.T, observed bool, seed uint64) {
 				c.Group("deep").Go("y", blockUntilCanceled)
 			}
 			_ = b.Shutdown(context.Background())
-		}
+		})
 	})
 	keep := 0 // unobserved: no events to check snapshots against
 	if observed {
@@ -419,12 +404,7 @@ func TestSnapshotOfDeepNewGroups(t *testing.T) {
 	var chains atomic.Int64
 	for w := range 3 {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(int) {
 				g := top.Group(fmt.Sprint("w", w))
 				root := g
 				for range 5 {
@@ -439,7 +419,7 @@ func TestSnapshotOfDeepNewGroups(t *testing.T) {
 					_ = root.Wait(context.Background())
 				}
 				chains.Add(1)
-			}
+			})
 		})
 	}
 	snapper := snapshotEach(&wg, stop, sup, func(int) *runtime.Group { return top }, 3)

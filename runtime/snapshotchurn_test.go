@@ -28,12 +28,7 @@ func TestSnapshotOfABigTreeUnderChurn(t *testing.T) {
 	for w := range 4 {
 		started.Add(1)
 		churned.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(i int) {
 				g := sup.Group("request")
 				g.Go("fetch", func(context.Context) error { return nil })
 				if w%2 == 0 {
@@ -44,7 +39,7 @@ func TestSnapshotOfABigTreeUnderChurn(t *testing.T) {
 				if i == 100 {
 					started.Done()
 				}
-			}
+			})
 		})
 	}
 	started.Wait()
